@@ -1,0 +1,5 @@
+//! `edge-convert`: reads ONNX detectors, finds their backbone, neck and head,
+//! and reports what each stage costs.
+
+pub mod inspect;
+pub mod source;

@@ -1,0 +1,28 @@
+//! An editable ONNX model for Edgewise.
+//!
+//! - [`Model`]: nodes, values, initializers (typed tensors), attributes, opsets
+//!   and metadata; loaded with clear errors ([`GraphError`]) and saved back
+//!   atomically.
+//! - [`Topology`]: producers, consumers and an execution order.
+//! - [`analysis`]: the type and shape of every value at a fixed input shape,
+//!   computed by tract itself.
+//! - [`cost`]: parameters, multiply-accumulates and output bytes per node.
+
+pub mod analysis;
+pub mod cost;
+pub mod error;
+pub mod model;
+pub mod tensor;
+pub mod topology;
+
+pub use analysis::{Facts, InputShape, ValueFact, analyze};
+pub use cost::NodeCost;
+pub use error::{GraphError, Result};
+pub use model::{
+    Attribute, AttributeValue, Dim, Graph, Initializer, Model, Node, Opset, ValueInfo,
+};
+pub use topology::{Producer, Topology};
+
+/// The tract crates this crate builds on, re-exported so that every crate of the
+/// workspace uses the same version.
+pub use tract_onnx;
