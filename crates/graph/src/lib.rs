@@ -9,6 +9,7 @@
 //! - [`cost`]: parameters, multiply-accumulates and output bytes per node.
 
 pub mod analysis;
+pub mod builder;
 pub mod cost;
 pub mod error;
 pub mod model;

@@ -1,1 +1,10 @@
-//! edgewise-runtime
+//! Running detectors: decode and preprocess an image as the model's manifest
+//! says ([`preprocess`]), then run the model through tract ([`Engine`]).
+
+pub mod engine;
+pub mod error;
+pub mod preprocess;
+
+pub use engine::Engine;
+pub use error::RuntimeError;
+pub use preprocess::{Letterbox, Prepared, load_image, preprocess};

@@ -629,8 +629,9 @@ fn no_neck(ctx: &Context, body: &[usize], in_body: &HashSet<usize>) -> BodyLabel
         .iter()
         .filter_map(|&n| ctx.node_stride(n))
         .fold(0.0f32, f32::max);
-    // The trunk ends at the last deepest-stride node that is upstream of every
-    // deepest-stride node after it.
+    // The trunk ends at the last deepest-stride node upstream of every
+    // deepest-stride leaf (a deepest-stride node with none below it): the
+    // branches that fork off there are heads.
     let deep: Vec<usize> = {
         let mut d: Vec<usize> = body
             .iter()
@@ -643,11 +644,19 @@ fn no_neck(ctx: &Context, body: &[usize], in_body: &HashSet<usize>) -> BodyLabel
         d.sort_by_key(|&n| ctx.position[n]);
         d
     };
-    let trunk_end = deep.iter().copied().find(|&candidate| {
-        let below = descendants(ctx, &[candidate], in_body);
-        deep.iter()
-            .filter(|&&n| ctx.position[n] > ctx.position[candidate])
-            .all(|n| below.contains(n))
+    let below: HashMap<usize, HashSet<usize>> = deep
+        .iter()
+        .map(|&d| (d, descendants(ctx, &[d], in_body)))
+        .collect();
+    let leaves: Vec<usize> = deep
+        .iter()
+        .copied()
+        .filter(|d| !deep.iter().any(|e| below[d].contains(e)))
+        .collect();
+    let trunk_end = deep.iter().rev().copied().find(|d| {
+        leaves
+            .iter()
+            .all(|leaf| leaf == d || below[d].contains(leaf))
     });
     let mut backbone: HashSet<usize> = HashSet::new();
     if let Some(end) = trunk_end {

@@ -1,0 +1,94 @@
+//! The inference engine: a model optimized once by tract for fixed input
+//! shapes, then run many times with the same state (no re-planning, and
+//! tract reuses its buffers between runs).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::{InputShape, Model};
+
+use crate::error::RuntimeError;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A model ready to run at fixed input shapes.
+pub struct Engine {
+    state: TypedSimpleState,
+    input_shapes: Vec<(String, Vec<usize>)>,
+    output_names: Vec<String>,
+}
+
+fn engine_err(action: &'static str) -> impl Fn(TractError) -> RuntimeError {
+    move |e| RuntimeError::Engine {
+        action,
+        message: format!("{e:#}"),
+    }
+}
+
+impl Engine {
+    /// Loads an ONNX file and optimizes it for `shapes` (or the model's own
+    /// fixed input shapes).
+    pub fn load(path: impl AsRef<Path>, shapes: &[InputShape]) -> Result<Engine, RuntimeError> {
+        let model = Model::load(path)?;
+        Self::from_model(&model, shapes)
+    }
+
+    /// Optimizes an in-memory model for `shapes`.
+    pub fn from_model(model: &Model, shapes: &[InputShape]) -> Result<Engine, RuntimeError> {
+        let input_shapes = resolve_input_shapes(model, shapes)?;
+        let inference = tract_model(model, &input_shapes)?;
+        let output_names = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
+        let plan: Plan = inference
+            .into_optimized()
+            .map_err(engine_err("optimize the model"))?
+            .into_runnable()
+            .map_err(engine_err("plan the model"))?;
+        let state = plan.spawn().map_err(engine_err("prepare a run"))?;
+        Ok(Engine {
+            state,
+            input_shapes,
+            output_names,
+        })
+    }
+
+    /// The input names and the shapes the engine was built for.
+    pub fn input_shapes(&self) -> &[(String, Vec<usize>)] {
+        &self.input_shapes
+    }
+
+    /// The output names, in output order.
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// The optimized tract model (for profiling and reports).
+    pub fn plan(&self) -> &TypedModel {
+        self.state.model()
+    }
+
+    /// Runs the model once. Inputs must have the shapes the engine was built for.
+    pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        if inputs.len() != self.input_shapes.len() {
+            return Err(RuntimeError::InputCount {
+                given: inputs.len(),
+                expected: self.input_shapes.len(),
+            });
+        }
+        for (index, (tensor, (_, expected))) in inputs.iter().zip(&self.input_shapes).enumerate() {
+            if tensor.shape() != expected.as_slice() {
+                return Err(RuntimeError::InputShape {
+                    index,
+                    given: tensor.shape().to_vec(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        let outputs = self
+            .state
+            .run(inputs.into_iter().map(TValue::from).collect())
+            .map_err(engine_err("run the model"))?;
+        Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
+    }
+}

@@ -1,0 +1,53 @@
+//! Errors of the runtime.
+
+use std::path::PathBuf;
+
+/// What can go wrong running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The model could not be read or analysed.
+    #[error(transparent)]
+    Graph(#[from] edgewise_graph::GraphError),
+    /// tract refused or failed the model.
+    #[error("tract could not {action}: {message}")]
+    Engine {
+        /// What was being done (`optimize the model`, `run the model`).
+        action: &'static str,
+        /// tract's message.
+        message: String,
+    },
+    /// The input given has the wrong shape.
+    #[error("input {index} has shape {given:?}, but the engine was built for {expected:?}")]
+    InputShape {
+        /// Which input.
+        index: usize,
+        /// Shape given.
+        given: Vec<usize>,
+        /// Shape expected.
+        expected: Vec<usize>,
+    },
+    /// Wrong number of inputs.
+    #[error("the model takes {expected} input(s), {given} given")]
+    InputCount {
+        /// Given.
+        given: usize,
+        /// Expected.
+        expected: usize,
+    },
+    /// The image file could not be read or decoded.
+    #[error("cannot read image {path}: {reason}")]
+    Image {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The image cannot be fed to the model (too small, for instance).
+    #[error("image {what}: {reason}")]
+    Preprocess {
+        /// Which image.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}

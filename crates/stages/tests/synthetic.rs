@@ -1,0 +1,267 @@
+//! The stage finder on small detectors built in code, whose right answer is
+//! known by construction. Every model is also checked with its names replaced
+//! by meaningless ones: the finder must not read names.
+
+use edgewise_graph::builder::ModelBuilder;
+use edgewise_graph::{AttributeValue, Model, Topology, analyze};
+use edgewise_stages::{Overrides, Partition, Stage, partition};
+
+fn stages_of(model: &Model) -> Partition {
+    let topo = Topology::new(&model.graph).unwrap();
+    let facts = analyze(model, &[]).unwrap();
+    partition(&model.graph, &topo, &facts, &Overrides::default()).unwrap()
+}
+
+/// Stage of the node producing `value`.
+fn stage_of(model: &Model, p: &Partition, value: &str) -> Stage {
+    let ix = model
+        .graph
+        .nodes
+        .iter()
+        .position(|n| n.outputs.iter().any(|o| o == value))
+        .unwrap();
+    p.stages[ix]
+}
+
+fn boundary_names(list: &[edgewise_stages::Boundary]) -> Vec<String> {
+    list.iter().map(|b| b.value.clone()).collect()
+}
+
+/// Checks `expect` on the model and on an anonymized copy.
+fn check_both(model: Model, expect: impl Fn(&Model, &Partition, &dyn Fn(&str) -> String)) {
+    let p = stages_of(&model);
+    expect(&model, &p, &|v: &str| v.to_string());
+    let mut anonymous = model.clone();
+    let map = anonymous.anonymize();
+    let p = stages_of(&anonymous);
+    expect(&anonymous, &p, &|v: &str| map[v].clone());
+}
+
+struct Trunk {
+    c3: String,
+    c4: String,
+    c5: String,
+}
+
+/// A small backbone: stem to stride 4, then stages at 8, 16, 32, each a
+/// strided conv and a residual block. Input normalized in-graph.
+fn backbone(b: &mut ModelBuilder, size: i64) -> Trunk {
+    let input = b.input("image", &[1, 3, size, size]);
+    let mean = b.initializer(
+        "mean",
+        edgewise_graph::tract_onnx::prelude::tensor1(&[0.5f32]),
+    );
+    let x = b.op("Sub", &[&input, &mean], vec![]);
+    let stem = b.conv_relu(&x, 3, 8, 3, 2);
+    let s4 = b.conv_relu(&stem, 8, 8, 3, 2);
+    let mut x = s4;
+    let mut taps = vec![];
+    for (cin, cout) in [(8, 16), (16, 24), (24, 32)] {
+        let down = b.conv_relu(&x, cin, cout, 3, 2);
+        // Residual block: two convs and an add.
+        let r1 = b.conv_relu(&down, cout, cout, 3, 1);
+        let r2 = b.conv(&r1, cout, cout, 3, 1, 1);
+        let sum = b.op("Add", &[&down, &r2], vec![]);
+        x = b.op("Relu", &[&sum], vec![]);
+        taps.push(x.clone());
+    }
+    Trunk {
+        c3: taps[0].clone(),
+        c4: taps[1].clone(),
+        c5: taps[2].clone(),
+    }
+}
+
+#[test]
+fn fpn_detector_with_a_decoding_tail() {
+    let mut b = ModelBuilder::new(13);
+    let t = backbone(&mut b, 64);
+    let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
+    let l4 = b.conv(&t.c4, 24, 16, 1, 1, 1);
+    let l3 = b.conv(&t.c3, 16, 16, 1, 1, 1);
+    let up5 = b.upsample2(&l5);
+    let p4 = b.op("Add", &[&l4, &up5], vec![]);
+    let up4 = b.upsample2(&p4);
+    let p3 = b.op("Add", &[&l3, &up4], vec![]);
+    let mut outs = vec![];
+    for p in [&p3, &p4, &l5] {
+        let h = b.conv_relu(p, 16, 16, 3, 1);
+        let cls = b.conv(&h, 16, 5, 1, 1, 1);
+        let shape = b.initializer(
+            "shape",
+            edgewise_graph::tract_onnx::prelude::tensor1(&[1i64, 5, -1]),
+        );
+        let flat = b.op("Reshape", &[&cls, &shape], vec![]);
+        outs.push(flat);
+    }
+    let refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+    let all = b.op("Concat", &refs, vec![("axis", AttributeValue::Int(2))]);
+    let scores = b.op("Sigmoid", &[&all], vec![]);
+    b.output(&scores);
+    let model = b.finish();
+
+    check_both(model, |m, p, name| {
+        assert_eq!(
+            boundary_names(&p.backbone_outputs),
+            vec![name(&t.c3), name(&t.c4), name(&t.c5)]
+        );
+        let strides: Vec<f32> = p
+            .backbone_outputs
+            .iter()
+            .map(|b| b.stride.unwrap())
+            .collect();
+        assert_eq!(strides, vec![8.0, 16.0, 32.0]);
+        assert_eq!(stage_of(m, p, &name(&l4)), Stage::Neck, "lateral conv");
+        assert_eq!(stage_of(m, p, &name(&p3)), Stage::Neck, "last fusion");
+        assert_eq!(stage_of(m, p, &name(&scores)), Stage::Post);
+        assert_eq!(
+            stage_of(m, p, &name(&all)),
+            Stage::Post,
+            "concat of reshaped maps is decoding"
+        );
+        assert_eq!(stage_of(m, p, &name(&t.c4)), Stage::Backbone);
+        // Head inputs: the level maps after the last fusion on each level.
+        let mut heads = boundary_names(&p.head_inputs);
+        heads.sort();
+        let mut expected = vec![name(&p3), name(&p4), name(&l5)];
+        expected.sort();
+        assert_eq!(heads, expected);
+        assert_eq!(p.nodes_in(Stage::Pre).len(), 1, "the Sub of the mean");
+    });
+}
+
+#[test]
+fn ssd_style_heads_on_backbone_taps_have_no_neck() {
+    let mut b = ModelBuilder::new(13);
+    let t = backbone(&mut b, 64);
+    let mut outs = vec![];
+    for (tap, c) in [(&t.c4, 24), (&t.c5, 32)] {
+        let cls = b.conv(tap, c, 6, 3, 1, 1);
+        let boxes = b.conv(tap, c, 4, 3, 1, 1);
+        outs.push(cls);
+        outs.push(boxes);
+    }
+    for o in &outs {
+        b.output(o);
+    }
+    let model = b.finish();
+    check_both(model, |m, p, name| {
+        assert!(p.nodes_in(Stage::Neck).is_empty());
+        assert_eq!(
+            boundary_names(&p.backbone_outputs),
+            vec![name(&t.c4), name(&t.c5)]
+        );
+        for o in &outs {
+            assert_eq!(stage_of(m, p, &name(o)), Stage::Head);
+        }
+        assert!(p.reason(Stage::Neck).starts_with("empty"));
+    });
+}
+
+#[test]
+fn classifier_top_is_the_head_and_softmax_is_post() {
+    let mut b = ModelBuilder::new(13);
+    let t = backbone(&mut b, 64);
+    let pooled = b.op("GlobalAveragePool", &[&t.c5], vec![]);
+    let flat = b.op("Flatten", &[&pooled], vec![]);
+    let w = b.random(32 * 10, 0.1);
+    let w = b.initializer(
+        "fc",
+        edgewise_graph::tract_onnx::prelude::Tensor::from_shape(&[32, 10], &w).unwrap(),
+    );
+    let logits = b.op("MatMul", &[&flat, &w], vec![]);
+    let probs = b.op("Softmax", &[&logits], vec![]);
+    b.output(&probs);
+    check_both(b.finish(), |m, p, name| {
+        assert_eq!(stage_of(m, p, &name(&t.c5)), Stage::Backbone);
+        assert_eq!(stage_of(m, p, &name(&pooled)), Stage::Head);
+        assert_eq!(stage_of(m, p, &name(&logits)), Stage::Head);
+        assert_eq!(stage_of(m, p, &name(&probs)), Stage::Post);
+    });
+}
+
+#[test]
+fn pan_bottom_up_path_is_neck_and_residuals_inside_it_are_not_fusions() {
+    let mut b = ModelBuilder::new(13);
+    let t = backbone(&mut b, 64);
+    // Top-down.
+    let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
+    let up5 = b.upsample2(&l5);
+    let cat4 = b.concat(&[&t.c4, &up5]);
+    let p4 = b.conv_relu(&cat4, 40, 16, 3, 1);
+    let up4 = b.upsample2(&p4);
+    let cat3 = b.concat(&[&t.c3, &up4]);
+    let p3 = b.conv_relu(&cat3, 32, 16, 3, 1);
+    // Bottom-up.
+    let d3 = b.conv_relu(&p3, 16, 16, 3, 2);
+    let cat4b = b.concat(&[&d3, &p4]);
+    let n4 = b.conv_relu(&cat4b, 32, 16, 3, 1);
+    let d4 = b.conv_relu(&n4, 16, 16, 3, 2);
+    let cat5b = b.concat(&[&d4, &l5]);
+    let n5 = b.conv_relu(&cat5b, 32, 16, 3, 1);
+    // Heads, one with a residual block that must not count as a fusion.
+    let mut outs = vec![];
+    for level in [&p3, &n4, &n5] {
+        let h = b.conv_relu(level, 16, 16, 3, 1);
+        let h2 = b.conv(&h, 16, 16, 3, 1, 1);
+        let res = b.op("Add", &[&h, &h2], vec![]);
+        let out = b.conv(&res, 16, 9, 1, 1, 1);
+        b.output(&out);
+        outs.push((h, res, out));
+    }
+    check_both(b.finish(), |m, p, name| {
+        // Taps read as they are (the trunk goes on deeper from c3 and c4).
+        assert_eq!(
+            boundary_names(&p.backbone_outputs),
+            vec![name(&t.c3), name(&t.c4), name(&t.c5)]
+        );
+        for v in [&l5, &cat4, &p4, &cat3, &p3, &d3, &cat4b, &n4, &d4, &cat5b] {
+            assert_eq!(stage_of(m, p, &name(v)), Stage::Neck, "{v}");
+        }
+        for (h, res, out) in &outs {
+            assert_eq!(stage_of(m, p, &name(h)), Stage::Head);
+            assert_eq!(stage_of(m, p, &name(res)), Stage::Head);
+            assert_eq!(stage_of(m, p, &name(out)), Stage::Head);
+        }
+        assert_eq!(
+            stage_of(m, p, &name(&n5)),
+            Stage::Head,
+            "after the last fusion"
+        );
+        assert!(
+            p.reason(Stage::Neck).contains("Concat x4"),
+            "{}",
+            p.reason(Stage::Neck)
+        );
+    });
+}
+
+#[test]
+fn overrides_move_the_boundaries_and_unknown_names_are_refused() {
+    let mut b = ModelBuilder::new(13);
+    let t = backbone(&mut b, 64);
+    let head = b.conv(&t.c5, 32, 4, 1, 1, 1);
+    b.output(&head);
+    let model = b.finish();
+    let topo = Topology::new(&model.graph).unwrap();
+    let facts = analyze(&model, &[]).unwrap();
+    let overrides = Overrides {
+        backbone_out: vec![t.c4.clone()],
+        head_in: vec![t.c5.clone()],
+    };
+    let p = partition(&model.graph, &topo, &facts, &overrides).unwrap();
+    assert_eq!(p.method, edgewise_stages::Method::Override);
+    assert_eq!(stage_of(&model, &p, &t.c4), Stage::Backbone);
+    assert_eq!(stage_of(&model, &p, &t.c5), Stage::Neck);
+    assert_eq!(stage_of(&model, &p, &head), Stage::Head);
+    assert_eq!(boundary_names(&p.head_inputs), vec![t.c5.clone()]);
+
+    let wrong = Overrides {
+        backbone_out: vec!["no_such_value".into()],
+        head_in: vec![],
+    };
+    let err = partition(&model.graph, &topo, &facts, &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no value named `no_such_value`"), "{err}");
+}
