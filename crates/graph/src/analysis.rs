@@ -309,6 +309,22 @@ pub fn analyze(model: &Model, given: &[InputShape]) -> Result<Facts> {
             }
         }
     }
+    // tract names its sources but does not label their outlets.
+    for (name, dims) in &inputs {
+        let declared = model
+            .graph
+            .inputs
+            .iter()
+            .find(|i| &i.name == name)
+            .and_then(|i| i.datum_type());
+        values.insert(
+            name.clone(),
+            ValueFact {
+                datum_type: declared.unwrap_or(DatumType::F32),
+                shape: dims.clone(),
+            },
+        );
+    }
     // Constants carry their own shape, whether or not tract kept a node for them.
     for init in &model.graph.initializers {
         values.insert(

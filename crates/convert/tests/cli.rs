@@ -1,0 +1,128 @@
+//! `edge-convert` as a user runs it: exit codes, tables, JSON, error messages.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn edge_convert(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-convert"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn inspect_reads_a_manifest_and_prints_the_stage_table() {
+    let (ok, out, err) = edge_convert(&["inspect", "models/ppocr_v4_det.toml"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("analysed at [1,3,640,640]"), "{out}");
+    assert!(out.contains("1,171,841 parameters"), "{out}");
+    for stage in ["pre", "backbone", "neck", "head", "post"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("  {stage} "))),
+            "reason line for {stage}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("out: conv2d_472.tmp_0 [1,360,20,20] stride 32"),
+        "{out}"
+    );
+    assert!(
+        out.contains("in: p2o.Concat.1 [1,96,160,160] stride 4"),
+        "{out}"
+    );
+}
+
+#[test]
+fn inspect_json_has_the_documented_fields() {
+    let (ok, out, err) = edge_convert(&[
+        "inspect",
+        "models/ppocr_v4_det.toml",
+        "--json",
+        "--input-shape",
+        "1x3x320x320",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema"], "edgewise.inspect/1");
+    assert_eq!(v["inputs"][0]["shape"], serde_json::json!([1, 3, 320, 320]));
+    let stages = v["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 5);
+    let macs: u64 = stages.iter().map(|s| s["macs"].as_u64().unwrap()).sum();
+    assert_eq!(
+        macs,
+        v["total"]["macs"].as_u64().unwrap(),
+        "stage MACs add up to the total"
+    );
+    let share: f64 = stages
+        .iter()
+        .map(|s| s["mac_share"].as_f64().unwrap())
+        .sum();
+    assert!((share - 1.0).abs() < 1e-9);
+    assert_eq!(
+        v["backbone_outputs"][3]["shape"],
+        serde_json::json!([1, 360, 10, 10])
+    );
+    assert_eq!(v["method"], "structural");
+}
+
+#[test]
+fn inspect_accepts_boundary_overrides() {
+    let (ok, out, err) = edge_convert(&[
+        "inspect",
+        "models/ppocr_v4_det.toml",
+        "--json",
+        "--backbone-out",
+        "p2o.Add.43,p2o.Add.71,p2o.Add.147,p2o.Add.215",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "override");
+    let outs: Vec<&str> = v["backbone_outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outs,
+        ["p2o.Add.43", "p2o.Add.71", "p2o.Add.147", "p2o.Add.215"]
+    );
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failure_code() {
+    let (ok, _, err) = edge_convert(&["inspect", "models/no_such_model.onnx"]);
+    assert!(!ok);
+    assert!(
+        err.starts_with("edge-convert: error: model file models/no_such_model.onnx does not exist"),
+        "{err}"
+    );
+    let (ok, _, err) = edge_convert(&[
+        "inspect",
+        "models/ppocr_v4_det.toml",
+        "--input-shape",
+        "1x3x640",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("expects rank 4"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (ok, _, err) = edge_convert(&["inspect", "models/ppocr_v4_det.toml", "--head-in", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("no value named `nope`"), "{err}");
+    let (ok, _, err) = edge_convert(&["inspect", "models/photos.toml"]);
+    assert!(!ok);
+    assert!(
+        err.contains("manifest models/photos.toml is invalid"),
+        "{err}"
+    );
+}
