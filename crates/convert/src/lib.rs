@@ -2,4 +2,3 @@
 //! and reports what each stage costs.
 
 pub mod inspect;
-pub mod source;

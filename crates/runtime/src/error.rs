@@ -8,6 +8,12 @@ pub enum RuntimeError {
     /// The model could not be read or analysed.
     #[error(transparent)]
     Graph(#[from] edgewise_graph::GraphError),
+    /// The manifest could not be used.
+    #[error(transparent)]
+    Manifest(#[from] edgewise_manifest::ManifestError),
+    /// The model file named on the command line does not exist.
+    #[error("model file {} does not exist (give an .onnx file or a manifest from models/)", .0.display())]
+    MissingModel(PathBuf),
     /// tract refused or failed the model.
     #[error("tract could not {action}: {message}")]
     Engine {

@@ -4,7 +4,9 @@
 pub mod engine;
 pub mod error;
 pub mod preprocess;
+pub mod source;
 
 pub use engine::Engine;
 pub use error::RuntimeError;
 pub use preprocess::{Letterbox, Prepared, load_image, preprocess};
+pub use source::ModelSource;

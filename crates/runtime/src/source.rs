@@ -1,15 +1,15 @@
-//! Resolving what the user named on the command line: an ONNX file, or a
-//! manifest that points to one (and says its input size and stages).
+//! What the user named on the command line: an ONNX file, or a manifest that
+//! points to one (and gives its input size, preprocessing and stages).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use edgewise_graph::InputShape;
-use edgewise_manifest::Manifest;
-use edgewise_stages::Overrides;
+use edgewise_manifest::{Manifest, StageBoundaries};
 
-/// A model to work on, with what its manifest says, if it has one.
-#[derive(Debug)]
+use crate::error::RuntimeError;
+
+/// A model to work on, with its manifest when the user named one.
+#[derive(Clone, Debug)]
 pub struct ModelSource {
     /// The ONNX file.
     pub onnx: PathBuf,
@@ -19,30 +19,28 @@ pub struct ModelSource {
 
 impl ModelSource {
     /// `path` is an `.onnx` file or a `.toml` manifest.
-    pub fn resolve(path: &Path) -> Result<ModelSource> {
-        let is_manifest = path.extension().is_some_and(|e| e == "toml");
-        if is_manifest {
+    pub fn resolve(path: &Path) -> Result<ModelSource, RuntimeError> {
+        if path.extension().is_some_and(|e| e == "toml") {
             let manifest = Manifest::load(path)?;
             let onnx = manifest.existing_model_path()?;
             Ok(ModelSource {
                 onnx,
                 manifest: Some(manifest),
             })
-        } else {
-            if !path.exists() {
-                bail!("model file {} does not exist", path.display());
-            }
+        } else if path.is_file() {
             Ok(ModelSource {
                 onnx: path.to_path_buf(),
                 manifest: None,
             })
+        } else {
+            Err(RuntimeError::MissingModel(path.to_path_buf()))
         }
     }
 
-    /// The input shapes: the user's, else the manifest's default size.
-    pub fn input_shapes(&self, given: Option<&str>) -> Result<Vec<InputShape>> {
+    /// The input shapes: the user's (`--input-shape`), else the manifest's default size.
+    pub fn input_shapes(&self, given: Option<&str>) -> Result<Vec<InputShape>, RuntimeError> {
         if let Some(text) = given {
-            return InputShape::parse_list(text).context("reading --input-shape");
+            return Ok(InputShape::parse_list(text)?);
         }
         Ok(self
             .manifest
@@ -55,13 +53,13 @@ impl ModelSource {
     }
 
     /// Stage boundaries: the flags' when given, else the manifest's.
-    pub fn overrides(&self, backbone_out: &[String], head_in: &[String]) -> Overrides {
+    pub fn stage_boundaries(&self, backbone_out: &[String], head_in: &[String]) -> StageBoundaries {
         let from_manifest = self
             .manifest
             .as_ref()
             .and_then(|m| m.stages.clone())
             .unwrap_or_default();
-        Overrides {
+        StageBoundaries {
             backbone_out: if backbone_out.is_empty() {
                 from_manifest.backbone_out
             } else {

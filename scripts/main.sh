@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job, on a fresh machine: fetch the default detector (PP-OCRv4 det)
+# and the photos, build, show where its cost lies stage by stage, and time it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 models/fetch.py
+cargo build --release --bins
+./target/release/edge-convert inspect models/ppocr_v4_det.toml
+./target/release/edge-bench models/ppocr_v4_det.toml --image models/.cache/photos/page.png
