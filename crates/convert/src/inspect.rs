@@ -303,7 +303,7 @@ pub fn render(report: &Inspection) -> String {
     line(
         &mut out,
         format!(
-            "total     {} nodes, {} parameters, {}MAC ({}), {} of activations",
+            "total     {} nodes, {} parameters, {}MAC ({}), {} of activations written",
             report.nodes,
             thousands(report.total.params),
             si(report.total.macs),
