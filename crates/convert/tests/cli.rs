@@ -126,3 +126,47 @@ fn errors_are_one_clear_line_and_a_failure_code() {
         "{err}"
     );
 }
+
+#[test]
+fn inspect_takes_stage_boundaries_from_the_manifest() {
+    let dir = std::env::temp_dir().join(format!("edgewise-manifest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let original = std::fs::read_to_string(root().join("models/ppocr_v4_det.toml")).unwrap();
+    let model = root()
+        .join("models/.cache/ch_PP-OCRv4_det_infer.onnx")
+        .canonicalize()
+        .unwrap();
+    let manifest = original
+        .replace("pip = \"rapidocr-onnxruntime==1.4.4\"\n", "")
+        .replace(
+            "member = \"rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx\"",
+            &format!("path = \"{}\"", model.display()),
+        )
+        + "\n[stages]\nhead_in = [\"p2o.Add.253\"]\n";
+    let path = dir.join("with_stages.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let (ok, out, err) = edge_convert(&["inspect", path.to_str().unwrap(), "--json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["method"], "override");
+    let heads: Vec<&str> = v["head_inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["value"].as_str().unwrap())
+        .collect();
+    // The head now starts at the stride-4 level map; the concat that joins the
+    // other (upsampled) levels falls in the head and reads them too.
+    assert_eq!(
+        heads,
+        [
+            "p2o.Add.253",
+            "nearest_interp_v2_3.tmp_0",
+            "nearest_interp_v2_4.tmp_0",
+            "nearest_interp_v2_5.tmp_0"
+        ]
+    );
+    // The backbone stays structural.
+    assert_eq!(v["backbone_outputs"][0]["value"], "conv2d_469.tmp_0");
+}
