@@ -261,33 +261,23 @@ pub fn render(report: &Inspection) -> String {
             report.producer, report.ir_version, report.opset
         ),
     );
-    for p in &report.inputs {
-        let at = p
-            .shape
-            .as_deref()
-            .map(shape_text)
-            .unwrap_or_else(|| "?".into());
-        line(
-            &mut out,
-            format!(
-                "input     {} {} declared {} analysed at {}",
-                p.name, p.elem_type, p.declared, at
-            ),
-        );
-    }
-    for p in &report.outputs {
-        let at = p
-            .shape
-            .as_deref()
-            .map(shape_text)
-            .unwrap_or_else(|| "?".into());
-        line(
-            &mut out,
-            format!(
-                "output    {} {} declared {} -> {}",
-                p.name, p.elem_type, p.declared, at
-            ),
-        );
+    let ports = [
+        ("input ", "analysed at", &report.inputs),
+        ("output", "->", &report.outputs),
+    ];
+    for (label, verb, list) in ports {
+        for p in list {
+            let at = p
+                .shape
+                .as_deref()
+                .map(shape_text)
+                .unwrap_or_else(|| "?".into());
+            let text = format!(
+                "{label}    {} {} declared {} {verb} {at}",
+                p.name, p.elem_type, p.declared
+            );
+            line(&mut out, text);
+        }
     }
     let ops: Vec<String> = report
         .operators

@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use edgewise_convert::inspect::{inspect, render};
 use edgewise_runtime::ModelSource;
-use edgewise_stages::Overrides;
 
 /// Convert ONNX detectors for ARM boards: inspect their stages and costs.
 #[derive(Parser)]
@@ -55,11 +54,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let source = ModelSource::resolve(&model)?;
             let shapes = source.input_shapes(input_shape.as_deref())?;
-            let bounds = source.stage_boundaries(&backbone_out, &head_in);
-            let overrides = Overrides {
-                backbone_out: bounds.backbone_out,
-                head_in: bounds.head_in,
-            };
+            let overrides = source.stage_boundaries(&backbone_out, &head_in);
             let report = inspect(&source.onnx, &shapes, &overrides, values)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

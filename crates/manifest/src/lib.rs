@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use edgewise_stages::Overrides;
 use serde::{Deserialize, Serialize};
 
 /// Errors reading a manifest.
@@ -57,7 +58,7 @@ pub struct Manifest {
     pub classes: Vec<String>,
     /// Stage boundaries, when the structural finder should not decide.
     #[serde(default)]
-    pub stages: Option<StageBoundaries>,
+    pub stages: Option<Overrides>,
     /// The folder of the manifest file (set on load).
     #[serde(skip)]
     pub dir: PathBuf,
@@ -167,18 +168,6 @@ pub struct Decoder {
     /// Family-specific parameters (thresholds, strides, anchors...).
     #[serde(flatten)]
     pub params: toml::Table,
-}
-
-/// Stage boundaries given by hand.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StageBoundaries {
-    /// Values where the backbone ends.
-    #[serde(default)]
-    pub backbone_out: Vec<String>,
-    /// Values where the head starts.
-    #[serde(default)]
-    pub head_in: Vec<String>,
 }
 
 impl Manifest {

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use edgewise_graph::InputShape;
-use edgewise_manifest::{Manifest, StageBoundaries};
+use edgewise_manifest::Manifest;
+use edgewise_stages::Overrides;
 
 use crate::error::RuntimeError;
 
@@ -53,13 +54,13 @@ impl ModelSource {
     }
 
     /// Stage boundaries: the flags' when given, else the manifest's.
-    pub fn stage_boundaries(&self, backbone_out: &[String], head_in: &[String]) -> StageBoundaries {
+    pub fn stage_boundaries(&self, backbone_out: &[String], head_in: &[String]) -> Overrides {
         let from_manifest = self
             .manifest
             .as_ref()
             .and_then(|m| m.stages.clone())
             .unwrap_or_default();
-        StageBoundaries {
+        Overrides {
             backbone_out: if backbone_out.is_empty() {
                 from_manifest.backbone_out
             } else {

@@ -26,6 +26,7 @@ use crate::stage::{Boundary, Method, Partition, Stage};
 
 /// Boundary tensors given by the user, overriding the structural search.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Overrides {
     /// Values where the backbone ends.
     #[serde(default)]
