@@ -176,9 +176,10 @@ pub fn inspect(
     Ok(Inspection {
         schema: SCHEMA,
         model: path.display().to_string(),
-        producer: format!("{} {}", a.model.producer_name, a.model.producer_version)
-            .trim()
-            .to_string(),
+        producer: match format!("{} {}", a.model.producer_name, a.model.producer_version).trim() {
+            "" => "unknown".to_string(),
+            named => named.to_string(),
+        },
         ir_version: a.model.ir_version,
         opset: a.model.opset(),
         inputs: graph.real_inputs().into_iter().map(port).collect(),
