@@ -1,0 +1,207 @@
+//! Plane geometry for text boxes: convex hull, minimum-area rectangle,
+//! point-in-polygon.
+
+/// A rotated rectangle.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RotatedRect {
+    /// Centre.
+    pub center: [f64; 2],
+    /// Unit vector along the first side.
+    pub axis: [f64; 2],
+    /// Length along `axis`.
+    pub width: f64,
+    /// Length across `axis`.
+    pub height: f64,
+}
+
+impl RotatedRect {
+    /// The four corners (in the order of traversal around the rectangle).
+    pub fn corners(&self) -> [[f64; 2]; 4] {
+        let [ux, uy] = self.axis;
+        let (vx, vy) = (-uy, ux);
+        let (hw, hh) = (self.width / 2.0, self.height / 2.0);
+        let [cx, cy] = self.center;
+        [
+            [cx - ux * hw - vx * hh, cy - uy * hw - vy * hh],
+            [cx + ux * hw - vx * hh, cy + uy * hw - vy * hh],
+            [cx + ux * hw + vx * hh, cy + uy * hw + vy * hh],
+            [cx - ux * hw + vx * hh, cy - uy * hw + vy * hh],
+        ]
+    }
+
+    /// The same rectangle grown by `d` on every side.
+    pub fn grown(&self, d: f64) -> RotatedRect {
+        RotatedRect {
+            width: self.width + 2.0 * d,
+            height: self.height + 2.0 * d,
+            ..*self
+        }
+    }
+
+    /// The shorter side.
+    pub fn short_side(&self) -> f64 {
+        self.width.min(self.height)
+    }
+}
+
+/// Convex hull (Andrew's monotone chain), counter-clockwise in y-up terms.
+pub fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let mut pts: Vec<[f64; 2]> = points.to_vec();
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.dedup();
+    if pts.len() < 3 {
+        return pts;
+    }
+    let cross = |o: [f64; 2], a: [f64; 2], b: [f64; 2]| {
+        (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+    };
+    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(pts.len() * 2);
+    for pass in 0..2 {
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 {
+            Box::new(pts.iter())
+        } else {
+            Box::new(pts.iter().rev())
+        };
+        for &p in iter {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
+            {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+/// The rectangle of least area containing `points` (rotating calipers over the hull).
+pub fn min_area_rect(points: &[[f64; 2]]) -> RotatedRect {
+    let hull = convex_hull(points);
+    match hull.len() {
+        0 => {
+            return RotatedRect {
+                center: [0.0, 0.0],
+                axis: [1.0, 0.0],
+                width: 0.0,
+                height: 0.0,
+            };
+        }
+        1 => {
+            return RotatedRect {
+                center: hull[0],
+                axis: [1.0, 0.0],
+                width: 0.0,
+                height: 0.0,
+            };
+        }
+        _ => {}
+    }
+    let mut best: Option<(f64, RotatedRect)> = None;
+    for i in 0..hull.len() {
+        let (a, b) = (hull[i], hull[(i + 1) % hull.len()]);
+        let len = ((b[0] - a[0]).powi(2) + (b[1] - a[1]).powi(2)).sqrt();
+        if len == 0.0 {
+            continue;
+        }
+        let u = [(b[0] - a[0]) / len, (b[1] - a[1]) / len];
+        let v = [-u[1], u[0]];
+        let (mut min_u, mut max_u, mut min_v, mut max_v) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for p in &hull {
+            let pu = p[0] * u[0] + p[1] * u[1];
+            let pv = p[0] * v[0] + p[1] * v[1];
+            min_u = min_u.min(pu);
+            max_u = max_u.max(pu);
+            min_v = min_v.min(pv);
+            max_v = max_v.max(pv);
+        }
+        let area = (max_u - min_u) * (max_v - min_v);
+        if best.as_ref().is_none_or(|(b, _)| area < *b) {
+            let (cu, cv) = ((min_u + max_u) / 2.0, (min_v + max_v) / 2.0);
+            let center = [cu * u[0] + cv * v[0], cu * u[1] + cv * v[1]];
+            best = Some((
+                area,
+                RotatedRect {
+                    center,
+                    axis: u,
+                    width: max_u - min_u,
+                    height: max_v - min_v,
+                },
+            ));
+        }
+    }
+    best.expect("a hull of two or more points has an edge").1
+}
+
+/// Whether `p` lies inside or on the boundary of the convex polygon `poly`.
+pub fn in_convex_polygon(p: [f64; 2], poly: &[[f64; 2]]) -> bool {
+    let mut sign = 0.0f64;
+    for i in 0..poly.len() {
+        let (a, b) = (poly[i], poly[(i + 1) % poly.len()]);
+        let cross = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0]);
+        if cross.abs() < 1e-9 {
+            continue;
+        }
+        if sign == 0.0 {
+            sign = cross.signum();
+        } else if cross.signum() != sign {
+            return false;
+        }
+    }
+    true
+}
+
+/// Orders four corners clockwise on screen (y down) from the top-left:
+/// top-left, top-right, bottom-right, bottom-left.
+pub fn order_clockwise(points: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
+    let mut by_x = points;
+    by_x.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let (mut left, mut right) = ([by_x[0], by_x[1]], [by_x[2], by_x[3]]);
+    left.sort_by(|a, b| a[1].total_cmp(&b[1]));
+    right.sort_by(|a, b| a[1].total_cmp(&b[1]));
+    [left[0], right[0], right[1], left[1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_area_rect_of_a_rotated_square() {
+        // A square of side sqrt(2) turned 45 degrees.
+        let pts = [[1.0, 0.0], [2.0, 1.0], [1.0, 2.0], [0.0, 1.0], [1.0, 1.0]];
+        let r = min_area_rect(&pts);
+        assert!((r.width * r.height - 2.0).abs() < 1e-9);
+        assert!((r.center[0] - 1.0).abs() < 1e-9 && (r.center[1] - 1.0).abs() < 1e-9);
+        let grown = r.grown(0.5);
+        assert!((grown.short_side() - (2f64.sqrt() + 1.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn min_area_rect_of_an_axis_aligned_bar() {
+        let pts: Vec<[f64; 2]> = (0..=10)
+            .flat_map(|x| [[x as f64, 0.0], [x as f64, 3.0]])
+            .collect();
+        let r = min_area_rect(&pts);
+        let (w, h) = (r.width.max(r.height), r.width.min(r.height));
+        assert!((w - 10.0).abs() < 1e-9 && (h - 3.0).abs() < 1e-9);
+        let corners = order_clockwise(r.corners());
+        let rounded: Vec<[f64; 2]> = corners
+            .iter()
+            .map(|p| [p[0].round(), p[1].round()])
+            .collect();
+        assert_eq!(
+            rounded,
+            vec![[0.0, 0.0], [10.0, 0.0], [10.0, 3.0], [0.0, 3.0]]
+        );
+    }
+
+    #[test]
+    fn point_in_polygon_counts_the_boundary() {
+        let square = [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]];
+        assert!(in_convex_polygon([1.0, 1.0], &square));
+        assert!(in_convex_polygon([2.0, 1.0], &square));
+        assert!(!in_convex_polygon([2.5, 1.0], &square));
+    }
+}
