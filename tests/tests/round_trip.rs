@@ -38,7 +38,7 @@ fn ppocr_det_round_trip_is_bit_identical_in_tract() {
     let original = model_path("ppocr_v4_det");
     let m = manifest("ppocr_v4_det");
     let image = load_image(photo("coffee.png")).unwrap();
-    let input = preprocess(&image, &m.input, [640, 640], true)
+    let input = preprocess(&image, &m.input, Some([640, 640]))
         .unwrap()
         .tensor;
     assert_eq!(input.shape(), &[1, 3, 640, 640]);

@@ -26,6 +26,8 @@ pub struct Budget {
     pub runs: usize,
     /// Stop measuring after this long (at least one run is always made).
     pub max_seconds: f64,
+    /// Threads tract runs on.
+    pub threads: usize,
 }
 
 /// A latency report.
@@ -61,7 +63,7 @@ pub fn measure(
     if budget.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let mut engine = Engine::load(&source.onnx, shapes)?;
+    let mut engine = Engine::load(&source.onnx, shapes, budget.threads)?;
     let inputs = engine.input_shapes().to_vec();
     let (image_label, frame) = match (&source.manifest, image) {
         (Some(_), Some(path)) => (path.display().to_string(), Some(load_image(path)?)),
@@ -87,7 +89,7 @@ pub fn measure(
             edgewise_manifest::Layout::Nchw => [fixed[2], fixed[3]],
             edgewise_manifest::Layout::Nhwc => [fixed[1], fixed[2]],
         };
-        Ok(preprocess(frame, &m.input, size, true)?.tensor)
+        Ok(preprocess(frame, &m.input, Some(size))?.tensor)
     };
     let constant_inputs: Vec<Tensor> = inputs.iter().map(|(_, dims)| ramp(dims)).collect();
 
@@ -122,7 +124,7 @@ pub fn measure(
         model: source.onnx.display().to_string(),
         inputs,
         image: image_label,
-        threads: 1,
+        threads: engine.threads(),
         warmup: budget.warmup,
         machine: Machine::detect(),
         pre: Summary::of(&pre_times),

@@ -31,6 +31,9 @@ struct Cli {
     /// Stop measuring after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     max_seconds: f64,
+    /// Threads tract runs on (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print JSON (schema `edgewise.latency/1`).
     #[arg(long)]
     json: bool,
@@ -66,7 +69,7 @@ fn render(r: &LatencyReport) -> String {
     let shapes: Vec<String> = r.inputs.iter().map(|(n, d)| format!("{n} {d:?}")).collect();
     let m = &r.machine;
     format!(
-        "model    {}\ninput    {} (image: {})\nmachine  {} ({}, {} cores; {}) governor {}, {}\nruns     {} warm-up, {} measured, {} thread\n{table}\n",
+        "model    {}\ninput    {} (image: {})\nmachine  {} ({}, {} cores; {}) governor {}, {}\nruns     {} warm-up, {} measured, {} thread(s)\n{table}\n",
         r.model,
         shapes.join(", "),
         r.image,
@@ -87,10 +90,14 @@ fn render(r: &LatencyReport) -> String {
 fn run(cli: Cli) -> Result<()> {
     let source = ModelSource::resolve(&cli.model)?;
     let shapes = source.input_shapes(cli.input_shape.as_deref())?;
+    let threads = cli
+        .threads
+        .unwrap_or_else(edgewise_runtime::engine::default_threads);
     let budget = Budget {
         warmup: cli.warmup,
         runs: cli.runs,
         max_seconds: cli.max_seconds,
+        threads,
     };
     let report = measure(&source, &shapes, cli.image.as_deref(), budget)?;
     if cli.json {

@@ -163,6 +163,63 @@ pub fn order_clockwise(points: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
     [left[0], right[0], right[1], left[1]]
 }
 
+/// Signed area of a polygon (positive when counter-clockwise in y-up terms).
+fn signed_area(poly: &[[f64; 2]]) -> f64 {
+    (0..poly.len())
+        .map(|i| {
+            let (a, b) = (poly[i], poly[(i + 1) % poly.len()]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f64>()
+        / 2.0
+}
+
+/// Area of a simple polygon.
+pub fn polygon_area(poly: &[[f64; 2]]) -> f64 {
+    signed_area(poly).abs()
+}
+
+/// Intersection over union of two convex polygons (Sutherland-Hodgman clipping).
+pub fn convex_iou(a: &[[f64; 2]], b: &[[f64; 2]]) -> f64 {
+    if a.len() < 3 || b.len() < 3 {
+        return 0.0;
+    }
+    // Clip `a` by each edge of `b`, with both oriented the same way.
+    let orient = |p: &[[f64; 2]]| -> Vec<[f64; 2]> {
+        let mut v = p.to_vec();
+        if signed_area(&v) < 0.0 {
+            v.reverse();
+        }
+        v
+    };
+    let (a, b) = (orient(a), orient(b));
+    let side = |p: [f64; 2], e0: [f64; 2], e1: [f64; 2]| {
+        (e1[0] - e0[0]) * (p[1] - e0[1]) - (e1[1] - e0[1]) * (p[0] - e0[0])
+    };
+    let mut clipped = a.clone();
+    for i in 0..b.len() {
+        let (e0, e1) = (b[i], b[(i + 1) % b.len()]);
+        let input = std::mem::take(&mut clipped);
+        for j in 0..input.len() {
+            let (p, q) = (input[j], input[(j + 1) % input.len()]);
+            let (sp, sq) = (side(p, e0, e1), side(q, e0, e1));
+            if sp >= 0.0 {
+                clipped.push(p);
+            }
+            if (sp >= 0.0) != (sq >= 0.0) {
+                let t = sp / (sp - sq);
+                clipped.push([p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])]);
+            }
+        }
+        if clipped.is_empty() {
+            return 0.0;
+        }
+    }
+    let inter = polygon_area(&clipped);
+    let union = polygon_area(&a) + polygon_area(&b) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +252,21 @@ mod tests {
             rounded,
             vec![[0.0, 0.0], [10.0, 0.0], [10.0, 3.0], [0.0, 3.0]]
         );
+    }
+
+    #[test]
+    fn iou_of_overlapping_squares_and_a_diamond() {
+        let a = [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]];
+        let b = [[1.0, 0.0], [3.0, 0.0], [3.0, 2.0], [1.0, 2.0]];
+        assert!((convex_iou(&a, &b) - 1.0 / 3.0).abs() < 1e-12);
+        let reversed: Vec<[f64; 2]> = b.iter().rev().copied().collect();
+        assert!(
+            (convex_iou(&a, &reversed) - 1.0 / 3.0).abs() < 1e-12,
+            "orientation does not matter"
+        );
+        let diamond = [[1.0, 0.0], [2.0, 1.0], [1.0, 2.0], [0.0, 1.0]];
+        assert!((convex_iou(&a, &diamond) - 0.5).abs() < 1e-12);
+        assert_eq!(convex_iou(&a, &[[5.0, 5.0], [6.0, 5.0], [6.0, 6.0]]), 0.0);
     }
 
     #[test]

@@ -131,9 +131,18 @@ pub struct Input {
     pub color: ColorOrder,
     /// Resize mode.
     pub resize: ResizeMode,
-    /// Side multiple for `keep_ratio` (and letterbox alignment).
+    /// Side multiple for `keep_ratio`.
     #[serde(default = "default_align")]
     pub align: usize,
+    /// `keep_ratio` on dynamic-shape models: the side length the scale is
+    /// computed from (default: the larger of `size`).
+    #[serde(default)]
+    pub limit_side: Option<usize>,
+    /// `keep_ratio` on dynamic-shape models: `max` scales down so the longer
+    /// side is at most `limit_side`; `min` scales up so the shorter side is at
+    /// least `limit_side` (PaddleOCR's detection default).
+    #[serde(default)]
+    pub limit_type: LimitType,
     /// Padding value (0 to 255) for letterboxing.
     #[serde(default)]
     pub pad_value: u8,
@@ -143,6 +152,17 @@ pub struct Input {
     pub mean: [f32; 3],
     /// Per-channel standard deviation, in the model's channel order.
     pub std: [f32; 3],
+}
+
+/// Which side `limit_side` bounds.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitType {
+    /// The longer side is at most the limit (images are only scaled down).
+    #[default]
+    Max,
+    /// The shorter side is at least the limit (images are only scaled up).
+    Min,
 }
 
 fn default_align() -> usize {

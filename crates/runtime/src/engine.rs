@@ -8,6 +8,7 @@ use std::sync::Arc;
 use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{InputShape, Model};
+use tract_linalg::multithread::Executor;
 
 use crate::error::RuntimeError;
 
@@ -18,6 +19,27 @@ pub struct Engine {
     state: TypedSimpleState,
     input_shapes: Vec<(String, Vec<usize>)>,
     output_names: Vec<String>,
+    threads: usize,
+}
+
+/// The default thread count: every core the process may use. Measured on
+/// PP-OCRv4 det (docs/benchmarks.md): two threads beat one on a 2-core host.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn run_options(threads: usize) -> RunOptions {
+    let executor = if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    };
+    RunOptions {
+        executor: Some(executor),
+        ..Default::default()
+    }
 }
 
 fn engine_err(action: &'static str) -> impl Fn(TractError) -> RuntimeError {
@@ -29,28 +51,43 @@ fn engine_err(action: &'static str) -> impl Fn(TractError) -> RuntimeError {
 
 impl Engine {
     /// Loads an ONNX file and optimizes it for `shapes` (or the model's own
-    /// fixed input shapes).
-    pub fn load(path: impl AsRef<Path>, shapes: &[InputShape]) -> Result<Engine, RuntimeError> {
+    /// fixed input shapes), to run on `threads` threads.
+    pub fn load(
+        path: impl AsRef<Path>,
+        shapes: &[InputShape],
+        threads: usize,
+    ) -> Result<Engine, RuntimeError> {
         let model = Model::load(path)?;
-        Self::from_model(&model, shapes)
+        Self::from_model(&model, shapes, threads)
     }
 
-    /// Optimizes an in-memory model for `shapes`.
-    pub fn from_model(model: &Model, shapes: &[InputShape]) -> Result<Engine, RuntimeError> {
+    /// Optimizes an in-memory model for `shapes`, to run on `threads` threads
+    /// (tract splits its matrix products over a pool of that size).
+    pub fn from_model(
+        model: &Model,
+        shapes: &[InputShape],
+        threads: usize,
+    ) -> Result<Engine, RuntimeError> {
         let input_shapes = resolve_input_shapes(model, shapes)?;
         let inference = tract_model(model, &input_shapes)?;
         let output_names = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
         let plan: Plan = inference
             .into_optimized()
             .map_err(engine_err("optimize the model"))?
-            .into_runnable()
+            .into_runnable_with_options(&run_options(threads))
             .map_err(engine_err("plan the model"))?;
         let state = plan.spawn().map_err(engine_err("prepare a run"))?;
         Ok(Engine {
             state,
             input_shapes,
             output_names,
+            threads: threads.max(1),
         })
+    }
+
+    /// Threads the engine runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The input names and the shapes the engine was built for.

@@ -8,6 +8,9 @@ pub enum RuntimeError {
     /// The model could not be read or analysed.
     #[error(transparent)]
     Graph(#[from] edgewise_graph::GraphError),
+    /// The outputs do not fit the decoder.
+    #[error(transparent)]
+    Decode(#[from] edgewise_decode::DecodeError),
     /// The manifest could not be used.
     #[error(transparent)]
     Manifest(#[from] edgewise_manifest::ManifestError),

@@ -1,12 +1,20 @@
 //! Running detectors: decode and preprocess an image as the model's manifest
 //! says ([`preprocess`]), then run the model through tract ([`Engine`]).
 
+pub mod detector;
+pub mod draw;
 pub mod engine;
 pub mod error;
 pub mod preprocess;
 pub mod source;
 
+pub use detector::{Detector, Timing};
 pub use engine::Engine;
 pub use error::RuntimeError;
 pub use preprocess::{Letterbox, Prepared, load_image, preprocess};
 pub use source::ModelSource;
+
+/// The elements of an f32 tensor held in memory.
+pub fn tensor_values(tensor: &edgewise_graph::tract_onnx::prelude::Tensor) -> Option<&[f32]> {
+    edgewise_graph::tensor::values::<f32>(tensor)
+}

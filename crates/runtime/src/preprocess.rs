@@ -6,8 +6,10 @@
 use std::path::Path;
 
 use edgewise_graph::tract_onnx::prelude::Tensor;
-use edgewise_manifest::{ColorOrder, Input, Layout, ResizeMode};
-use image::{DynamicImage, RgbImage, imageops::FilterType};
+use edgewise_manifest::{ColorOrder, Input, Layout, LimitType, ResizeMode};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, RgbImage};
 
 use crate::error::RuntimeError;
 
@@ -62,92 +64,173 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage, RuntimeError> 
         .map_err(|e| err(format!("{e} (is the file complete and a PNG or JPEG?)")))
 }
 
-/// Turns `image` into the model's input tensor. `size` is `[height, width]`:
-/// the exact size for `stretch` and `letterbox`; the longest-side limit for
-/// `keep_ratio`, whose result is also padded (bottom and right) to `size` when
-/// `pad_to_size` is set, for engines built with a fixed shape.
+/// The size an image is resized to, and the canvas it is placed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    resized: (usize, usize),
+    canvas: (usize, usize),
+    pad: (usize, usize),
+}
+
+/// Rounds `v` to a multiple of `align` (half to even, as Python's `round`), at least `align`.
+fn snap(v: usize, align: usize) -> usize {
+    ((v as f64 / align as f64).round_ties_even() as usize).max(1) * align
+}
+
+fn plan(input: &Input, (w0, h0): (usize, usize), fixed: Option<[usize; 2]>) -> Plan {
+    let [th, tw] = fixed.unwrap_or(input.size);
+    let align = input.align.max(1);
+    match (input.resize, fixed) {
+        (ResizeMode::Stretch, _) => Plan {
+            resized: (tw, th),
+            canvas: (tw, th),
+            pad: (0, 0),
+        },
+        (ResizeMode::Letterbox, _) => {
+            let scale = (tw as f64 / w0 as f64).min(th as f64 / h0 as f64);
+            let nw = ((w0 as f64 * scale).round() as usize).clamp(1, tw);
+            let nh = ((h0 as f64 * scale).round() as usize).clamp(1, th);
+            Plan {
+                resized: (nw, nh),
+                canvas: (tw, th),
+                pad: ((tw - nw) / 2, (th - nh) / 2),
+            }
+        }
+        (ResizeMode::KeepRatio, Some(_)) => {
+            // Fit inside the fixed shape, sides on the alignment, padded bottom-right.
+            let scale = (tw as f64 / w0 as f64).min(th as f64 / h0 as f64);
+            let fit = |v: usize, limit: usize| {
+                let s = snap(v, align);
+                if s > limit {
+                    (limit / align).max(1) * align
+                } else {
+                    s
+                }
+            };
+            let nw = fit((w0 as f64 * scale) as usize, tw).min(tw);
+            let nh = fit((h0 as f64 * scale) as usize, th).min(th);
+            Plan {
+                resized: (nw, nh),
+                canvas: (tw, th),
+                pad: (0, 0),
+            }
+        }
+        (ResizeMode::KeepRatio, None) => {
+            // PaddleOCR's rule: scale by the limit, truncate, round each side to the alignment.
+            let limit = input.limit_side.unwrap_or(tw.max(th)) as f64;
+            let ratio = match input.limit_type {
+                LimitType::Max if w0.max(h0) as f64 > limit => limit / w0.max(h0) as f64,
+                LimitType::Min if (w0.min(h0) as f64) < limit => limit / w0.min(h0) as f64,
+                _ => 1.0,
+            };
+            let nw = snap((w0 as f64 * ratio) as usize, align);
+            let nh = snap((h0 as f64 * ratio) as usize, align);
+            Plan {
+                resized: (nw, nh),
+                canvas: (nw, nh),
+                pad: (0, 0),
+            }
+        }
+    }
+}
+
+/// Resizes an RGB buffer with bilinear interpolation (OpenCV's `INTER_LINEAR`
+/// sampling, without antialiasing), using SIMD where the CPU has it.
+fn resize_rgb(rgb: RgbImage, (nw, nh): (usize, usize)) -> Result<Vec<u8>, RuntimeError> {
+    let (w, h) = rgb.dimensions();
+    if (w as usize, h as usize) == (nw, nh) {
+        return Ok(rgb.into_raw());
+    }
+    let err = |e: String| RuntimeError::Preprocess {
+        what: "resize".into(),
+        reason: e,
+    };
+    let src = Image::from_vec_u8(w, h, rgb.into_raw(), PixelType::U8x3)
+        .map_err(|e| err(e.to_string()))?;
+    let mut dst = Image::new(nw as u32, nh as u32, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(dst.into_vec())
+}
+
+/// Turns `image` into the model's input tensor.
+///
+/// With `fixed` (an engine built for one shape, `[height, width]`):
+/// `stretch` and `letterbox` fill it, `keep_ratio` fits inside it and pads
+/// bottom and right. Without (a dynamic-shape model): `keep_ratio` follows
+/// `limit_side` and `limit_type`, and the tensor takes the resulting size;
+/// the other modes use the manifest's `size`.
 pub fn preprocess(
     image: &DynamicImage,
     input: &Input,
-    size: [usize; 2],
-    pad_to_size: bool,
+    fixed: Option<[usize; 2]>,
 ) -> Result<Prepared, RuntimeError> {
-    let (w0, h0) = (image.width(), image.height());
+    let (w0, h0) = (image.width() as usize, image.height() as usize);
     if w0 == 0 || h0 == 0 {
         return Err(RuntimeError::Preprocess {
             what: "input".into(),
             reason: "the image is empty".into(),
         });
     }
-    let [th, tw] = size;
-    let rgb = image.to_rgb8();
-    let (canvas_w, canvas_h, new_w, new_h, pad_x, pad_y) = match input.resize {
-        ResizeMode::Stretch => (tw, th, tw, th, 0, 0),
-        ResizeMode::Letterbox => {
-            let scale = (tw as f32 / w0 as f32).min(th as f32 / h0 as f32);
-            let nw = ((w0 as f32 * scale).round() as usize).clamp(1, tw);
-            let nh = ((h0 as f32 * scale).round() as usize).clamp(1, th);
-            (tw, th, nw, nh, (tw - nw) / 2, (th - nh) / 2)
-        }
-        ResizeMode::KeepRatio => {
-            let scale = (tw as f32 / w0 as f32).min(th as f32 / h0 as f32);
-            let align = input.align.max(1);
-            let snap = |v: f32, limit: usize| {
-                (((v / align as f32).round() as usize).max(1) * align).min(limit.max(align))
-            };
-            let nw = snap(w0 as f32 * scale, tw);
-            let nh = snap(h0 as f32 * scale, th);
-            if pad_to_size {
-                (tw, th, nw, nh, 0, 0)
-            } else {
-                (nw, nh, nw, nh, 0, 0)
-            }
-        }
-    };
-    let resized: RgbImage = if (new_w, new_h) == (w0 as usize, h0 as usize) {
-        rgb
-    } else {
-        image::imageops::resize(&rgb, new_w as u32, new_h as u32, FilterType::Triangle)
-    };
+    let Plan {
+        resized: (nw, nh),
+        canvas: (cw, ch),
+        pad: (px, py),
+    } = plan(input, (w0, h0), fixed);
+    let pixels = resize_rgb(image.to_rgb8(), (nw, nh))?;
     let letterbox = Letterbox {
-        scale_x: new_w as f32 / w0 as f32,
-        scale_y: new_h as f32 / h0 as f32,
-        pad_x: pad_x as f32,
-        pad_y: pad_y as f32,
-        original: (w0, h0),
+        scale_x: nw as f32 / w0 as f32,
+        scale_y: nh as f32 / h0 as f32,
+        pad_x: px as f32,
+        pad_y: py as f32,
+        original: (w0 as u32, h0 as u32),
     };
 
-    // value = pixel * a[c] + b[c], with a = scale / std and b = -mean / std.
-    let a: Vec<f32> = (0..3).map(|c| input.scale / input.std[c]).collect();
-    let b: Vec<f32> = (0..3).map(|c| -input.mean[c] / input.std[c]).collect();
-    let source_channel = |c: usize| match input.color {
-        ColorOrder::Rgb => c,
-        ColorOrder::Bgr => 2 - c,
+    // value = pixel * a[c] + b[c], with a = scale / std and b = -mean / std,
+    // c in the model's channel order.
+    let a: [f32; 3] = std::array::from_fn(|c| input.scale / input.std[c]);
+    let b: [f32; 3] = std::array::from_fn(|c| -input.mean[c] / input.std[c]);
+    let source: [usize; 3] = match input.color {
+        ColorOrder::Rgb => [0, 1, 2],
+        ColorOrder::Bgr => [2, 1, 0],
     };
     let pad = input.pad_value as f32;
-    let plane = canvas_w * canvas_h;
+    let plane = cw * ch;
     let mut data = vec![0f32; plane * 3];
-    let put = |data: &mut [f32], x: usize, y: usize, c: usize, v: f32| match input.layout {
-        Layout::Nchw => data[c * plane + y * canvas_w + x] = v,
-        Layout::Nhwc => data[(y * canvas_w + x) * 3 + c] = v,
-    };
-    for y in 0..canvas_h {
-        for x in 0..canvas_w {
-            let inside = x >= pad_x && x < pad_x + new_w && y >= pad_y && y < pad_y + new_h;
+    match input.layout {
+        Layout::Nchw => {
             for c in 0..3 {
-                let raw = if inside {
-                    resized.get_pixel((x - pad_x) as u32, (y - pad_y) as u32)[source_channel(c)]
-                        as f32
-                } else {
-                    pad
-                };
-                put(&mut data, x, y, c, raw * a[c] + b[c]);
+                let out = &mut data[c * plane..(c + 1) * plane];
+                out.fill(pad * a[c] + b[c]);
+                for y in 0..nh {
+                    let row = &pixels[y * nw * 3..(y + 1) * nw * 3];
+                    let dst = &mut out[(y + py) * cw + px..(y + py) * cw + px + nw];
+                    for (d, px) in dst.iter_mut().zip(row.chunks_exact(3)) {
+                        *d = px[source[c]] as f32 * a[c] + b[c];
+                    }
+                }
+            }
+        }
+        Layout::Nhwc => {
+            for (i, d) in data.iter_mut().enumerate() {
+                *d = pad * a[i % 3] + b[i % 3];
+            }
+            for y in 0..nh {
+                let row = &pixels[y * nw * 3..(y + 1) * nw * 3];
+                let dst = &mut data[((y + py) * cw + px) * 3..((y + py) * cw + px + nw) * 3];
+                for (d, px) in dst.chunks_exact_mut(3).zip(row.chunks_exact(3)) {
+                    for c in 0..3 {
+                        d[c] = px[source[c]] as f32 * a[c] + b[c];
+                    }
+                }
             }
         }
     }
     let shape = match input.layout {
-        Layout::Nchw => [1, 3, canvas_h, canvas_w],
-        Layout::Nhwc => [1, canvas_h, canvas_w, 3],
+        Layout::Nchw => [1, 3, ch, cw],
+        Layout::Nhwc => [1, ch, cw, 3],
     };
     let tensor = Tensor::from_shape(&shape, &data).map_err(|e| RuntimeError::Preprocess {
         what: "input".into(),
@@ -168,6 +251,8 @@ mod tests {
             color,
             resize,
             align: 32,
+            limit_side: None,
+            limit_type: LimitType::Max,
             pad_value: 114,
             scale: 1.0 / 255.0,
             mean: [0.5, 0.5, 0.5],
@@ -185,8 +270,7 @@ mod tests {
         let p = preprocess(
             &img,
             &input(ResizeMode::Letterbox, ColorOrder::Rgb),
-            [32, 32],
-            false,
+            Some([32, 32]),
         )
         .unwrap();
         assert_eq!(p.tensor.shape(), &[1, 3, 32, 32]);
@@ -204,8 +288,7 @@ mod tests {
         let p = preprocess(
             &img,
             &input(ResizeMode::Stretch, ColorOrder::Bgr),
-            [32, 32],
-            false,
+            Some([32, 32]),
         )
         .unwrap();
         let v = values(&p.tensor);
@@ -215,27 +298,40 @@ mod tests {
 
     #[test]
     fn keep_ratio_snaps_sides_to_the_alignment() {
+        let mut spec = input(ResizeMode::KeepRatio, ColorOrder::Rgb);
+        spec.size = [640, 640];
         let img = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
             100,
             50,
             image::Luma([40000u16]),
         ));
-        let p = preprocess(
-            &img,
-            &input(ResizeMode::KeepRatio, ColorOrder::Rgb),
-            [640, 640],
-            false,
-        )
-        .unwrap();
-        assert_eq!(p.tensor.shape(), &[1, 3, 320, 640]);
-        let one_pixel = DynamicImage::ImageRgb8(RgbImage::new(1, 1));
-        let p = preprocess(
-            &one_pixel,
-            &input(ResizeMode::KeepRatio, ColorOrder::Rgb),
-            [640, 640],
-            true,
-        )
-        .unwrap();
+        // Dynamic, `max` limit: never scaled up, sides rounded to 32.
+        let p = preprocess(&img, &spec, None).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 64, 96]);
+        // Fixed: fitted to 640x320 and padded to 640x640.
+        let p = preprocess(&img, &spec, Some([640, 640])).unwrap();
         assert_eq!(p.tensor.shape(), &[1, 3, 640, 640]);
+        assert_eq!((p.letterbox.scale_x, p.letterbox.scale_y), (6.4, 6.4));
+        let one_pixel = DynamicImage::ImageRgb8(RgbImage::new(1, 1));
+        let p = preprocess(&one_pixel, &spec, Some([640, 640])).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 640, 640]);
+    }
+
+    #[test]
+    fn paddle_min_side_rule() {
+        // RapidOCR: 384x191 with limit 736 (min): ratio 736/191, sides
+        // int(191 r) = 735 -> 736 and int(384 r) = 1479 -> 1472.
+        let mut spec = input(ResizeMode::KeepRatio, ColorOrder::Bgr);
+        spec.limit_side = Some(736);
+        spec.limit_type = LimitType::Min;
+        let img = DynamicImage::ImageRgb8(RgbImage::new(384, 191));
+        let p = preprocess(&img, &spec, None).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 736, 1472]);
+        // Images already large enough keep their size, rounded.
+        let big = DynamicImage::ImageRgb8(RgbImage::new(1000, 800));
+        assert_eq!(
+            preprocess(&big, &spec, None).unwrap().tensor.shape(),
+            &[1, 3, 800, 992]
+        );
     }
 }

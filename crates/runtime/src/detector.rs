@@ -1,0 +1,171 @@
+//! A whole detector: preprocessing, inference, decoding and the mapping back
+//! to the original image, each phase timed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use edgewise_decode::{Decoder, Detection, Output};
+use edgewise_graph::tract_onnx::prelude::{DatumType, Tensor};
+use edgewise_graph::{InputShape, Model};
+use edgewise_manifest::{Layout, Manifest};
+use image::DynamicImage;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::error::RuntimeError;
+use crate::preprocess::preprocess;
+
+/// Time spent in each phase of one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Timing {
+    /// Resize, normalize, layout (Rust).
+    #[serde(serialize_with = "as_ms")]
+    pub pre: Duration,
+    /// The model in tract.
+    #[serde(serialize_with = "as_ms")]
+    pub infer: Duration,
+    /// Decoding, NMS and the mapping back (Rust).
+    #[serde(serialize_with = "as_ms")]
+    pub post: Duration,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}
+
+/// A model, its manifest, and engines built for the input shapes met so far.
+pub struct Detector {
+    model: Model,
+    manifest: Manifest,
+    decoder: Box<dyn Decoder>,
+    /// The shape every image is brought to, for fixed-shape models (or when
+    /// the user fixed one); `None` lets each image choose (dynamic models).
+    fixed: Option<[usize; 2]>,
+    threads: usize,
+    engines: HashMap<Vec<usize>, Engine>,
+}
+
+impl Detector {
+    /// A detector for `model` as `manifest` describes it. `fixed_hw` forces an
+    /// input size; otherwise fixed-shape models use theirs and dynamic ones
+    /// follow the manifest's resize rule per image.
+    pub fn new(
+        model: Model,
+        manifest: Manifest,
+        fixed_hw: Option<[usize; 2]>,
+        threads: usize,
+    ) -> Result<Detector, RuntimeError> {
+        let decoder =
+            edgewise_decode::from_params(&manifest.decoder.family, &manifest.decoder.params)?;
+        let inputs = model.graph.real_inputs();
+        if inputs.len() != 1 {
+            return Err(RuntimeError::Preprocess {
+                what: "model".into(),
+                reason: format!(
+                    "detectors take one image input; this model has {}",
+                    inputs.len()
+                ),
+            });
+        }
+        let declared: Option<Vec<usize>> = inputs[0].shape.as_ref().and_then(|dims| {
+            dims.iter()
+                .map(|d| match d {
+                    edgewise_graph::Dim::Fixed(v) if *v > 0 => Some(*v as usize),
+                    _ => None,
+                })
+                .collect()
+        });
+        let own_hw = declared
+            .filter(|d| d.len() == 4)
+            .map(|d| match manifest.input.layout {
+                Layout::Nchw => [d[2], d[3]],
+                Layout::Nhwc => [d[1], d[2]],
+            });
+        Ok(Detector {
+            model,
+            manifest,
+            decoder,
+            fixed: fixed_hw.or(own_hw),
+            threads,
+            engines: HashMap::new(),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The label of class `id`: its name from the manifest, else the number.
+    pub fn label(&self, id: usize) -> String {
+        self.manifest
+            .classes
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    /// Detects objects in `image`; coordinates are original-image pixels.
+    pub fn detect(
+        &mut self,
+        image: &DynamicImage,
+    ) -> Result<(Vec<Detection>, Timing), RuntimeError> {
+        let t0 = Instant::now();
+        let prepared = preprocess(image, &self.manifest.input, self.fixed)?;
+        let shape = prepared.tensor.shape().to_vec();
+        let input_hw = match self.manifest.input.layout {
+            Layout::Nchw => [shape[2], shape[3]],
+            Layout::Nhwc => [shape[1], shape[2]],
+        };
+        let pre = t0.elapsed();
+        // Building an engine for a new shape is a one-off cost, not a frame's.
+        if !self.engines.contains_key(&shape) {
+            let engine = Engine::from_model(
+                &self.model,
+                &[InputShape {
+                    name: None,
+                    dims: shape.clone(),
+                }],
+                self.threads,
+            )?;
+            self.engines.insert(shape.clone(), engine);
+        }
+        let t1 = Instant::now();
+        let engine = self.engines.get_mut(&shape).expect("inserted above");
+        let names = engine.output_names().to_vec();
+        let outputs = engine.run(vec![prepared.tensor])?;
+        let t2 = Instant::now();
+        let outputs: Vec<Tensor> = outputs
+            .into_iter()
+            .map(|t| t.cast_to_dt(DatumType::F32).map(|c| c.into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| RuntimeError::Engine {
+                action: "read the outputs as f32",
+                message: e.to_string(),
+            })?;
+        let views: Vec<Output> = outputs
+            .iter()
+            .zip(&names)
+            .map(|(t, name)| Output {
+                name,
+                shape: t.shape(),
+                data: crate::tensor_values(t).unwrap_or(&[]),
+            })
+            .collect();
+        let mut detections = self.decoder.decode(&views, input_hw)?;
+        let letterbox = prepared.letterbox;
+        for d in &mut detections {
+            d.map_points(|x, y| letterbox.to_original(x, y));
+        }
+        let detections = self.decoder.refine(detections, letterbox.original);
+        let t3 = Instant::now();
+        Ok((
+            detections,
+            Timing {
+                pre,
+                infer: t2 - t1,
+                post: t3 - t2,
+            },
+        ))
+    }
+}
