@@ -1,6 +1,7 @@
 //! Running detectors: decode and preprocess an image as the model's manifest
 //! says ([`preprocess`]), then run the model through tract ([`Engine`]).
 
+pub mod actions;
 pub mod detector;
 pub mod draw;
 pub mod engine;

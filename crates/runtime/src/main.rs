@@ -7,6 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use edgewise_graph::{InputShape, Model};
 use edgewise_manifest::Manifest;
+#[cfg(not(feature = "gpio"))]
+use edgewise_runtime::actions::LogPin;
+use edgewise_runtime::actions::{Act, ActionsFile, Event};
 use edgewise_runtime::draw::draw_detections;
 use edgewise_runtime::{Detector, ModelSource, load_image};
 use serde::Serialize;
@@ -39,6 +42,34 @@ struct Cli {
     /// Decoder parameters, overriding the manifest's: `--set score_threshold=0.5`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     params: Vec<String>,
+    /// Rules acting on detections through output pins (`[[rule]]` tables).
+    #[arg(long)]
+    actions: Option<PathBuf>,
+    /// GPIO chip for --actions (built with the `gpio` feature); without it,
+    /// pin changes are only reported on stderr.
+    #[arg(long, default_value = "/dev/gpiochip0")]
+    gpio_chip: PathBuf,
+}
+
+/// Binds the actions file to GPIO lines, or to log pins without the `gpio` feature.
+fn open_actions(cli: &Cli) -> Result<Vec<Box<dyn Act>>> {
+    let Some(path) = &cli.actions else {
+        return Ok(vec![]);
+    };
+    let file = ActionsFile::load(path).map_err(anyhow::Error::msg)?;
+    #[cfg(feature = "gpio")]
+    let bound = edgewise_runtime::actions::bind(&file, |line| {
+        edgewise_runtime::actions::gpio_pin(&cli.gpio_chip, line)
+    });
+    #[cfg(not(feature = "gpio"))]
+    let bound = {
+        eprintln!(
+            "edge-run: built without the `gpio` feature: pin changes for {} are reported here only",
+            cli.gpio_chip.display()
+        );
+        edgewise_runtime::actions::bind(&file, |line| Ok(LogPin { line }))
+    };
+    bound.map_err(anyhow::Error::msg)
 }
 
 #[derive(Serialize)]
@@ -146,6 +177,8 @@ fn run(cli: Cli) -> Result<bool> {
     {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let mut actions = open_actions(&cli)?;
+    let started = std::time::Instant::now();
     let mut all_ok = true;
     for path in &images {
         let name = path.display().to_string();
@@ -178,6 +211,23 @@ fn run(cli: Cli) -> Result<bool> {
             timing.infer.as_secs_f64() * 1e3,
             timing.post.as_secs_f64() * 1e3
         );
+        let seen: Vec<(String, f32)> = detections
+            .iter()
+            .map(|d| (detector.label(d.class_id), d.score))
+            .collect();
+        let seen: Vec<(&str, f32)> = seen.iter().map(|(l, s)| (l.as_str(), *s)).collect();
+        for action in &mut actions {
+            let event = action
+                .feed(&seen, started.elapsed())
+                .map_err(anyhow::Error::msg)?;
+            if event != Event::None {
+                eprintln!(
+                    "{name}: rule `{}` on pin {}: {event:?}",
+                    action.rule().label,
+                    action.rule().pin
+                );
+            }
+        }
         if let Some(draw) = &cli.draw {
             let mut canvas = image.to_rgb8();
             draw_detections(&mut canvas, &detections, |id| detector.label(id));

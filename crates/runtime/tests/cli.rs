@@ -1,0 +1,201 @@
+//! `edge-run` as a user runs it, including bad images and wrong decoders.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn edge_run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-run"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const MODEL: &str = "models/ppocr_v4_det.toml";
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn json_lines_timing_and_drawing_for_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["page.png", "text.png"] {
+        std::fs::copy(
+            root().join("models/.cache/photos").join(name),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    let drawn = dir.path().join("drawn");
+    let (ok, out, err) = edge_run(&[
+        MODEL,
+        path_str(dir.path()),
+        "--draw",
+        path_str(&drawn),
+        "--threads",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        11,
+        "5 boxes on page.png, 6 on text.png:\n{out}"
+    );
+    for l in &lines {
+        assert_eq!(l["label"], "text");
+        assert_eq!(l["polygon"].as_array().unwrap().len(), 4);
+        let b = &l["box"];
+        assert!(b["x1"].as_f64().unwrap() < b["x2"].as_f64().unwrap());
+    }
+    for name in ["page.png", "text.png"] {
+        assert!(
+            err.contains(&format!("{name}: "))
+                && err.contains("pre ")
+                && err.contains("infer ")
+                && err.contains("post "),
+            "{err}"
+        );
+        let drawn_image = image::open(drawn.join(name)).unwrap();
+        let original = image::open(dir.path().join(name)).unwrap();
+        assert_eq!(drawn_image.width(), original.width());
+        assert_ne!(
+            drawn_image.to_rgb8(),
+            original.to_rgb8(),
+            "boxes drawn on {name}"
+        );
+    }
+}
+
+#[test]
+fn odd_images_give_a_correct_result_or_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, img: image::DynamicImage| {
+        let p = dir.path().join(name);
+        img.save(&p).unwrap();
+        p
+    };
+    let tiny = write(
+        "tiny.png",
+        image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1)),
+    );
+    let gray = write(
+        "gray.png",
+        image::open(root().join("models/.cache/photos/page.png"))
+            .unwrap()
+            .grayscale(),
+    );
+    let sixteen = write(
+        "sixteen.png",
+        image::DynamicImage::ImageLuma16(
+            image::open(root().join("models/.cache/photos/text.png"))
+                .unwrap()
+                .to_luma16(),
+        ),
+    );
+    let corrupt = dir.path().join("corrupt.png");
+    let bytes = std::fs::read(root().join("models/.cache/photos/page.png")).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 3]).unwrap();
+    let not_image = dir.path().join("notes.jpg");
+    std::fs::write(&not_image, "just text").unwrap();
+
+    let (ok, out, err) = edge_run(&[
+        MODEL,
+        path_str(&tiny),
+        path_str(&gray),
+        path_str(&sixteen),
+        "--threads",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("tiny.png: 0 detection(s)"), "{err}");
+    let count = |name: &str| out.lines().filter(|l| l.contains(name)).count();
+    assert!(
+        count("gray.png") >= 4,
+        "grayscale page still has its text lines:\n{out}"
+    );
+    assert!(
+        count("sixteen.png") >= 4,
+        "16-bit text.png still has its words:\n{out}"
+    );
+
+    let (ok, _, err) = edge_run(&[
+        MODEL,
+        path_str(&corrupt),
+        path_str(&not_image),
+        path_str(&tiny),
+    ]);
+    assert!(!ok, "a failed image fails the run");
+    assert!(
+        err.contains("edge-run: error:") && err.contains("corrupt.png"),
+        "{err}"
+    );
+    assert!(err.contains("notes.jpg"), "{err}");
+    assert!(
+        err.contains("tiny.png: 0 detection(s)"),
+        "the other images still run:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_decoder_that_does_not_fit_the_model_is_named() {
+    let (ok, _, err) = edge_run(&[MODEL, "models/.cache/photos/page.png", "--family", "yolov8"]);
+    assert!(!ok);
+    assert!(
+        err.contains("the yolov8 decoder expects one output [1, 4+classes, N]"),
+        "{err}"
+    );
+    assert!(err.contains("sigmoid_0.tmp_0 [1,1,"), "{err}");
+    let (ok, _, err) = edge_run(&[
+        MODEL,
+        "models/.cache/photos/page.png",
+        "--family",
+        "centernet",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("unknown family"), "{err}");
+    let (ok, _, err) = edge_run(&[
+        MODEL,
+        "models/.cache/photos/page.png",
+        "--set",
+        "box_thresh=\"high\"",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("box_thresh") || err.contains("invalid type"),
+        "{err}"
+    );
+    let (ok, _, err) = edge_run(&[
+        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+        "models/.cache/photos/page.png",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("has no manifest"), "{err}");
+}
+
+#[test]
+fn manifest_overrides_change_the_result() {
+    let (ok, out, err) = edge_run(&[
+        MODEL,
+        "models/.cache/photos/page.png",
+        "--set",
+        "box_thresh=0.65",
+    ]);
+    assert!(ok, "{err}");
+    // Only the two boxes scoring above 0.65 remain.
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
