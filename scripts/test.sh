@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The tests, on a fresh machine: fetch the real models and photos the tests
-# run on, check formatting and lints, then run every test of the workspace.
-# Tests run in the release profile: tract in debug is far too slow.
+# The tests, on a fresh machine: set up (scripts/setup.sh: toolchain pieces,
+# cross linkers, qemu, the fetched models and photos), check formatting and
+# lints, check the ARM builds against x86 (scripts/arm-check.sh), then run
+# every test of the workspace. Tests run in the release profile: tract in
+# debug is far too slow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 models/fetch.py
+bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release -p edgewise-runtime --features gpio -- -D warnings
+bash scripts/arm-check.sh
 cargo test --release --workspace

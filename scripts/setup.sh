@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
+# targets, Debian's cross linkers and qemu-user, pip; then the real models and
+# photos (python3 models/fetch.py). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v arm-linux-gnueabihf-gcc >/dev/null || missing+=(gcc-arm-linux-gnueabihf)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+if ((${#missing[@]})); then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+rustup component add rustfmt clippy 2>/dev/null
+rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf 2>/dev/null
+python3 models/fetch.py
