@@ -1,13 +1,15 @@
-//! Whole-model latency: preprocessing and inference timed separately over
-//! warm-up and measured runs.
+//! Whole-frame latency: preprocessing, inference and decoding timed
+//! separately over warm-up and measured runs.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use edgewise_graph::InputShape;
+use edgewise_graph::analysis::resolve_input_shapes;
 use edgewise_graph::tract_onnx::prelude::Tensor;
-use edgewise_runtime::{Engine, ModelSource, load_image, preprocess};
+use edgewise_graph::{InputShape, Model};
+use edgewise_manifest::Layout;
+use edgewise_runtime::{Detector, Engine, ModelSource, load_image};
 use image::DynamicImage;
 use serde::Serialize;
 
@@ -41,7 +43,7 @@ pub struct LatencyReport {
     pub inputs: Vec<(String, Vec<usize>)>,
     /// The image preprocessed each run, or `synthetic` / `none`.
     pub image: String,
-    /// Intra-op threads (tract runs single-threaded here).
+    /// Threads tract runs on.
     pub threads: usize,
     /// Warm-up runs made.
     pub warmup: usize,
@@ -51,9 +53,15 @@ pub struct LatencyReport {
     pub pre: Option<Summary>,
     /// Inference in tract.
     pub infer: Summary,
+    /// Decoding, NMS and mapping back to the image, when the model has a manifest.
+    pub post: Option<Summary>,
+    /// Detections found on the image (last run).
+    pub detections: Option<usize>,
 }
 
-/// Times `source` at `shapes` (default: the manifest's size).
+/// Times `source` at `shapes` (default: the manifest's size). With a
+/// manifest, the whole frame is timed: preprocessing, inference, and
+/// decoding with NMS; without, inference alone on a fixed input.
 pub fn measure(
     source: &ModelSource,
     shapes: &[InputShape],
@@ -63,72 +71,83 @@ pub fn measure(
     if budget.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let mut engine = Engine::load(&source.onnx, shapes, budget.threads)?;
-    let inputs = engine.input_shapes().to_vec();
-    let (image_label, frame) = match (&source.manifest, image) {
-        (Some(_), Some(path)) => (path.display().to_string(), Some(load_image(path)?)),
-        (Some(m), None) => {
-            let [h, w] = m.input.size;
-            (
-                "synthetic".to_string(),
-                Some(synthetic_image(w as u32, h as u32)),
-            )
-        }
-        (None, Some(_)) => {
-            bail!("--image needs a manifest to know how to preprocess; give models/<name>.toml")
-        }
-        (None, None) => ("none".to_string(), None),
-    };
-    let fixed = inputs.first().context("the model has no input")?.1.clone();
-    let prepare = |frame: &DynamicImage| -> Result<Tensor> {
-        let m = source
-            .manifest
-            .as_ref()
-            .expect("a frame implies a manifest");
-        let size = match m.input.layout {
-            edgewise_manifest::Layout::Nchw => [fixed[2], fixed[3]],
-            edgewise_manifest::Layout::Nhwc => [fixed[1], fixed[2]],
-        };
-        Ok(preprocess(frame, &m.input, Some(size))?.tensor)
-    };
-    let constant_inputs: Vec<Tensor> = inputs.iter().map(|(_, dims)| ramp(dims)).collect();
-
-    let mut pre_times = Vec::new();
-    let mut infer_times = Vec::new();
+    let model = Model::load(&source.onnx)?;
+    let inputs = resolve_input_shapes(&model, shapes)?;
+    let dims = inputs.first().context("the model has no input")?.1.clone();
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut detections = None;
+    let image_label;
+    let threads;
     let started = Instant::now();
-    for run in 0..budget.warmup + budget.runs {
-        let t0 = Instant::now();
-        let feed = match &frame {
-            Some(f) => {
-                let mut v = vec![prepare(f)?];
-                v.extend(constant_inputs.iter().skip(1).cloned());
-                v
+    let mut keep = |run: usize, sample: [Option<Duration>; 3]| -> bool {
+        if run < budget.warmup {
+            return true;
+        }
+        for (list, t) in times.iter_mut().zip(sample) {
+            list.extend(t);
+        }
+        started.elapsed() < Duration::from_secs_f64(budget.max_seconds)
+    };
+    match &source.manifest {
+        Some(manifest) => {
+            let frame = match image {
+                Some(path) => {
+                    image_label = path.display().to_string();
+                    load_image(path)?
+                }
+                None => {
+                    image_label = "synthetic".to_string();
+                    let [h, w] = manifest.input.size;
+                    synthetic_image(w as u32, h as u32)
+                }
+            };
+            let hw = match manifest.input.layout {
+                Layout::Nchw if dims.len() == 4 => [dims[2], dims[3]],
+                Layout::Nhwc if dims.len() == 4 => [dims[1], dims[2]],
+                _ => bail!("the input shape {dims:?} is not an image batch"),
+            };
+            let mut detector = Detector::new(model, manifest.clone(), Some(hw), budget.threads)?;
+            threads = budget.threads;
+            for run in 0..budget.warmup + budget.runs {
+                let (found, t) = detector.detect(&frame)?;
+                detections = Some(found.len());
+                if !keep(run, [Some(t.pre), Some(t.infer), Some(t.post)]) {
+                    break;
+                }
             }
-            None => constant_inputs.clone(),
-        };
-        let t1 = Instant::now();
-        engine.run(feed)?;
-        let t2 = Instant::now();
-        if run >= budget.warmup {
-            if frame.is_some() {
-                pre_times.push(t1 - t0);
+        }
+        None => {
+            if image.is_some() {
+                bail!(
+                    "--image needs a manifest to know how to preprocess; give models/<name>.toml"
+                );
             }
-            infer_times.push(t2 - t1);
-            if started.elapsed() > Duration::from_secs_f64(budget.max_seconds) {
-                break;
+            image_label = "none".to_string();
+            let mut engine = Engine::from_model(&model, shapes, budget.threads)?;
+            threads = engine.threads();
+            let feed: Vec<Tensor> = inputs.iter().map(|(_, d)| ramp(d)).collect();
+            for run in 0..budget.warmup + budget.runs {
+                let t0 = Instant::now();
+                engine.run(feed.clone())?;
+                if !keep(run, [None, Some(t0.elapsed()), None]) {
+                    break;
+                }
             }
         }
     }
+    let [pre, infer, post] = times;
     Ok(LatencyReport {
         schema: SCHEMA,
         model: source.onnx.display().to_string(),
         inputs,
         image: image_label,
-        threads: engine.threads(),
+        threads,
         warmup: budget.warmup,
         machine: Machine::detect(),
-        pre: Summary::of(&pre_times),
-        infer: Summary::of(&infer_times).expect("at least one measured run"),
+        pre: Summary::of(&pre),
+        infer: Summary::of(&infer).expect("at least one measured run"),
+        post: Summary::of(&post),
+        detections,
     })
 }
 

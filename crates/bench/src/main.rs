@@ -66,6 +66,9 @@ fn render(r: &LatencyReport) -> String {
         row(&mut table, "pre", pre);
     }
     row(&mut table, "infer", &r.infer);
+    if let Some(post) = &r.post {
+        row(&mut table, "post", post);
+    }
     let shapes: Vec<String> = r.inputs.iter().map(|(n, d)| format!("{n} {d:?}")).collect();
     let m = &r.machine;
     format!(

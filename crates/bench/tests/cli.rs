@@ -35,7 +35,11 @@ fn times_preprocessing_and_inference_of_a_manifest_model_on_a_photo() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["schema"], "edgewise.latency/1");
     assert_eq!(v["inputs"][0][1], serde_json::json!([1, 3, 320, 320]));
-    for phase in ["pre", "infer"] {
+    assert!(
+        v["detections"].as_u64().unwrap() >= 4,
+        "page.png has text lines"
+    );
+    for phase in ["pre", "infer", "post"] {
         let s = &v[phase];
         assert_eq!(s["runs"], 3, "{phase}");
         let (min, med, p90, max) = (
