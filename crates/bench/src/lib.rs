@@ -4,6 +4,7 @@
 //! then inference in tract) over warm-up and measured runs, and reports
 //! order statistics ([`stats::Summary`]) with the conditions of the run.
 
+pub mod attribution;
 pub mod latency;
 pub mod machine;
 pub mod stats;

@@ -7,12 +7,16 @@ use std::sync::Arc;
 
 use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
 use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
 use tract_linalg::multithread::Executor;
 
 use crate::error::RuntimeError;
 
 type Plan = Arc<TypedRunnableModel>;
+
+/// Time spent in each node of the optimized plan: `(node id, time)` in evaluation order.
+pub type NodeTimes = Vec<(usize, std::time::Duration)>;
 
 /// A model ready to run at fixed input shapes.
 pub struct Engine {
@@ -105,8 +109,7 @@ impl Engine {
         self.state.model()
     }
 
-    /// Runs the model once. Inputs must have the shapes the engine was built for.
-    pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
         if inputs.len() != self.input_shapes.len() {
             return Err(RuntimeError::InputCount {
                 given: inputs.len(),
@@ -122,10 +125,43 @@ impl Engine {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Runs the model once. Inputs must have the shapes the engine was built for.
+    pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        self.check_inputs(&inputs)?;
         let outputs = self
             .state
             .run(inputs.into_iter().map(TValue::from).collect())
             .map_err(engine_err("run the model"))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
+    }
+
+    /// Runs the model once, timing every node of the optimized plan:
+    /// returns the outputs and `(node id, time)` in evaluation order. The ids
+    /// index [`Engine::plan`].
+    pub fn run_profiled(
+        &mut self,
+        inputs: Vec<Tensor>,
+    ) -> Result<(Vec<Tensor>, NodeTimes), RuntimeError> {
+        self.check_inputs(&inputs)?;
+        let mut times = Vec::with_capacity(self.state.model().nodes().len());
+        let outputs = self
+            .state
+            .run_plan_with_eval(
+                inputs.into_iter().map(TValue::from).collect(),
+                |ctx, state, node, input| {
+                    let started = std::time::Instant::now();
+                    let result = tract_core::plan::eval(ctx, state, node, input);
+                    times.push((node.id, started.elapsed()));
+                    result
+                },
+            )
+            .map_err(engine_err("run the model"))?;
+        Ok((
+            outputs.into_iter().map(|t| t.into_tensor()).collect(),
+            times,
+        ))
     }
 }
