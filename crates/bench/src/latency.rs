@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use edgewise_graph::analysis::resolve_input_shapes;
 use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_graph::{InputShape, Model};
-use edgewise_manifest::Layout;
 use edgewise_runtime::{Detector, Engine, ModelSource, load_image};
 use image::DynamicImage;
 use serde::Serialize;
@@ -101,11 +100,10 @@ pub fn measure(
                     synthetic_image(w as u32, h as u32)
                 }
             };
-            let hw = match manifest.input.layout {
-                Layout::Nchw if dims.len() == 4 => [dims[2], dims[3]],
-                Layout::Nhwc if dims.len() == 4 => [dims[1], dims[2]],
-                _ => bail!("the input shape {dims:?} is not an image batch"),
-            };
+            let hw = manifest
+                .input
+                .hw_of(&dims)
+                .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
             let mut detector = Detector::new(model, manifest.clone(), Some(hw), budget.threads)?;
             threads = budget.threads;
             for run in 0..budget.warmup + budget.runs {

@@ -167,25 +167,13 @@ pub fn resolve_input_shapes(
                     check_fits(input, &shape.dims)?;
                     shape.dims.clone()
                 }
-                None => fixed_dims(input).ok_or_else(|| GraphError::DynamicInput {
+                None => input.fixed_dims().ok_or_else(|| GraphError::DynamicInput {
                     input: input.name.clone(),
                     declared: input.shape_text(),
                     example: example_shape(input),
                 })?,
             };
             Ok((input.name.clone(), dims))
-        })
-        .collect()
-}
-
-fn fixed_dims(input: &ValueInfo) -> Option<Vec<usize>> {
-    input
-        .shape
-        .as_ref()?
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(v) if *v > 0 => Some(*v as usize),
-            _ => None,
         })
         .collect()
 }

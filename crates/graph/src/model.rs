@@ -61,6 +61,18 @@ impl ValueInfo {
         tensor::datum_type_of(self.elem_type)
     }
 
+    /// The declared shape, when every dimension of it is a fixed positive size.
+    pub fn fixed_dims(&self) -> Option<Vec<usize>> {
+        self.shape
+            .as_ref()?
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(v) if *v > 0 => Some(*v as usize),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The declared shape written like `[batch,3,?,?]`.
     pub fn shape_text(&self) -> String {
         match &self.shape {

@@ -170,6 +170,14 @@ fn default_align() -> usize {
 }
 
 impl Input {
+    /// Height and width of a rank-4 input shape in this layout.
+    pub fn hw_of(&self, shape: &[usize]) -> Option<[usize; 2]> {
+        match (self.layout, shape) {
+            (Layout::Nchw, [_, _, h, w]) | (Layout::Nhwc, [_, h, w, _]) => Some([*h, *w]),
+            _ => None,
+        }
+    }
+
     /// The input shape at the default size.
     pub fn shape(&self) -> Vec<usize> {
         let [h, w] = self.size;

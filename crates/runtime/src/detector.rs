@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use edgewise_decode::{Decoder, Detection, Output};
 use edgewise_graph::tract_onnx::prelude::{DatumType, Tensor};
 use edgewise_graph::{InputShape, Model};
-use edgewise_manifest::{Layout, Manifest};
+use edgewise_manifest::Manifest;
 use image::DynamicImage;
 use serde::Serialize;
 
@@ -67,20 +67,9 @@ impl Detector {
                 ),
             });
         }
-        let declared: Option<Vec<usize>> = inputs[0].shape.as_ref().and_then(|dims| {
-            dims.iter()
-                .map(|d| match d {
-                    edgewise_graph::Dim::Fixed(v) if *v > 0 => Some(*v as usize),
-                    _ => None,
-                })
-                .collect()
-        });
-        let own_hw = declared
-            .filter(|d| d.len() == 4)
-            .map(|d| match manifest.input.layout {
-                Layout::Nchw => [d[2], d[3]],
-                Layout::Nhwc => [d[1], d[2]],
-            });
+        let own_hw = inputs[0]
+            .fixed_dims()
+            .and_then(|d| manifest.input.hw_of(&d));
         Ok(Detector {
             model,
             manifest,
@@ -113,10 +102,14 @@ impl Detector {
         let t0 = Instant::now();
         let prepared = preprocess(image, &self.manifest.input, self.fixed)?;
         let shape = prepared.tensor.shape().to_vec();
-        let input_hw = match self.manifest.input.layout {
-            Layout::Nchw => [shape[2], shape[3]],
-            Layout::Nhwc => [shape[1], shape[2]],
-        };
+        let input_hw =
+            self.manifest
+                .input
+                .hw_of(&shape)
+                .ok_or_else(|| RuntimeError::Preprocess {
+                    what: "input".into(),
+                    reason: format!("shape {shape:?} is not an image batch"),
+                })?;
         let pre = t0.elapsed();
         // Building an engine for a new shape is a one-off cost, not a frame's.
         if !self.engines.contains_key(&shape) {
@@ -149,7 +142,7 @@ impl Detector {
             .map(|(t, name)| Output {
                 name,
                 shape: t.shape(),
-                data: crate::tensor_values(t).unwrap_or(&[]),
+                data: edgewise_graph::tensor::values::<f32>(t).unwrap_or(&[]),
             })
             .collect();
         let mut detections = self.decoder.decode(&views, input_hw)?;

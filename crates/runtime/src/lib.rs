@@ -14,8 +14,3 @@ pub use engine::Engine;
 pub use error::RuntimeError;
 pub use preprocess::{Letterbox, Prepared, load_image, preprocess};
 pub use source::ModelSource;
-
-/// The elements of an f32 tensor held in memory.
-pub fn tensor_values(tensor: &edgewise_graph::tract_onnx::prelude::Tensor) -> Option<&[f32]> {
-    edgewise_graph::tensor::values::<f32>(tensor)
-}
