@@ -122,6 +122,23 @@ pub struct Deploy {
     pub flash: String,
 }
 
+/// The profiles compiled in, by name (kept equal to `boards/*.toml` by a test).
+const BUILTIN: &[(&str, &str)] = &[
+    ("host", include_str!("../../../boards/host.toml")),
+    (
+        "jetson-nano",
+        include_str!("../../../boards/jetson-nano.toml"),
+    ),
+    (
+        "jetson-orin-nano",
+        include_str!("../../../boards/jetson-orin-nano.toml"),
+    ),
+    ("rpi3", include_str!("../../../boards/rpi3.toml")),
+    ("rpi4", include_str!("../../../boards/rpi4.toml")),
+    ("rpi5", include_str!("../../../boards/rpi5.toml")),
+    ("zero2w", include_str!("../../../boards/zero2w.toml")),
+];
+
 /// Element type of a throughput figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
@@ -138,27 +155,61 @@ impl Board {
             path: path.to_path_buf(),
             source,
         })?;
-        let board: Board = toml::from_str(&text).map_err(|e| BoardError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
+        Board::parse(&text, stem).map_err(|message| BoardError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    fn parse(text: &str, stem: &str) -> Result<Board, String> {
+        let board: Board = toml::from_str(text).map_err(|e| e.to_string())?;
         if board.name != stem {
-            return Err(BoardError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("`name` is `{}` but the file is `{stem}.toml`", board.name),
-            });
+            return Err(format!(
+                "`name` is `{}` but the file is `{stem}.toml`",
+                board.name
+            ));
         }
         if board.cores == 0 || board.clock_ghz <= 0.0 {
-            return Err(BoardError::Invalid {
-                path: path.to_path_buf(),
-                message: "cores and clock_ghz must be positive".into(),
-            });
+            return Err("cores and clock_ghz must be positive".into());
         }
         Ok(board)
+    }
+
+    /// A profile compiled into the binary (the `boards/` folder as it was at
+    /// build time), so tools on a board need no checkout.
+    pub fn builtin(name: &str) -> Result<Board, BoardError> {
+        match BUILTIN.iter().find(|(n, _)| *n == name) {
+            Some((stem, text)) => Board::parse(text, stem).map_err(|message| BoardError::Invalid {
+                path: PathBuf::from(format!("boards/{stem}.toml (built in)")),
+                message,
+            }),
+            None => Err(BoardError::Unknown {
+                name: name.to_string(),
+                known: BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// A board by profile path (`*.toml`), by name in `./boards/` (edited
+    /// profiles win), or by name among the built-in profiles.
+    pub fn resolve(name_or_path: &str) -> Result<Board, BoardError> {
+        let path = Path::new(name_or_path);
+        if path.extension().is_some_and(|e| e == "toml") {
+            return Board::load(path);
+        }
+        let local = Path::new("boards").join(format!("{name_or_path}.toml"));
+        if local.is_file() {
+            return Board::load(&local);
+        }
+        Board::builtin(name_or_path)
     }
 
     /// Finds `name` among the profiles in `dir`.
@@ -195,11 +246,17 @@ impl Board {
 
     /// Peak giga-MACs per second of `cores` cores at the stock clock.
     pub fn peak_gmacs(&self, precision: Precision, cores: usize) -> f64 {
+        self.peak_gmacs_at(precision, cores, self.clock_ghz)
+    }
+
+    /// Peak giga-MACs per second of `cores` cores at `clock_ghz` (the clock
+    /// the running CPU reports, which may differ from the profile's).
+    pub fn peak_gmacs_at(&self, precision: Precision, cores: usize, clock_ghz: f64) -> f64 {
         let per_cycle = match precision {
             Precision::F32 => self.peak.f32_macs_per_cycle,
             Precision::I8 => self.peak.i8_macs_per_cycle,
         };
-        per_cycle as f64 * self.clock_ghz * cores.min(self.cores) as f64
+        per_cycle as f64 * clock_ghz * cores.min(self.cores) as f64
     }
 }
 
@@ -242,6 +299,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn built_in_profiles_are_the_files() {
+        let names = Board::names(&boards_dir());
+        let builtin: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, builtin);
+        for name in &names {
+            assert_eq!(
+                Board::builtin(name).unwrap(),
+                Board::find(&boards_dir(), name).unwrap()
+            );
+        }
+        let err = Board::resolve("rpi9").unwrap_err().to_string();
+        assert!(err.contains("known boards: host, jetson-nano"), "{err}");
     }
 
     #[test]

@@ -5,10 +5,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use edgewise_graph::{InputShape, Model, NodeCost, Topology, analyze, cost::node_costs};
-use edgewise_stages::{
-    Boundary, Method, Overrides, Partition, Stage, StageSummary, partition, summarize,
-};
+use edgewise_graph::units::{bytes, si, thousands};
+use edgewise_graph::{InputShape, Model, NodeCost};
+use edgewise_stages::{Boundary, Method, Overrides, Stage, StageSummary, StagedModel, summarize};
 use serde::Serialize;
 
 /// Version of the JSON document below; bumped on any incompatible change.
@@ -91,34 +90,9 @@ pub struct Inspection {
     pub node_lines: Option<Vec<NodeLine>>,
 }
 
-/// The model, its analysis and its partition, for callers that need more than the report.
-pub struct Analysed {
-    /// The model.
-    pub model: Model,
-    /// Its wiring.
-    pub topo: Topology,
-    /// Shapes.
-    pub facts: edgewise_graph::Facts,
-    /// Costs per node.
-    pub costs: Vec<NodeCost>,
-    /// Stages.
-    pub partition: Partition,
-}
-
 /// Loads, analyses and partitions a model.
-pub fn analyse(path: &Path, shapes: &[InputShape], overrides: &Overrides) -> Result<Analysed> {
-    let model = Model::load(path)?;
-    let topo = Topology::new(&model.graph)?;
-    let facts = analyze(&model, shapes)?;
-    let costs = node_costs(&model.graph, &topo, &facts);
-    let partition = partition(&model.graph, &topo, &facts, overrides)?;
-    Ok(Analysed {
-        model,
-        topo,
-        facts,
-        costs,
-        partition,
-    })
+pub fn analyse(path: &Path, shapes: &[InputShape], overrides: &Overrides) -> Result<StagedModel> {
+    Ok(StagedModel::new(Model::load(path)?, shapes, overrides)?)
 }
 
 /// Builds the report.
@@ -130,7 +104,7 @@ pub fn inspect(
 ) -> Result<Inspection> {
     let a = analyse(path, shapes, overrides)?;
     let graph = &a.model.graph;
-    let constant = a.topo.constant_nodes(graph);
+    let constant = &a.constant;
     let port = |vi: &edgewise_graph::ValueInfo| Port {
         name: vi.name.clone(),
         elem_type: edgewise_graph::tensor::onnx_type_name(vi.elem_type),
@@ -149,7 +123,7 @@ pub fn inspect(
     }
     let mut operators: Vec<(String, usize)> = histogram.into_iter().collect();
     operators.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
-    let stages = summarize(&a.partition, &a.costs, &constant)
+    let stages = summarize(&a.partition, &a.costs, constant)
         .into_iter()
         .map(|summary| StageLine {
             reason: a.partition.reason(summary.stage).to_string(),
@@ -194,33 +168,6 @@ pub fn inspect(
         head_inputs: a.partition.head_inputs.clone(),
         node_lines,
     })
-}
-
-/// `1,171,841`.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `2.302 G`, `69.1 M`.
-pub fn si(n: u64) -> String {
-    let f = n as f64;
-    if f >= 1e9 {
-        format!("{:.3} G", f / 1e9)
-    } else if f >= 1e6 {
-        format!("{:.1} M", f / 1e6)
-    } else if f >= 1e3 {
-        format!("{:.1} k", f / 1e3)
-    } else {
-        n.to_string()
-    }
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -382,16 +329,4 @@ pub fn render(report: &Inspection) -> String {
         out.push('\n');
     }
     out
-}
-
-/// `24.6 MiB`.
-pub fn bytes(n: u64) -> String {
-    let f = n as f64;
-    if f >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", f / (1024.0 * 1024.0))
-    } else if f >= 1024.0 {
-        format!("{:.1} KiB", f / 1024.0)
-    } else {
-        format!("{n} B")
-    }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod model;
 pub mod tensor;
 pub mod topology;
+pub mod units;
 
 pub use analysis::{Facts, InputShape, ValueFact, analyze};
 pub use cost::NodeCost;

@@ -11,7 +11,7 @@ use edgewise_manifest::Manifest;
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, NodeTimes};
 use crate::error::RuntimeError;
 use crate::preprocess::preprocess;
 
@@ -99,6 +99,31 @@ impl Detector {
         &mut self,
         image: &DynamicImage,
     ) -> Result<(Vec<Detection>, Timing), RuntimeError> {
+        let (detections, timing, _) = self.frame(image, false)?;
+        Ok((detections, timing))
+    }
+
+    /// Like [`Detector::detect`], and also times every node of tract's plan
+    /// (see [`Engine::run_profiled`]); the node ids index the plan of
+    /// [`Detector::engine`] for the input shape this image was brought to.
+    pub fn detect_profiled(
+        &mut self,
+        image: &DynamicImage,
+    ) -> Result<(Vec<Detection>, Timing, NodeTimes), RuntimeError> {
+        let (detections, timing, nodes) = self.frame(image, true)?;
+        Ok((detections, timing, nodes.unwrap_or_default()))
+    }
+
+    /// The engine built for input `shape`, once an image of that shape was seen.
+    pub fn engine(&self, shape: &[usize]) -> Option<&Engine> {
+        self.engines.get(shape)
+    }
+
+    fn frame(
+        &mut self,
+        image: &DynamicImage,
+        profile: bool,
+    ) -> Result<(Vec<Detection>, Timing, Option<NodeTimes>), RuntimeError> {
         let t0 = Instant::now();
         let prepared = preprocess(image, &self.manifest.input, self.fixed)?;
         let shape = prepared.tensor.shape().to_vec();
@@ -126,7 +151,12 @@ impl Detector {
         let t1 = Instant::now();
         let engine = self.engines.get_mut(&shape).expect("inserted above");
         let names = engine.output_names().to_vec();
-        let outputs = engine.run(vec![prepared.tensor])?;
+        let (outputs, node_times) = if profile {
+            let (outputs, times) = engine.run_profiled(vec![prepared.tensor])?;
+            (outputs, Some(times))
+        } else {
+            (engine.run(vec![prepared.tensor])?, None)
+        };
         let t2 = Instant::now();
         let outputs: Vec<Tensor> = outputs
             .into_iter()
@@ -159,6 +189,7 @@ impl Detector {
                 infer: t2 - t1,
                 post: t3 - t2,
             },
+            node_times,
         ))
     }
 }

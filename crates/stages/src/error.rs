@@ -21,4 +21,7 @@ pub enum StageError {
         "the graph has no layer with weights (Conv, Gemm, MatMul...), so it has no backbone, neck or head"
     )]
     NoLayers,
+    /// The model itself could not be read or analysed.
+    #[error(transparent)]
+    Graph(#[from] edgewise_graph::GraphError),
 }

@@ -13,9 +13,11 @@ mod context;
 pub mod error;
 pub mod partition;
 pub mod stage;
+pub mod staged;
 pub mod summary;
 
 pub use error::StageError;
 pub use partition::{Overrides, partition};
 pub use stage::{Boundary, Method, Partition, Stage};
+pub use staged::StagedModel;
 pub use summary::{StageSummary, summarize};
