@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
-# targets, Debian's cross linkers and qemu-user, pip; then the real models and
+# targets, Debian's cross linkers and qemu-user, pip, Chromium (the HTML
+# report is checked in a headless browser); then the real models and
 # photos (python3 models/fetch.py). Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v arm-linux-gnueabihf-gcc >/dev/null || missing+=(gcc-arm-linux-gnueabihf)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -1,10 +1,16 @@
-//! `edge-bench`: how long a detector takes, measured where it runs.
+//! `edge-bench`: where a detector's time goes, stage by stage, measured on
+//! the machine it runs on.
 //!
-//! [`latency`] times the phases a frame goes through (preprocessing in Rust,
-//! then inference in tract) over warm-up and measured runs, and reports
-//! order statistics ([`stats::Summary`]) with the conditions of the run.
+//! [`measure`] runs whole frames (preprocessing in Rust, the model in tract,
+//! decoding and NMS in Rust) plain and with every plan node timed;
+//! [`attribution`] maps plan nodes back to ONNX nodes and so to backbone,
+//! neck and head; [`report`] is the versioned result, and [`render`] turns it
+//! into a terminal table, Markdown, CSV or an HTML page with charts.
 
 pub mod attribution;
-pub mod latency;
+pub mod board;
 pub mod machine;
+pub mod measure;
+pub mod render;
+pub mod report;
 pub mod stats;

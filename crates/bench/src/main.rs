@@ -3,116 +3,209 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
-use clap::Parser;
-use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use edgewise_bench::latency::{Budget, LatencyReport, measure};
-use edgewise_bench::stats::Summary;
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use edgewise_bench::measure::{Budget, Target, measure};
+use edgewise_bench::render::{self, Format, Options};
+use edgewise_bench::report::Report;
+use edgewise_boards::Board;
 use edgewise_runtime::ModelSource;
 
-/// Measure a detector's latency: preprocessing and inference, median of many runs.
+/// Where a detector's time goes: pre, backbone, neck, head, post and
+/// decode+nms, per node and side by side across variants.
 #[derive(Parser)]
-#[command(name = "edge-bench", version, about)]
+#[command(
+    name = "edge-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
-    /// An ONNX file, or a model manifest (`models/*.toml`).
-    model: PathBuf,
-    /// Input shape(s), e.g. `1x3x640x640`; default: the manifest's size.
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    measure: MeasureArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Combine JSON reports (from several boards, say) into one report.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct Output {
+    /// Format printed on standard output.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Also write the report to this file, in the format of its extension
+    /// (.txt, .md, .json, .csv, .html); may be repeated.
+    #[arg(long, value_name = "PATH")]
+    save: Vec<PathBuf>,
+    /// Slowest ONNX nodes listed per variant.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+#[derive(Args)]
+struct MeasureArgs {
+    /// ONNX files or model manifests (`models/*.toml`); several give one
+    /// column each, compared with the first.
+    #[arg(required = true, value_name = "MODEL")]
+    models: Vec<PathBuf>,
+    /// Column names, one per model, in order; default: the file names.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Input shape(s), e.g. `1x3x640x640`; default: each manifest's size.
     #[arg(long)]
     input_shape: Option<String>,
-    /// A photo to preprocess each run (needs a manifest); default: a synthetic image.
+    /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Runs before measuring.
+    /// Frames of each kind before measuring.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// Measured runs.
+    /// Measured frames of each kind (plain and profiled).
     #[arg(long, default_value_t = 20)]
     runs: usize,
-    /// Stop measuring after this many seconds.
+    /// Stop measuring a model after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     max_seconds: f64,
     /// Threads tract runs on (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Print JSON (schema `edgewise.latency/1`).
+    /// Board profile (`rpi4`, or a .toml path): checks this machine matches
+    /// it and shows the share of its peak.
     #[arg(long)]
-    json: bool,
+    board: Option<String>,
+    /// Tensors that end the backbone (default: the manifest's, else found).
+    #[arg(long, value_delimiter = ',')]
+    backbone_out: Vec<String>,
+    /// Tensors that start the head (default: the manifest's, else found).
+    #[arg(long, value_delimiter = ',')]
+    head_in: Vec<String>,
+    #[command(flatten)]
+    output: Output,
 }
 
-fn row(table: &mut Table, phase: &str, s: &Summary) {
-    let cell = |v: f64| Cell::new(format!("{v:.2}")).set_alignment(CellAlignment::Right);
-    table.add_row(vec![
-        Cell::new(phase),
-        cell(s.min_ms),
-        cell(s.median_ms),
-        cell(s.p90_ms),
-        cell(s.max_ms),
-        Cell::new(s.runs).set_alignment(CellAlignment::Right),
-    ]);
+#[derive(Args)]
+struct MergeArgs {
+    /// JSON reports written by `edge-bench --save report.json`.
+    #[arg(required = true, value_name = "REPORT")]
+    reports: Vec<PathBuf>,
+    #[command(flatten)]
+    output: Output,
 }
 
-fn render(r: &LatencyReport) -> String {
-    let mut table = Table::new();
-    table.load_style(UTF8_FULL_CONDENSED);
-    table.set_header(vec![
-        "phase",
-        "min ms",
-        "median ms",
-        "p90 ms",
-        "max ms",
-        "runs",
-    ]);
-    if let Some(pre) = &r.pre {
-        row(&mut table, "pre", pre);
+/// Default labels from file names; repeats get a number.
+fn labels(models: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
+    if !given.is_empty() {
+        if given.len() != models.len() {
+            bail!(
+                "{} --label given for {} model(s); give one per model, or none",
+                given.len(),
+                models.len()
+            );
+        }
+        return Ok(given.to_vec());
     }
-    row(&mut table, "infer", &r.infer);
-    if let Some(post) = &r.post {
-        row(&mut table, "post", post);
-    }
-    let shapes: Vec<String> = r.inputs.iter().map(|(n, d)| format!("{n} {d:?}")).collect();
-    let m = &r.machine;
-    format!(
-        "model    {}\ninput    {} (image: {})\nmachine  {} ({}, {} cores; {}) governor {}, {}\nruns     {} warm-up, {} measured, {} thread(s)\n{table}\n",
-        r.model,
-        shapes.join(", "),
-        r.image,
-        m.cpu,
-        m.arch,
-        m.cores,
-        m.features.join(" "),
-        m.governor.as_deref().unwrap_or("n/a"),
-        m.temperature_c
-            .map(|t| format!("{t:.0} °C"))
-            .unwrap_or_else(|| "temperature n/a".into()),
-        r.warmup,
-        r.infer.runs,
-        r.threads,
-    )
+    let stems: Vec<String> = models
+        .iter()
+        .map(|m| {
+            m.file_stem()
+                .map_or_else(|| m.display().to_string(), |s| s.to_string_lossy().into())
+        })
+        .collect();
+    Ok(stems
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let before = stems[..i].iter().filter(|x| *x == s).count();
+            if before == 0 {
+                s.clone()
+            } else {
+                format!("{s} ({})", before + 1)
+            }
+        })
+        .collect())
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let source = ModelSource::resolve(&cli.model)?;
-    let shapes = source.input_shapes(cli.input_shape.as_deref())?;
-    let threads = cli
-        .threads
-        .unwrap_or_else(edgewise_runtime::engine::default_threads);
-    let budget = Budget {
-        warmup: cli.warmup,
-        runs: cli.runs,
-        max_seconds: cli.max_seconds,
-        threads,
-    };
-    let report = measure(&source, &shapes, cli.image.as_deref(), budget)?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
+fn emit(report: &Report, output: &Output) -> Result<()> {
+    let options = Options { top: output.top };
+    for path in &output.save {
+        render::save(report, path, options)
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
     }
+    print!("{}", render::render(report, output.format, options)?);
     Ok(())
 }
 
+fn run_measure(args: MeasureArgs) -> Result<()> {
+    // Check every output path's format before spending minutes measuring.
+    for path in &args.output.save {
+        Format::of_path(path)?;
+    }
+    let board = args.board.as_deref().map(Board::resolve).transpose()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(edgewise_runtime::engine::default_threads);
+    let budget = Budget {
+        warmup: args.warmup,
+        runs: args.runs,
+        max_seconds: args.max_seconds,
+        threads,
+    };
+    let labels = labels(&args.models, &args.label)?;
+    let mut targets = vec![];
+    for (path, label) in args.models.iter().zip(labels) {
+        let source = ModelSource::resolve(path)?;
+        let shapes = source.input_shapes(args.input_shape.as_deref())?;
+        let overrides = source.stage_boundaries(&args.backbone_out, &args.head_in);
+        targets.push(Target {
+            label,
+            source,
+            shapes,
+            overrides,
+        });
+    }
+    if args.image.is_some() && targets.iter().all(|t| t.source.manifest.is_none()) {
+        bail!(
+            "--image needs a manifest to know how to preprocess; give models/<name>.toml instead of the .onnx file"
+        );
+    }
+    let mut variants = vec![];
+    for (i, target) in targets.iter().enumerate() {
+        eprintln!(
+            "edge-bench: measuring {} ({}/{}) on {threads} thread(s)",
+            target.label,
+            i + 1,
+            targets.len()
+        );
+        let variant = measure(target, args.image.as_deref(), budget, board.as_ref())
+            .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
+        variants.push(variant);
+    }
+    emit(&Report::new(variants), &args.output)
+}
+
+fn run_merge(args: MergeArgs) -> Result<()> {
+    let mut reports = vec![];
+    for path in &args.reports {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read report {}", path.display()))?;
+        reports.push(Report::from_json(&text, &path.display().to_string())?);
+    }
+    emit(&Report::merge(reports), &args.output)
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Merge(args)) => run_merge(args),
+        None => run_measure(cli.measure),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edge-bench: error: {e:#}");

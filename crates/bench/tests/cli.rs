@@ -1,13 +1,17 @@
-//! `edge-bench` as a user runs it.
+//! `edge-bench` as a user runs it: variants side by side, every output
+//! format, the JSON schema, `merge`, and clear errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn edge_bench(args: &[&str]) -> (bool, String, String) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = Command::new(env!("CARGO_BIN_EXE_edge-bench"))
         .args(args)
-        .current_dir(root)
+        .current_dir(root())
         .output()
         .unwrap();
     (
@@ -17,62 +21,226 @@ fn edge_bench(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+fn validate(report: &serde_json::Value) {
+    let schema_text =
+        std::fs::read_to_string(root().join("docs/schemas/edgewise.bench-1.schema.json")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&schema_text).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema is valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+    let mut broken = report.clone();
+    broken["variants"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("stages");
+    assert!(!validator.is_valid(&broken), "the schema requires stages");
+}
+
+fn stage_names(variant: &serde_json::Value) -> Vec<&str> {
+    variant["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect()
+}
+
+fn path_arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 #[test]
-fn times_preprocessing_and_inference_of_a_manifest_model_on_a_photo() {
+fn two_variants_side_by_side_in_every_format_and_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = |ext: &str| dir.path().join(format!("report.{ext}"));
+    let (json, html, csv, md) = (saved("json"), saved("html"), saved("csv"), saved("md"));
     let (ok, out, err) = edge_bench(&[
         "models/ppocr_v4_det.toml",
-        "--image",
-        "models/.cache/photos/page.png",
+        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
         "--input-shape",
         "1x3x320x320",
+        "--image",
+        "models/.cache/photos/page.png",
         "--warmup",
         "1",
         "--runs",
         "3",
-        "--json",
+        "--threads",
+        "1",
+        "--board",
+        "host",
+        "--format",
+        "json",
+        "--save",
+        path_arg(&json),
+        "--save",
+        path_arg(&html),
+        "--save",
+        path_arg(&csv),
+        "--save",
+        path_arg(&md),
     ]);
     assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["schema"], "edgewise.latency/1");
-    assert_eq!(v["inputs"][0][1], serde_json::json!([1, 3, 320, 320]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    validate(&report);
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(on_disk, report, "--save writes what --format prints");
+
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2);
+    let (manifest, bare) = (&variants[0], &variants[1]);
+    assert_eq!(manifest["label"], "ppocr_v4_det");
+    assert_eq!(bare["label"], "ch_PP-OCRv4_det_infer");
+    assert_eq!(
+        stage_names(manifest),
+        ["pre", "backbone", "neck", "head", "post", "decode+nms"]
+    );
+    // Without a manifest there is no Rust pre/post; `pre` is the input node alone.
+    assert_eq!(
+        stage_names(bare),
+        ["pre", "backbone", "neck", "head", "post"]
+    );
+    assert_eq!(bare["image"], "none");
     assert!(
-        v["detections"].as_u64().unwrap() >= 4,
+        manifest["detections"].as_u64().unwrap() >= 4,
         "page.png has text lines"
     );
-    for phase in ["pre", "infer", "post"] {
-        let s = &v[phase];
-        assert_eq!(s["runs"], 3, "{phase}");
-        let (min, med, p90, max) = (
-            s["min_ms"].as_f64().unwrap(),
-            s["median_ms"].as_f64().unwrap(),
-            s["p90_ms"].as_f64().unwrap(),
-            s["max_ms"].as_f64().unwrap(),
-        );
-        assert!(
-            0.0 < min && min <= med && med <= p90 && p90 <= max,
-            "{phase}: {s}"
-        );
+    for v in variants {
+        assert_eq!(v["unattributed"], serde_json::json!([]));
+        assert_eq!(v["settings"]["runs"], 3);
+        assert_eq!(v["board"]["name"], "host");
+        let stages = v["stages"].as_array().unwrap();
+        for s in stages {
+            let t = &s["time"];
+            let (min, med, p90, max) = (
+                t["min_ms"].as_f64().unwrap(),
+                t["median_ms"].as_f64().unwrap(),
+                t["p90_ms"].as_f64().unwrap(),
+                t["max_ms"].as_f64().unwrap(),
+            );
+            assert!(min <= med && med <= p90 && p90 <= max, "{s}");
+        }
+        let backbone = &stages[1];
+        assert!(backbone["macs"].as_u64().unwrap() > 100_000_000);
+        assert!(backbone["peak_pct"].as_f64().unwrap() > 0.0);
+        let sum: f64 = stages
+            .iter()
+            .map(|s| s["time"]["median_ms"].as_f64().unwrap())
+            .sum();
+        assert!((sum - v["stage_sum_ms"].as_f64().unwrap()).abs() < 1e-9);
+        let nodes = v["nodes"].as_array().unwrap();
+        assert!(nodes.len() > 150, "every ONNX node tract ran is listed");
+        let medians: Vec<f64> = nodes
+            .iter()
+            .map(|n| n["median_ms"].as_f64().unwrap())
+            .collect();
+        assert!(medians.windows(2).all(|w| w[0] >= w[1]), "slowest first");
     }
-    assert!(!v["machine"]["cpu"].as_str().unwrap().is_empty());
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("variant,model,host,board,precision,threads,stage,runs"));
+    assert_eq!(lines.len(), 1 + (6 + 2) + (5 + 2), "{csv}");
+    assert!(lines[1].starts_with("ppocr_v4_det,"));
+
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("### Side by side"), "{md}");
+    assert!(
+        md.contains("| speedup (ppocr_v4_det / ch_PP-OCRv4_det_infer) |"),
+        "{md}"
+    );
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        page.matches("<svg").count(),
+        3,
+        "stage chart and one node chart per variant"
+    );
+    assert!(!page.contains("<script"), "self-contained and static");
+
+    // Merging the report with itself: one page, four columns, distinct labels.
+    let merged_html = dir.path().join("merged.html");
+    let (ok, out, err) = edge_bench(&[
+        "merge",
+        path_arg(&json),
+        path_arg(&json),
+        "--format",
+        "json",
+        "--save",
+        path_arg(&merged_html),
+    ]);
+    assert!(ok, "{err}");
+    let merged: serde_json::Value = serde_json::from_str(&out).unwrap();
+    validate(&merged);
+    let labels: Vec<&str> = merged["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "ppocr_v4_det @ host #1",
+            "ch_PP-OCRv4_det_infer @ host #1",
+            "ppocr_v4_det @ host #2",
+            "ch_PP-OCRv4_det_infer @ host #2"
+        ]
+    );
+    let page = std::fs::read_to_string(&merged_html).unwrap();
+    for label in labels {
+        assert!(page.contains(&format!("<h2>{label}</h2>")), "{label}");
+    }
 }
 
 #[test]
-fn a_missing_model_or_a_photo_without_manifest_is_a_clear_error() {
-    let (ok, _, err) = edge_bench(&["models/absent.onnx"]);
-    assert!(!ok);
-    assert!(
-        err.starts_with("edge-bench: error: model file models/absent.onnx does not exist"),
-        "{err}"
-    );
-    let (ok, _, err) = edge_bench(&[
-        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
-        "--input-shape",
-        "1x3x64x64",
-        "--image",
-        "models/.cache/photos/page.png",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("--image needs a manifest"), "{err}");
+fn bad_input_gets_a_clear_error_before_any_measuring() {
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["models/absent.onnx"],
+            "edge-bench: error: model file models/absent.onnx does not exist",
+        ),
+        (
+            &[
+                "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+                "--input-shape",
+                "1x3x64x64",
+                "--image",
+                "models/.cache/photos/page.png",
+            ],
+            "--image needs a manifest",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--save", "report.pdf"],
+            "cannot tell the format of report.pdf from its extension `pdf`",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--board", "rpi9"],
+            "no board named `rpi9`; known boards: host, jetson-nano",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--label", "a", "--label", "b"],
+            "2 --label given for 1 model(s)",
+        ),
+        (
+            &["merge", "models/ppocr_v4_det.toml"],
+            "models/ppocr_v4_det.toml is not JSON",
+        ),
+        (
+            &["merge", "docs/schemas/edgewise.bench-1.schema.json"],
+            "has no `schema` field; it is not an edge-bench report",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (ok, _, err) = edge_bench(args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
     let (ok, _, err) = edge_bench(&[
         "models/ppocr_v4_det.toml",
         "--image",

@@ -1,0 +1,176 @@
+//! `--board`: does the machine the benchmark runs on match the board profile,
+//! and what peak throughput do the "% of peak" figures compare against?
+
+use edgewise_boards::{Board, Precision};
+
+use crate::machine::Machine;
+use crate::report::BoardCheck;
+
+/// The architecture (as `std::env::consts::ARCH` names it) a target triple builds for.
+fn arch_of(target: &str) -> &str {
+    match target.split('-').next().unwrap_or_default() {
+        a if a.starts_with("armv7") || a == "arm" => "arm",
+        a => a,
+    }
+}
+
+/// Compares `machine` with `board` and gives the peak at `precision` on
+/// `threads` threads, with a warning for every difference that makes the
+/// share of peak (or the timings) unrepresentative of the board.
+pub fn check(
+    board: &Board,
+    machine: &Machine,
+    precision: Precision,
+    threads: usize,
+) -> (BoardCheck, Vec<String>) {
+    let mut warnings = vec![];
+    let name = &board.name;
+    let board_arch = arch_of(&board.build.target);
+    let same_arch = board_arch == machine.arch;
+    if !same_arch {
+        warnings.push(format!(
+            "this is an {} machine but the `{name}` profile is for {board_arch} ({}): its timings do not represent the board",
+            machine.arch, board.title
+        ));
+    }
+    if machine.cores != board.cores {
+        warnings.push(format!(
+            "{} cores here, {} on the `{name}` profile",
+            machine.cores, board.cores
+        ));
+    }
+    if let Some(core) = &machine.core
+        && !core.eq_ignore_ascii_case(&board.core)
+    {
+        warnings.push(format!(
+            "the CPU is a {core}, the `{name}` profile is a {}",
+            board.core
+        ));
+    }
+    if same_arch {
+        let has = |f: &str| machine.features.iter().any(|m| m == f);
+        let missing: Vec<&str> = board
+            .cpu
+            .features
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !has(f))
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "the `{name}` profile expects {} but this CPU lacks it",
+                missing.join(", ")
+            ));
+        }
+        let extra: Vec<&str> = board
+            .cpu
+            .lacks
+            .iter()
+            .map(String::as_str)
+            .filter(|f| has(f))
+            .collect();
+        if !extra.is_empty() {
+            warnings.push(format!(
+                "this CPU has {}, which the `{name}` board lacks: kernels here may be faster than on the board",
+                extra.join(", ")
+            ));
+        }
+    }
+    // On the board itself the running CPU's maximum clock is the better
+    // figure (a Pi 4 runs at 1.5 or 1.8 GHz by revision); on another CPU
+    // only the profile's nominal clock means anything.
+    let same_cpu = same_arch
+        && machine
+            .core
+            .as_ref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(&board.core));
+    let (clock_ghz, clock_source) = match machine.max_clock_mhz {
+        Some(mhz) if same_cpu => (mhz / 1000.0, "cpufreq"),
+        _ => (board.clock_ghz, "profile"),
+    };
+    if let Some(mhz) = machine.max_clock_mhz
+        && same_arch
+        && mhz / 1000.0 < 0.9 * board.clock_ghz
+    {
+        warnings.push(format!(
+            "the CPU's maximum clock is {:.2} GHz, below the {:.2} GHz of the `{name}` profile (underclocked, or capped by the firmware)",
+            mhz / 1000.0,
+            board.clock_ghz
+        ));
+    }
+    let check = BoardCheck {
+        name: board.name.clone(),
+        title: board.title.clone(),
+        clock_ghz,
+        clock_source: clock_source.to_string(),
+        peak_gmacs: board.peak_gmacs_at(precision, threads, clock_ghz),
+        matches: warnings.is_empty(),
+    };
+    (check, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pi4_machine() -> Machine {
+        Machine {
+            host: "pi".into(),
+            cpu: "Raspberry Pi 4 Model B Rev 1.4".into(),
+            core: Some("Cortex-A72".into()),
+            arch: "aarch64".into(),
+            cores: 4,
+            features: vec!["neon".into()],
+            governor: Some("performance".into()),
+            clock_mhz: Some(1800.0),
+            max_clock_mhz: Some(1800.0),
+            temperature_c: Some(50.0),
+            throttling: Some(vec![]),
+        }
+    }
+
+    #[test]
+    fn a_pi4_matches_its_profile_and_its_clock_sets_the_peak() {
+        let board = Board::builtin("rpi4").unwrap();
+        let mut m = pi4_machine();
+        m.max_clock_mhz = Some(1500.0);
+        let (check, warnings) = check(&board, &m, Precision::F32, 4);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(check.matches);
+        assert_eq!(check.clock_source, "cpufreq");
+        assert!((check.peak_gmacs - 4.0 * 1.5 * 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn differences_are_named() {
+        let board = Board::builtin("rpi4").unwrap();
+        let mut m = pi4_machine();
+        m.cores = 2;
+        m.features.push("dotprod".into());
+        m.core = Some("Cortex-A76".into());
+        m.max_clock_mhz = Some(1200.0);
+        let (check, warnings) = check(&board, &m, Precision::I8, 4);
+        let all = warnings.join("\n");
+        assert!(
+            all.contains("2 cores here, 4 on the `rpi4` profile"),
+            "{all}"
+        );
+        assert!(all.contains("this CPU has dotprod"), "{all}");
+        assert!(all.contains("the CPU is a Cortex-A76"), "{all}");
+        assert!(
+            all.contains("maximum clock is 1.20 GHz, below the 1.50"),
+            "{all}"
+        );
+        assert!(!check.matches);
+        assert_eq!(check.clock_source, "profile");
+        let (_, warnings) = check_x86(&board);
+        assert!(warnings[0].contains("is for aarch64"), "{warnings:?}");
+    }
+
+    fn check_x86(board: &Board) -> (BoardCheck, Vec<String>) {
+        let mut m = pi4_machine();
+        m.arch = "x86_64".into();
+        m.core = None;
+        check(board, &m, Precision::F32, 4)
+    }
+}

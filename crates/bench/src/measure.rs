@@ -1,0 +1,436 @@
+//! Measuring one variant: whole frames run plain and with per-node timing,
+//! interleaved so both kinds see the same machine conditions; node times are
+//! attributed to ONNX nodes and summed per stage.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use edgewise_boards::{Board, Precision};
+use edgewise_graph::analysis::resolve_input_shapes;
+use edgewise_graph::tract_onnx::prelude::{Tensor, TypedModel};
+use edgewise_graph::{InputShape, Model};
+use edgewise_runtime::engine::NodeTimes;
+use edgewise_runtime::{Detector, Engine, ModelSource, load_image};
+use edgewise_stages::{Overrides, Stage, StagedModel};
+use image::DynamicImage;
+
+use crate::attribution::{Attributor, Origin};
+use crate::machine::Machine;
+use crate::report::{
+    Input, MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, NodeRow, STAGE_ROWS, Settings, StageRow, Variant,
+};
+use crate::stats::Summary;
+
+/// How many frames to run.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Frames of each kind before measuring (caches, allocations, clock ramp-up).
+    pub warmup: usize,
+    /// Measured frames of each kind, at most.
+    pub runs: usize,
+    /// Stop measuring after this long (at least one frame of each kind is made).
+    pub max_seconds: f64,
+    /// Threads tract runs on.
+    pub threads: usize,
+}
+
+/// What to measure.
+pub struct Target {
+    /// Column header.
+    pub label: String,
+    /// The model and its manifest.
+    pub source: ModelSource,
+    /// Input shapes.
+    pub shapes: Vec<InputShape>,
+    /// Stage boundaries given by the user or the manifest.
+    pub overrides: Overrides,
+}
+
+const PRE: usize = 0;
+const DECODE: usize = 5;
+const UNATTRIBUTED: usize = 6;
+
+fn row_of(stage: Stage) -> usize {
+    match stage {
+        Stage::Pre => PRE,
+        Stage::Backbone => 1,
+        Stage::Neck => 2,
+        Stage::Head => 3,
+        Stage::Post => 4,
+    }
+}
+
+/// One frame's timings.
+struct Sample {
+    pre: Duration,
+    infer: Duration,
+    decode: Duration,
+    nodes: NodeTimes,
+    detections: Option<usize>,
+}
+
+impl Sample {
+    fn total(&self) -> Duration {
+        self.pre + self.infer + self.decode
+    }
+}
+
+/// Runs frames: the whole detector with a manifest, the bare model without.
+enum Runner {
+    Detector {
+        detector: Box<Detector>,
+        frame: DynamicImage,
+        shape: Vec<usize>,
+    },
+    Bare {
+        engine: Box<Engine>,
+        feed: Vec<Tensor>,
+    },
+}
+
+impl Runner {
+    fn run(&mut self, profile: bool) -> Result<Sample> {
+        Ok(match self {
+            Runner::Detector {
+                detector, frame, ..
+            } => {
+                let (found, t, nodes) = if profile {
+                    detector.detect_profiled(frame)?
+                } else {
+                    let (found, t) = detector.detect(frame)?;
+                    (found, t, vec![])
+                };
+                Sample {
+                    pre: t.pre,
+                    infer: t.infer,
+                    decode: t.post,
+                    nodes,
+                    detections: Some(found.len()),
+                }
+            }
+            Runner::Bare { engine, feed } => {
+                // The copy of the input is made before the clock starts.
+                let feed = feed.clone();
+                let started = Instant::now();
+                let nodes = if profile {
+                    engine.run_profiled(feed)?.1
+                } else {
+                    engine.run(feed)?;
+                    vec![]
+                };
+                Sample {
+                    pre: Duration::ZERO,
+                    infer: started.elapsed(),
+                    decode: Duration::ZERO,
+                    nodes,
+                    detections: None,
+                }
+            }
+        })
+    }
+
+    fn plan(&self) -> &TypedModel {
+        match self {
+            Runner::Detector {
+                detector, shape, ..
+            } => detector
+                .engine(shape)
+                .expect("an engine exists after the first frame")
+                .plan(),
+            Runner::Bare { engine, .. } => engine.plan(),
+        }
+    }
+}
+
+/// Measures `target`; `image` is preprocessed each frame (models with a
+/// manifest; bare ONNX files run on a synthetic tensor),
+/// `board` gives the peak the achieved throughput is compared with.
+pub fn measure(
+    target: &Target,
+    image: Option<&Path>,
+    budget: Budget,
+    board: Option<&Board>,
+) -> Result<Variant> {
+    if budget.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let source = &target.source;
+    let model = Model::load(&source.onnx)?;
+    let inputs = resolve_input_shapes(&model, &target.shapes)?;
+    let staged = StagedModel::new(model.clone(), &target.shapes, &target.overrides)
+        .with_context(|| format!("cannot find the stages of {}", source.onnx.display()))?;
+    let dims = inputs.first().context("the model has no input")?.1.clone();
+    let (mut runner, image_label) = match &source.manifest {
+        Some(manifest) => {
+            let (frame, label) = match image {
+                Some(path) => (load_image(path)?, path.display().to_string()),
+                None => {
+                    let [h, w] = manifest.input.size;
+                    (synthetic_image(w as u32, h as u32), "synthetic".to_string())
+                }
+            };
+            let hw = manifest
+                .input
+                .hw_of(&dims)
+                .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
+            let detector = Detector::new(model, manifest.clone(), Some(hw), budget.threads)?;
+            let runner = Runner::Detector {
+                detector: Box::new(detector),
+                frame,
+                shape: dims.clone(),
+            };
+            (runner, label)
+        }
+        None => {
+            // A bare ONNX file has no preprocessing to feed a photo through;
+            // it runs on a fixed synthetic tensor (the caller refuses --image
+            // when no model has a manifest).
+            let engine = Engine::from_model(&model, &target.shapes, budget.threads)?;
+            let feed = inputs.iter().map(|(_, d)| ramp(d)).collect();
+            let runner = Runner::Bare {
+                engine: Box::new(engine),
+                feed,
+            };
+            (runner, "none".to_string())
+        }
+    };
+
+    // Warm up both kinds, then interleave them, alternating which goes
+    // first, so drift (clock, temperature, neighbours) hits both alike.
+    for _ in 0..budget.warmup.max(1) {
+        runner.run(false)?;
+        runner.run(true)?;
+    }
+    let mut plain = vec![];
+    let mut profiled = vec![];
+    let started = Instant::now();
+    for i in 0..budget.runs {
+        for profile in [i % 2 == 1, i % 2 == 0] {
+            let sample = runner.run(profile)?;
+            if profile {
+                profiled.push(sample);
+            } else {
+                plain.push(sample);
+            }
+        }
+        if started.elapsed() > Duration::from_secs_f64(budget.max_seconds) {
+            break;
+        }
+    }
+
+    let plan = runner.plan();
+    let attributor = Attributor::new(&staged.model.graph);
+    let origins: Vec<Origin> = plan
+        .nodes()
+        .iter()
+        .map(|n| attributor.origin(&n.name))
+        .collect();
+    let row_of_origin = |origin: &Origin| match origin {
+        Origin::Node(ix) => row_of(staged.partition.stages[*ix]),
+        Origin::Input => PRE,
+        Origin::Unattributed => UNATTRIBUTED,
+    };
+    let onnx_count = staged.model.graph.nodes.len();
+    let mut row_samples: [Vec<Duration>; 7] = Default::default();
+    let mut node_samples: Vec<Vec<Duration>> = vec![vec![]; onnx_count];
+    let mut plan_nodes_of: Vec<usize> = vec![0; onnx_count];
+    let mut row_plan_nodes = [0usize; 7];
+    let mut between = vec![];
+    let mut unattributed = vec![];
+    for (frame, sample) in profiled.iter().enumerate() {
+        let mut rows = [Duration::ZERO; 7];
+        let mut per_node = vec![Duration::ZERO; onnx_count];
+        let mut in_nodes = Duration::ZERO;
+        for &(id, t) in &sample.nodes {
+            let origin = &origins[id];
+            rows[row_of_origin(origin)] += t;
+            in_nodes += t;
+            if let Origin::Node(ix) = origin {
+                per_node[*ix] += t;
+            }
+            if frame == 0 {
+                row_plan_nodes[row_of_origin(origin)] += 1;
+                match origin {
+                    Origin::Node(ix) => plan_nodes_of[*ix] += 1,
+                    Origin::Unattributed => unattributed.push(plan.node(id).name.clone()),
+                    Origin::Input => {}
+                }
+            }
+        }
+        rows[PRE] += sample.pre;
+        rows[DECODE] += sample.decode;
+        for (list, t) in row_samples.iter_mut().zip(rows) {
+            list.push(t);
+        }
+        for ix in 0..onnx_count {
+            if plan_nodes_of[ix] > 0 {
+                node_samples[ix].push(per_node[ix]);
+            }
+        }
+        between.push(sample.infer.saturating_sub(in_nodes));
+    }
+
+    let totals = |s: &[Sample]| Summary::of(&s.iter().map(Sample::total).collect::<Vec<_>>());
+    let plain_summary = totals(&plain).expect("at least one plain frame");
+    let profiled_summary = totals(&profiled).expect("at least one profiled frame");
+    let frame_ms = profiled_summary.median_ms;
+
+    let precision = if staged.model.graph.nodes.iter().any(|n| {
+        matches!(
+            n.op_type.as_str(),
+            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "DequantizeLinear"
+        )
+    }) {
+        Precision::I8
+    } else {
+        Precision::F32
+    };
+    let machine = Machine::detect();
+    let mut warnings = vec![];
+    let board_check = board.map(|b| {
+        let (check, mismatches) = crate::board::check(b, &machine, precision, budget.threads);
+        warnings.extend(mismatches);
+        check
+    });
+
+    let mut stage_macs = [0u64; 7];
+    for (ix, cost) in staged.costs.iter().enumerate() {
+        if !staged.constant[ix] {
+            stage_macs[row_of(staged.partition.stages[ix])] += cost.macs;
+        }
+    }
+    let has_manifest = source.manifest.is_some();
+    let mut stages = vec![];
+    for (row, name) in STAGE_ROWS.iter().enumerate() {
+        let rust_phase = has_manifest && (row == PRE || row == DECODE);
+        if row_plan_nodes[row] == 0 && !rust_phase {
+            continue;
+        }
+        let time = Summary::of(&row_samples[row]).expect("one sample per profiled frame");
+        let macs = (row != DECODE && row != UNATTRIBUTED && stage_macs[row] > 0)
+            .then_some(stage_macs[row]);
+        let gmacs_per_s = macs
+            .filter(|_| time.median_ms > 0.0)
+            .map(|m| m as f64 / (time.median_ms * 1e6));
+        let onnx_nodes = (0..onnx_count)
+            .filter(|&ix| plan_nodes_of[ix] > 0 && row_of(staged.partition.stages[ix]) == row)
+            .count();
+        stages.push(StageRow {
+            stage: name.to_string(),
+            share_pct: 100.0 * time.median_ms / frame_ms,
+            macs,
+            gmacs_per_s,
+            peak_pct: gmacs_per_s
+                .zip(board_check.as_ref())
+                .map(|(g, b)| 100.0 * g / b.peak_gmacs),
+            onnx_nodes,
+            plan_nodes: row_plan_nodes[row],
+            time,
+        });
+    }
+
+    let graph = &staged.model.graph;
+    let mut nodes: Vec<NodeRow> = (0..onnx_count)
+        .filter(|&ix| plan_nodes_of[ix] > 0)
+        .map(|ix| {
+            let median_ms = Summary::of(&node_samples[ix]).map_or(0.0, |s| s.median_ms);
+            NodeRow {
+                name: graph.node_label(ix),
+                op: graph.nodes[ix].op_type.clone(),
+                stage: staged.partition.stages[ix].name().to_string(),
+                median_ms,
+                share_pct: 100.0 * median_ms / frame_ms,
+                macs: staged.costs[ix].macs,
+                plan_nodes: plan_nodes_of[ix],
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
+
+    let stage_sum_ms: f64 = stages.iter().map(|s| s.time.median_ms).sum();
+    let stage_gap_pct = 100.0 * (stage_sum_ms / frame_ms - 1.0);
+    let overhead_pct = 100.0 * (frame_ms / plain_summary.median_ms - 1.0);
+    if overhead_pct > MAX_OVERHEAD_PCT {
+        warnings.push(format!(
+            "profiling overhead {overhead_pct:.1}% exceeds {MAX_OVERHEAD_PCT}%: per-node times are inflated; use more --runs on a quieter machine"
+        ));
+    }
+    if stage_gap_pct.abs() > MAX_STAGE_GAP_PCT {
+        warnings.push(format!(
+            "stage medians sum to {stage_sum_ms:.2} ms, {stage_gap_pct:+.1}% off the profiled median {frame_ms:.2} ms (limit {MAX_STAGE_GAP_PCT}%): the runs vary too much; use more --runs"
+        ));
+    }
+    if !unattributed.is_empty() {
+        warnings.push(format!(
+            "{} plan node(s) have no ONNX origin: {}",
+            unattributed.len(),
+            unattributed.join(", ")
+        ));
+    }
+    if let Some(governor) = machine.governor.as_deref()
+        && governor != "performance"
+    {
+        warnings.push(format!(
+            "cpufreq governor is `{governor}`: the clock may change during the runs; `performance` gives steadier numbers"
+        ));
+    }
+    if let Some(flags) = &machine.throttling
+        && flags.iter().any(|f| f.ends_with("now"))
+    {
+        warnings.push(format!("the board is throttling: {}", flags.join(", ")));
+    }
+
+    Ok(Variant {
+        label: target.label.clone(),
+        model: source.onnx.display().to_string(),
+        inputs: inputs
+            .into_iter()
+            .map(|(name, dims)| Input { name, dims })
+            .collect(),
+        image: image_label,
+        precision: match precision {
+            Precision::F32 => "f32",
+            Precision::I8 => "int8",
+        }
+        .to_string(),
+        settings: Settings {
+            warmup: budget.warmup.max(1),
+            runs: profiled.len(),
+            runs_requested: budget.runs,
+            max_seconds: budget.max_seconds,
+            threads: budget.threads,
+        },
+        machine,
+        board: board_check,
+        plain: plain_summary,
+        profiled: profiled_summary,
+        overhead_pct,
+        stage_sum_ms,
+        stage_gap_pct,
+        between_nodes: Summary::of(&between).expect("one sample per profiled frame"),
+        stages,
+        nodes,
+        unattributed,
+        detections: profiled.last().and_then(|s| s.detections),
+        warnings,
+    })
+}
+
+/// A deterministic test card: gradients in each channel, so resizing does real work.
+fn synthetic_image(width: u32, height: u32) -> DynamicImage {
+    DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 255 / width.max(1)) as u8,
+            (y * 255 / height.max(1)) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    }))
+}
+
+/// A deterministic non-constant input in [-1, 1] for models without a manifest.
+fn ramp(dims: &[usize]) -> Tensor {
+    let len: usize = dims.iter().product();
+    let data: Vec<f32> = (0..len).map(|i| ((i % 255) as f32 / 127.0) - 1.0).collect();
+    Tensor::from_shape(dims, &data).expect("consistent shape")
+}

@@ -1,0 +1,253 @@
+//! The tables every text format shows, as strings, built once.
+
+use edgewise_graph::units::si;
+
+use super::{ms, pct};
+use crate::report::{MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, Report, STAGE_ROWS, Variant};
+
+/// A table of text cells.
+pub struct TextTable {
+    /// Column titles.
+    pub header: Vec<String>,
+    /// Rows of cells, as many as the header.
+    pub rows: Vec<Vec<String>>,
+    /// Whether each column holds numbers (aligned right).
+    pub numeric: Vec<bool>,
+}
+
+const NONE: &str = "—";
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| NONE.to_string())
+}
+
+/// The facts above a variant's tables: what ran, where, and the checks.
+pub fn facts(v: &Variant) -> Vec<(&'static str, String)> {
+    let inputs: Vec<String> = v
+        .inputs
+        .iter()
+        .map(|i| format!("{} {:?}", i.name, i.dims))
+        .collect();
+    let s = &v.settings;
+    let mut lines = vec![
+        ("model", v.model.clone()),
+        (
+            "input",
+            format!(
+                "{} ({}), image: {}",
+                inputs.join(", "),
+                v.precision,
+                v.image
+            ),
+        ),
+        (
+            "machine",
+            format!("{} on {}", v.machine.describe(), v.machine.host),
+        ),
+    ];
+    if let Some(b) = &v.board {
+        lines.push((
+            "board",
+            format!(
+                "{} ({}): peak {:.1} GMAC/s {} on {} thread(s) at {:.2} GHz ({}){}",
+                b.name,
+                b.title,
+                b.peak_gmacs,
+                v.precision,
+                s.threads,
+                b.clock_ghz,
+                b.clock_source,
+                if b.matches {
+                    ""
+                } else {
+                    "; this machine differs from the profile (see warnings)"
+                }
+            ),
+        ));
+    }
+    lines.push((
+        "runs",
+        format!(
+            "{} warm-up, {} measured of each kind (plain and profiled, interleaved; {} asked, budget {} s), {} thread(s)",
+            s.warmup, s.runs, s.runs_requested, s.max_seconds, s.threads
+        ),
+    ));
+    lines.push((
+        "checks",
+        format!(
+            "plain median {} ms, profiled {} ms: overhead {:+.1}% (limit {MAX_OVERHEAD_PCT}%); stage medians sum to {} ms, {:+.1}% off (limit {MAX_STAGE_GAP_PCT}%); between nodes {} ms; {} unattributed plan node(s)",
+            ms(v.plain.median_ms),
+            ms(v.profiled.median_ms),
+            v.overhead_pct,
+            ms(v.stage_sum_ms),
+            v.stage_gap_pct,
+            ms(v.between_nodes.median_ms),
+            v.unattributed.len()
+        ),
+    ));
+    if let Some(n) = v.detections {
+        lines.push(("found", format!("{n} detection(s) in the last frame")));
+    }
+    lines
+}
+
+/// One variant's stage table.
+pub fn stages(v: &Variant) -> TextTable {
+    let mut header: Vec<String> = [
+        "stage",
+        "min ms",
+        "median ms",
+        "p90 ms",
+        "max ms",
+        "share",
+        "MACs",
+        "GMAC/s",
+    ]
+    .map(String::from)
+    .to_vec();
+    if v.board.is_some() {
+        header.push("% peak".into());
+    }
+    header.push("nodes".into());
+    let mut rows = vec![];
+    for r in &v.stages {
+        let mut row = vec![
+            r.stage.clone(),
+            ms(r.time.min_ms),
+            ms(r.time.median_ms),
+            ms(r.time.p90_ms),
+            ms(r.time.max_ms),
+            pct(r.share_pct),
+            opt(r.macs, si),
+            opt(r.gmacs_per_s, |g| format!("{g:.2}")),
+        ];
+        if v.board.is_some() {
+            row.push(opt(r.peak_pct, pct));
+        }
+        // Rows made of Rust code say so; model rows give ONNX and plan node counts.
+        let rust = r.stage == "decode+nms" || (r.stage == "pre" && v.image != "none");
+        row.push(match (rust, r.plan_nodes) {
+            (true, 0) => "Rust".to_string(),
+            (true, n) => format!("Rust + {n} plan"),
+            (false, n) => format!("{} ONNX / {n} plan", r.onnx_nodes),
+        });
+        rows.push(row);
+    }
+    let total_macs: u64 = v.stages.iter().filter_map(|r| r.macs).sum();
+    let mut total = vec![
+        "total (profiled)".to_string(),
+        ms(v.profiled.min_ms),
+        ms(v.profiled.median_ms),
+        ms(v.profiled.p90_ms),
+        ms(v.profiled.max_ms),
+        pct(100.0),
+        si(total_macs),
+        format!("{:.2}", total_macs as f64 / (v.profiled.median_ms * 1e6)),
+    ];
+    if let Some(b) = &v.board {
+        total.push(pct(100.0 * total_macs as f64
+            / (v.profiled.median_ms * 1e6)
+            / b.peak_gmacs));
+    }
+    total.push(String::new());
+    rows.push(total);
+    let mut plain = vec![
+        "plain run".to_string(),
+        ms(v.plain.min_ms),
+        ms(v.plain.median_ms),
+        ms(v.plain.p90_ms),
+        ms(v.plain.max_ms),
+    ];
+    plain.resize(header.len(), String::new());
+    rows.push(plain);
+    let numeric = (0..header.len())
+        .map(|c| c > 0 && c + 1 < header.len())
+        .collect();
+    TextTable {
+        header,
+        rows,
+        numeric,
+    }
+}
+
+/// One variant's slowest `top` ONNX nodes.
+pub fn nodes(v: &Variant, top: usize) -> TextTable {
+    let header = [
+        "node",
+        "op",
+        "stage",
+        "median ms",
+        "share",
+        "MACs",
+        "plan nodes",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = v
+        .nodes
+        .iter()
+        .take(top)
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.op.clone(),
+                n.stage.clone(),
+                ms(n.median_ms),
+                pct(n.share_pct),
+                if n.macs > 0 { si(n.macs) } else { NONE.into() },
+                n.plan_nodes.to_string(),
+            ]
+        })
+        .collect();
+    TextTable {
+        header,
+        rows,
+        numeric: vec![false, false, false, true, true, true, true],
+    }
+}
+
+/// Stage medians of every variant side by side, with the speedup of each
+/// over the first.
+pub fn comparison(report: &Report) -> TextTable {
+    let variants = &report.variants;
+    let base = &variants[0];
+    let mut header = vec!["stage (median ms)".to_string()];
+    for (i, v) in variants.iter().enumerate() {
+        header.push(v.label.clone());
+        if i > 0 {
+            header.push(format!("speedup ({} / {})", base.label, v.label));
+        }
+    }
+    let speedup = |b: Option<f64>, x: Option<f64>| match (b, x) {
+        (Some(b), Some(x)) if x > 0.0 => format!("{:.2}×", b / x),
+        _ => NONE.to_string(),
+    };
+    let mut rows = vec![];
+    let mut line = |name: &str, get: &dyn Fn(&Variant) -> Option<f64>| {
+        let mut row = vec![name.to_string()];
+        for (i, v) in variants.iter().enumerate() {
+            row.push(opt(get(v), ms));
+            if i > 0 {
+                row.push(speedup(get(base), get(v)));
+            }
+        }
+        rows.push(row);
+    };
+    for stage in STAGE_ROWS {
+        if variants.iter().any(|v| v.stage(stage).is_some()) {
+            line(stage, &|v: &Variant| {
+                v.stage(stage).map(|r| r.time.median_ms)
+            });
+        }
+    }
+    line("total (profiled)", &|v: &Variant| {
+        Some(v.profiled.median_ms)
+    });
+    line("plain run", &|v: &Variant| Some(v.plain.median_ms));
+    let numeric = (0..header.len()).map(|c| c > 0).collect();
+    TextTable {
+        header,
+        rows,
+        numeric,
+    }
+}
