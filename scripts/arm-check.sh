@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# edge-run on ARM: cross-build for aarch64 (Pi 4/5, Jetson) and armv7 (Pi 3,
-# Zero 2 W on a 32-bit OS) with Debian's cross linkers (.cargo/config.toml),
-# run the aarch64 build under qemu on PP-OCRv4 det and page.png, and check its
-# detections against the x86 build's (and the armv7 build's, at 320x640):
-# boxes within 1 px, scores within 1e-3.
+# edge-run and edge-bench on ARM: cross-build for aarch64 (Pi 4/5, Jetson) and
+# armv7 (Pi 3, Zero 2 W on a 32-bit OS) with Debian's cross linkers
+# (.cargo/config.toml), run the aarch64 build under qemu on PP-OCRv4 det and
+# page.png, and check its detections against the x86 build's (and the armv7
+# build's, at 320x640): boxes within 1 px, scores within 1e-3. edge-bench runs
+# under qemu too: the same stages and nodes as on x86, nothing unattributed.
 # qemu shows that the binaries work and agree, not how fast they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p edgewise-runtime --bin edge-run
-cargo build --release --target aarch64-unknown-linux-gnu -p edgewise-runtime --bin edge-run
-cargo build --release --target armv7-unknown-linux-gnueabihf -p edgewise-runtime --bin edge-run
+bins=(-p edgewise-runtime --bin edge-run -p edgewise-bench --bin edge-bench)
+cargo build --release "${bins[@]}"
+cargo build --release --target aarch64-unknown-linux-gnu "${bins[@]}"
+cargo build --release --target armv7-unknown-linux-gnueabihf "${bins[@]}"
 
 out=target/arm-check
 mkdir -p "$out"
@@ -24,3 +26,23 @@ small=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1 --inpu
 ./target/release/edge-run "${small[@]}" >"$out/x86_64-320.jsonl"
 qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-run "${small[@]}" >"$out/armv7-320.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64-320.jsonl" "$out/armv7-320.jsonl"
+
+# edge-bench on both ARM builds (one frame of each kind; qemu times mean nothing).
+bench=(models/ppocr_v4_det.toml --image models/.cache/photos/page.png --input-shape 1x3x320x320
+    --threads 1 --warmup 1 --runs 1 --board rpi4 --format json)
+./target/release/edge-bench "${bench[@]}" >"$out/bench-x86_64.json"
+qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/edge-bench "${bench[@]}" >"$out/bench-aarch64.json"
+qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-bench "${bench[@]}" >"$out/bench-armv7.json"
+python3 - "$out"/bench-{x86_64,aarch64,armv7}.json <<'PY'
+import json, sys
+reports = [json.load(open(p)) for p in sys.argv[1:]]
+def shape(r):
+    v = r["variants"][0]
+    assert v["unattributed"] == [], v["unattributed"]
+    return ([s["stage"] for s in v["stages"]], sorted((n["name"], n["stage"]) for n in v["nodes"]))
+base = shape(reports[0])
+for path, r in zip(sys.argv[2:], reports[1:]):
+    assert shape(r) == base, f"{path}: stages or attributed nodes differ from x86"
+    arch = r["variants"][0]["machine"]["arch"]
+    print(f"edge-bench {arch}: {len(base[1])} ONNX nodes in {', '.join(base[0])}, as on x86_64")
+PY

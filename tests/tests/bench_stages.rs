@@ -28,7 +28,14 @@ fn ppocr_det_stage_report_is_complete_consistent_and_agrees_with_inspect() {
         max_seconds: 120.0,
         threads: edgewise_runtime::engine::default_threads(),
     };
-    let v = measure(&target, Some(&photo("page.png")), budget, None).unwrap();
+    let v = measure(
+        &target,
+        Some(&photo("page.png")),
+        budget,
+        None,
+        &mut |_, _| {},
+    )
+    .unwrap();
 
     assert!(v.unattributed.is_empty(), "{:?}", v.unattributed);
     assert!(

@@ -79,8 +79,12 @@ impl Machine {
     pub fn describe(&self) -> String {
         let or_na = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
         format!(
-            "{} ({}, {} cores; {}), clock {} MHz, governor {}, {}, throttling {}",
+            "{}{} ({}, {} cores; {}), clock {}, governor {}, temperature {}, throttling {}",
             self.cpu,
+            self.core
+                .as_ref()
+                .map(|c| format!(" [{c}]"))
+                .unwrap_or_default(),
             self.arch,
             self.cores,
             if self.features.is_empty() {
@@ -88,7 +92,10 @@ impl Machine {
             } else {
                 self.features.join(" ")
             },
-            or_na(self.clock_mhz.map(|c| format!("{c:.0}"))),
+            or_na(self.clock_mhz.map(|c| match self.max_clock_mhz {
+                Some(max) => format!("{c:.0} MHz (max {max:.0})"),
+                None => format!("{c:.0} MHz"),
+            })),
             self.governor.as_deref().unwrap_or("n/a"),
             or_na(self.temperature_c.map(|t| format!("{t:.0} °C"))),
             match &self.throttling {

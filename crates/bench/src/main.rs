@@ -10,6 +10,7 @@ use edgewise_bench::render::{self, Format, Options};
 use edgewise_bench::report::Report;
 use edgewise_boards::Board;
 use edgewise_runtime::ModelSource;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where a detector's time goes: pre, backbone, neck, head, post and
 /// decode+nms, per node and side by side across variants.
@@ -72,9 +73,10 @@ struct MeasureArgs {
     /// Stop measuring a model after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     max_seconds: f64,
-    /// Threads tract runs on (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Threads tract runs on (default: all cores); a list such as `1,2`
+    /// measures every model at each count, side by side.
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
     /// Board profile (`rpi4`, or a .toml path): checks this machine matches
     /// it and shows the share of its peak.
     #[arg(long)]
@@ -147,43 +149,70 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
         Format::of_path(path)?;
     }
     let board = args.board.as_deref().map(Board::resolve).transpose()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(edgewise_runtime::engine::default_threads);
-    let budget = Budget {
-        warmup: args.warmup,
-        runs: args.runs,
-        max_seconds: args.max_seconds,
-        threads,
+    let thread_counts = if args.threads.is_empty() {
+        vec![edgewise_runtime::engine::default_threads()]
+    } else {
+        args.threads.clone()
     };
+    if thread_counts.contains(&0) {
+        bail!("--threads must be at least 1");
+    }
     let labels = labels(&args.models, &args.label)?;
     let mut targets = vec![];
     for (path, label) in args.models.iter().zip(labels) {
         let source = ModelSource::resolve(path)?;
         let shapes = source.input_shapes(args.input_shape.as_deref())?;
         let overrides = source.stage_boundaries(&args.backbone_out, &args.head_in);
-        targets.push(Target {
-            label,
-            source,
-            shapes,
-            overrides,
-        });
+        for &threads in &thread_counts {
+            let label = match thread_counts.len() {
+                1 => label.clone(),
+                _ => format!("{label} ({threads}t)"),
+            };
+            let target = Target {
+                label,
+                source: source.clone(),
+                shapes: shapes.clone(),
+                overrides: overrides.clone(),
+            };
+            targets.push((target, threads));
+        }
     }
-    if args.image.is_some() && targets.iter().all(|t| t.source.manifest.is_none()) {
+    if args.image.is_some() && targets.iter().all(|(t, _)| t.source.manifest.is_none()) {
         bail!(
             "--image needs a manifest to know how to preprocess; give models/<name>.toml instead of the .onnx file"
         );
     }
     let mut variants = vec![];
-    for (i, target) in targets.iter().enumerate() {
-        eprintln!(
-            "edge-bench: measuring {} ({}/{}) on {threads} thread(s)",
+    for (i, (target, threads)) in targets.iter().enumerate() {
+        let budget = Budget {
+            warmup: args.warmup,
+            runs: args.runs,
+            max_seconds: args.max_seconds,
+            threads: *threads,
+        };
+        // Drawn only when stderr is a terminal; logs and pipes stay clean.
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(format!(
+            "measuring {} ({}/{}, {threads} thread(s))",
             target.label,
             i + 1,
             targets.len()
-        );
-        let variant = measure(target, args.image.as_deref(), budget, board.as_ref())
-            .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
+        ));
+        let variant = measure(
+            target,
+            args.image.as_deref(),
+            budget,
+            board.as_ref(),
+            &mut |done, planned| {
+                bar.set_length(planned as u64);
+                bar.set_position(done as u64);
+            },
+        )
+        .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
+        bar.finish_and_clear();
         variants.push(variant);
     }
     emit(&Report::new(variants), &args.output)

@@ -90,6 +90,53 @@ enum Runner {
 }
 
 impl Runner {
+    /// The detector with its frame (manifest) or the bare engine with a
+    /// fixed input; also the label of what is fed.
+    fn new(
+        source: &ModelSource,
+        model: Model,
+        inputs: &[(String, Vec<usize>)],
+        shapes: &[InputShape],
+        image: Option<&Path>,
+        threads: usize,
+    ) -> Result<(Runner, String)> {
+        let dims = inputs.first().context("the model has no input")?.1.clone();
+        Ok(match &source.manifest {
+            Some(manifest) => {
+                let (frame, label) = match image {
+                    Some(path) => (load_image(path)?, path.display().to_string()),
+                    None => {
+                        let [h, w] = manifest.input.size;
+                        (synthetic_image(w as u32, h as u32), "synthetic".to_string())
+                    }
+                };
+                let hw = manifest
+                    .input
+                    .hw_of(&dims)
+                    .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
+                let detector = Detector::new(model, manifest.clone(), Some(hw), threads)?;
+                let runner = Runner::Detector {
+                    detector: Box::new(detector),
+                    frame,
+                    shape: dims.clone(),
+                };
+                (runner, label)
+            }
+            None => {
+                // A bare ONNX file has no preprocessing to feed a photo through;
+                // it runs on a fixed synthetic tensor (the caller refuses --image
+                // when no model has a manifest).
+                let engine = Engine::from_model(&model, shapes, threads)?;
+                let feed = inputs.iter().map(|(_, d)| ramp(d)).collect();
+                let runner = Runner::Bare {
+                    engine: Box::new(engine),
+                    feed,
+                };
+                (runner, "none".to_string())
+            }
+        })
+    }
+
     fn run(&mut self, profile: bool) -> Result<Sample> {
         Ok(match self {
             Runner::Detector {
@@ -146,11 +193,13 @@ impl Runner {
 /// Measures `target`; `image` is preprocessed each frame (models with a
 /// manifest; bare ONNX files run on a synthetic tensor),
 /// `board` gives the peak the achieved throughput is compared with.
+/// `progress` is told `(frames done, frames planned)` after every frame.
 pub fn measure(
     target: &Target,
     image: Option<&Path>,
     budget: Budget,
     board: Option<&Board>,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Variant> {
     if budget.runs == 0 {
         bail!("--runs must be at least 1");
@@ -160,132 +209,34 @@ pub fn measure(
     let inputs = resolve_input_shapes(&model, &target.shapes)?;
     let staged = StagedModel::new(model.clone(), &target.shapes, &target.overrides)
         .with_context(|| format!("cannot find the stages of {}", source.onnx.display()))?;
-    let dims = inputs.first().context("the model has no input")?.1.clone();
-    let (mut runner, image_label) = match &source.manifest {
-        Some(manifest) => {
-            let (frame, label) = match image {
-                Some(path) => (load_image(path)?, path.display().to_string()),
-                None => {
-                    let [h, w] = manifest.input.size;
-                    (synthetic_image(w as u32, h as u32), "synthetic".to_string())
-                }
-            };
-            let hw = manifest
-                .input
-                .hw_of(&dims)
-                .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
-            let detector = Detector::new(model, manifest.clone(), Some(hw), budget.threads)?;
-            let runner = Runner::Detector {
-                detector: Box::new(detector),
-                frame,
-                shape: dims.clone(),
-            };
-            (runner, label)
-        }
-        None => {
-            // A bare ONNX file has no preprocessing to feed a photo through;
-            // it runs on a fixed synthetic tensor (the caller refuses --image
-            // when no model has a manifest).
-            let engine = Engine::from_model(&model, &target.shapes, budget.threads)?;
-            let feed = inputs.iter().map(|(_, d)| ramp(d)).collect();
-            let runner = Runner::Bare {
-                engine: Box::new(engine),
-                feed,
-            };
-            (runner, "none".to_string())
-        }
-    };
+    let (mut runner, image_label) = Runner::new(
+        source,
+        model,
+        &inputs,
+        &target.shapes,
+        image,
+        budget.threads,
+    )?;
 
-    // Warm up both kinds, then interleave them, alternating which goes
-    // first, so drift (clock, temperature, neighbours) hits both alike.
-    for _ in 0..budget.warmup.max(1) {
-        runner.run(false)?;
-        runner.run(true)?;
-    }
-    let mut plain = vec![];
-    let mut profiled = vec![];
-    let started = Instant::now();
-    for i in 0..budget.runs {
-        for profile in [i % 2 == 1, i % 2 == 0] {
-            let sample = runner.run(profile)?;
-            if profile {
-                profiled.push(sample);
-            } else {
-                plain.push(sample);
-            }
-        }
-        if started.elapsed() > Duration::from_secs_f64(budget.max_seconds) {
-            break;
-        }
-    }
+    let (plain, profiled) = run_frames(&mut runner, budget, progress)?;
+    let warmup = budget.warmup.max(1);
 
-    let plan = runner.plan();
-    let attributor = Attributor::new(&staged.model.graph);
-    let origins: Vec<Origin> = plan
-        .nodes()
-        .iter()
-        .map(|n| attributor.origin(&n.name))
-        .collect();
-    let row_of_origin = |origin: &Origin| match origin {
-        Origin::Node(ix) => row_of(staged.partition.stages[*ix]),
-        Origin::Input => PRE,
-        Origin::Unattributed => UNATTRIBUTED,
-    };
+    let Attributed {
+        rows: row_samples,
+        nodes: node_samples,
+        plan_nodes_of,
+        row_plan_nodes,
+        between,
+        unattributed,
+    } = attribute(&profiled, runner.plan(), &staged);
     let onnx_count = staged.model.graph.nodes.len();
-    let mut row_samples: [Vec<Duration>; 7] = Default::default();
-    let mut node_samples: Vec<Vec<Duration>> = vec![vec![]; onnx_count];
-    let mut plan_nodes_of: Vec<usize> = vec![0; onnx_count];
-    let mut row_plan_nodes = [0usize; 7];
-    let mut between = vec![];
-    let mut unattributed = vec![];
-    for (frame, sample) in profiled.iter().enumerate() {
-        let mut rows = [Duration::ZERO; 7];
-        let mut per_node = vec![Duration::ZERO; onnx_count];
-        let mut in_nodes = Duration::ZERO;
-        for &(id, t) in &sample.nodes {
-            let origin = &origins[id];
-            rows[row_of_origin(origin)] += t;
-            in_nodes += t;
-            if let Origin::Node(ix) = origin {
-                per_node[*ix] += t;
-            }
-            if frame == 0 {
-                row_plan_nodes[row_of_origin(origin)] += 1;
-                match origin {
-                    Origin::Node(ix) => plan_nodes_of[*ix] += 1,
-                    Origin::Unattributed => unattributed.push(plan.node(id).name.clone()),
-                    Origin::Input => {}
-                }
-            }
-        }
-        rows[PRE] += sample.pre;
-        rows[DECODE] += sample.decode;
-        for (list, t) in row_samples.iter_mut().zip(rows) {
-            list.push(t);
-        }
-        for ix in 0..onnx_count {
-            if plan_nodes_of[ix] > 0 {
-                node_samples[ix].push(per_node[ix]);
-            }
-        }
-        between.push(sample.infer.saturating_sub(in_nodes));
-    }
 
     let totals = |s: &[Sample]| Summary::of(&s.iter().map(Sample::total).collect::<Vec<_>>());
     let plain_summary = totals(&plain).expect("at least one plain frame");
     let profiled_summary = totals(&profiled).expect("at least one profiled frame");
     let frame_ms = profiled_summary.median_ms;
 
-    let precision = if staged.model.graph.nodes.iter().any(|n| {
-        matches!(
-            n.op_type.as_str(),
-            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "DequantizeLinear"
-        )
-    }) {
-        Precision::I8
-    } else {
-        Precision::F32
-    };
+    let precision = precision_of(&staged.model);
     let machine = Machine::detect();
     let mut warnings = vec![];
     let board_check = board.map(|b| {
@@ -351,35 +302,13 @@ pub fn measure(
     let stage_sum_ms: f64 = stages.iter().map(|s| s.time.median_ms).sum();
     let stage_gap_pct = 100.0 * (stage_sum_ms / frame_ms - 1.0);
     let overhead_pct = 100.0 * (frame_ms / plain_summary.median_ms - 1.0);
-    if overhead_pct > MAX_OVERHEAD_PCT {
-        warnings.push(format!(
-            "profiling overhead {overhead_pct:.1}% exceeds {MAX_OVERHEAD_PCT}%: per-node times are inflated; use more --runs on a quieter machine"
-        ));
-    }
-    if stage_gap_pct.abs() > MAX_STAGE_GAP_PCT {
-        warnings.push(format!(
-            "stage medians sum to {stage_sum_ms:.2} ms, {stage_gap_pct:+.1}% off the profiled median {frame_ms:.2} ms (limit {MAX_STAGE_GAP_PCT}%): the runs vary too much; use more --runs"
-        ));
-    }
-    if !unattributed.is_empty() {
-        warnings.push(format!(
-            "{} plan node(s) have no ONNX origin: {}",
-            unattributed.len(),
-            unattributed.join(", ")
-        ));
-    }
-    if let Some(governor) = machine.governor.as_deref()
-        && governor != "performance"
-    {
-        warnings.push(format!(
-            "cpufreq governor is `{governor}`: the clock may change during the runs; `performance` gives steadier numbers"
-        ));
-    }
-    if let Some(flags) = &machine.throttling
-        && flags.iter().any(|f| f.ends_with("now"))
-    {
-        warnings.push(format!("the board is throttling: {}", flags.join(", ")));
-    }
+    warnings.extend(honesty_warnings(
+        overhead_pct,
+        stage_sum_ms,
+        frame_ms,
+        &unattributed,
+    ));
+    warnings.extend(machine_warnings(&machine));
 
     Ok(Variant {
         label: target.label.clone(),
@@ -395,7 +324,7 @@ pub fn measure(
         }
         .to_string(),
         settings: Settings {
-            warmup: budget.warmup.max(1),
+            warmup,
             runs: profiled.len(),
             runs_requested: budget.runs,
             max_seconds: budget.max_seconds,
@@ -415,6 +344,185 @@ pub fn measure(
         detections: profiled.last().and_then(|s| s.detections),
         warnings,
     })
+}
+
+/// What makes this report's numbers doubtful: profiling overhead or a stage
+/// sum off the total beyond their limits, and plan nodes with no origin.
+fn honesty_warnings(
+    overhead_pct: f64,
+    stage_sum_ms: f64,
+    frame_ms: f64,
+    unattributed: &[String],
+) -> Vec<String> {
+    let mut warnings = vec![];
+    let stage_gap_pct = 100.0 * (stage_sum_ms / frame_ms - 1.0);
+    if overhead_pct > MAX_OVERHEAD_PCT {
+        warnings.push(format!(
+            "profiling overhead {overhead_pct:.1}% exceeds {MAX_OVERHEAD_PCT}%: per-node times are inflated; use more --runs on a quieter machine"
+        ));
+    }
+    if stage_gap_pct.abs() > MAX_STAGE_GAP_PCT {
+        warnings.push(format!(
+            "stage medians sum to {stage_sum_ms:.2} ms, {stage_gap_pct:+.1}% off the profiled median {frame_ms:.2} ms (limit {MAX_STAGE_GAP_PCT}%): the runs vary too much; use more --runs"
+        ));
+    }
+    if !unattributed.is_empty() {
+        warnings.push(format!(
+            "{} plan node(s) have no ONNX origin: {}",
+            unattributed.len(),
+            unattributed.join(", ")
+        ));
+    }
+    warnings
+}
+
+/// Machine conditions that make timings unsteady: a changing clock, throttling.
+fn machine_warnings(machine: &Machine) -> Vec<String> {
+    let mut warnings = vec![];
+    if let Some(governor) = machine.governor.as_deref()
+        && governor != "performance"
+    {
+        warnings.push(format!(
+            "cpufreq governor is `{governor}`: the clock may change during the runs; `performance` gives steadier numbers"
+        ));
+    }
+    if let Some(flags) = &machine.throttling
+        && flags.iter().any(|f| f.ends_with("now"))
+    {
+        warnings.push(format!("the board is throttling: {}", flags.join(", ")));
+    }
+    warnings
+}
+
+/// Warm-up frames, then plain and profiled frames interleaved until the runs
+/// or the time budget are spent: `(plain, profiled)`.
+fn run_frames(
+    runner: &mut Runner,
+    budget: Budget,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<Sample>, Vec<Sample>)> {
+    // Warm up both kinds, then interleave them, alternating which goes
+    // first, so drift (clock, temperature, neighbours) hits both alike.
+    let warmup = budget.warmup.max(1);
+    let planned = 2 * (warmup + budget.runs);
+    let mut done = 0;
+    for _ in 0..warmup {
+        runner.run(false)?;
+        runner.run(true)?;
+        done += 2;
+        progress(done, planned);
+    }
+    let mut plain = vec![];
+    let mut profiled = vec![];
+    let started = Instant::now();
+    for i in 0..budget.runs {
+        for profile in [i % 2 == 1, i % 2 == 0] {
+            let sample = runner.run(profile)?;
+            if profile {
+                profiled.push(sample);
+            } else {
+                plain.push(sample);
+            }
+            done += 1;
+            progress(done, planned);
+        }
+        if started.elapsed() > Duration::from_secs_f64(budget.max_seconds) {
+            break;
+        }
+    }
+    Ok((plain, profiled))
+}
+
+/// Profiled frames summed per stage row and per ONNX node.
+struct Attributed {
+    /// Per stage row (in [`STAGE_ROWS`] order), one time per frame.
+    rows: [Vec<Duration>; 7],
+    /// Per ONNX node that ran, one time per frame.
+    nodes: Vec<Vec<Duration>>,
+    /// Plan nodes each ONNX node became (0: folded away or not run).
+    plan_nodes_of: Vec<usize>,
+    /// Plan nodes per stage row.
+    row_plan_nodes: [usize; 7],
+    /// Per frame, inference time outside any node.
+    between: Vec<Duration>,
+    /// Names of plan nodes with no ONNX origin.
+    unattributed: Vec<String>,
+}
+
+fn attribute(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> Attributed {
+    let attributor = Attributor::new(&staged.model.graph);
+    let origins: Vec<Origin> = plan
+        .nodes()
+        .iter()
+        .map(|n| attributor.origin(&n.name))
+        .collect();
+    let row_of_origin = |origin: &Origin| match origin {
+        Origin::Node(ix) => row_of(staged.partition.stages[*ix]),
+        Origin::Input => PRE,
+        Origin::Unattributed => UNATTRIBUTED,
+    };
+    let onnx_count = staged.model.graph.nodes.len();
+    let mut row_samples: [Vec<Duration>; 7] = Default::default();
+    let mut node_samples: Vec<Vec<Duration>> = vec![vec![]; onnx_count];
+    let mut plan_nodes_of: Vec<usize> = vec![0; onnx_count];
+    let mut row_plan_nodes = [0usize; 7];
+    let mut between = vec![];
+    let mut unattributed = vec![];
+    for (frame, sample) in profiled.iter().enumerate() {
+        let mut rows = [Duration::ZERO; 7];
+        let mut per_node = vec![Duration::ZERO; onnx_count];
+        let mut in_nodes = Duration::ZERO;
+        for &(id, t) in &sample.nodes {
+            let origin = &origins[id];
+            rows[row_of_origin(origin)] += t;
+            in_nodes += t;
+            if let Origin::Node(ix) = origin {
+                per_node[*ix] += t;
+            }
+            if frame == 0 {
+                row_plan_nodes[row_of_origin(origin)] += 1;
+                match origin {
+                    Origin::Node(ix) => plan_nodes_of[*ix] += 1,
+                    Origin::Unattributed => unattributed.push(plan.node(id).name.clone()),
+                    Origin::Input => {}
+                }
+            }
+        }
+        rows[PRE] += sample.pre;
+        rows[DECODE] += sample.decode;
+        for (list, t) in row_samples.iter_mut().zip(rows) {
+            list.push(t);
+        }
+        for ix in 0..onnx_count {
+            if plan_nodes_of[ix] > 0 {
+                node_samples[ix].push(per_node[ix]);
+            }
+        }
+        between.push(sample.infer.saturating_sub(in_nodes));
+    }
+    Attributed {
+        rows: row_samples,
+        nodes: node_samples,
+        plan_nodes_of,
+        row_plan_nodes,
+        between,
+        unattributed,
+    }
+}
+
+/// `I8` when the graph holds quantized operators, else `F32`: which peak the
+/// achieved throughput is compared with.
+fn precision_of(model: &Model) -> Precision {
+    if model.graph.nodes.iter().any(|n| {
+        matches!(
+            n.op_type.as_str(),
+            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "DequantizeLinear"
+        )
+    }) {
+        Precision::I8
+    } else {
+        Precision::F32
+    }
 }
 
 /// A deterministic test card: gradients in each channel, so resizing does real work.
