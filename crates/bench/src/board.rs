@@ -25,8 +25,14 @@ pub fn check(
 ) -> (BoardCheck, Vec<String>) {
     let mut warnings = vec![];
     let name = &board.name;
+    // A board may run a 64-bit or, with its alternative target, a 32-bit OS.
     let board_arch = arch_of(&board.build.target);
-    let same_arch = board_arch == machine.arch;
+    let same_arch = board_arch == machine.arch
+        || board
+            .build
+            .alt_target
+            .as_deref()
+            .is_some_and(|t| arch_of(t) == machine.arch);
     if !same_arch {
         warnings.push(format!(
             "this is an {} machine but the `{name}` profile is for {board_arch} ({}): its timings do not represent the board",

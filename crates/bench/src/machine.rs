@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Conditions of the machine during a benchmark.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Machine {
     /// Host name, to tell boards apart in merged reports.
     pub host: String,
@@ -21,7 +22,7 @@ pub struct Machine {
     pub features: Vec<String>,
     /// cpufreq governor of CPU 0, when the system exposes it.
     pub governor: Option<String>,
-    /// Current and maximum clock of CPU 0 in MHz, when cpufreq exposes them.
+    /// Current clock of CPU 0 in MHz, when cpufreq exposes it.
     pub clock_mhz: Option<f64>,
     /// Maximum clock of CPU 0 in MHz.
     pub max_clock_mhz: Option<f64>,
@@ -36,13 +37,18 @@ impl Machine {
     /// Reads the running machine.
     pub fn detect() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| {
-                l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware")
-            })
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
+        // A board's model (`Model: Raspberry Pi 4 Model B`) says more than an
+        // Arm core's generic `model name` (`ARMv7 Processor rev 4`).
+        let field = |key: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let cpu = field("Model")
+            .or_else(|| field("model name"))
+            .or_else(|| field("Hardware"))
             .unwrap_or_else(|| "unknown".into());
         let read = |p: &str| {
             std::fs::read_to_string(p)
@@ -110,12 +116,21 @@ impl Machine {
 /// The Arm core named by the first `CPU part` of `/proc/cpuinfo` (Arm's
 /// implementer 0x41 part numbers, as in the Linux kernel's `cputype.h`).
 fn arm_core(cpuinfo: &str) -> Option<String> {
-    let part = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("CPU part"))?
-        .split_once(':')?
-        .1
-        .trim();
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim())
+    };
+    let part = field("CPU part")?;
+    if field("CPU implementer") != Some("0x41") {
+        // Not designed by Arm (Apple, Qualcomm Kryo, NVIDIA Carmel...).
+        return Some(format!(
+            "implementer {} part {part}",
+            field("CPU implementer").unwrap_or("?")
+        ));
+    }
     let name = match part {
         "0xd03" => "Cortex-A53",
         "0xd04" => "Cortex-A35",
@@ -197,9 +212,11 @@ fn simd_features() -> Vec<&'static str> {
         .lines()
         .find(|l| l.starts_with("Features"))
         .unwrap_or_default();
-    ["neon", "vfpv4", "asimddp"]
+    // The kernel says `asimddp` where Arm and the board profiles say `dotprod`.
+    [("neon", "neon"), ("vfpv4", "vfpv4"), ("asimddp", "dotprod")]
         .into_iter()
-        .filter(|f| flags.split_whitespace().any(|w| w == *f))
+        .filter(|(flag, _)| flags.split_whitespace().any(|w| w == *flag))
+        .map(|(_, name)| name)
         .collect()
 }
 

@@ -64,7 +64,8 @@ struct MeasureArgs {
     /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Frames of each kind before measuring.
+    /// Frames of each kind before measuring (at least 1: the first frame
+    /// pays one-off costs).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
     /// Measured frames of each kind (plain and profiled).
@@ -110,6 +111,12 @@ fn labels(models: &[PathBuf], given: &[String]) -> Result<Vec<String>> {
                 models.len()
             );
         }
+        if let Some(repeated) = given
+            .iter()
+            .find(|l| given.iter().filter(|m| m == l).count() > 1)
+        {
+            bail!("--label `{repeated}` is given twice; every column needs its own name");
+        }
         return Ok(given.to_vec());
     }
     let stems: Vec<String> = models
@@ -149,13 +156,23 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
         Format::of_path(path)?;
     }
     let board = args.board.as_deref().map(Board::resolve).transpose()?;
-    let thread_counts = if args.threads.is_empty() {
-        vec![edgewise_runtime::engine::default_threads()]
-    } else {
-        args.threads.clone()
+    let mut thread_counts = vec![];
+    for t in &args.threads {
+        if !thread_counts.contains(t) {
+            thread_counts.push(*t);
+        }
+    }
+    if thread_counts.is_empty() {
+        thread_counts.push(edgewise_runtime::engine::default_threads());
+    }
+    let budget = |threads| Budget {
+        warmup: args.warmup,
+        runs: args.runs,
+        max_seconds: args.max_seconds,
+        threads,
     };
-    if thread_counts.contains(&0) {
-        bail!("--threads must be at least 1");
+    for &threads in &thread_counts {
+        budget(threads).check()?;
     }
     let labels = labels(&args.models, &args.label)?;
     let mut targets = vec![];
@@ -168,12 +185,7 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
                 1 => label.clone(),
                 _ => format!("{label} ({threads}t)"),
             };
-            let target = Target {
-                label,
-                source: source.clone(),
-                shapes: shapes.clone(),
-                overrides: overrides.clone(),
-            };
+            let target = Target::new(label, source.clone(), shapes.clone(), &overrides)?;
             targets.push((target, threads));
         }
     }
@@ -184,12 +196,7 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
     }
     let mut variants = vec![];
     for (i, (target, threads)) in targets.iter().enumerate() {
-        let budget = Budget {
-            warmup: args.warmup,
-            runs: args.runs,
-            max_seconds: args.max_seconds,
-            threads: *threads,
-        };
+        let budget = budget(*threads);
         // Drawn only when stderr is a terminal; logs and pipes stay clean.
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")

@@ -25,7 +25,8 @@ use crate::stats::Summary;
 /// How many frames to run.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
-    /// Frames of each kind before measuring (caches, allocations, clock ramp-up).
+    /// Frames of each kind before measuring (caches, allocations, clock
+    /// ramp-up); at least 1, since the first frame pays one-off costs.
     pub warmup: usize,
     /// Measured frames of each kind, at most.
     pub runs: usize,
@@ -35,7 +36,29 @@ pub struct Budget {
     pub threads: usize,
 }
 
-/// What to measure.
+impl Budget {
+    /// Refuses budgets that cannot give a measurement.
+    pub fn check(&self) -> Result<()> {
+        if self.warmup == 0 {
+            bail!("--warmup must be at least 1: the first frame pays one-off costs");
+        }
+        if self.runs == 0 {
+            bail!("--runs must be at least 1");
+        }
+        if self.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        if !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
+            bail!(
+                "--max-seconds must be a positive number of seconds, not {}",
+                self.max_seconds
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What to measure: a model, analysed and split into stages.
 pub struct Target {
     /// Column header.
     pub label: String,
@@ -43,8 +66,29 @@ pub struct Target {
     pub source: ModelSource,
     /// Input shapes.
     pub shapes: Vec<InputShape>,
-    /// Stage boundaries given by the user or the manifest.
-    pub overrides: Overrides,
+    /// The model analysed at `shapes`, with its stages and costs.
+    pub staged: StagedModel,
+}
+
+impl Target {
+    /// Loads and partitions `source` at `shapes`, so that a model that cannot
+    /// be analysed is refused before anything is measured.
+    pub fn new(
+        label: String,
+        source: ModelSource,
+        shapes: Vec<InputShape>,
+        overrides: &Overrides,
+    ) -> Result<Target> {
+        let model = Model::load(&source.onnx)?;
+        let staged = StagedModel::new(model, &shapes, overrides)
+            .with_context(|| format!("cannot find the stages of {}", source.onnx.display()))?;
+        Ok(Target {
+            label,
+            source,
+            shapes,
+            staged,
+        })
+    }
 }
 
 const PRE: usize = 0;
@@ -103,6 +147,11 @@ impl Runner {
         let dims = inputs.first().context("the model has no input")?.1.clone();
         Ok(match &source.manifest {
             Some(manifest) => {
+                if dims.first() != Some(&1) {
+                    bail!(
+                        "with a manifest a frame is one image, so the batch must be 1, not input shape {dims:?}"
+                    );
+                }
                 let (frame, label) = match image {
                     Some(path) => (load_image(path)?, path.display().to_string()),
                     None => {
@@ -177,15 +226,17 @@ impl Runner {
         })
     }
 
-    fn plan(&self) -> &TypedModel {
+    /// The plan the frames ran (after the first frame).
+    fn plan(&self) -> Result<&TypedModel> {
         match self {
             Runner::Detector {
                 detector, shape, ..
-            } => detector
-                .engine(shape)
-                .expect("an engine exists after the first frame")
-                .plan(),
-            Runner::Bare { engine, .. } => engine.plan(),
+            } => detector.engine(shape).map(Engine::plan).with_context(|| {
+                format!(
+                    "the preprocessed image does not have the input shape {shape:?}; check --input-shape against the manifest's layout and channels"
+                )
+            }),
+            Runner::Bare { engine, .. } => Ok(engine.plan()),
         }
     }
 }
@@ -201,14 +252,12 @@ pub fn measure(
     board: Option<&Board>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Variant> {
-    if budget.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
+    budget.check()?;
     let source = &target.source;
-    let model = Model::load(&source.onnx)?;
+    let staged = &target.staged;
+    let model = staged.model.clone();
     let inputs = resolve_input_shapes(&model, &target.shapes)?;
-    let staged = StagedModel::new(model.clone(), &target.shapes, &target.overrides)
-        .with_context(|| format!("cannot find the stages of {}", source.onnx.display()))?;
+    let machine_before = Machine::detect();
     let (mut runner, image_label) = Runner::new(
         source,
         model,
@@ -219,7 +268,6 @@ pub fn measure(
     )?;
 
     let (plain, profiled) = run_frames(&mut runner, budget, progress)?;
-    let warmup = budget.warmup.max(1);
 
     let Attributed {
         rows: row_samples,
@@ -228,7 +276,7 @@ pub fn measure(
         row_plan_nodes,
         between,
         unattributed,
-    } = attribute(&profiled, runner.plan(), &staged);
+    } = attribute(&profiled, runner.plan()?, staged);
     let onnx_count = staged.model.graph.nodes.len();
 
     let totals = |s: &[Sample]| Summary::of(&s.iter().map(Sample::total).collect::<Vec<_>>());
@@ -259,8 +307,7 @@ pub fn measure(
             continue;
         }
         let time = Summary::of(&row_samples[row]).expect("one sample per profiled frame");
-        let macs = (row != DECODE && row != UNATTRIBUTED && stage_macs[row] > 0)
-            .then_some(stage_macs[row]);
+        let macs = (stage_macs[row] > 0).then_some(stage_macs[row]);
         let gmacs_per_s = macs
             .filter(|_| time.median_ms > 0.0)
             .map(|m| m as f64 / (time.median_ms * 1e6));
@@ -277,6 +324,7 @@ pub fn measure(
                 .map(|(g, b)| 100.0 * g / b.peak_gmacs),
             onnx_nodes,
             plan_nodes: row_plan_nodes[row],
+            rust: rust_phase,
             time,
         });
     }
@@ -302,13 +350,40 @@ pub fn measure(
     let stage_sum_ms: f64 = stages.iter().map(|s| s.time.median_ms).sum();
     let stage_gap_pct = 100.0 * (stage_sum_ms / frame_ms - 1.0);
     let overhead_pct = 100.0 * (frame_ms / plain_summary.median_ms - 1.0);
-    warnings.extend(honesty_warnings(
-        overhead_pct,
-        stage_sum_ms,
-        frame_ms,
-        &unattributed,
-    ));
-    warnings.extend(machine_warnings(&machine));
+    let between_nodes = Summary::of(&between).expect("one sample per profiled frame");
+    if overhead_pct > MAX_OVERHEAD_PCT {
+        warnings.push(format!(
+            "profiling overhead {overhead_pct:.1}% exceeds {MAX_OVERHEAD_PCT}%: per-node times are inflated; use more --runs on a quieter machine"
+        ));
+    }
+    if stage_gap_pct.abs() > MAX_STAGE_GAP_PCT {
+        warnings.push(format!(
+            "stage medians sum to {stage_sum_ms:.2} ms, {stage_gap_pct:+.1}% off the profiled median {frame_ms:.2} ms (limit {MAX_STAGE_GAP_PCT}%); {:.2} ms of each frame is spent between nodes, the rest is run-to-run variation (use more --runs)",
+            between_nodes.median_ms
+        ));
+    }
+    if !unattributed.is_empty() {
+        warnings.push(format!(
+            "{} plan node(s) have no ONNX origin: {}",
+            unattributed.len(),
+            unattributed.join(", ")
+        ));
+    }
+    if profiled.len() < budget.runs {
+        warnings.push(format!(
+            "the {} s budget allowed {} of the {} runs asked; raise --max-seconds for steadier medians",
+            budget.max_seconds,
+            profiled.len(),
+            budget.runs
+        ));
+    }
+    if image.is_some() && source.manifest.is_none() {
+        warnings.push(
+            "--image is not used for this model: without a manifest it runs on a synthetic tensor"
+                .to_string(),
+        );
+    }
+    warnings.extend(machine_warnings(&machine_before, &machine));
 
     Ok(Variant {
         label: target.label.clone(),
@@ -324,7 +399,7 @@ pub fn measure(
         }
         .to_string(),
         settings: Settings {
-            warmup,
+            warmup: budget.warmup,
             runs: profiled.len(),
             runs_requested: budget.runs,
             max_seconds: budget.max_seconds,
@@ -337,7 +412,7 @@ pub fn measure(
         overhead_pct,
         stage_sum_ms,
         stage_gap_pct,
-        between_nodes: Summary::of(&between).expect("one sample per profiled frame"),
+        between_nodes,
         stages,
         nodes,
         unattributed,
@@ -346,38 +421,9 @@ pub fn measure(
     })
 }
 
-/// What makes this report's numbers doubtful: profiling overhead or a stage
-/// sum off the total beyond their limits, and plan nodes with no origin.
-fn honesty_warnings(
-    overhead_pct: f64,
-    stage_sum_ms: f64,
-    frame_ms: f64,
-    unattributed: &[String],
-) -> Vec<String> {
-    let mut warnings = vec![];
-    let stage_gap_pct = 100.0 * (stage_sum_ms / frame_ms - 1.0);
-    if overhead_pct > MAX_OVERHEAD_PCT {
-        warnings.push(format!(
-            "profiling overhead {overhead_pct:.1}% exceeds {MAX_OVERHEAD_PCT}%: per-node times are inflated; use more --runs on a quieter machine"
-        ));
-    }
-    if stage_gap_pct.abs() > MAX_STAGE_GAP_PCT {
-        warnings.push(format!(
-            "stage medians sum to {stage_sum_ms:.2} ms, {stage_gap_pct:+.1}% off the profiled median {frame_ms:.2} ms (limit {MAX_STAGE_GAP_PCT}%): the runs vary too much; use more --runs"
-        ));
-    }
-    if !unattributed.is_empty() {
-        warnings.push(format!(
-            "{} plan node(s) have no ONNX origin: {}",
-            unattributed.len(),
-            unattributed.join(", ")
-        ));
-    }
-    warnings
-}
-
-/// Machine conditions that make timings unsteady: a changing clock, throttling.
-fn machine_warnings(machine: &Machine) -> Vec<String> {
+/// Machine conditions that make timings unsteady: a changing clock, and
+/// throttling now or starting during the runs.
+fn machine_warnings(before: &Machine, machine: &Machine) -> Vec<String> {
     let mut warnings = vec![];
     if let Some(governor) = machine.governor.as_deref()
         && governor != "performance"
@@ -391,6 +437,18 @@ fn machine_warnings(machine: &Machine) -> Vec<String> {
     {
         warnings.push(format!("the board is throttling: {}", flags.join(", ")));
     }
+    if let (Some(was), Some(is)) = (&before.throttling, &machine.throttling)
+        && was != is
+    {
+        let new: Vec<&str> = is
+            .iter()
+            .filter(|f| !was.contains(f))
+            .map(String::as_str)
+            .collect();
+        if !new.is_empty() {
+            warnings.push(format!("during the runs: {}", new.join(", ")));
+        }
+    }
     warnings
 }
 
@@ -403,10 +461,9 @@ fn run_frames(
 ) -> Result<(Vec<Sample>, Vec<Sample>)> {
     // Warm up both kinds, then interleave them, alternating which goes
     // first, so drift (clock, temperature, neighbours) hits both alike.
-    let warmup = budget.warmup.max(1);
-    let planned = 2 * (warmup + budget.runs);
+    let planned = 2 * (budget.warmup + budget.runs);
     let mut done = 0;
-    for _ in 0..warmup {
+    for _ in 0..budget.warmup {
         runner.run(false)?;
         runner.run(true)?;
         done += 2;
@@ -415,6 +472,7 @@ fn run_frames(
     let mut plain = vec![];
     let mut profiled = vec![];
     let started = Instant::now();
+    let limit = Duration::try_from_secs_f64(budget.max_seconds)?;
     for i in 0..budget.runs {
         for profile in [i % 2 == 1, i % 2 == 0] {
             let sample = runner.run(profile)?;
@@ -426,7 +484,7 @@ fn run_frames(
             done += 1;
             progress(done, planned);
         }
-        if started.elapsed() > Duration::from_secs_f64(budget.max_seconds) {
+        if started.elapsed() > limit {
             break;
         }
     }
@@ -513,10 +571,12 @@ fn attribute(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> At
 /// `I8` when the graph holds quantized operators, else `F32`: which peak the
 /// achieved throughput is compared with.
 fn precision_of(model: &Model) -> Precision {
+    // Weights stored as int8 behind a DequantizeLinear alone fold back to f32
+    // kernels; only quantized activations make integer kernels run.
     if model.graph.nodes.iter().any(|n| {
         matches!(
             n.op_type.as_str(),
-            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "DequantizeLinear"
+            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "QuantizeLinear"
         )
     }) {
         Precision::I8

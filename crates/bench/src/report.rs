@@ -35,6 +35,7 @@ pub const STAGE_ROWS: [&str; 7] = [
 
 /// A whole report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Report {
     /// [`SCHEMA`].
     pub schema: String,
@@ -46,6 +47,7 @@ pub struct Report {
 
 /// One model measured on one machine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Variant {
     /// Short name used as a column header.
     pub label: String,
@@ -89,6 +91,7 @@ pub struct Variant {
 
 /// An input and the shape it was measured at.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Input {
     /// Name in the graph.
     pub name: String,
@@ -98,6 +101,7 @@ pub struct Input {
 
 /// How a variant was measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Frames before measuring.
     pub warmup: usize,
@@ -113,6 +117,7 @@ pub struct Settings {
 
 /// The board profile and how the running machine compares with it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BoardCheck {
     /// Profile name (`rpi4`).
     pub name: String,
@@ -130,6 +135,7 @@ pub struct BoardCheck {
 
 /// Time of one stage over the profiled frames.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StageRow {
     /// One of [`STAGE_ROWS`].
     pub stage: String,
@@ -147,10 +153,13 @@ pub struct StageRow {
     pub onnx_nodes: usize,
     /// Plan nodes timed in this stage.
     pub plan_nodes: usize,
+    /// Whether the row includes Rust code around the model (`pre`, `decode+nms`).
+    pub rust: bool,
 }
 
 /// One ONNX node's time: all plan nodes that came from it, summed per frame.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NodeRow {
     /// Node name (its first output when unnamed).
     pub name: String,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Min, median, 90th percentile and max of a set of timings, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Number of samples.
     pub runs: usize,

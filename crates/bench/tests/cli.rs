@@ -200,7 +200,7 @@ fn two_variants_side_by_side_in_every_format_and_merged() {
 
 #[test]
 fn bad_input_gets_a_clear_error_before_any_measuring() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
         (
             &["models/absent.onnx"],
             "edge-bench: error: model file models/absent.onnx does not exist",
@@ -226,6 +226,25 @@ fn bad_input_gets_a_clear_error_before_any_measuring() {
         (
             &["models/ppocr_v4_det.toml", "--label", "a", "--label", "b"],
             "2 --label given for 1 model(s)",
+        ),
+        (
+            &[
+                "models/ppocr_v4_det.toml",
+                "--label",
+                "a",
+                "--label",
+                "a",
+                "models/ppocr_v4_det.toml",
+            ],
+            "--label `a` is given twice",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--max-seconds", "inf"],
+            "--max-seconds must be a positive number of seconds, not inf",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--input-shape", "2x3x320x320"],
+            "the batch must be 1, not input shape [2, 3, 320, 320]",
         ),
         (
             &["merge", "models/ppocr_v4_det.toml"],

@@ -173,8 +173,11 @@ impl Board {
                 board.name
             ));
         }
-        if board.cores == 0 || board.clock_ghz <= 0.0 {
+        if board.cores == 0 || board.clock_ghz.is_nan() || board.clock_ghz <= 0.0 {
             return Err("cores and clock_ghz must be positive".into());
+        }
+        if board.peak.f32_macs_per_cycle == 0 || board.peak.i8_macs_per_cycle == 0 {
+            return Err("peak MACs per cycle must be positive".into());
         }
         Ok(board)
     }

@@ -125,8 +125,7 @@ pub fn stages(v: &Variant) -> TextTable {
             row.push(opt(r.peak_pct, pct));
         }
         // Rows made of Rust code say so; model rows give ONNX and plan node counts.
-        let rust = r.stage == "decode+nms" || (r.stage == "pre" && v.image != "none");
-        row.push(match (rust, r.plan_nodes) {
+        row.push(match (r.rust, r.plan_nodes) {
             (true, 0) => "Rust".to_string(),
             (true, n) => format!("Rust + {n} plan"),
             (false, n) => format!("{} ONNX / {n} plan", r.onnx_nodes),
