@@ -47,10 +47,12 @@ pub fn node_costs(graph: &Graph, topo: &Topology, facts: &Facts) -> Vec<NodeCost
         p
     };
 
-    // Parameters: every source tensor (initializer or Constant output).
+    // Parameters: every source tensor (initializer or Constant output) but
+    // scalars, which are operator arguments (Clip bounds, a scale factor),
+    // never learned weights.
     let mut sources: Vec<(String, u64)> = Vec::new();
     for init in &graph.initializers {
-        if is_weight_type(init.tensor.datum_type()) {
+        if is_weight_type(init.tensor.datum_type()) && init.tensor.rank() > 0 {
             sources.push((init.name.clone(), init.tensor.len() as u64));
         }
     }
@@ -59,6 +61,7 @@ pub fn node_costs(graph: &Graph, topo: &Topology, facts: &Facts) -> Vec<NodeCost
             && let Some(out) = node.outputs.first()
             && let Some(t) = crate::model::constant_node_value(node)
             && is_weight_type(t.datum_type())
+            && t.rank() > 0
         {
             sources.push((out.clone(), t.len() as u64));
         }
