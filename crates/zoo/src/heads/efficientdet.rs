@@ -1,0 +1,79 @@
+//! EfficientDet's head (Tan et al., 2020): class and box nets of three
+//! depthwise separable convolutions shared across levels, with a batch norm
+//! of their own on every level, swish, and a separable predictor; 9 anchors
+//! per location, read like RetinaNet's.
+
+use super::{Head, HeadOutput, concat_names, flatten_level, toml_list};
+use crate::net::{Act, Feature, Net, SharedConv};
+
+/// EfficientDet head (D0: 3 layers).
+pub struct EfficientDet;
+
+const ANCHORS: usize = 9;
+const DEPTH: usize = 3;
+
+/// A separable convolution's two shared parts: depthwise 3x3, pointwise 1x1 with bias.
+fn separable(net: &mut Net, c: usize, out: usize) -> (SharedConv, SharedConv) {
+    (
+        net.shared_conv(c, c, 3, c, false),
+        net.shared_conv(c, out, 1, 1, true),
+    )
+}
+
+/// `DEPTH` separable layers of `hidden` channels shared across levels (a BN
+/// per level), then a separable predictor. Maps of another width (no neck)
+/// get a first layer of their own to `hidden`.
+fn net_on_levels(net: &mut Net, maps: &[Feature], hidden: usize, out: usize) -> Vec<Feature> {
+    let first_shared = maps
+        .iter()
+        .all(|m| m.channels == hidden)
+        .then(|| separable(net, hidden, hidden));
+    let rest: Vec<_> = (1..DEPTH).map(|_| separable(net, hidden, hidden)).collect();
+    let (dw, pw) = separable(net, hidden, out);
+    maps.iter()
+        .map(|m| {
+            let first = match &first_shared {
+                Some(w) => w.clone(),
+                None => separable(net, m.channels, hidden),
+            };
+            let mut x = m.clone();
+            for (d, p) in std::iter::once(&first).chain(&rest) {
+                let y = net.conv_shared(&x, d);
+                let y = net.conv_shared(&y, p);
+                let y = net.bn(&y, 1.0);
+                x = net.act(&y, Act::Swish);
+            }
+            let y = net.conv_shared(&x, &dw);
+            net.conv_shared(&y, &pw)
+        })
+        .collect()
+}
+
+impl Head for EfficientDet {
+    fn name(&self) -> &'static str {
+        "efficientdet"
+    }
+
+    fn levels(&self) -> usize {
+        5
+    }
+
+    fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput {
+        let cls = net_on_levels(net, maps, width, ANCHORS * classes);
+        let reg = net_on_levels(net, maps, width, ANCHORS * 4);
+        let logits: Vec<String> = cls.iter().map(|c| flatten_level(net, c, classes)).collect();
+        let deltas: Vec<String> = reg.iter().map(|r| flatten_level(net, r, 4)).collect();
+        let deltas = concat_names(net, &deltas, 1);
+        let logits = concat_names(net, &logits, 1);
+        let strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
+        let sizes: Vec<usize> = strides.iter().map(|s| 4 * s).collect();
+        HeadOutput {
+            outputs: vec![deltas, logits],
+            decoder: "retinanet",
+            params: vec![
+                format!("strides = {}", toml_list(&strides)),
+                format!("sizes = {}", toml_list(&sizes)),
+            ],
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Heads: box and class predictors on the neck's maps, and the in-graph
+//! decoding each family's exports carry. Every head says which decoder of
+//! `edgewise-decode` reads its outputs, so the zoo can write a manifest.
+
+mod efficientdet;
+mod retinanet;
+mod ssdlite;
+mod yolo;
+
+use edgewise_graph::model::AttributeValue;
+
+use crate::net::{Feature, Net};
+
+/// What a head produced.
+pub struct HeadOutput {
+    /// Graph outputs, in order.
+    pub outputs: Vec<String>,
+    /// The `edgewise-decode` family that reads them.
+    pub decoder: &'static str,
+    /// Decoder parameters, as TOML `key = value` lines.
+    pub params: Vec<String>,
+}
+
+/// A detection head.
+pub trait Head {
+    /// The registry name (`retinanet`).
+    fn name(&self) -> &'static str;
+
+    /// Pyramid levels it reads, from stride 8 upwards.
+    fn levels(&self) -> usize;
+
+    /// Builds the predictors on `maps` (strides 8, 16...) for `classes`
+    /// classes; `width` is the channel count of its hidden layers where the
+    /// family keeps one (the neck's width).
+    fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput;
+}
+
+/// Registry names.
+pub const NAMES: [&str; 4] = ["ssdlite", "retinanet", "yolo", "efficientdet"];
+
+/// The head `name`.
+pub fn by_name(name: &str) -> Option<Box<dyn Head>> {
+    Some(match name {
+        "ssdlite" => Box::new(ssdlite::SsdLite),
+        "retinanet" => Box::new(retinanet::RetinaNet),
+        "yolo" => Box::new(yolo::Yolo),
+        "efficientdet" => Box::new(efficientdet::EfficientDet),
+        _ => return None,
+    })
+}
+
+/// `[1, A·k, H, W]` to `[1, H·W·A, k]`: the per-location, per-anchor order
+/// of torchvision's heads and of the decoders.
+pub(crate) fn flatten_level(net: &mut Net, x: &Feature, k: usize) -> String {
+    let t = net.raw(
+        "Transpose",
+        &[&x.name],
+        vec![("perm", AttributeValue::Ints(vec![0, 2, 3, 1]))],
+    );
+    let shape = net.int64s("shape", &[1, -1, k as i64]);
+    net.raw("Reshape", &[&t, &shape], vec![])
+}
+
+/// Concatenation of value names along `axis`.
+pub(crate) fn concat_names(net: &mut Net, names: &[String], axis: i64) -> String {
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    net.raw("Concat", &refs, vec![("axis", AttributeValue::Int(axis))])
+}
+
+/// A TOML array of numbers.
+pub(crate) fn toml_list<T: std::fmt::Display>(xs: &[T]) -> String {
+    let items: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", items.join(", "))
+}

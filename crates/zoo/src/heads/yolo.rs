@@ -1,0 +1,106 @@
+//! The anchor-free decoupled head of YOLOv8 (Ultralytics): per level a box
+//! branch predicting 4 × 16 distance bins and a class branch; in the graph,
+//! distribution focal loss decoding (softmax over bins, expectation) and
+//! distances to boxes, giving `[1, 4 + C, N]` (centre x, centre y, width,
+//! height in input pixels, then class probabilities).
+
+use edgewise_graph::model::AttributeValue;
+
+use super::{Head, HeadOutput, concat_names, toml_list};
+use crate::net::{Act, Feature, Net, Pad};
+
+/// YOLOv8 head.
+pub struct Yolo;
+
+/// Distance bins per box side (Ultralytics' `reg_max`).
+const BINS: usize = 16;
+
+fn branch(net: &mut Net, x: &Feature, hidden: usize, out: usize) -> Feature {
+    let a = net.conv_bn_act(x, hidden, 3, 1, 1, Act::Swish);
+    let b = net.conv_bn_act(&a, hidden, 3, 1, 1, Act::Swish);
+    net.conv(&b, out, 1, 1, 1, true, Pad::Valid)
+}
+
+impl Head for Yolo {
+    fn name(&self) -> &'static str {
+        "yolo"
+    }
+
+    fn levels(&self) -> usize {
+        3
+    }
+
+    fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, _width: usize) -> HeadOutput {
+        let c = maps[0].channels;
+        let box_hidden = (c / 4).max(16).max(4 * BINS);
+        let cls_hidden = c.max(classes.min(100));
+        let mut per_level = vec![];
+        let mut anchors = [vec![], vec![]];
+        let mut strides = vec![];
+        for m in maps {
+            let b = branch(net, m, box_hidden, 4 * BINS);
+            let k = branch(net, m, cls_hidden, classes);
+            let joined = net.concat(&[&b, &k]);
+            let shape = net.int64s("shape", &[1, (4 * BINS + classes) as i64, -1]);
+            per_level.push(net.raw("Reshape", &[&joined.name, &shape], vec![]));
+            for y in 0..m.height {
+                for x in 0..m.width {
+                    anchors[0].push(x as f32 + 0.5);
+                    anchors[1].push(y as f32 + 0.5);
+                    strides.push(m.stride as f32);
+                }
+            }
+        }
+        let all = concat_names(net, &per_level, 2);
+        let n = strides.len();
+        let slice = |net: &mut Net, from: i64, to: i64| {
+            let starts = net.int64s("starts", &[from]);
+            let ends = net.int64s("ends", &[to]);
+            let axes = net.int64s("axes", &[1]);
+            net.raw("Slice", &[&all, &starts, &ends, &axes], vec![])
+        };
+        let dist = slice(net, 0, (4 * BINS) as i64);
+        let scores = slice(net, (4 * BINS) as i64, (4 * BINS + classes) as i64);
+        // DFL: [1, 64, N] -> [1, 4, 16, N] -> softmax over bins -> Σ p·i.
+        let shape = net.int64s("shape", &[1, 4, BINS as i64, n as i64]);
+        let r = net.raw("Reshape", &[&dist, &shape], vec![]);
+        let p = net.raw("Softmax", &[&r], vec![("axis", AttributeValue::Int(2))]);
+        let bins: Vec<f32> = (0..BINS).map(|i| i as f32).collect();
+        let bins = net.floats("bins", &[1, 1, BINS, 1], &bins);
+        let weighted = net.raw("Mul", &[&p, &bins], vec![]);
+        let axes = net.int64s("axes", &[2]);
+        let d = net.raw(
+            "ReduceSum",
+            &[&weighted, &axes],
+            vec![("keepdims", AttributeValue::Int(0))],
+        );
+        // Distances (left, top, right, bottom) to a box around each anchor.
+        let lt_end = net.int64s("ends", &[2]);
+        let zero = net.int64s("starts", &[0]);
+        let two = net.int64s("starts", &[2]);
+        let four = net.int64s("ends", &[4]);
+        let axis1 = net.int64s("axes", &[1]);
+        let lt = net.raw("Slice", &[&d, &zero, &lt_end, &axis1], vec![]);
+        let rb = net.raw("Slice", &[&d, &two, &four, &axis1], vec![]);
+        let mut grid = anchors[0].clone();
+        grid.extend(&anchors[1]);
+        let grid = net.floats("anchors", &[1, 2, n], &grid);
+        let x1y1 = net.raw("Sub", &[&grid, &lt], vec![]);
+        let x2y2 = net.raw("Add", &[&grid, &rb], vec![]);
+        let sum = net.raw("Add", &[&x1y1, &x2y2], vec![]);
+        let half = net.floats("half", &[], &[0.5]);
+        let centre = net.raw("Mul", &[&sum, &half], vec![]);
+        let wh = net.raw("Sub", &[&x2y2, &x1y1], vec![]);
+        let xywh = concat_names(net, &[centre, wh], 1);
+        let stride = net.floats("strides", &[1, 1, n], &strides);
+        let boxes = net.raw("Mul", &[&xywh, &stride], vec![]);
+        let probs = net.raw("Sigmoid", &[&scores], vec![]);
+        let out = concat_names(net, &[boxes, probs], 1);
+        let level_strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
+        HeadOutput {
+            outputs: vec![out],
+            decoder: "yolov8",
+            params: vec![format!("# strides {}", toml_list(&level_strides))],
+        }
+    }
+}

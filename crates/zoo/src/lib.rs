@@ -1,0 +1,194 @@
+//! The model zoo: detectors composed from a backbone, a neck and a head,
+//! written as ONNX through `edgewise-graph`, with weights from a seed and
+//! the true stage boundaries recorded in the model's metadata.
+//!
+//! ```text
+//! backbones/  feature extractors (MobileNet, EfficientNet-Lite, ShuffleNet, ResNet, VGG, Xception)
+//! necks/      cross-scale fusion (none, FPN, PAN, BiFPN)
+//! heads/      box and class predictors (SSDLite, RetinaNet, YOLO, EfficientDet)
+//! ```
+
+pub mod backbones;
+pub mod heads;
+pub mod necks;
+pub mod net;
+pub mod rng;
+
+pub use backbones::{Backbone, by_name};
+pub use net::{Act, Counts, Feature, Init, Net, Pad};
+
+/// A backbone with its classification top at its native input size: the
+/// network whose parameters and MACs the papers and frameworks publish.
+pub fn classifier(
+    backbone: &dyn Backbone,
+    classes: usize,
+    seed: u64,
+    init: Init,
+) -> (edgewise_graph::Model, Counts) {
+    let mut net = Net::new(seed, init);
+    let size = backbone.native_size();
+    let image = net.input("image", 3, size, size);
+    let [.., last] = backbone.build(&mut net, &image);
+    let logits = backbone.classifier(&mut net, &last, classes);
+    net.output(&logits);
+    let counts = net.counts();
+    (net.finish(), counts)
+}
+
+/// Metadata key of the tensors that leave the backbone (comma-separated).
+pub const BACKBONE_OUT_KEY: &str = "edgewise.stages.backbone_out";
+/// Metadata key of the tensors that enter the head (comma-separated).
+pub const HEAD_IN_KEY: &str = "edgewise.stages.head_in";
+/// Metadata key of the spec the model was built from.
+pub const SPEC_KEY: &str = "edgewise.zoo.spec";
+
+/// Why a detector cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ZooError {
+    /// The spec string is malformed or names an unknown part.
+    #[error("{0}")]
+    Spec(String),
+}
+
+/// `backbone[:width]+neck+head`, e.g. `mobilenet_v2:0.5+fpn+retinanet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// Backbone name.
+    pub backbone: String,
+    /// Width multiplier.
+    pub width: f32,
+    /// Neck name.
+    pub neck: String,
+    /// Head name.
+    pub head: String,
+}
+
+impl Spec {
+    /// Parses a spec, naming what is known when a part is not.
+    pub fn parse(text: &str) -> Result<Spec, ZooError> {
+        let parts: Vec<&str> = text.split('+').collect();
+        let [backbone, neck, head] = parts[..] else {
+            return Err(ZooError::Spec(format!(
+                "`{text}` is not backbone+neck+head (e.g. mobilenet_v2+fpn+retinanet)"
+            )));
+        };
+        let (backbone, width) = match backbone.split_once(':') {
+            Some((name, w)) => (
+                name,
+                w.parse::<f32>().ok().filter(|w| *w > 0.0).ok_or_else(|| {
+                    ZooError::Spec(format!("width `{w}` of `{name}` is not a positive number"))
+                })?,
+            ),
+            None => (backbone, 1.0),
+        };
+        let unknown = |what: &str, name: &str, known: &[&str]| {
+            ZooError::Spec(format!(
+                "unknown {what} `{name}`; known: {}",
+                known.join(", ")
+            ))
+        };
+        if !backbones::NAMES.contains(&backbone) {
+            return Err(unknown("backbone", backbone, &backbones::NAMES));
+        }
+        if by_name(backbone, width).is_none() {
+            return Err(ZooError::Spec(format!(
+                "`{backbone}` has no width {width}; widths exist for {} (ShuffleNetV2: 0.5, 1.0, 1.5, 2.0)",
+                backbones::WIDTH_MULTIPLIED.join(", ")
+            )));
+        }
+        if necks::by_name(neck).is_none() {
+            return Err(unknown("neck", neck, &necks::NAMES));
+        }
+        if heads::by_name(head).is_none() {
+            return Err(unknown("head", head, &heads::NAMES));
+        }
+        Ok(Spec {
+            backbone: backbone.to_string(),
+            width,
+            neck: neck.to_string(),
+            head: head.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if (self.width - 1.0).abs() < 1e-6 {
+            write!(f, "{}+{}+{}", self.backbone, self.neck, self.head)
+        } else {
+            write!(
+                f,
+                "{}:{}+{}+{}",
+                self.backbone, self.width, self.neck, self.head
+            )
+        }
+    }
+}
+
+/// How to build a detector.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Square input size.
+    pub size: usize,
+    /// Object classes.
+    pub classes: usize,
+    /// Width of the neck's maps and of the heads' hidden layers.
+    pub neck_channels: usize,
+    /// Weight seed.
+    pub seed: u64,
+    /// Weight initialisation.
+    pub init: Init,
+}
+
+/// A built detector.
+pub struct Detector {
+    /// The ONNX model, stage boundaries in its metadata.
+    pub model: edgewise_graph::Model,
+    /// Parameters and MACs.
+    pub counts: Counts,
+    /// Tensors leaving the backbone.
+    pub backbone_out: Vec<String>,
+    /// Tensors entering the head.
+    pub head_in: Vec<String>,
+    /// The decoder family that reads the outputs, and its parameters as TOML lines.
+    pub decoder: (&'static str, Vec<String>),
+}
+
+/// Builds `spec` with `options`.
+pub fn build(spec: &Spec, options: &Options) -> Result<Detector, ZooError> {
+    let backbone = by_name(&spec.backbone, spec.width)
+        .ok_or_else(|| ZooError::Spec(format!("unknown backbone `{}`", spec.backbone)))?;
+    let neck = necks::by_name(&spec.neck)
+        .ok_or_else(|| ZooError::Spec(format!("unknown neck `{}`", spec.neck)))?;
+    let head = heads::by_name(&spec.head)
+        .ok_or_else(|| ZooError::Spec(format!("unknown head `{}`", spec.head)))?;
+    if options.size < 64 || !options.size.is_multiple_of(32) {
+        return Err(ZooError::Spec(format!(
+            "input size {} must be a multiple of 32, at least 64",
+            options.size
+        )));
+    }
+    let mut net = Net::new(options.seed, options.init);
+    let image = net.input("image", 3, options.size, options.size);
+    let [_, c3, c4, c5] = backbone.build(&mut net, &image);
+    let taps = [c3, c4, c5];
+    let maps = neck.build(&mut net, &taps, options.neck_channels, head.levels());
+    let out = head.build(&mut net, &maps, options.classes, options.neck_channels);
+    for o in &out.outputs {
+        net.output_named(o);
+    }
+    let names = |fs: &[Feature]| fs.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    let backbone_out = names(&taps);
+    let head_in = names(&maps);
+    net.set_metadata(BACKBONE_OUT_KEY, backbone_out.join(","));
+    net.set_metadata(HEAD_IN_KEY, head_in.join(","));
+    net.set_metadata(SPEC_KEY, spec.to_string());
+    let counts = net.counts();
+    Ok(Detector {
+        model: net.finish(),
+        counts,
+        backbone_out,
+        head_in,
+        decoder: (out.decoder, out.params),
+    })
+}
