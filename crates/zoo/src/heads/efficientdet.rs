@@ -3,7 +3,7 @@
 //! of their own on every level, swish, and a separable predictor; 9 anchors
 //! per location, read like RetinaNet's.
 
-use super::{Head, HeadOutput, concat_names, flatten_level, toml_list};
+use super::{Head, HeadOutput, anchor_outputs};
 use crate::net::{Act, Feature, Net, SharedConv};
 
 /// EfficientDet head (D0: 3 layers).
@@ -61,19 +61,6 @@ impl Head for EfficientDet {
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput {
         let cls = net_on_levels(net, maps, width, ANCHORS * classes);
         let reg = net_on_levels(net, maps, width, ANCHORS * 4);
-        let logits: Vec<String> = cls.iter().map(|c| flatten_level(net, c, classes)).collect();
-        let deltas: Vec<String> = reg.iter().map(|r| flatten_level(net, r, 4)).collect();
-        let deltas = concat_names(net, &deltas, 1);
-        let logits = concat_names(net, &logits, 1);
-        let strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
-        let sizes: Vec<usize> = strides.iter().map(|s| 4 * s).collect();
-        HeadOutput {
-            outputs: vec![deltas, logits],
-            decoder: "retinanet",
-            params: vec![
-                format!("strides = {}", toml_list(&strides)),
-                format!("sizes = {}", toml_list(&sizes)),
-            ],
-        }
+        anchor_outputs(net, maps, &cls, &reg, classes)
     }
 }

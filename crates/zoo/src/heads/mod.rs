@@ -61,6 +61,32 @@ pub(crate) fn flatten_level(net: &mut Net, x: &Feature, k: usize) -> String {
     net.raw("Reshape", &[&t, &shape], vec![])
 }
 
+/// The outputs of an anchor-based head read like RetinaNet's: box deltas
+/// `[1, N, 4]` and class logits `[1, N, C]` over all levels, anchors of
+/// base size 4 x stride.
+pub(crate) fn anchor_outputs(
+    net: &mut Net,
+    maps: &[Feature],
+    cls: &[Feature],
+    reg: &[Feature],
+    classes: usize,
+) -> HeadOutput {
+    let logits: Vec<String> = cls.iter().map(|c| flatten_level(net, c, classes)).collect();
+    let deltas: Vec<String> = reg.iter().map(|r| flatten_level(net, r, 4)).collect();
+    let deltas = concat_names(net, &deltas, 1);
+    let logits = concat_names(net, &logits, 1);
+    let strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
+    let sizes: Vec<usize> = strides.iter().map(|s| 4 * s).collect();
+    HeadOutput {
+        outputs: vec![deltas, logits],
+        decoder: "retinanet",
+        params: vec![
+            format!("strides = {}", toml_list(&strides)),
+            format!("sizes = {}", toml_list(&sizes)),
+        ],
+    }
+}
+
 /// Concatenation of value names along `axis`.
 pub(crate) fn concat_names(net: &mut Net, names: &[String], axis: i64) -> String {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -2,7 +2,7 @@
 //! subnet and a box subnet of four 3x3 convolutions with ReLU, shared across
 //! levels, predicting 9 anchors per location.
 
-use super::{Head, HeadOutput, concat_names, flatten_level, toml_list};
+use super::{Head, HeadOutput, anchor_outputs};
 use crate::net::{Act, Feature, Net, Pad};
 
 /// RetinaNet head.
@@ -57,19 +57,6 @@ impl Head for RetinaNet {
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput {
         let cls = subnet(net, maps, width, ANCHORS * classes, 4);
         let reg = subnet(net, maps, width, ANCHORS * 4, 4);
-        let logits: Vec<String> = cls.iter().map(|c| flatten_level(net, c, classes)).collect();
-        let deltas: Vec<String> = reg.iter().map(|r| flatten_level(net, r, 4)).collect();
-        let deltas = concat_names(net, &deltas, 1);
-        let logits = concat_names(net, &logits, 1);
-        let strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
-        let sizes: Vec<usize> = strides.iter().map(|s| 4 * s).collect();
-        HeadOutput {
-            outputs: vec![deltas, logits],
-            decoder: "retinanet",
-            params: vec![
-                format!("strides = {}", toml_list(&strides)),
-                format!("sizes = {}", toml_list(&sizes)),
-            ],
-        }
+        anchor_outputs(net, maps, &cls, &reg, classes)
     }
 }
