@@ -203,12 +203,14 @@ impl Net {
         }
     }
 
-    fn constant(&mut self, prefix: &str, dims: &[usize], data: &[f32]) -> String {
+    /// A float constant of shape `dims`; returns its name.
+    pub fn floats(&mut self, prefix: &str, dims: &[usize], data: &[f32]) -> String {
         let tensor = Tensor::from_shape(dims, data).expect("consistent shape");
         self.builder.initializer(prefix, tensor)
     }
 
-    fn int_constant(&mut self, prefix: &str, data: &[i64]) -> String {
+    /// An int64 constant of shape `[len]`; returns its name.
+    pub fn int64s(&mut self, prefix: &str, data: &[i64]) -> String {
         self.builder.initializer(prefix, tensor1(data))
     }
 
@@ -235,11 +237,11 @@ impl Net {
         let w = self.weights(cout * fan_in, fan_in, cout / groups * k * k);
         // E[y²] = Σ w² E[x²] per output channel, averaged over channels.
         let moment = w.iter().map(|v| v * v).sum::<f32>() / cout as f32 * x.moment;
-        let w = self.constant("w", &[cout, per_group, k, k], &w);
+        let w = self.floats("w", &[cout, per_group, k, k], &w);
         let mut inputs = vec![x.name.clone(), w];
         if bias {
             let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
-            inputs.push(self.constant("b", &[cout], &b));
+            inputs.push(self.floats("b", &[cout], &b));
             self.counts.trainable += cout as u64;
         }
         let (top, bottom, height) = pad.along(x.height, k, stride);
@@ -280,10 +282,10 @@ impl Net {
         let fan_in = cin / groups * k * k;
         let w = self.weights(cout * fan_in, fan_in, cout / groups * k * k);
         let gain = w.iter().map(|v| v * v).sum::<f32>() / cout as f32;
-        let weight = self.constant("w", &[cout, cin / groups, k, k], &w);
+        let weight = self.floats("w", &[cout, cin / groups, k, k], &w);
         let bias = bias.then(|| {
             let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
-            self.constant("b", &[cout], &b)
+            self.floats("b", &[cout], &b)
         });
         self.counts.trainable += (cout * fan_in + if bias.is_some() { cout } else { 0 }) as u64;
         SharedConv {
@@ -339,16 +341,6 @@ impl Net {
         self.builder.op(op, inputs, attributes)
     }
 
-    /// An int64 constant of shape `[len]`.
-    pub fn int64s(&mut self, prefix: &str, data: &[i64]) -> String {
-        self.int_constant(prefix, data)
-    }
-
-    /// A float constant.
-    pub fn floats(&mut self, prefix: &str, dims: &[usize], data: &[f32]) -> String {
-        self.constant(prefix, dims, data)
-    }
-
     /// Declares a graph output by value name.
     pub fn output_named(&mut self, name: &str) {
         self.builder.output(name);
@@ -385,7 +377,7 @@ impl Net {
             ("var", &var),
         ]
         .into_iter()
-        .map(|(p, v)| self.constant(p, &[c], v))
+        .map(|(p, v)| self.floats(p, &[c], v))
         .collect();
         let name = self.builder.op(
             "BatchNormalization",
@@ -410,8 +402,8 @@ impl Net {
             Act::Linear => return x.clone(),
             Act::Relu => (self.builder.op("Relu", &[&x.name], vec![]), m / 2.0),
             Act::Relu6 => {
-                let lo = self.constant("zero", &[], &[0.0]);
-                let hi = self.constant("six", &[], &[6.0]);
+                let lo = self.floats("zero", &[], &[0.0]);
+                let hi = self.floats("six", &[], &[6.0]);
                 (
                     self.builder.op("Clip", &[&x.name, &lo, &hi], vec![]),
                     m.min(36.0) / 2.0,
@@ -545,9 +537,9 @@ impl Net {
         );
         let w = self.weights(cout * cin, cin, cout);
         let moment = w.iter().map(|v| v * v).sum::<f32>() / cout as f32 * x.moment;
-        let w = self.constant("fc_w", &[cout, cin], &w);
+        let w = self.floats("fc_w", &[cout, cin], &w);
         let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
-        let b = self.constant("fc_b", &[cout], &b);
+        let b = self.floats("fc_b", &[cout], &b);
         let name = self.builder.op(
             "Gemm",
             &[&flat, &w, &b],
@@ -591,13 +583,13 @@ impl Net {
             .iter()
             .map(|_| {
                 let w = self.rng.uniform(0.5, 1.5);
-                let w = self.constant("fuse_w", &[1], &[w]);
+                let w = self.floats("fuse_w", &[1], &[w]);
                 self.builder.op("Relu", &[&w], vec![])
             })
             .collect();
         let refs: Vec<&str> = relus.iter().map(String::as_str).collect();
         let total = self.builder.op("Sum", &refs, vec![]);
-        let eps = self.constant("eps", &[1], &[1e-4]);
+        let eps = self.floats("eps", &[1], &[1e-4]);
         let denominator = self.builder.op("Add", &[&total, &eps], vec![]);
         let terms: Vec<String> = xs
             .iter()
@@ -621,7 +613,7 @@ impl Net {
     /// Splits channels into two equal halves.
     pub fn split_channels(&mut self, x: &Feature) -> (Feature, Feature) {
         let half = x.channels / 2;
-        let sizes = self.int_constant("split", &[half as i64, (x.channels - half) as i64]);
+        let sizes = self.int64s("split", &[half as i64, (x.channels - half) as i64]);
         let outs = self.builder.node(
             "Split",
             &[&x.name, &sizes],
@@ -640,21 +632,21 @@ impl Net {
     pub fn channel_shuffle(&mut self, x: &Feature, groups: usize) -> Feature {
         let (c, h, w) = (x.channels as i64, x.height as i64, x.width as i64);
         let g = groups as i64;
-        let split = self.int_constant("shape", &[1, g, c / g, h, w]);
+        let split = self.int64s("shape", &[1, g, c / g, h, w]);
         let r = self.builder.op("Reshape", &[&x.name, &split], vec![]);
         let t = self
             .builder
             .op("Transpose", &[&r], vec![("perm", ints(&[0, 2, 1, 3, 4]))]);
-        let back = self.int_constant("shape", &[1, c, h, w]);
+        let back = self.int64s("shape", &[1, c, h, w]);
         let name = self.builder.op("Reshape", &[&t, &back], vec![]);
         Feature { name, ..x.clone() }
     }
 
     /// Nearest-neighbour resize of `x` to the size of `like`.
     pub fn resize_like(&mut self, x: &Feature, like: &Feature) -> Feature {
-        let roi = self.constant("roi", &[0], &[]);
-        let scales = self.constant("scales", &[0], &[]);
-        let sizes = self.int_constant(
+        let roi = self.floats("roi", &[0], &[]);
+        let scales = self.floats("scales", &[0], &[]);
+        let sizes = self.int64s(
             "sizes",
             &[1, x.channels as i64, like.height as i64, like.width as i64],
         );

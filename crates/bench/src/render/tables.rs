@@ -4,6 +4,7 @@ use edgewise_graph::units::si;
 
 use super::{ms, pct};
 use crate::report::{MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, Report, STAGE_ROWS, Variant};
+use crate::stats::Summary;
 
 /// A table of text cells.
 pub struct TextTable {
@@ -91,6 +92,11 @@ pub fn facts(v: &Variant) -> Vec<(&'static str, String)> {
     lines
 }
 
+/// `min, median, p90, max` as cells.
+fn summary_cells(s: &Summary) -> [String; 4] {
+    [ms(s.min_ms), ms(s.median_ms), ms(s.p90_ms), ms(s.max_ms)]
+}
+
 /// One variant's stage table.
 pub fn stages(v: &Variant) -> TextTable {
     let mut header: Vec<String> = [
@@ -111,16 +117,13 @@ pub fn stages(v: &Variant) -> TextTable {
     header.push("nodes".into());
     let mut rows = vec![];
     for r in &v.stages {
-        let mut row = vec![
-            r.stage.clone(),
-            ms(r.time.min_ms),
-            ms(r.time.median_ms),
-            ms(r.time.p90_ms),
-            ms(r.time.max_ms),
+        let mut row = vec![r.stage.clone()];
+        row.extend(summary_cells(&r.time));
+        row.extend([
             pct(r.share_pct),
             opt(r.macs, si),
             opt(r.gmacs_per_s, |g| format!("{g:.2}")),
-        ];
+        ]);
         if v.board.is_some() {
             row.push(opt(r.peak_pct, pct));
         }
@@ -133,30 +136,17 @@ pub fn stages(v: &Variant) -> TextTable {
         rows.push(row);
     }
     let total_macs: u64 = v.stages.iter().filter_map(|r| r.macs).sum();
-    let mut total = vec![
-        "total (profiled)".to_string(),
-        ms(v.profiled.min_ms),
-        ms(v.profiled.median_ms),
-        ms(v.profiled.p90_ms),
-        ms(v.profiled.max_ms),
-        pct(100.0),
-        si(total_macs),
-        format!("{:.2}", total_macs as f64 / (v.profiled.median_ms * 1e6)),
-    ];
+    let total_gmacs = total_macs as f64 / (v.profiled.median_ms * 1e6);
+    let mut total = vec!["total (profiled)".to_string()];
+    total.extend(summary_cells(&v.profiled));
+    total.extend([pct(100.0), si(total_macs), format!("{total_gmacs:.2}")]);
     if let Some(b) = &v.board {
-        total.push(pct(100.0 * total_macs as f64
-            / (v.profiled.median_ms * 1e6)
-            / b.peak_gmacs));
+        total.push(pct(100.0 * total_gmacs / b.peak_gmacs));
     }
     total.push(String::new());
     rows.push(total);
-    let mut plain = vec![
-        "plain run".to_string(),
-        ms(v.plain.min_ms),
-        ms(v.plain.median_ms),
-        ms(v.plain.p90_ms),
-        ms(v.plain.max_ms),
-    ];
+    let mut plain = vec!["plain run".to_string()];
+    plain.extend(summary_cells(&v.plain));
     plain.resize(header.len(), String::new());
     rows.push(plain);
     let numeric = (0..header.len())

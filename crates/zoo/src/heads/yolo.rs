@@ -6,7 +6,7 @@
 
 use edgewise_graph::model::AttributeValue;
 
-use super::{Head, HeadOutput, concat_names, toml_list};
+use super::{Head, HeadOutput, concat_names};
 use crate::net::{Act, Feature, Net, Pad};
 
 /// YOLOv8 head.
@@ -14,6 +14,14 @@ pub struct Yolo;
 
 /// Distance bins per box side (Ultralytics' `reg_max`).
 const BINS: usize = 16;
+
+/// Channels `from..to` of `x` (axis 1).
+fn channels(net: &mut Net, x: &str, from: usize, to: usize) -> String {
+    let starts = net.int64s("starts", &[from as i64]);
+    let ends = net.int64s("ends", &[to as i64]);
+    let axes = net.int64s("axes", &[1]);
+    net.raw("Slice", &[x, &starts, &ends, &axes], vec![])
+}
 
 fn branch(net: &mut Net, x: &Feature, hidden: usize, out: usize) -> Feature {
     let a = net.conv_bn_act(x, hidden, 3, 1, 1, Act::Swish);
@@ -53,14 +61,8 @@ impl Head for Yolo {
         }
         let all = concat_names(net, &per_level, 2);
         let n = strides.len();
-        let slice = |net: &mut Net, from: i64, to: i64| {
-            let starts = net.int64s("starts", &[from]);
-            let ends = net.int64s("ends", &[to]);
-            let axes = net.int64s("axes", &[1]);
-            net.raw("Slice", &[&all, &starts, &ends, &axes], vec![])
-        };
-        let dist = slice(net, 0, (4 * BINS) as i64);
-        let scores = slice(net, (4 * BINS) as i64, (4 * BINS + classes) as i64);
+        let dist = channels(net, &all, 0, 4 * BINS);
+        let scores = channels(net, &all, 4 * BINS, 4 * BINS + classes);
         // DFL: [1, 64, N] -> [1, 4, 16, N] -> softmax over bins -> Σ p·i.
         let shape = net.int64s("shape", &[1, 4, BINS as i64, n as i64]);
         let r = net.raw("Reshape", &[&dist, &shape], vec![]);
@@ -75,13 +77,8 @@ impl Head for Yolo {
             vec![("keepdims", AttributeValue::Int(0))],
         );
         // Distances (left, top, right, bottom) to a box around each anchor.
-        let lt_end = net.int64s("ends", &[2]);
-        let zero = net.int64s("starts", &[0]);
-        let two = net.int64s("starts", &[2]);
-        let four = net.int64s("ends", &[4]);
-        let axis1 = net.int64s("axes", &[1]);
-        let lt = net.raw("Slice", &[&d, &zero, &lt_end, &axis1], vec![]);
-        let rb = net.raw("Slice", &[&d, &two, &four, &axis1], vec![]);
+        let lt = channels(net, &d, 0, 2);
+        let rb = channels(net, &d, 2, 4);
         let mut grid = anchors[0].clone();
         grid.extend(&anchors[1]);
         let grid = net.floats("anchors", &[1, 2, n], &grid);
@@ -96,11 +93,11 @@ impl Head for Yolo {
         let boxes = net.raw("Mul", &[&xywh, &stride], vec![]);
         let probs = net.raw("Sigmoid", &[&scores], vec![]);
         let out = concat_names(net, &[boxes, probs], 1);
-        let level_strides: Vec<usize> = maps.iter().map(|m| m.stride).collect();
         HeadOutput {
             outputs: vec![out],
             decoder: "yolov8",
-            params: vec![format!("# strides {}", toml_list(&level_strides))],
+            // Boxes leave the graph decoded: the decoder needs no strides.
+            params: vec![],
         }
     }
 }
