@@ -8,13 +8,18 @@
 //!    ancestor and the join itself (a coarse map brought back up, or a fine map
 //!    brought down by another path). A residual join inside a backbone block
 //!    never does; an FPN, PAN or BiFPN join always does.
-//! 4. With fusions: the head is what follows the last fusion; the neck is the
-//!    fusions, what lies between them, and on each lateral path the last block
-//!    (the last convolution and what follows it) before the first fusion; the
-//!    backbone is the rest upstream.
+//! 4. With fusions: the neck is the fusions, what lies between them, and on
+//!    each lateral path the last block (the last convolution and what follows
+//!    it) before the first fusion; the backbone is the rest upstream. After
+//!    the fusions, the head is the prediction branches: where a map is read by
+//!    two or more branches that never meet again before decoding and never
+//!    make a coarser map (class and box branches), the branches are head and
+//!    what leads to that map (output convolutions, extra levels such as P6
+//!    and P7) is neck. With no such map (a single prediction chain, as in
+//!    DBNet), everything after the last fusion is head.
 //! 5. Without fusions (SSD heads straight on backbone taps, classifiers): the
-//!    backbone runs up to the end of the deepest trunk, the neck is empty, and
-//!    the head is the rest.
+//!    backbone runs up to the end of the deepest trunk (extra levels made from
+//!    it included), the neck is empty, and the head is the rest.
 
 use std::collections::{HashMap, HashSet};
 
@@ -445,13 +450,13 @@ fn with_neck(
             before_fusion.contains(n) && !after_fusion.contains(n) && !fusion_set.contains(n)
         })
         .collect();
-    let deepest_below = deepest_stride_below(ctx, &upstream);
+    let layers_below = deepest_stride_below(ctx, &upstream, true);
 
     let mut lateral_seeds: Vec<usize> = Vec::new();
     for &f in fusions {
         for &input in &ctx.data_inputs[f] {
             if ctx.producer(input).is_some_and(|p| upstream.contains(&p)) {
-                lateral_seeds.extend(last_block_start(ctx, input, &upstream, &deepest_below));
+                lateral_seeds.extend(last_block_start(ctx, input, &upstream, &layers_below));
             }
         }
     }
@@ -460,11 +465,21 @@ fn with_neck(
     let mut lateral = descendants(ctx, &lateral_seeds, &upstream);
     lateral.extend(lateral_seeds.iter().copied());
 
+    let core = |n: &usize| {
+        fusion_set.contains(n) || (after_fusion.contains(n) && before_fusion.contains(n))
+    };
+    // Beside and after the fusions: the neck's output layers, its extra
+    // levels, and the prediction branches.
+    let tail: HashSet<usize> = body
+        .iter()
+        .copied()
+        .filter(|n| !core(n) && !upstream.contains(n))
+        .collect();
+    let head = prediction_branches(ctx, &tail, in_body);
+
     let mut labels = Vec::with_capacity(body.len());
     for &n in body {
-        let stage = if fusion_set.contains(&n)
-            || (after_fusion.contains(&n) && before_fusion.contains(&n))
-        {
+        let stage = if core(&n) {
             Stage::Neck
         } else if upstream.contains(&n) {
             if lateral.contains(&n) {
@@ -472,8 +487,10 @@ fn with_neck(
             } else {
                 Stage::Backbone
             }
-        } else {
+        } else if head.contains(&n) {
             Stage::Head
+        } else {
+            Stage::Neck
         };
         labels.push((n, stage));
     }
@@ -508,7 +525,7 @@ fn with_neck(
         (
             Stage::Neck,
             format!(
-                "{} cross-scale fusion(s) ({fusion_ops}) from `{}` to `{}`, what lies between them, and the last block on each lateral path into them",
+                "{} cross-scale fusion(s) ({fusion_ops}) from `{}` to `{}`, what lies between them, the last block on each lateral path into them, and the layers from them to the maps the head reads",
                 ordered.len(),
                 ctx.graph.node_label(first),
                 ctx.graph.node_label(last)
@@ -517,7 +534,7 @@ fn with_neck(
         (
             Stage::Head,
             format!(
-                "{head_count} node(s) after the last cross-scale fusion (`{}`): the prediction branches",
+                "{head_count} node(s) after the last cross-scale fusion (`{}`): the prediction branches on each map",
                 ctx.graph.node_label(last)
             ),
         ),
@@ -525,15 +542,85 @@ fn with_neck(
     BodyLabels { labels, reasons }
 }
 
+/// Within `tail` (what follows or sits beside the fusions), the prediction
+/// branches: where a map is read by two or more branches that never meet
+/// again before decoding and never make a coarser map (a class and a box
+/// branch), those branches are the head, and the layers leading to that map
+/// (an FPN's output convolutions, extra levels) are neck. Where no map fans
+/// out like this (one prediction chain, as in DBNet), the whole tail is head.
+fn prediction_branches(
+    ctx: &Context,
+    tail: &HashSet<usize>,
+    in_body: &HashSet<usize>,
+) -> HashSet<usize> {
+    let deepest = deepest_stride_below(ctx, in_body, false);
+    let mut head: HashSet<usize> = HashSet::new();
+    let mut feeds_head: Vec<usize> = Vec::new();
+    let mut values: Vec<&str> = in_body.iter().flat_map(|&n| ctx.outputs(n)).collect();
+    values.sort_by_key(|v| ctx.producer(v).map(|p| ctx.position[p]));
+    for value in values {
+        let Some(stride) = ctx.stride_of(value) else {
+            continue;
+        };
+        if ctx.producer(value).is_some_and(|p| head.contains(&p)) {
+            continue;
+        }
+        let branches: Vec<usize> = ctx
+            .readers(value)
+            .iter()
+            .copied()
+            .filter(|r| tail.contains(r) && !head.contains(r))
+            .filter(|&r| {
+                ctx.outputs(r)
+                    .filter_map(|o| deepest.get(o))
+                    .all(|&d| d <= stride * STRIDE_TOLERANCE)
+            })
+            .collect();
+        if branches.len() < 2 {
+            continue;
+        }
+        let reach: Vec<HashSet<usize>> = branches
+            .iter()
+            .map(|&r| {
+                let mut d = descendants(ctx, &[r], in_body);
+                d.insert(r);
+                d
+            })
+            .collect();
+        let parted =
+            (0..reach.len()).any(|i| (i + 1..reach.len()).any(|j| reach[i].is_disjoint(&reach[j])));
+        if parted {
+            for r in reach {
+                head.extend(r.into_iter().filter(|n| tail.contains(n)));
+            }
+            feeds_head.extend(ctx.producer(value));
+        }
+    }
+    let leads_to_head = ancestors(ctx, &feeds_head, tail);
+    tail.iter()
+        .copied()
+        .filter(|n| head.contains(n) || !(leads_to_head.contains(n) || feeds_head.contains(n)))
+        .collect()
+}
+
 /// For each value produced in `region`, the deepest stride reachable downstream
-/// of it within `region` (its own stride included).
-fn deepest_stride_below<'a>(ctx: &Context<'a>, region: &HashSet<usize>) -> HashMap<&'a str, f32> {
+/// of it within `region` (its own stride included); with `layers_only`, the
+/// deepest output of a layer with weights (pooling alone does not count).
+fn deepest_stride_below<'a>(
+    ctx: &Context<'a>,
+    region: &HashSet<usize>,
+    layers_only: bool,
+) -> HashMap<&'a str, f32> {
     let mut deepest: HashMap<&str, f32> = HashMap::new();
     let mut nodes: Vec<usize> = region.iter().copied().collect();
     nodes.sort_by_key(|&n| std::cmp::Reverse(ctx.position[n]));
     for n in nodes {
         for out in ctx.outputs(n) {
-            let own = ctx.stride_of(out).unwrap_or(0.0);
+            let own = if layers_only && !ctx.layer[n] {
+                0.0
+            } else {
+                ctx.stride_of(out).unwrap_or(0.0)
+            };
             let below = ctx
                 .readers(out)
                 .iter()
@@ -554,7 +641,7 @@ fn last_block_start(
     ctx: &Context,
     value: &str,
     upstream: &HashSet<usize>,
-    deepest_below: &HashMap<&str, f32>,
+    layers_below: &HashMap<&str, f32>,
 ) -> Vec<usize> {
     let mut seeds = Vec::new();
     let mut stack = vec![value];
@@ -565,7 +652,7 @@ fn last_block_start(
         }
         let own = ctx.stride_of(v);
         let Some(own) = own else { continue };
-        if deepest_below
+        if layers_below
             .get(v)
             .is_some_and(|&d| d > own * STRIDE_TOLERANCE)
         {

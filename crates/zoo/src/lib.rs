@@ -154,6 +154,24 @@ pub struct Detector {
     pub decoder: (&'static str, Vec<String>),
 }
 
+impl Detector {
+    /// Replaces every node and value name with a meaningless one (the graph
+    /// input and outputs too), and the recorded boundaries with the new names.
+    pub fn anonymize(&mut self) {
+        let map = self.model.anonymize();
+        let rename = |names: &mut Vec<String>| {
+            for n in names.iter_mut() {
+                *n = map[n.as_str()].clone();
+            }
+        };
+        rename(&mut self.backbone_out);
+        rename(&mut self.head_in);
+        self.model
+            .set_metadata(BACKBONE_OUT_KEY, self.backbone_out.join(","));
+        self.model.set_metadata(HEAD_IN_KEY, self.head_in.join(","));
+    }
+}
+
 /// Builds `spec` with `options`.
 pub fn build(spec: &Spec, options: &Options) -> Result<Detector, ZooError> {
     let backbone = by_name(&spec.backbone, spec.width)
@@ -172,13 +190,22 @@ pub fn build(spec: &Spec, options: &Options) -> Result<Detector, ZooError> {
     let image = net.input("image", 3, options.size, options.size);
     let [_, c3, c4, c5] = backbone.build(&mut net, &image);
     let taps = [c3, c4, c5];
-    let maps = neck.build(&mut net, &taps, options.neck_channels, head.levels());
+    let mut maps = neck.build(&mut net, &taps, options.neck_channels, head.levels());
+    while maps.len() < head.levels() {
+        let next = head.extra_level(&mut net, &maps, options.neck_channels);
+        maps.push(next);
+    }
     let out = head.build(&mut net, &maps, options.classes, options.neck_channels);
     for o in &out.outputs {
         net.output_named(o);
     }
     let names = |fs: &[Feature]| fs.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
-    let backbone_out = names(&taps);
+    // Without a neck, the extra levels extend the backbone: no fusion, no neck.
+    let backbone_out = if spec.neck == "none" {
+        names(&maps)
+    } else {
+        names(&taps)
+    };
     let head_in = names(&maps);
     net.set_metadata(BACKBONE_OUT_KEY, backbone_out.join(","));
     net.set_metadata(HEAD_IN_KEY, head_in.join(","));

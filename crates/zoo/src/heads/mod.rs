@@ -9,7 +9,7 @@ mod yolo;
 
 use edgewise_graph::model::AttributeValue;
 
-use crate::net::{Feature, Net};
+use crate::net::{Act, Feature, Net, Pad};
 
 /// What a head produced.
 pub struct HeadOutput {
@@ -28,6 +28,23 @@ pub trait Head {
 
     /// Pyramid levels it reads, from stride 8 upwards.
     fn levels(&self) -> usize;
+
+    /// The next pyramid level below `maps` (stride 64 and deeper), for a
+    /// neck that makes only strides 8 to 32. By default RetinaNet's P6 and
+    /// P7: a stride-2 3x3 convolution on the deepest map, with a ReLU before
+    /// it from P7 on. These layers produce maps rather than predictions, so
+    /// their stage is the neck's (mmdetection's FPN and SSDNeck hold them),
+    /// or the backbone's when there is no neck (torchvision's SSD feature
+    /// extractor holds its extra blocks).
+    fn extra_level(&self, net: &mut Net, maps: &[Feature], channels: usize) -> Feature {
+        let last = maps.last().expect("at least one map");
+        let input = if maps.len() > 3 {
+            net.act(last, Act::Relu)
+        } else {
+            last.clone()
+        };
+        net.conv(&input, channels, 3, 2, 1, true, Pad::Symmetric)
+    }
 
     /// Builds the predictors on `maps` (strides 8, 16...) for `classes`
     /// classes; `width` is the channel count of its hidden layers where the

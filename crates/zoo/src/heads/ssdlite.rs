@@ -4,8 +4,8 @@
 //! maps a depthwise 3x3 + BN + ReLU6 then 1x1 predictor for 6 prior boxes
 //! per location; scores are softmax logits with class 0 the background.
 //! torchvision reads strides 16 and 32 and adds four blocks; here the
-//! head reads every map the neck gives (strides 8, 16, 32) and adds three,
-//! so that no neck output is left unused.
+//! head reads every map the neck gives (strides 8, 16, 32) and three extra
+//! blocks (strides 64, 128, 256), so that no neck output is left unused.
 
 use super::{Head, HeadOutput, concat_names, flatten_level, toml_list};
 use crate::net::{Act, Feature, Net, Pad};
@@ -30,21 +30,24 @@ impl Head for SsdLite {
     }
 
     fn levels(&self) -> usize {
-        3
+        3 + EXTRAS.len()
+    }
+
+    /// An extra block: 1x1 to half the width, depthwise 3x3 stride 2, 1x1.
+    fn extra_level(&self, net: &mut Net, maps: &[Feature], _channels: usize) -> Feature {
+        let out = EXTRAS[maps.len().saturating_sub(3).min(EXTRAS.len() - 1)];
+        let last = maps.last().expect("at least one map");
+        let a = net.conv_bn_act(last, out / 2, 1, 1, 1, Act::Relu6);
+        let b = net.conv_bn_act(&a, out / 2, 3, 2, out / 2, Act::Relu6);
+        net.conv_bn_act(&b, out, 1, 1, 1, Act::Relu6)
     }
 
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, _width: usize) -> HeadOutput {
-        let mut levels: Vec<Feature> = maps.to_vec();
-        for out in EXTRAS {
-            let last = levels.last().expect("two maps");
-            let a = net.conv_bn_act(last, out / 2, 1, 1, 1, Act::Relu6);
-            let b = net.conv_bn_act(&a, out / 2, 3, 2, out / 2, Act::Relu6);
-            levels.push(net.conv_bn_act(&b, out, 1, 1, 1, Act::Relu6));
-        }
+        let levels = maps;
         let with_background = classes + 1;
         let mut boxes = vec![];
         let mut scores = vec![];
-        for level in &levels {
+        for level in levels {
             let r = predictor(net, level, PRIORS * 4);
             boxes.push(flatten_level(net, &r, 4));
             let c = predictor(net, level, PRIORS * with_background);

@@ -1,7 +1,7 @@
 //! Feature Pyramid Network (Lin et al., 2017): 1x1 laterals, a top-down
 //! path of upsampling and addition, a 3x3 convolution on each sum.
 
-use super::{Neck, extra_levels};
+use super::Neck;
 use crate::net::{Feature, Net, Pad};
 
 /// FPN.
@@ -31,14 +31,12 @@ impl Neck for Fpn {
         net: &mut Net,
         taps: &[Feature; 3],
         channels: usize,
-        levels: usize,
+        _levels: usize,
     ) -> Vec<Feature> {
         let merged = top_down(net, taps, channels);
-        let mut out: Vec<Feature> = merged
+        merged
             .iter()
             .map(|m| net.conv(m, channels, 3, 1, 1, true, Pad::Symmetric))
-            .collect();
-        extra_levels(net, &mut out, channels, levels);
-        out
+            .collect()
     }
 }

@@ -5,16 +5,17 @@ mod bifpn;
 mod fpn;
 mod pan;
 
-use crate::net::{Act, Feature, Net};
+use crate::net::{Feature, Net};
 
 /// A neck.
 pub trait Neck {
     /// The registry name (`fpn`).
     fn name(&self) -> &'static str;
 
-    /// Fuses `taps` (strides 8, 16, 32) into `levels` maps at strides 8,
-    /// 16, 32, 64... of `channels` channels (levels beyond the taps are made
-    /// by strided convolutions on the deepest one).
+    /// Fuses `taps` (strides 8, 16, 32) into maps of `channels` channels at
+    /// strides 8, 16, 32. A neck that fuses deeper levels too (BiFPN) makes
+    /// all `levels` of them; the others leave the levels beyond 32 to the
+    /// head's [`extra_level`](crate::heads::Head::extra_level).
     fn build(
         &self,
         net: &mut Net,
@@ -38,7 +39,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Neck>> {
     })
 }
 
-/// No fusion: the taps as they are, and extra levels from the deepest.
+/// No fusion: the backbone's taps as they are.
 pub struct NoNeck;
 
 impl Neck for NoNeck {
@@ -46,30 +47,7 @@ impl Neck for NoNeck {
         "none"
     }
 
-    fn build(
-        &self,
-        net: &mut Net,
-        taps: &[Feature; 3],
-        channels: usize,
-        levels: usize,
-    ) -> Vec<Feature> {
-        let mut out = taps.to_vec();
-        extra_levels(net, &mut out, channels, levels);
-        out
-    }
-}
-
-/// Appends stride-2 3x3 convolutions (ReLU between them, as RetinaNet's P6
-/// and P7) on the last map until there are `levels` maps.
-pub(crate) fn extra_levels(net: &mut Net, maps: &mut Vec<Feature>, channels: usize, levels: usize) {
-    while maps.len() < levels {
-        let last = maps.last().expect("at least one map");
-        let input = if maps.len() > 3 {
-            net.act(last, Act::Relu)
-        } else {
-            last.clone()
-        };
-        let next = net.conv(&input, channels, 3, 2, 1, true, crate::net::Pad::Symmetric);
-        maps.push(next);
+    fn build(&self, _: &mut Net, taps: &[Feature; 3], _: usize, _: usize) -> Vec<Feature> {
+        taps.to_vec()
     }
 }

@@ -1,8 +1,8 @@
 //! Path Aggregation Network (PAFPN, Liu et al., 2018): FPN's top-down path,
 //! then a bottom-up path of stride-2 convolutions added back in.
 
+use super::Neck;
 use super::fpn::top_down;
-use super::{Neck, extra_levels};
 use crate::net::{Act, Feature, Net};
 
 /// PAFPN.
@@ -18,7 +18,7 @@ impl Neck for Pan {
         net: &mut Net,
         taps: &[Feature; 3],
         channels: usize,
-        levels: usize,
+        _levels: usize,
     ) -> Vec<Feature> {
         let merged = top_down(net, taps, channels);
         let smoothed: Vec<Feature> = merged
@@ -32,7 +32,6 @@ impl Neck for Pan {
             let sum = net.add(level, &down);
             out.push(net.conv_bn_act(&sum, channels, 3, 1, 1, Act::Relu));
         }
-        extra_levels(net, &mut out, channels, levels);
         out
     }
 }
