@@ -1,4 +1,5 @@
 //! `edge-convert`: reads ONNX detectors, finds their backbone, neck and head,
-//! and reports what each stage costs.
+//! and reports what each stage costs; builds detectors from the zoo.
 
 pub mod inspect;
+pub mod zoo;

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use edgewise_convert::inspect::{inspect, render};
+use edgewise_convert::zoo;
 use edgewise_runtime::ModelSource;
+use edgewise_zoo::{Init, Options};
 
-/// Convert ONNX detectors for ARM boards: inspect their stages and costs.
+/// Convert ONNX detectors for ARM boards: inspect their stages and costs, and
+/// build detectors from the zoo.
 #[derive(Parser)]
 #[command(name = "edge-convert", version, about)]
 struct Cli {
@@ -40,6 +43,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build a detector from a backbone, a neck and a head, and write it as
+    /// ONNX with a manifest beside it (same name, `.toml`).
+    Zoo {
+        /// `backbone[:width]+neck+head`, e.g. `mobilenet_v2+fpn+retinanet`;
+        /// `--list` shows the parts.
+        #[arg(required_unless_present = "list")]
+        spec: Option<String>,
+        /// Square input size (a multiple of 32, at least 64).
+        #[arg(long, default_value_t = 320)]
+        input: usize,
+        /// Object classes.
+        #[arg(long, default_value_t = 80)]
+        classes: usize,
+        /// Channels of the neck's maps and the head's hidden layers.
+        #[arg(long, default_value_t = 64)]
+        neck_channels: usize,
+        /// Weight seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Weight initialisation: kaiming, xavier or normal.
+        #[arg(long, default_value = "kaiming", value_parser = parse_init)]
+        init: Init,
+        /// Replace every node and value name with a meaningless one (the
+        /// stage boundaries in the metadata follow).
+        #[arg(long)]
+        anonymous: bool,
+        /// The ONNX file to write.
+        #[arg(short, long, required_unless_present = "list")]
+        out: Option<PathBuf>,
+        /// List the backbones, necks and heads.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn parse_init(text: &str) -> Result<Init, String> {
+    Init::parse(text).ok_or_else(|| format!("unknown init `{text}`; use kaiming, xavier or normal"))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -61,6 +101,37 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", render(&report));
             }
+        }
+        Command::Zoo {
+            spec,
+            input,
+            classes,
+            neck_channels,
+            seed,
+            init,
+            anonymous,
+            out,
+            list,
+        } => {
+            if list {
+                print!("{}", zoo::catalogue());
+                return Ok(());
+            }
+            let (Some(spec), Some(out)) = (spec, out) else {
+                anyhow::bail!("give a spec and --out, or --list");
+            };
+            if classes == 0 || neck_channels == 0 {
+                anyhow::bail!("--classes and --neck-channels must be at least 1");
+            }
+            let options = Options {
+                size: input,
+                classes,
+                neck_channels,
+                seed,
+                init,
+            };
+            let (detector, saved) = zoo::build_and_save(&spec, &options, anonymous, &out)?;
+            print!("{}", zoo::describe(&detector, &saved));
         }
     }
     Ok(())

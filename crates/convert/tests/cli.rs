@@ -170,3 +170,135 @@ fn inspect_takes_stage_boundaries_from_the_manifest() {
     // The backbone stays structural.
     assert_eq!(v["backbone_outputs"][0]["value"], "conv2d_469.tmp_0");
 }
+
+#[test]
+fn zoo_writes_an_anonymous_model_whose_stages_inspect_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("det.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "zoo",
+        "mobilenet_v3_small+bifpn+retinanet",
+        "--input",
+        "256",
+        "--classes",
+        "3",
+        "--anonymous",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("mobilenet_v3_small+bifpn+retinanet: "),
+        "{text}"
+    );
+    assert!(text.contains("det.toml"), "{text}");
+
+    // Every name is meaningless; the boundaries in the metadata follow them.
+    let model = edgewise_graph::Model::load(&out).unwrap();
+    assert!(model.graph.nodes.iter().all(|n| n.name.starts_with('n')));
+    let listed = |key: &str| -> Vec<String> {
+        model
+            .metadata(key)
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let backbone_out = listed("edgewise.stages.backbone_out");
+    let head_in = listed("edgewise.stages.head_in");
+    assert_eq!((backbone_out.len(), head_in.len()), (3, 5));
+    assert!(
+        backbone_out
+            .iter()
+            .chain(&head_in)
+            .all(|v| v.starts_with('v'))
+    );
+    assert_eq!(
+        model.metadata("edgewise.zoo.spec"),
+        Some("mobilenet_v3_small+bifpn+retinanet")
+    );
+
+    // The manifest beside it is complete: inspect needs no flag, and the
+    // structural finder lands on the recorded boundaries.
+    let manifest = edgewise_manifest::Manifest::load(dir.path().join("det.toml")).unwrap();
+    assert_eq!(manifest.decoder.family, "retinanet");
+    assert_eq!(manifest.input.size, [256, 256]);
+    assert_eq!(manifest.classes.len(), 3);
+    let (ok, json, err) = edge_convert(&[
+        "inspect",
+        dir.path().join("det.toml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let values = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(v["method"], "structural");
+    assert_eq!(values("backbone_outputs"), backbone_out);
+    let mut found_in = values("head_inputs");
+    found_in.sort();
+    let mut expected_in = head_in.clone();
+    expected_in.sort();
+    assert_eq!(found_in, expected_in);
+}
+
+#[test]
+fn zoo_lists_its_parts() {
+    let (ok, out, err) = edge_convert(&["zoo", "--list"]);
+    assert!(ok, "{err}");
+    for part in ["mobilenet_v2", "xception", "bifpn", "efficientdet"] {
+        assert!(out.contains(part), "{out}");
+    }
+}
+
+#[test]
+fn zoo_refuses_bad_specs_and_outputs_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("m.onnx");
+    let good = good.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["zoo", "mobilenet_v2+fpn", "-o", good],
+            "is not backbone+neck+head",
+        ),
+        (
+            &["zoo", "mobilenet_v9+fpn+yolo", "-o", good],
+            "unknown backbone `mobilenet_v9`; known: mobilenet_v2",
+        ),
+        (
+            &["zoo", "resnet18:0.5+fpn+yolo", "-o", good],
+            "`resnet18` has no width 0.5",
+        ),
+        (
+            &["zoo", "resnet18+fpn+yolo", "--input", "100", "-o", good],
+            "must be a multiple of 32",
+        ),
+        (
+            &["zoo", "resnet18+fpn+yolo", "-o", "model.pt"],
+            "must end in .onnx",
+        ),
+        (
+            &["zoo", "resnet18+fpn+yolo", "-o", "/nonexistent/dir/m.onnx"],
+            "does not exist",
+        ),
+        (
+            &["zoo", "resnet18+fpn+yolo", "--init", "he", "-o", good],
+            "unknown init `he`",
+        ),
+    ];
+    for (args, message) in cases {
+        let (ok, _, err) = edge_convert(args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written on failure"
+    );
+}

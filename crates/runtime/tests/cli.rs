@@ -199,3 +199,46 @@ fn manifest_overrides_change_the_result() {
     // Only the two boxes scoring above 0.65 remain.
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+#[test]
+fn zoo_detectors_run_with_the_manifest_written_beside_them() {
+    use edgewise_zoo::{Init, Options, Spec, build, heads};
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        size: 128,
+        classes: 3,
+        neck_channels: 32,
+        seed: 1,
+        init: Init::Kaiming,
+    };
+    for head in heads::NAMES {
+        let spec = Spec::parse(&format!("mobilenet_v3_small+fpn+{head}")).unwrap();
+        let mut detector = build(&spec, &options).unwrap();
+        detector.anonymize();
+        let saved = detector
+            .save(&dir.path().join(format!("{head}.onnx")))
+            .unwrap();
+        let (ok, out, err) = edge_run(&[
+            path_str(&saved.manifest),
+            "models/.cache/photos/astronaut.png",
+        ]);
+        assert!(ok, "{head}: {err}");
+        assert!(err.contains("infer"), "{head}: timing line: {err}");
+        for line in out.lines() {
+            let d: serde_json::Value = serde_json::from_str(line).unwrap();
+            let label = d["label"].as_str().unwrap();
+            assert!(
+                ["class0", "class1", "class2"].contains(&label),
+                "{head}: {line}"
+            );
+            let b = &d["box"];
+            for (k, limit) in [("x1", 512.0), ("y1", 512.0), ("x2", 512.0), ("y2", 512.0)] {
+                let v = b[k].as_f64().unwrap();
+                assert!(
+                    (0.0..=limit).contains(&v),
+                    "{head}: box inside the photo: {line}"
+                );
+            }
+        }
+    }
+}

@@ -13,6 +13,9 @@ pub mod heads;
 pub mod necks;
 pub mod net;
 pub mod rng;
+mod save;
+
+pub use save::Saved;
 
 pub use backbones::{Backbone, by_name};
 pub use net::{Act, Counts, Feature, Init, Net, Pad};
@@ -42,12 +45,18 @@ pub const HEAD_IN_KEY: &str = "edgewise.stages.head_in";
 /// Metadata key of the spec the model was built from.
 pub const SPEC_KEY: &str = "edgewise.zoo.spec";
 
-/// Why a detector cannot be built.
+/// Why a detector cannot be built or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum ZooError {
     /// The spec string is malformed or names an unknown part.
     #[error("{0}")]
     Spec(String),
+    /// The output path cannot hold a model and its manifest.
+    #[error("{0}")]
+    Output(String),
+    /// Writing the model or its manifest failed.
+    #[error(transparent)]
+    Graph(#[from] edgewise_graph::GraphError),
 }
 
 /// `backbone[:width]+neck+head`, e.g. `mobilenet_v2:0.5+fpn+retinanet`.
@@ -142,6 +151,12 @@ pub struct Options {
 
 /// A built detector.
 pub struct Detector {
+    /// What it was built from.
+    pub spec: Spec,
+    /// How it was built.
+    pub options: Options,
+    /// The graph input (`[1, 3, size, size]`, RGB, ImageNet normalization).
+    pub input: String,
     /// The ONNX model, stage boundaries in its metadata.
     pub model: edgewise_graph::Model,
     /// Parameters and MACs.
@@ -166,10 +181,28 @@ impl Detector {
         };
         rename(&mut self.backbone_out);
         rename(&mut self.head_in);
+        self.input = map[self.input.as_str()].clone();
         self.model
             .set_metadata(BACKBONE_OUT_KEY, self.backbone_out.join(","));
         self.model.set_metadata(HEAD_IN_KEY, self.head_in.join(","));
     }
+}
+
+/// Writes the shapes tract infers into the graph outputs' declarations:
+/// ONNX's checker requires a shape on every graph output.
+fn declare_output_shapes(model: &mut edgewise_graph::Model) -> Result<(), ZooError> {
+    let facts = edgewise_graph::analyze(model, &[])?;
+    for output in &mut model.graph.outputs {
+        if let Some(shape) = facts.shape(&output.name) {
+            output.shape = Some(
+                shape
+                    .iter()
+                    .map(|&d| edgewise_graph::model::Dim::Fixed(d as i64))
+                    .collect(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Builds `spec` with `options`.
@@ -211,8 +244,13 @@ pub fn build(spec: &Spec, options: &Options) -> Result<Detector, ZooError> {
     net.set_metadata(HEAD_IN_KEY, head_in.join(","));
     net.set_metadata(SPEC_KEY, spec.to_string());
     let counts = net.counts();
+    let mut model = net.finish();
+    declare_output_shapes(&mut model)?;
     Ok(Detector {
-        model: net.finish(),
+        spec: spec.clone(),
+        options: options.clone(),
+        input: image.name.clone(),
+        model,
         counts,
         backbone_out,
         head_in,

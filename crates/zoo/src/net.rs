@@ -75,6 +75,15 @@ impl Init {
             _ => None,
         }
     }
+
+    /// The name [`Init::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Kaiming => "kaiming",
+            Init::Xavier => "xavier",
+            Init::Normal => "normal",
+        }
+    }
 }
 
 /// Padding of a convolution or pooling window.
@@ -137,6 +146,8 @@ pub struct Net {
     init: Init,
     counts: Counts,
     metadata: Vec<(String, String)>,
+    /// Inside [`Net::prediction_layers`]: the value of every bias.
+    bias: Option<f32>,
 }
 
 fn ints(v: &[usize]) -> AttributeValue {
@@ -152,6 +163,29 @@ impl Net {
             init,
             counts: Counts::default(),
             metadata: vec![],
+            bias: None,
+        }
+    }
+
+    /// Runs `build` with the initialisation detectors give their last
+    /// (prediction) layers: weights normal with std 0.01 and every bias
+    /// `bias`. With a class prior `p`, `bias = -ln((1 - p) / p)` makes every
+    /// score start near `p` (RetinaNet's focal-loss prior, also Ultralytics'
+    /// and EfficientDet's), rather than saturating at 0 or 1.
+    pub fn prediction_layers<T>(&mut self, bias: f32, build: impl FnOnce(&mut Net) -> T) -> T {
+        let saved = (self.init, self.bias);
+        self.init = Init::Normal;
+        self.bias = Some(bias);
+        let out = build(self);
+        (self.init, self.bias) = saved;
+        out
+    }
+
+    /// `cout` biases: the prediction bias when set, else small normal values.
+    fn biases(&mut self, cout: usize) -> Vec<f32> {
+        match self.bias {
+            Some(b) => vec![b; cout],
+            None => (0..cout).map(|_| self.rng.normal(0.01)).collect(),
         }
     }
 
@@ -240,7 +274,7 @@ impl Net {
         let w = self.floats("w", &[cout, per_group, k, k], &w);
         let mut inputs = vec![x.name.clone(), w];
         if bias {
-            let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
+            let b = self.biases(cout);
             inputs.push(self.floats("b", &[cout], &b));
             self.counts.trainable += cout as u64;
         }
@@ -284,7 +318,7 @@ impl Net {
         let gain = w.iter().map(|v| v * v).sum::<f32>() / cout as f32;
         let weight = self.floats("w", &[cout, cin / groups, k, k], &w);
         let bias = bias.then(|| {
-            let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
+            let b = self.biases(cout);
             self.floats("b", &[cout], &b)
         });
         self.counts.trainable += (cout * fan_in + if bias.is_some() { cout } else { 0 }) as u64;
@@ -538,7 +572,7 @@ impl Net {
         let w = self.weights(cout * cin, cin, cout);
         let moment = w.iter().map(|v| v * v).sum::<f32>() / cout as f32 * x.moment;
         let w = self.floats("fc_w", &[cout, cin], &w);
-        let b: Vec<f32> = (0..cout).map(|_| self.rng.normal(0.01)).collect();
+        let b = self.biases(cout);
         let b = self.floats("fc_b", &[cout], &b);
         let name = self.builder.op(
             "Gemm",

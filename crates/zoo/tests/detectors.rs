@@ -1,15 +1,69 @@
-//! Every backbone, neck and head combination builds, is analysed by tract,
-//! and runs; stage boundaries are in the metadata.
+//! Every backbone, neck and head combination builds, passes ONNX's own
+//! checker (full check, with shape inference), is analysed by tract, and
+//! runs; stage boundaries are in the metadata.
 
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{InputShape, analysis::tract_model, analyze};
 use edgewise_zoo::{BACKBONE_OUT_KEY, HEAD_IN_KEY, Init, Options, Spec, backbones, build, necks};
 
-/// Every backbone and neck with `head`: built, analysed, optimized and run
-/// by tract at 64x64 (small, so that the 144 combinations take a minute).
+/// `scripts/onnx_check.py`, kept running: one import of `onnx` for many models.
+struct OnnxChecker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl OnnxChecker {
+    fn start() -> OnnxChecker {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/onnx_check.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs scripts/onnx_check.py");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        OnnxChecker {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// `Ok` or the checker's message.
+    fn check(&mut self, path: &Path) -> Result<(), String> {
+        writeln!(self.stdin, "{}", path.display()).map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        match line.trim_end() {
+            l if l.starts_with("ok ") => Ok(()),
+            "" => Err("the ONNX checker stopped (is the `onnx` Python package installed?)".into()),
+            l => Err(format!("ONNX checker: {l}")),
+        }
+    }
+}
+
+impl Drop for OnnxChecker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every backbone and neck with `head`: built, checked by ONNX's checker,
+/// analysed, optimized and run by tract at 64x64 (small, so that the 144
+/// combinations take a minute or two).
 fn every_combination_with(head: &str) {
+    let mut checker = OnnxChecker::start();
+    let dir = tempfile::tempdir().unwrap();
     let options = Options {
         size: 64,
         classes: 3,
@@ -32,8 +86,14 @@ fn every_combination_with(head: &str) {
                 assert!(d.model.metadata(BACKBONE_OUT_KEY).is_some());
                 assert!(d.model.metadata(HEAD_IN_KEY).is_some());
                 let shape = InputShape::parse("1x3x64x64").unwrap();
-                let result = analyze(&d.model, std::slice::from_ref(&shape))
-                    .map_err(|e| e.to_string())
+                let file = dir.path().join(format!("{text}.onnx"));
+                d.model.save(&file).unwrap();
+                let checked = checker.check(&file);
+                std::fs::remove_file(&file).unwrap();
+                let result = checked
+                    .and_then(|_| {
+                        analyze(&d.model, std::slice::from_ref(&shape)).map_err(|e| e.to_string())
+                    })
                     .and_then(|_| {
                         let inputs = vec![("image".to_string(), vec![1, 3, 64, 64])];
                         let plan = tract_model(&d.model, &inputs)

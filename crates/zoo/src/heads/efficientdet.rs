@@ -3,7 +3,7 @@
 //! of their own on every level, swish, and a separable predictor; 9 anchors
 //! per location, read like RetinaNet's.
 
-use super::{Head, HeadOutput, anchor_outputs};
+use super::{CLASS_PRIOR_BIAS, Head, HeadOutput, anchor_outputs};
 use crate::net::{Act, Feature, Net, SharedConv};
 
 /// EfficientDet head (D0: 3 layers).
@@ -21,15 +21,22 @@ fn separable(net: &mut Net, c: usize, out: usize) -> (SharedConv, SharedConv) {
 }
 
 /// `DEPTH` separable layers of `hidden` channels shared across levels (a BN
-/// per level), then a separable predictor. Maps of another width (no neck)
-/// get a first layer of their own to `hidden`.
-fn net_on_levels(net: &mut Net, maps: &[Feature], hidden: usize, out: usize) -> Vec<Feature> {
+/// per level), then a separable predictor whose biases are `bias`. Maps of
+/// another width (no neck) get a first layer of their own to `hidden`.
+fn net_on_levels(
+    net: &mut Net,
+    maps: &[Feature],
+    hidden: usize,
+    out: usize,
+    bias: f32,
+) -> Vec<Feature> {
     let first_shared = maps
         .iter()
         .all(|m| m.channels == hidden)
         .then(|| separable(net, hidden, hidden));
     let rest: Vec<_> = (1..DEPTH).map(|_| separable(net, hidden, hidden)).collect();
-    let (dw, pw) = separable(net, hidden, out);
+    let dw = net.shared_conv(hidden, hidden, 3, hidden, false);
+    let pw = net.prediction_layers(bias, |net| net.shared_conv(hidden, out, 1, 1, true));
     maps.iter()
         .map(|m| {
             let first = match &first_shared {
@@ -59,8 +66,8 @@ impl Head for EfficientDet {
     }
 
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput {
-        let cls = net_on_levels(net, maps, width, ANCHORS * classes);
-        let reg = net_on_levels(net, maps, width, ANCHORS * 4);
+        let cls = net_on_levels(net, maps, width, ANCHORS * classes, CLASS_PRIOR_BIAS);
+        let reg = net_on_levels(net, maps, width, ANCHORS * 4, 0.0);
         anchor_outputs(net, maps, &cls, &reg, classes)
     }
 }

@@ -52,6 +52,10 @@ pub trait Head {
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput;
 }
 
+/// Bias of class predictors: every class starts at probability 0.01
+/// (`-ln(0.99 / 0.01)`, RetinaNet's prior).
+pub(crate) const CLASS_PRIOR_BIAS: f32 = -4.59512;
+
 /// Registry names.
 pub const NAMES: [&str; 4] = ["ssdlite", "retinanet", "yolo", "efficientdet"];
 

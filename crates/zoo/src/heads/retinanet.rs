@@ -2,7 +2,7 @@
 //! subnet and a box subnet of four 3x3 convolutions with ReLU, shared across
 //! levels, predicting 9 anchors per location.
 
-use super::{Head, HeadOutput, anchor_outputs};
+use super::{CLASS_PRIOR_BIAS, Head, HeadOutput, anchor_outputs};
 use crate::net::{Act, Feature, Net, Pad};
 
 /// RetinaNet head.
@@ -12,14 +12,16 @@ pub struct RetinaNet;
 const ANCHORS: usize = 9;
 
 /// `depth` 3x3 conv + ReLU layers of `hidden` channels, then a 3x3
-/// predictor of `out` channels, shared across levels. Maps of another width
-/// (no neck: the backbone's own) get a first layer of their own to `hidden`.
+/// predictor of `out` channels whose biases are `bias`, shared across
+/// levels. Maps of another width (no neck: the backbone's own) get a first
+/// layer of their own to `hidden`.
 pub(crate) fn subnet(
     net: &mut Net,
     maps: &[Feature],
     hidden: usize,
     out: usize,
     depth: usize,
+    bias: f32,
 ) -> Vec<Feature> {
     let first_shared = maps
         .iter()
@@ -28,7 +30,7 @@ pub(crate) fn subnet(
     let rest: Vec<_> = (1..depth)
         .map(|_| net.shared_conv(hidden, hidden, 3, 1, true))
         .collect();
-    let predictor = net.shared_conv(hidden, out, 3, 1, true);
+    let predictor = net.prediction_layers(bias, |net| net.shared_conv(hidden, out, 3, 1, true));
     maps.iter()
         .map(|m| {
             let y = match &first_shared {
@@ -55,8 +57,8 @@ impl Head for RetinaNet {
     }
 
     fn build(&self, net: &mut Net, maps: &[Feature], classes: usize, width: usize) -> HeadOutput {
-        let cls = subnet(net, maps, width, ANCHORS * classes, 4);
-        let reg = subnet(net, maps, width, ANCHORS * 4, 4);
+        let cls = subnet(net, maps, width, ANCHORS * classes, 4, CLASS_PRIOR_BIAS);
+        let reg = subnet(net, maps, width, ANCHORS * 4, 4, 0.0);
         anchor_outputs(net, maps, &cls, &reg, classes)
     }
 }

@@ -19,9 +19,11 @@ const PRIORS: usize = 6;
 /// Output channels of the extra blocks.
 const EXTRAS: [usize; 3] = [512, 256, 256];
 
+/// Depthwise 3x3 + BN + ReLU6, then a 1x1 predictor (small weights, zero
+/// biases: every class, background included, starts equally likely).
 fn predictor(net: &mut Net, x: &Feature, out: usize) -> Feature {
     let d = net.conv_bn_act(x, x.channels, 3, 1, x.channels, Act::Relu6);
-    net.conv(&d, out, 1, 1, 1, true, Pad::Valid)
+    net.prediction_layers(0.0, |net| net.conv(&d, out, 1, 1, 1, true, Pad::Valid))
 }
 
 impl Head for SsdLite {
@@ -59,7 +61,13 @@ impl Head for SsdLite {
         HeadOutput {
             outputs: vec![boxes, scores],
             decoder: "ssd",
-            params: vec![format!("strides = {}", toml_list(&strides))],
+            params: vec![
+                format!("strides = {}", toml_list(&strides)),
+                format!(
+                    "aspect_ratios = {}",
+                    toml_list(&vec!["[2.0, 3.0]"; strides.len()])
+                ),
+            ],
         }
     }
 }

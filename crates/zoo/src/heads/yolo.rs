@@ -6,7 +6,7 @@
 
 use edgewise_graph::model::AttributeValue;
 
-use super::{Head, HeadOutput, concat_names};
+use super::{CLASS_PRIOR_BIAS, Head, HeadOutput, concat_names};
 use crate::net::{Act, Feature, Net, Pad};
 
 /// YOLOv8 head.
@@ -23,10 +23,12 @@ fn channels(net: &mut Net, x: &str, from: usize, to: usize) -> String {
     net.raw("Slice", &[x, &starts, &ends, &axes], vec![])
 }
 
-fn branch(net: &mut Net, x: &Feature, hidden: usize, out: usize) -> Feature {
+/// Two 3x3 conv-BN-SiLU layers, then a 1x1 predictor whose biases are
+/// `bias` (Ultralytics: 1.0 for the box bins, a low prior for the classes).
+fn branch(net: &mut Net, x: &Feature, hidden: usize, out: usize, bias: f32) -> Feature {
     let a = net.conv_bn_act(x, hidden, 3, 1, 1, Act::Swish);
     let b = net.conv_bn_act(&a, hidden, 3, 1, 1, Act::Swish);
-    net.conv(&b, out, 1, 1, 1, true, Pad::Valid)
+    net.prediction_layers(bias, |net| net.conv(&b, out, 1, 1, 1, true, Pad::Valid))
 }
 
 impl Head for Yolo {
@@ -46,8 +48,8 @@ impl Head for Yolo {
         let mut anchors = [vec![], vec![]];
         let mut strides = vec![];
         for m in maps {
-            let b = branch(net, m, box_hidden, 4 * BINS);
-            let k = branch(net, m, cls_hidden, classes);
+            let b = branch(net, m, box_hidden, 4 * BINS, 1.0);
+            let k = branch(net, m, cls_hidden, classes, CLASS_PRIOR_BIAS);
             let joined = net.concat(&[&b, &k]);
             let shape = net.int64s("shape", &[1, (4 * BINS + classes) as i64, -1]);
             per_level.push(net.raw("Reshape", &[&joined.name, &shape], vec![]));
