@@ -3,9 +3,10 @@
 //!
 //! tract names an optimized node after the first ONNX node it came from and
 //! adds suffixes for the pieces it splits it into (`.im2col`, `.matmatmul`,
-//! `.pack_a`, `.0` for folded constants...). ONNX names may contain dots
-//! themselves (`p2o.Conv.12`), so the longest dot-separated prefix that is an
-//! ONNX node's name wins. Graph inputs are attributed as such; anything else
+//! `.pack_a`, `.0` for folded constants, `-dispose-dims-2` for a reduction
+//! that drops its axis...). ONNX names may contain dots and dashes
+//! themselves (`p2o.Conv.12`), so the longest prefix, cut at a dot or a
+//! dash, that is an ONNX node's name wins. Graph inputs are attributed as such; anything else
 //! is reported unattributed, never dropped.
 
 use std::collections::{HashMap, HashSet};
@@ -50,7 +51,7 @@ impl Attributor {
             if let Some(&ix) = self.by_name.get(candidate) {
                 return Origin::Node(ix);
             }
-            match candidate.rfind('.') {
+            match candidate.rfind(['.', '-']) {
                 Some(dot) => candidate = &candidate[..dot],
                 None => return Origin::Unattributed,
             }
@@ -77,6 +78,7 @@ mod tests {
         assert_eq!(a.origin("p2o.Conv.12.matmatmul"), Origin::Node(1));
         assert_eq!(a.origin("p2o.Conv.1.im2col"), Origin::Node(0));
         assert_eq!(a.origin("p2o.Conv.1"), Origin::Node(0));
+        assert_eq!(a.origin("p2o.Conv.1-dispose-dims-2.1"), Origin::Node(0));
         assert_eq!(a.origin("x"), Origin::Input);
         assert_eq!(a.origin("p2o.Conv"), Origin::Unattributed);
         assert_eq!(a.origin("mystery"), Origin::Unattributed);

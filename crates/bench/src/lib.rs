@@ -6,6 +6,8 @@
 //! [`attribution`] maps plan nodes back to ONNX nodes and so to backbone,
 //! neck and head; [`report`] is the versioned result, and [`render`] turns it
 //! into a terminal table, Markdown, CSV or an HTML page with charts.
+//! [`study`] builds zoo detectors that differ in one part (backbone, neck or
+//! head) and lays their measurements out as one swap table.
 
 pub mod attribution;
 pub mod board;
@@ -14,3 +16,4 @@ pub mod measure;
 pub mod render;
 pub mod report;
 pub mod stats;
+pub mod study;

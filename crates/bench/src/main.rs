@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use edgewise_bench::measure::{Budget, Target, measure};
 use edgewise_bench::render::{self, Format, Options};
-use edgewise_bench::report::Report;
+use edgewise_bench::report::{Report, Variant};
+use edgewise_bench::study::{self, Study};
 use edgewise_boards::Board;
 use edgewise_runtime::ModelSource;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,6 +34,58 @@ struct Cli {
 enum Command {
     /// Combine JSON reports (from several boards, say) into one report.
     Merge(MergeArgs),
+    /// Build zoo detectors that differ in one part and measure them side by
+    /// side: per-stage latency, parameters and MACs for each choice.
+    Study(StudyArgs),
+}
+
+#[derive(Args)]
+struct Timing {
+    /// Frames of each kind before measuring (at least 1: the first frame
+    /// pays one-off costs).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Measured frames of each kind (plain and profiled).
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Stop measuring a model after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    max_seconds: f64,
+    /// Board profile (`rpi4`, or a .toml path): checks this machine matches
+    /// it and shows the share of its peak.
+    #[arg(long)]
+    board: Option<String>,
+    /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
+    #[arg(long)]
+    image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct StudyArgs {
+    /// `backbone+neck+head` with one part swapped: `*` for every registered
+    /// one, or a list, e.g. `*+fpn+retinanet`, `mobilenet_v2+*+yolo`,
+    /// `resnet18,vgg16+pan+yolo`.
+    #[arg(value_name = "SPECS")]
+    specs: String,
+    /// Square input size of every detector.
+    #[arg(long, default_value_t = 320)]
+    input: usize,
+    /// Object classes.
+    #[arg(long, default_value_t = 80)]
+    classes: usize,
+    /// Channels of the neck's maps and the head's hidden layers.
+    #[arg(long, default_value_t = 64)]
+    neck_channels: usize,
+    /// Weight seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Threads tract runs on (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Args)]
@@ -61,27 +114,12 @@ struct MeasureArgs {
     /// Input shape(s), e.g. `1x3x640x640`; default: each manifest's size.
     #[arg(long)]
     input_shape: Option<String>,
-    /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
-    #[arg(long)]
-    image: Option<PathBuf>,
-    /// Frames of each kind before measuring (at least 1: the first frame
-    /// pays one-off costs).
-    #[arg(long, default_value_t = 3)]
-    warmup: usize,
-    /// Measured frames of each kind (plain and profiled).
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
-    /// Stop measuring a model after this many seconds.
-    #[arg(long, default_value_t = 60.0)]
-    max_seconds: f64,
     /// Threads tract runs on (default: all cores); a list such as `1,2`
     /// measures every model at each count, side by side.
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
-    /// Board profile (`rpi4`, or a .toml path): checks this machine matches
-    /// it and shows the share of its peak.
-    #[arg(long)]
-    board: Option<String>,
+    #[command(flatten)]
+    timing: Timing,
     /// Tensors that end the backbone (default: the manifest's, else found).
     #[arg(long, value_delimiter = ',')]
     backbone_out: Vec<String>,
@@ -150,12 +188,68 @@ fn emit(report: &Report, output: &Output) -> Result<()> {
     Ok(())
 }
 
-fn run_measure(args: MeasureArgs) -> Result<()> {
+impl Timing {
+    fn budget(&self, threads: usize) -> Result<Budget> {
+        let budget = Budget {
+            warmup: self.warmup,
+            runs: self.runs,
+            max_seconds: self.max_seconds,
+            threads,
+        };
+        budget.check()?;
+        Ok(budget)
+    }
+}
+
+/// Measures each target at its thread count, with a progress bar.
+fn measure_all(targets: &[(Target, usize)], timing: &Timing) -> Result<Vec<Variant>> {
+    let board = timing.board.as_deref().map(Board::resolve).transpose()?;
+    if timing.image.is_some() && targets.iter().all(|(t, _)| t.source.manifest.is_none()) {
+        bail!(
+            "--image needs a manifest to know how to preprocess; give models/<name>.toml instead of the .onnx file"
+        );
+    }
+    let mut variants = vec![];
+    for (i, (target, threads)) in targets.iter().enumerate() {
+        let budget = timing.budget(*threads)?;
+        // Drawn only when stderr is a terminal; logs and pipes stay clean.
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")
+                .expect("valid template"),
+        );
+        bar.set_prefix(format!(
+            "measuring {} ({}/{}, {threads} thread(s))",
+            target.label,
+            i + 1,
+            targets.len()
+        ));
+        let variant = measure(
+            target,
+            timing.image.as_deref(),
+            budget,
+            board.as_ref(),
+            &mut |done, planned| {
+                bar.set_length(planned as u64);
+                bar.set_position(done as u64);
+            },
+        )
+        .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
+        bar.finish_and_clear();
+        variants.push(variant);
+    }
+    Ok(variants)
+}
+
+fn check_save_paths(output: &Output) -> Result<()> {
     // Check every output path's format before spending minutes measuring.
-    for path in &args.output.save {
+    for path in &output.save {
         Format::of_path(path)?;
     }
-    let board = args.board.as_deref().map(Board::resolve).transpose()?;
+    Ok(())
+}
+
+fn run_measure(args: MeasureArgs) -> Result<()> {
+    check_save_paths(&args.output)?;
     let mut thread_counts = vec![];
     for t in &args.threads {
         if !thread_counts.contains(t) {
@@ -165,15 +259,14 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
     if thread_counts.is_empty() {
         thread_counts.push(edgewise_runtime::engine::default_threads());
     }
-    let budget = |threads| Budget {
-        warmup: args.warmup,
-        runs: args.runs,
-        max_seconds: args.max_seconds,
-        threads,
-    };
     for &threads in &thread_counts {
-        budget(threads).check()?;
+        args.timing.budget(threads)?;
     }
+    args.timing
+        .board
+        .as_deref()
+        .map(Board::resolve)
+        .transpose()?;
     let labels = labels(&args.models, &args.label)?;
     let mut targets = vec![];
     for (path, label) in args.models.iter().zip(labels) {
@@ -189,40 +282,64 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
             targets.push((target, threads));
         }
     }
-    if args.image.is_some() && targets.iter().all(|(t, _)| t.source.manifest.is_none()) {
-        bail!(
-            "--image needs a manifest to know how to preprocess; give models/<name>.toml instead of the .onnx file"
-        );
-    }
-    let mut variants = vec![];
-    for (i, (target, threads)) in targets.iter().enumerate() {
-        let budget = budget(*threads);
-        // Drawn only when stderr is a terminal; logs and pipes stay clean.
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")
-                .expect("valid template"),
-        );
-        bar.set_prefix(format!(
-            "measuring {} ({}/{}, {threads} thread(s))",
-            target.label,
-            i + 1,
-            targets.len()
-        ));
-        let variant = measure(
-            target,
-            args.image.as_deref(),
-            budget,
-            board.as_ref(),
-            &mut |done, planned| {
-                bar.set_length(planned as u64);
-                bar.set_position(done as u64);
-            },
-        )
-        .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
-        bar.finish_and_clear();
-        variants.push(variant);
-    }
+    let variants = measure_all(&targets, &args.timing)?;
     emit(&Report::new(variants), &args.output)
+}
+
+fn run_study(args: StudyArgs) -> Result<()> {
+    check_save_paths(&args.output)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(edgewise_runtime::engine::default_threads);
+    args.timing.budget(threads)?;
+    args.timing
+        .board
+        .as_deref()
+        .map(Board::resolve)
+        .transpose()?;
+    if args.classes == 0 || args.neck_channels == 0 {
+        bail!("--classes and --neck-channels must be at least 1");
+    }
+    let plan = Study::parse(&args.specs)?;
+    let options = edgewise_zoo::Options {
+        size: args.input,
+        classes: args.classes,
+        neck_channels: args.neck_channels,
+        seed: args.seed,
+        init: edgewise_zoo::Init::Kaiming,
+    };
+    let dir = tempfile::tempdir().context("cannot create a folder for the study's models")?;
+    eprintln!(
+        "building {} detector(s) for the {} swap",
+        plan.specs.len(),
+        plan.swapped.name()
+    );
+    let targets: Vec<(Target, usize)> = plan
+        .targets(&options, dir.path())?
+        .into_iter()
+        .map(|t| (t, threads))
+        .collect();
+    let report = Report::new(measure_all(&targets, &args.timing)?);
+    let options = Options {
+        top: args.output.top,
+    };
+    for path in &args.output.save {
+        match Format::of_path(path)? {
+            format @ (Format::Table | Format::Markdown) => {
+                let text = study::render(&report, plan.swapped, format);
+                edgewise_graph::model::write_atomically(path, text.as_bytes())?;
+            }
+            _ => render::save(&report, path, options)
+                .with_context(|| format!("cannot write the report to {}", path.display()))?,
+        }
+    }
+    match args.output.format {
+        format @ (Format::Table | Format::Markdown) => {
+            print!("{}", study::render(&report, plan.swapped, format))
+        }
+        format => print!("{}", render::render(&report, format, options)?),
+    }
+    Ok(())
 }
 
 fn run_merge(args: MergeArgs) -> Result<()> {
@@ -239,6 +356,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Merge(args)) => run_merge(args),
+        Some(Command::Study(args)) => run_study(args),
         None => run_measure(cli.measure),
     };
     match result {

@@ -294,10 +294,13 @@ pub fn measure(
     });
 
     let mut stage_macs = [0u64; 7];
+    let mut stage_params = [0u64; 7];
     for (ix, cost) in staged.costs.iter().enumerate() {
+        let row = row_of(staged.partition.stages[ix]);
         if !staged.constant[ix] {
-            stage_macs[row_of(staged.partition.stages[ix])] += cost.macs;
+            stage_macs[row] += cost.macs;
         }
+        stage_params[row] += cost.params;
     }
     let has_manifest = source.manifest.is_some();
     let mut stages = vec![];
@@ -317,6 +320,7 @@ pub fn measure(
         stages.push(StageRow {
             stage: name.to_string(),
             share_pct: 100.0 * time.median_ms / frame_ms,
+            params: (stage_params[row] > 0).then_some(stage_params[row]),
             macs,
             gmacs_per_s,
             peak_pct: gmacs_per_s

@@ -143,6 +143,8 @@ pub struct StageRow {
     pub time: Summary,
     /// Median as a share of the profiled frame median, percent.
     pub share_pct: f64,
+    /// Parameters in the stage (model stages with weights only).
+    pub params: Option<u64>,
     /// Multiply-accumulates in the stage (model stages only).
     pub macs: Option<u64>,
     /// MACs over the median time.

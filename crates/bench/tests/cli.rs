@@ -273,3 +273,96 @@ fn bad_input_gets_a_clear_error_before_any_measuring() {
         "{err}"
     );
 }
+
+#[test]
+fn a_backbone_swap_study_builds_measures_and_tabulates_each_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("study.json");
+    let md = dir.path().join("study.md");
+    let (ok, out, err) = edge_bench(&[
+        "study",
+        "mobilenet_v3_small,shufflenet_v2+fpn+yolo",
+        "--input",
+        "128",
+        "--classes",
+        "3",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--runs",
+        "3",
+        "--save",
+        path_arg(&json),
+        "--save",
+        path_arg(&md),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("backbone swap at [1, 3, 128, 128], 1 thread(s)"),
+        "{out}"
+    );
+    for title in [
+        "backbone ms",
+        "neck ms",
+        "head ms",
+        "decode ms",
+        "backbone params",
+        "head MACs",
+    ] {
+        assert!(out.contains(title), "{title}:\n{out}");
+    }
+    // One row per backbone, the first at 1.00x; the head is the same part in
+    // both, so its parameters are equal.
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("mobilenet_v3_small") || l.contains("shufflenet_v2"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows[0].contains("1.00×"), "{out}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    validate(&report);
+    let variants = report["variants"].as_array().unwrap();
+    let labels: Vec<&str> = variants
+        .iter()
+        .map(|v| v["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["mobilenet_v3_small", "shufflenet_v2"]);
+    let head_params: Vec<u64> = variants
+        .iter()
+        .map(|v| {
+            v["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["stage"] == "head")
+                .unwrap()["params"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(head_params[0], head_params[1]);
+    for v in variants {
+        assert_eq!(stage_names(v)[1..4], ["backbone", "neck", "head"]);
+        assert!(v["unattributed"].as_array().unwrap().is_empty());
+    }
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        markdown.contains("| backbone | pre ms | backbone ms |"),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn a_study_without_exactly_one_swapped_part_says_how_to_write_one() {
+    for (pattern, expected) in [
+        ("mobilenet_v2+fpn+yolo", "must swap exactly one part"),
+        ("*+fpn+transformer", "unknown head `transformer`"),
+    ] {
+        let (ok, _, err) = edge_bench(&["study", pattern]);
+        assert!(!ok, "{pattern}");
+        assert!(err.contains(expected), "{pattern}: {err}");
+    }
+}

@@ -6,7 +6,8 @@ use super::Options;
 use super::tables::{self, TextTable};
 use crate::report::Report;
 
-fn boxed(t: &TextTable) -> Table {
+/// `t` with box-drawing borders, numbers aligned right.
+pub fn boxed(t: &TextTable) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     table.set_header(t.header.clone());
