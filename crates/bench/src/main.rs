@@ -67,18 +67,8 @@ struct StudyArgs {
     /// `resnet18,vgg16+pan+yolo`.
     #[arg(value_name = "SPECS")]
     specs: String,
-    /// Square input size of every detector.
-    #[arg(long, default_value_t = 320)]
-    input: usize,
-    /// Object classes.
-    #[arg(long, default_value_t = 80)]
-    classes: usize,
-    /// Channels of the neck's maps and the head's hidden layers.
-    #[arg(long, default_value_t = 64)]
-    neck_channels: usize,
-    /// Weight seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    build: edgewise_zoo::BuildArgs,
     /// Threads tract runs on (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -189,6 +179,16 @@ fn emit(report: &Report, output: &Output) -> Result<()> {
 }
 
 impl Timing {
+    /// Refuses a bad budget at any of `threads`, or an unknown board, before
+    /// anything is built or measured.
+    fn check(&self, threads: &[usize]) -> Result<()> {
+        for &t in threads {
+            self.budget(t)?;
+        }
+        self.board.as_deref().map(Board::resolve).transpose()?;
+        Ok(())
+    }
+
     fn budget(&self, threads: usize) -> Result<Budget> {
         let budget = Budget {
             warmup: self.warmup,
@@ -259,14 +259,7 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
     if thread_counts.is_empty() {
         thread_counts.push(edgewise_runtime::engine::default_threads());
     }
-    for &threads in &thread_counts {
-        args.timing.budget(threads)?;
-    }
-    args.timing
-        .board
-        .as_deref()
-        .map(Board::resolve)
-        .transpose()?;
+    args.timing.check(&thread_counts)?;
     let labels = labels(&args.models, &args.label)?;
     let mut targets = vec![];
     for (path, label) in args.models.iter().zip(labels) {
@@ -291,23 +284,9 @@ fn run_study(args: StudyArgs) -> Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(edgewise_runtime::engine::default_threads);
-    args.timing.budget(threads)?;
-    args.timing
-        .board
-        .as_deref()
-        .map(Board::resolve)
-        .transpose()?;
-    if args.classes == 0 || args.neck_channels == 0 {
-        bail!("--classes and --neck-channels must be at least 1");
-    }
+    args.timing.check(&[threads])?;
+    let options = args.build.options()?;
     let plan = Study::parse(&args.specs)?;
-    let options = edgewise_zoo::Options {
-        size: args.input,
-        classes: args.classes,
-        neck_channels: args.neck_channels,
-        seed: args.seed,
-        init: edgewise_zoo::Init::Kaiming,
-    };
     let dir = tempfile::tempdir().context("cannot create a folder for the study's models")?;
     eprintln!(
         "building {} detector(s) for the {} swap",

@@ -150,12 +150,7 @@ pub fn latency_table(report: &Report, swapped: Part) -> TextTable {
             row
         })
         .collect();
-    let numeric = (0..header.len()).map(|c| c > 0).collect();
-    TextTable {
-        header,
-        rows,
-        numeric,
-    }
+    TextTable::labelled_rows(header, rows)
 }
 
 /// Parameters and MACs per stage, one row per detector.
@@ -179,12 +174,7 @@ pub fn cost_table(report: &Report, swapped: Part) -> TextTable {
             row
         })
         .collect();
-    let numeric = (0..header.len()).map(|c| c > 0).collect();
-    TextTable {
-        header,
-        rows,
-        numeric,
-    }
+    TextTable::labelled_rows(header, rows)
 }
 
 /// The study as text (`Table` or `Markdown`): what ran where, the latency

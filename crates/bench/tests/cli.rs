@@ -316,7 +316,7 @@ fn a_backbone_swap_study_builds_measures_and_tabulates_each_choice() {
     // both, so its parameters are equal.
     let rows: Vec<&str> = out
         .lines()
-        .filter(|l| l.contains("mobilenet_v3_small") || l.contains("shufflenet_v2"))
+        .filter(|l| l.starts_with("│ mobilenet_v3_small") || l.starts_with("│ shufflenet_v2"))
         .collect();
     assert_eq!(rows.len(), 4, "{out}");
     assert!(rows[0].contains("1.00×"), "{out}");

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use edgewise_convert::inspect::{inspect, render};
 use edgewise_convert::zoo;
 use edgewise_runtime::ModelSource;
-use edgewise_zoo::{Init, Options};
+use edgewise_zoo::BuildArgs;
 
 /// Convert ONNX detectors for ARM boards: inspect their stages and costs, and
 /// build detectors from the zoo.
@@ -50,21 +50,8 @@ enum Command {
         /// `--list` shows the parts.
         #[arg(required_unless_present = "list")]
         spec: Option<String>,
-        /// Square input size (a multiple of 32, at least 64).
-        #[arg(long, default_value_t = 320)]
-        input: usize,
-        /// Object classes.
-        #[arg(long, default_value_t = 80)]
-        classes: usize,
-        /// Channels of the neck's maps and the head's hidden layers.
-        #[arg(long, default_value_t = 64)]
-        neck_channels: usize,
-        /// Weight seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Weight initialisation: kaiming, xavier or normal.
-        #[arg(long, default_value = "kaiming", value_parser = parse_init)]
-        init: Init,
+        #[command(flatten)]
+        build: BuildArgs,
         /// Replace every node and value name with a meaningless one (the
         /// stage boundaries in the metadata follow).
         #[arg(long)]
@@ -76,10 +63,6 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
-}
-
-fn parse_init(text: &str) -> Result<Init, String> {
-    Init::parse(text).ok_or_else(|| format!("unknown init `{text}`; use kaiming, xavier or normal"))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -104,11 +87,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Zoo {
             spec,
-            input,
-            classes,
-            neck_channels,
-            seed,
-            init,
+            build,
             anonymous,
             out,
             list,
@@ -120,16 +99,7 @@ fn run(cli: Cli) -> Result<()> {
             let (Some(spec), Some(out)) = (spec, out) else {
                 anyhow::bail!("give a spec and --out, or --list");
             };
-            if classes == 0 || neck_channels == 0 {
-                anyhow::bail!("--classes and --neck-channels must be at least 1");
-            }
-            let options = Options {
-                size: input,
-                classes,
-                neck_channels,
-                seed,
-                init,
-            };
+            let options = build.options()?;
             let (detector, saved) = zoo::build_and_save(&spec, &options, anonymous, &out)?;
             print!("{}", zoo::describe(&detector, &saved));
         }

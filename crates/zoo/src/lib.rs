@@ -8,6 +8,7 @@
 //! heads/      box and class predictors (SSDLite, RetinaNet, YOLO, EfficientDet)
 //! ```
 
+mod args;
 pub mod backbones;
 pub mod heads;
 pub mod necks;
@@ -15,6 +16,7 @@ pub mod net;
 pub mod rng;
 mod save;
 
+pub use args::BuildArgs;
 pub use save::Saved;
 
 pub use backbones::{Backbone, by_name};

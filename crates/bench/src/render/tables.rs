@@ -16,6 +16,18 @@ pub struct TextTable {
     pub numeric: Vec<bool>,
 }
 
+impl TextTable {
+    /// A table whose first column names the row and the others hold numbers.
+    pub fn labelled_rows(header: Vec<String>, rows: Vec<Vec<String>>) -> TextTable {
+        let numeric = (0..header.len()).map(|c| c > 0).collect();
+        TextTable {
+            header,
+            rows,
+            numeric,
+        }
+    }
+}
+
 const NONE: &str = "—";
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
@@ -233,10 +245,5 @@ pub fn comparison(report: &Report) -> TextTable {
         Some(v.profiled.median_ms)
     });
     line("plain run", &|v: &Variant| Some(v.plain.median_ms));
-    let numeric = (0..header.len()).map(|c| c > 0).collect();
-    TextTable {
-        header,
-        rows,
-        numeric,
-    }
+    TextTable::labelled_rows(header, rows)
 }
