@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
 # targets, Debian's cross linkers and qemu-user, pip, Chromium (the HTML
-# report is checked in a headless browser), the `onnx` Python package (ONNX's
-# own checker runs on every zoo detector); then the real models and
+# report is checked in a headless browser), the `onnx` and `onnxruntime`
+# Python packages (ONNX's checker, onnxruntime's quantizer); then the real models and
 # photos (python3 models/fetch.py). Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,13 @@ if ((${#missing[@]})); then
 fi
 rustup component add rustfmt clippy 2>/dev/null
 rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf 2>/dev/null
-if ! python3 -c "import onnx" 2>/dev/null; then
-    echo "setup: installing the onnx Python package"
-    python3 -m pip install --quiet "onnx==1.23.2" ||
-        python3 -m pip install --quiet --break-system-packages "onnx==1.23.2"
-fi
+# onnx: ONNX's own checker on every zoo detector; onnxruntime: its quantizer
+# makes the standard QDQ models our runtime must run as integer.
+for pkg in onnx==1.23.2 onnxruntime==1.32.0; do
+    if ! python3 -c "import ${pkg%%=*}" 2>/dev/null; then
+        echo "setup: installing the $pkg Python package"
+        python3 -m pip install --quiet "$pkg" ||
+            python3 -m pip install --quiet --break-system-packages "$pkg"
+    fi
+done
 python3 models/fetch.py

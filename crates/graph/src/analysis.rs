@@ -234,7 +234,13 @@ fn check_fits(input: &ValueInfo, dims: &[usize]) -> Result<()> {
 /// Builds tract's inference model for `model` with the inputs fixed to `shapes`.
 pub fn tract_model(model: &Model, shapes: &[(String, Vec<usize>)]) -> Result<InferenceModel> {
     check_operators(model)?;
-    let proto = model.to_proto()?;
+    let mut proto = model.to_proto()?;
+    // Declared intermediate shapes may hold symbols that contradict the fixed
+    // input shapes (onnxruntime's quantizer writes a `DynamicDimension` batch
+    // on every value); tract infers them all anyway.
+    if let Some(graph) = proto.graph.as_mut() {
+        graph.value_info.clear();
+    }
     let onnx = tract_onnx::onnx();
     let mut tract = onnx
         .model_for_proto_model(&proto)

@@ -1,6 +1,8 @@
 //! The inference engine: a model optimized once by tract for fixed input
 //! shapes, then run many times with the same state (no re-planning, and
-//! tract reuses its buffers between runs).
+//! tract reuses its buffers between runs). QDQ convolutions are rewritten
+//! into `QLinearConv` first, so that tract runs them as integer
+//! ([`edgewise_quant::qdq`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
+use edgewise_quant::{Fusion, fuse_qdq_convs};
 use tract_linalg::multithread::Executor;
 
 use crate::error::RuntimeError;
@@ -24,6 +27,7 @@ pub struct Engine {
     input_shapes: Vec<(String, Vec<usize>)>,
     output_names: Vec<String>,
     threads: usize,
+    qdq: Option<Fusion>,
 }
 
 /// The default thread count: every core the process may use. Measured on
@@ -72,12 +76,26 @@ impl Engine {
         shapes: &[InputShape],
         threads: usize,
     ) -> Result<Engine, RuntimeError> {
+        let has_qdq = model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "DequantizeLinear");
+        let (rewritten, qdq) = if has_qdq {
+            let mut m = model.clone();
+            let fusion = fuse_qdq_convs(&mut m);
+            (Some(m), Some(fusion))
+        } else {
+            (None, None)
+        };
+        let model = rewritten.as_ref().unwrap_or(model);
         let input_shapes = resolve_input_shapes(model, shapes)?;
         let inference = tract_model(model, &input_shapes)?;
         let output_names = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
-        let plan: Plan = inference
+        let optimized = inference
             .into_optimized()
-            .map_err(engine_err("optimize the model"))?
+            .map_err(engine_err("optimize the model"))?;
+        let plan: Plan = optimized
             .into_runnable_with_options(&run_options(threads))
             .map_err(engine_err("plan the model"))?;
         let state = plan.spawn().map_err(engine_err("prepare a run"))?;
@@ -86,7 +104,14 @@ impl Engine {
             input_shapes,
             output_names,
             threads: threads.max(1),
+            qdq,
         })
+    }
+
+    /// For a model with QDQ nodes: the convolutions rewritten to run as
+    /// integer, and those left in float with the reason.
+    pub fn qdq_fusion(&self) -> Option<&Fusion> {
+        self.qdq.as_ref()
     }
 
     /// Threads the engine runs on.
@@ -163,5 +188,88 @@ impl Engine {
             outputs.into_iter().map(|t| t.into_tensor()).collect(),
             times,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgewise_graph::builder::ModelBuilder;
+    use edgewise_graph::model::AttributeValue;
+
+    use super::*;
+
+    /// `Q(x) -> DQ -> Conv(DQ(w_q), b) -> Q -> DQ`: one 3x3 convolution in
+    /// the QDQ form, with per-channel int8 weights.
+    fn qdq_conv() -> (Model, Vec<f32>) {
+        let mut b = ModelBuilder::new(17);
+        let x = b.input("x", &[1, 2, 4, 4]);
+        let scalar = |b: &mut ModelBuilder, v: f32| b.initializer("s", tensor0(v));
+        let zero_i8 = |b: &mut ModelBuilder| b.initializer("z", tensor0(0i8));
+        let (sx, zx) = (scalar(&mut b, 0.05), zero_i8(&mut b));
+        let xq = b.op("QuantizeLinear", &[&x, &sx, &zx], vec![]);
+        let xd = b.op("DequantizeLinear", &[&xq, &sx, &zx], vec![]);
+        let weights: Vec<i8> = (0..3 * 2 * 9).map(|i| (i % 7) as i8 - 3).collect();
+        let wq = b.initializer("wq", Tensor::from_shape(&[3, 2, 3, 3], &weights).unwrap());
+        let sw = b.initializer("sw", tensor1(&[0.02f32, 0.03, 0.04]));
+        let zw = b.initializer("zw", tensor1(&[0i8; 3]));
+        let wd = b.op(
+            "DequantizeLinear",
+            &[&wq, &sw, &zw],
+            vec![("axis", AttributeValue::Int(0))],
+        );
+        let bias = b.initializer("b", tensor1(&[0.1f32, -0.2, 0.3]));
+        let y = b.op(
+            "Conv",
+            &[&xd, &wd, &bias],
+            vec![("pads", AttributeValue::Ints(vec![1, 1, 1, 1]))],
+        );
+        let (sy, zy) = (scalar(&mut b, 0.1), zero_i8(&mut b));
+        let yq = b.op("QuantizeLinear", &[&y, &sy, &zy], vec![]);
+        let yd = b.op("DequantizeLinear", &[&yq, &sy, &zy], vec![]);
+        b.output(&yd);
+        let input: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) * 0.1).collect();
+        (b.finish(), input)
+    }
+
+    #[test]
+    fn qdq_convolutions_run_as_integer_and_agree_with_float() {
+        let (model, input) = qdq_conv();
+        let shapes = [InputShape::parse("1x2x4x4").unwrap()];
+        let mut engine = Engine::from_model(&model, &shapes, 1).unwrap();
+        assert_eq!(engine.qdq_fusion().map(|f| f.fused), Some(1));
+        let uses = edgewise_quant::audit(engine.plan());
+        assert!(!uses.is_empty());
+        assert!(
+            uses.iter()
+                .all(|u| u.precision == edgewise_quant::Precision::Integer),
+            "{uses:?}"
+        );
+        let x = Tensor::from_shape(&[1, 2, 4, 4], &input).unwrap();
+        let ours = engine.run(vec![x.clone()]).unwrap();
+
+        // The same graph run by tract as written: QDQ in float.
+        let inputs = vec![("x".to_string(), vec![1, 2, 4, 4])];
+        let float = tract_model(&model, &inputs)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(x.into()))
+            .unwrap();
+        let a = edgewise_graph::tensor::values::<f32>(&ours[0])
+            .unwrap()
+            .to_vec();
+        let float = float[0].clone().into_tensor();
+        let b = edgewise_graph::tensor::values::<f32>(&float).unwrap();
+        // Both quantize the output to steps of 0.1; integer and float
+        // accumulation may round a value to the neighbouring step.
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 0.1001, "largest difference {worst}");
+        assert!(a.iter().zip(b).filter(|(p, q)| p != q).count() <= a.len() / 10);
     }
 }

@@ -1,0 +1,275 @@
+//! QDQ convolutions into `QLinearConv`.
+//!
+//! The pattern, as onnxruntime's quantizer writes it:
+//!
+//! ```text
+//! x_q ─DequantizeLinear(sx, zx)─▶ Conv ◀─DequantizeLinear(sw[c], zw[c], axis 0)─ w_q (int8 constant)
+//!                                   ▲ └─▶ QuantizeLinear(sy, zy) ─▶ y_q
+//!       b_q (int32 constant) ─DequantizeLinear(sx·sw[c], 0)─┘ (or a float bias)
+//! ```
+//!
+//! becomes `QLinearConv(x_q, sx, zx, w_q, sw, zw, sy, zy, b_q)`. The
+//! `DequantizeLinear`/`QuantizeLinear` nodes that no longer have readers are
+//! removed. A convolution that does not fit is left in float and named with
+//! the reason.
+
+use std::collections::{HashMap, HashSet};
+
+use edgewise_graph::Model;
+use edgewise_graph::model::{Initializer, Node};
+use edgewise_graph::tract_onnx::prelude::*;
+
+/// What [`fuse_qdq_convs`] did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Fusion {
+    /// Convolutions rewritten into `QLinearConv`.
+    pub fused: usize,
+    /// Convolutions with some QDQ around them left in float: node and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+struct Dq<'a> {
+    node: &'a Node,
+}
+
+impl<'a> Dq<'a> {
+    fn value(&self) -> &'a str {
+        &self.node.inputs[0]
+    }
+    fn scale(&self) -> &'a str {
+        &self.node.inputs[1]
+    }
+    fn zero_point(&self) -> Option<&'a str> {
+        self.node
+            .inputs
+            .get(2)
+            .map(String::as_str)
+            .filter(|z| !z.is_empty())
+    }
+}
+
+/// Rewrites every QDQ convolution of `model` into `QLinearConv`.
+pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
+    let g = &model.graph;
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (ix, node) in g.nodes.iter().enumerate() {
+        for o in node.outputs.iter().filter(|o| !o.is_empty()) {
+            producer.insert(o, ix);
+        }
+        for i in node.inputs.iter().filter(|i| !i.is_empty()) {
+            readers.entry(i).or_default().push(ix);
+        }
+    }
+    let graph_outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let dq_of = |value: &str| -> Option<Dq<'_>> {
+        let node = &g.nodes[*producer.get(value)?];
+        (node.op_type == "DequantizeLinear" && node.domain.is_empty()).then_some(Dq { node })
+    };
+
+    let mut report = Fusion::default();
+    let mut replaced: HashMap<usize, Node> = HashMap::new();
+    let mut new_constants: Vec<Initializer> = vec![];
+    for (ix, conv) in g.nodes.iter().enumerate() {
+        if conv.op_type != "Conv" || !conv.domain.is_empty() {
+            continue;
+        }
+        let label = g.node_label(ix);
+        let x = conv.inputs.first().and_then(|v| dq_of(v));
+        let w = conv.inputs.get(1).and_then(|v| dq_of(v));
+        let (x, w) = match (x, w) {
+            (Some(x), Some(w)) => (x, w),
+            (None, None) => continue,
+            _ => {
+                report
+                    .skipped
+                    .push((label, "only one of input and weight is dequantized".into()));
+                continue;
+            }
+        };
+        let y = &conv.outputs[0];
+        let q = match readers.get(y.as_str()).map(Vec::as_slice) {
+            Some([r])
+                if g.nodes[*r].op_type == "QuantizeLinear"
+                    && !graph_outputs.contains(y.as_str()) =>
+            {
+                &g.nodes[*r]
+            }
+            _ => {
+                report.skipped.push((
+                    label,
+                    "its output is not read by exactly one QuantizeLinear".into(),
+                ));
+                continue;
+            }
+        };
+        match plan_fusion(model, conv, &x, &w, q, &label) {
+            Ok((node, constant)) => {
+                replaced.insert(ix, node);
+                new_constants.extend(constant);
+                report.fused += 1;
+            }
+            Err(reason) => report.skipped.push((label, reason)),
+        }
+    }
+    if report.fused == 0 {
+        return report;
+    }
+    // The QuantizeLinear after each fused conv is replaced by the fused node.
+    let fused_q: HashSet<usize> = replaced
+        .values()
+        .filter_map(|n| producer.get(n.outputs[0].as_str()).copied())
+        .collect();
+    let old = std::mem::take(&mut model.graph.nodes);
+    model.graph.nodes = old
+        .into_iter()
+        .enumerate()
+        .filter(|(ix, _)| !fused_q.contains(ix))
+        .map(|(ix, node)| replaced.remove(&ix).unwrap_or(node))
+        .collect();
+    model.graph.initializers.extend(new_constants);
+    remove_unread_dequantize(model);
+    report
+}
+
+/// The `QLinearConv` node replacing `conv`, and a new int32 bias constant
+/// when the bias had to be quantized here.
+fn plan_fusion(
+    model: &Model,
+    conv: &Node,
+    x: &Dq,
+    w: &Dq,
+    q: &Node,
+    label: &str,
+) -> Result<(Node, Option<Initializer>), String> {
+    let g = &model.graph;
+    let floats = |name: &str| -> Option<Vec<f32>> { as_f32s(&*g.constant(name)?) };
+    let scalar =
+        |name: &str| -> Option<f32> { floats(name).filter(|v| v.len() == 1).map(|v| v[0]) };
+    let sx = scalar(x.scale()).ok_or("the input's scale is not one constant")?;
+    let (Some(zx), Some(zw)) = (x.zero_point(), w.zero_point()) else {
+        return Err("a DequantizeLinear has no zero point".into());
+    };
+    let zy = q
+        .inputs
+        .get(2)
+        .filter(|z| !z.is_empty())
+        .ok_or("the QuantizeLinear has no zero point")?;
+    let weight = g
+        .constant(w.value())
+        .ok_or("the weight is not a constant")?;
+    if weight.datum_type() != DatumType::I8 {
+        return Err(format!("the weight is {:?}, not int8", weight.datum_type()));
+    }
+    let out_channels = weight.shape()[0];
+    let axis = w.node.int_attr("axis", 1);
+    let w_scales = floats(w.scale()).ok_or("the weight's scale is not a constant")?;
+    let per_channel = w_scales.len() > 1;
+    if per_channel && (axis != 0 || w_scales.len() != out_channels) {
+        return Err(format!(
+            "the weight is quantized along axis {axis}, not per output channel"
+        ));
+    }
+    let bias_scale = |c: usize| sx * w_scales[if per_channel { c } else { 0 }];
+
+    let mut inputs = vec![
+        x.value().to_string(),
+        x.scale().to_string(),
+        zx.to_string(),
+        w.value().to_string(),
+        w.scale().to_string(),
+        zw.to_string(),
+        q.inputs[1].clone(),
+        zy.clone(),
+    ];
+    let mut new_bias = None;
+    if let Some(b) = conv.inputs.get(2).filter(|b| !b.is_empty()) {
+        let producer_dq = g
+            .nodes
+            .iter()
+            .find(|n| n.outputs.iter().any(|o| o == b) && n.op_type == "DequantizeLinear");
+        match producer_dq {
+            Some(dq) => {
+                let b_q = g
+                    .constant(&dq.inputs[0])
+                    .ok_or("the bias is not a constant")?;
+                let b_scale = floats(&dq.inputs[1]).ok_or("the bias scale is not a constant")?;
+                let agrees = (0..out_channels).all(|c| {
+                    let s = b_scale[if b_scale.len() > 1 { c } else { 0 }];
+                    (s - bias_scale(c)).abs() <= 1e-6 * s.abs().max(1e-30) * 1e3
+                });
+                if b_q.datum_type() != DatumType::I32 || !agrees {
+                    return Err(
+                        "the bias is not int32 at the input scale times the weight scale".into(),
+                    );
+                }
+                inputs.push(dq.inputs[0].clone());
+            }
+            None => {
+                let bias = floats(b).ok_or("the bias is neither constant nor dequantized")?;
+                let quantized: Vec<i32> = (0..out_channels)
+                    .map(|c| (bias[c] / bias_scale(c)).round() as i32)
+                    .collect();
+                let name = format!("{label}.bias_i32");
+                new_bias = Some(Initializer {
+                    name: name.clone(),
+                    tensor: tensor1(&quantized),
+                });
+                inputs.push(name);
+            }
+        }
+    }
+    let attributes = conv.attributes.clone();
+    Ok((
+        Node {
+            name: conv.name.clone(),
+            op_type: "QLinearConv".into(),
+            domain: String::new(),
+            inputs,
+            outputs: q.outputs.clone(),
+            attributes,
+            doc_string: String::new(),
+        },
+        new_bias,
+    ))
+}
+
+/// A constant's values as f32.
+fn as_f32s(t: &Tensor) -> Option<Vec<f32>> {
+    let t = t.cast_to::<f32>().ok()?;
+    edgewise_graph::tensor::values::<f32>(&t).map(<[f32]>::to_vec)
+}
+
+/// Drops `DequantizeLinear` nodes whose output nobody reads any more.
+fn remove_unread_dequantize(model: &mut Model) {
+    loop {
+        let g = &model.graph;
+        let read: HashSet<&str> = g
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(String::as_str))
+            .chain(g.outputs.iter().map(|o| o.name.as_str()))
+            .collect();
+        let unread: Vec<usize> = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                n.op_type == "DequantizeLinear"
+                    && n.outputs.iter().all(|o| !read.contains(o.as_str()))
+            })
+            .map(|(ix, _)| ix)
+            .collect();
+        if unread.is_empty() {
+            return;
+        }
+        let drop: HashSet<usize> = unread.into_iter().collect();
+        let old = std::mem::take(&mut model.graph.nodes);
+        model.graph.nodes = old
+            .into_iter()
+            .enumerate()
+            .filter(|(ix, _)| !drop.contains(ix))
+            .map(|(_, n)| n)
+            .collect();
+    }
+}
