@@ -103,7 +103,13 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
                 continue;
             }
         };
-        match plan_fusion(model, conv, &x, &w, q, &label) {
+        let bias_dq = conv
+            .inputs
+            .get(2)
+            .and_then(|b| producer.get(b.as_str()))
+            .map(|&p| &g.nodes[p])
+            .filter(|n| n.op_type == "DequantizeLinear");
+        match plan_fusion(model, conv, &x, &w, bias_dq, q, &label) {
             Ok((node, constant)) => {
                 replaced.insert(ix, node);
                 new_constants.extend(constant);
@@ -133,12 +139,14 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
 }
 
 /// The `QLinearConv` node replacing `conv`, and a new int32 bias constant
-/// when the bias had to be quantized here.
+/// when the bias had to be quantized here; `bias_dq` dequantizes the bias
+/// when it is stored quantized.
 fn plan_fusion(
     model: &Model,
     conv: &Node,
     x: &Dq,
     w: &Dq,
+    bias_dq: Option<&Node>,
     q: &Node,
     label: &str,
 ) -> Result<(Node, Option<Initializer>), String> {
@@ -184,11 +192,7 @@ fn plan_fusion(
     ];
     let mut new_bias = None;
     if let Some(b) = conv.inputs.get(2).filter(|b| !b.is_empty()) {
-        let producer_dq = g
-            .nodes
-            .iter()
-            .find(|n| n.outputs.iter().any(|o| o == b) && n.op_type == "DequantizeLinear");
-        match producer_dq {
+        match bias_dq {
             Some(dq) => {
                 let b_q = g
                     .constant(&dq.inputs[0])
@@ -196,7 +200,7 @@ fn plan_fusion(
                 let b_scale = floats(&dq.inputs[1]).ok_or("the bias scale is not a constant")?;
                 let agrees = (0..out_channels).all(|c| {
                     let s = b_scale[if b_scale.len() > 1 { c } else { 0 }];
-                    (s - bias_scale(c)).abs() <= 1e-6 * s.abs().max(1e-30) * 1e3
+                    (s - bias_scale(c)).abs() <= 1e-3 * s.abs().max(1e-30)
                 });
                 if b_q.datum_type() != DatumType::I32 || !agrees {
                     return Err(
