@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Free disk, printed first: a full disk shows up later as a linker crash
+# (signal 7), far from its cause.
+df -h . | sed 's/^/disk: /'
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets -- -D warnings
