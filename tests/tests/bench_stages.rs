@@ -8,7 +8,7 @@ use edgewise_bench::measure::{Budget, Target, measure};
 use edgewise_bench::render::{Format, Options, render};
 use edgewise_bench::report::{MAX_STAGE_GAP_PCT, Report};
 use edgewise_convert::inspect::inspect;
-use edgewise_runtime::ModelSource;
+use edgewise_runtime::{ModelSource, QdqMode};
 use edgewise_tests::{photo, root};
 
 #[test]
@@ -24,6 +24,7 @@ fn ppocr_det_stage_report_is_complete_consistent_and_agrees_with_inspect() {
         runs: 40,
         max_seconds: 120.0,
         threads: 1,
+        qdq: QdqMode::Float,
     };
     let v = measure(
         &target,

@@ -10,7 +10,7 @@ use edgewise_bench::render::{self, Format, Options};
 use edgewise_bench::report::{Report, Variant};
 use edgewise_bench::study::{self, Study};
 use edgewise_boards::Board;
-use edgewise_runtime::ModelSource;
+use edgewise_runtime::{ModelSource, QdqMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where a detector's time goes: pre, backbone, neck, head, post and
@@ -58,6 +58,11 @@ struct Timing {
     /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// How QDQ (INT8) models run: `float` (activation quantize/dequantize
+    /// pairs as clips; the faster in tract 0.23) or `integer` (convolutions
+    /// on tract's integer kernels).
+    #[arg(long, value_enum, default_value_t = QdqMode::Float)]
+    qdq: QdqMode,
 }
 
 #[derive(Args)]
@@ -195,6 +200,7 @@ impl Timing {
             runs: self.runs,
             max_seconds: self.max_seconds,
             threads,
+            qdq: self.qdq,
         };
         budget.check()?;
         Ok(budget)

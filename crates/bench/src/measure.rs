@@ -11,7 +11,7 @@ use edgewise_graph::analysis::resolve_input_shapes;
 use edgewise_graph::tract_onnx::prelude::{Tensor, TypedModel};
 use edgewise_graph::{InputShape, Model};
 use edgewise_runtime::engine::NodeTimes;
-use edgewise_runtime::{Detector, Engine, ModelSource, load_image};
+use edgewise_runtime::{Detector, Engine, ModelSource, QdqMode, load_image};
 use edgewise_stages::{Overrides, Stage, StagedModel};
 use image::DynamicImage;
 
@@ -34,6 +34,8 @@ pub struct Budget {
     pub max_seconds: f64,
     /// Threads tract runs on.
     pub threads: usize,
+    /// How a QDQ (INT8) model runs: in float or on integer kernels.
+    pub qdq: QdqMode,
 }
 
 impl Budget {
@@ -143,6 +145,7 @@ impl Runner {
         shapes: &[InputShape],
         image: Option<&Path>,
         threads: usize,
+        qdq: QdqMode,
     ) -> Result<(Runner, String)> {
         let dims = inputs.first().context("the model has no input")?.1.clone();
         Ok(match &source.manifest {
@@ -163,7 +166,8 @@ impl Runner {
                     .input
                     .hw_of(&dims)
                     .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
-                let detector = Detector::new(model, manifest.clone(), Some(hw), threads)?;
+                let detector =
+                    Detector::new(model, manifest.clone(), Some(hw), threads)?.with_qdq_mode(qdq);
                 let runner = Runner::Detector {
                     detector: Box::new(detector),
                     frame,
@@ -175,7 +179,7 @@ impl Runner {
                 // A bare ONNX file has no preprocessing to feed a photo through;
                 // it runs on a fixed synthetic tensor (the caller refuses --image
                 // when no model has a manifest).
-                let engine = Engine::from_model(&model, shapes, threads)?;
+                let engine = Engine::with_qdq_mode(&model, shapes, threads, qdq)?;
                 let feed = inputs.iter().map(|(_, d)| ramp(d)).collect();
                 let runner = Runner::Bare {
                     engine: Box::new(engine),
@@ -265,6 +269,7 @@ pub fn measure(
         &target.shapes,
         image,
         budget.threads,
+        budget.qdq,
     )?;
 
     let (plain, profiled) = run_frames(&mut runner, budget, progress)?;
@@ -284,7 +289,7 @@ pub fn measure(
     let profiled_summary = totals(&profiled).expect("at least one profiled frame");
     let frame_ms = profiled_summary.median_ms;
 
-    let precision = precision_of(&staged.model);
+    let precision = precision_of(&staged.model, budget.qdq);
     let machine = Machine::detect();
     let mut warnings = vec![];
     let board_check = board.map(|b| {
@@ -408,6 +413,7 @@ pub fn measure(
             runs_requested: budget.runs,
             max_seconds: budget.max_seconds,
             threads: budget.threads,
+            qdq: has_qdq(&staged.model).then_some(budget.qdq),
         },
         machine,
         board: board_check,
@@ -572,21 +578,32 @@ fn attribute(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> At
     }
 }
 
-/// `I8` when the graph holds quantized operators, else `F32`: which peak the
+/// `I8` when the graph runs quantized operators, else `F32`: which peak the
 /// achieved throughput is compared with.
-fn precision_of(model: &Model) -> Precision {
+fn precision_of(model: &Model, qdq: QdqMode) -> Precision {
     // Weights stored as int8 behind a DequantizeLinear alone fold back to f32
-    // kernels; only quantized activations make integer kernels run.
-    if model.graph.nodes.iter().any(|n| {
+    // kernels; only quantized activations make integer kernels run, and only
+    // when QDQ models run on the integer path.
+    let integer = model.graph.nodes.iter().any(|n| {
         matches!(
             n.op_type.as_str(),
-            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul" | "QuantizeLinear"
+            "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul"
         )
-    }) {
+    });
+    if integer || (qdq == QdqMode::Integer && has_qdq(model)) {
         Precision::I8
     } else {
         Precision::F32
     }
+}
+
+/// Whether the model quantizes activations (QDQ form).
+fn has_qdq(model: &Model) -> bool {
+    model
+        .graph
+        .nodes
+        .iter()
+        .any(|n| n.op_type == "QuantizeLinear")
 }
 
 /// A deterministic test card: gradients in each channel, so resizing does real work.

@@ -6,6 +6,7 @@
 //! `docs/schemas/edgewise.bench-1.schema.json`; every other format is
 //! rendered from it, and `edge-bench merge` reads it back.
 
+use edgewise_runtime::QdqMode;
 use serde::{Deserialize, Serialize};
 
 use crate::machine::Machine;
@@ -113,6 +114,10 @@ pub struct Settings {
     pub max_seconds: f64,
     /// Threads tract ran on.
     pub threads: usize,
+    /// How a QDQ (INT8) model ran: `float` or `integer`; absent for other
+    /// models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdq: Option<QdqMode>,
 }
 
 /// The board profile and how the running machine compares with it.

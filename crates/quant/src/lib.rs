@@ -7,9 +7,14 @@
 //! constants. [`qdq`] rewrites those convolutions into `QLinearConv` before
 //! tract reads the model; [`audit`] lists, after tract has optimized a model,
 //! the kernel every convolution and matrix product got, integer or float.
+//! [`float`] is the other way to run a QDQ model: every activation
+//! quantize/dequantize pair becomes a clip, and the model runs at FP32 speed
+//! (faster, in tract 0.23, than its integer path; `docs/benchmarks.md`).
 
 pub mod audit;
+pub mod float;
 pub mod qdq;
 
 pub use audit::{KernelUse, Precision, audit};
+pub use float::{Dequantized, dequantize_activations};
 pub use qdq::{Fusion, fuse_qdq_convs};

@@ -134,13 +134,14 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
         .map(|(ix, node)| replaced.remove(&ix).unwrap_or(node))
         .collect();
     model.graph.initializers.extend(new_constants);
-    remove_unread_dequantize(model);
+    remove_unread_qdq(model);
     report
 }
 
-/// The `QLinearConv` node replacing `conv`, and a new int32 bias constant
-/// when the bias had to be quantized here; `bias_dq` dequantizes the bias
-/// when it is stored quantized.
+/// The `QLinearConv` node replacing `conv`, and the constants it needs that
+/// the model lacks: the int8 weight when the model quantizes a float weight at
+/// run time, the int32 bias when the bias is float; `bias_dq` dequantizes the
+/// bias when it is stored quantized.
 fn plan_fusion(
     model: &Model,
     conv: &Node,
@@ -149,7 +150,7 @@ fn plan_fusion(
     bias_dq: Option<&Node>,
     q: &Node,
     label: &str,
-) -> Result<(Node, Option<Initializer>), String> {
+) -> Result<(Node, Vec<Initializer>), String> {
     let g = &model.graph;
     let floats = |name: &str| -> Option<Vec<f32>> { as_f32s(&*g.constant(name)?) };
     let scalar =
@@ -163,15 +164,26 @@ fn plan_fusion(
         .get(2)
         .filter(|z| !z.is_empty())
         .ok_or("the QuantizeLinear has no zero point")?;
-    let weight = g
-        .constant(w.value())
-        .ok_or("the weight is not a constant")?;
+    let axis = w.node.int_attr("axis", 1);
+    let w_scales = floats(w.scale()).ok_or("the weight's scale is not a constant")?;
+    let (weight, folded) = match g.constant(w.value()) {
+        Some(weight) => (weight.into_owned(), None),
+        None => {
+            let weight = quantize_constant_weight(model, w.value(), &w_scales, axis)?;
+            let name = format!("{label}.weight_i8");
+            (
+                weight.clone(),
+                Some(Initializer {
+                    name,
+                    tensor: weight,
+                }),
+            )
+        }
+    };
     if weight.datum_type() != DatumType::I8 {
         return Err(format!("the weight is {:?}, not int8", weight.datum_type()));
     }
     let out_channels = weight.shape()[0];
-    let axis = w.node.int_attr("axis", 1);
-    let w_scales = floats(w.scale()).ok_or("the weight's scale is not a constant")?;
     let per_channel = w_scales.len() > 1;
     if per_channel && (axis != 0 || w_scales.len() != out_channels) {
         return Err(format!(
@@ -184,13 +196,15 @@ fn plan_fusion(
         x.value().to_string(),
         x.scale().to_string(),
         zx.to_string(),
-        w.value().to_string(),
+        folded
+            .as_ref()
+            .map_or_else(|| w.value().to_string(), |f| f.name.clone()),
         w.scale().to_string(),
         zw.to_string(),
         q.inputs[1].clone(),
         zy.clone(),
     ];
-    let mut new_bias = None;
+    let mut new_constants: Vec<Initializer> = folded.into_iter().collect();
     if let Some(b) = conv.inputs.get(2).filter(|b| !b.is_empty()) {
         match bias_dq {
             Some(dq) => {
@@ -215,7 +229,7 @@ fn plan_fusion(
                     .map(|c| (bias[c] / bias_scale(c)).round() as i32)
                     .collect();
                 let name = format!("{label}.bias_i32");
-                new_bias = Some(Initializer {
+                new_constants.push(Initializer {
                     name: name.clone(),
                     tensor: tensor1(&quantized),
                 });
@@ -234,8 +248,68 @@ fn plan_fusion(
             attributes,
             doc_string: String::new(),
         },
-        new_bias,
+        new_constants,
     ))
+}
+
+/// The int8 weight of `QuantizeLinear(w, scale, zero point)` with a constant
+/// float `w`, computed once here: onnxruntime's quantizer writes weights
+/// that are `Constant` nodes (not initializers) in that form, and tract would
+/// otherwise quantize and dequantize them back to float.
+fn quantize_constant_weight(
+    model: &Model,
+    value: &str,
+    dq_scales: &[f32],
+    dq_axis: i64,
+) -> Result<Tensor, String> {
+    let g = &model.graph;
+    let q = g
+        .nodes
+        .iter()
+        .find(|n| n.outputs.first().is_some_and(|o| o == value))
+        .filter(|n| n.op_type == "QuantizeLinear" && n.domain.is_empty())
+        .ok_or("the weight is neither a constant nor a quantized constant")?;
+    let float = g
+        .constant(&q.inputs[0])
+        .ok_or("the weight is quantized at run time from a value that is not a constant")?;
+    let scales = g
+        .constant(&q.inputs[1])
+        .and_then(|t| as_f32s(&t))
+        .ok_or("the weight's QuantizeLinear scale is not a constant")?;
+    let zero_points = q
+        .inputs
+        .get(2)
+        .filter(|z| !z.is_empty())
+        .and_then(|z| g.constant(z))
+        .ok_or("the weight's QuantizeLinear has no constant zero point")?;
+    if zero_points.datum_type() != DatumType::I8 {
+        return Err("the weight's QuantizeLinear does not produce int8".into());
+    }
+    let same_axis = scales.len() == 1 || q.int_attr("axis", 1) == dq_axis;
+    if scales != dq_scales || !same_axis {
+        return Err("the weight is quantized and dequantized with different scales".into());
+    }
+    let zero_points = edgewise_graph::tensor::values::<i8>(&zero_points)
+        .ok_or("the weight's zero point is unreadable")?
+        .to_vec();
+    let weights = as_f32s(&float).ok_or("the float weight is unreadable")?;
+    let channels = float.shape().first().copied().unwrap_or(1).max(1);
+    if scales.len() > 1 && (dq_axis != 0 || scales.len() != channels) {
+        return Err("the weight is quantized along an axis other than 0".into());
+    }
+    let per_channel = weights.len() / channels;
+    let quantized: Vec<i8> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let c = if scales.len() > 1 { i / per_channel } else { 0 };
+            let z = zero_points[if zero_points.len() > 1 { c } else { 0 }];
+            // QuantizeLinear rounds half to even, then saturates.
+            let q = (w / scales[c]).round_ties_even() + f32::from(z);
+            q.clamp(-128.0, 127.0) as i8
+        })
+        .collect();
+    Tensor::from_shape(float.shape(), &quantized).map_err(|e| e.to_string())
 }
 
 /// A constant's values as f32.
@@ -244,8 +318,9 @@ fn as_f32s(t: &Tensor) -> Option<Vec<f32>> {
     edgewise_graph::tensor::values::<f32>(&t).map(<[f32]>::to_vec)
 }
 
-/// Drops `DequantizeLinear` nodes whose output nobody reads any more.
-fn remove_unread_dequantize(model: &mut Model) {
+/// Drops `DequantizeLinear` and `QuantizeLinear` nodes whose output nobody
+/// reads any more (a folded weight leaves both behind).
+fn remove_unread_qdq(model: &mut Model) {
     loop {
         let g = &model.graph;
         let read: HashSet<&str> = g
@@ -259,7 +334,7 @@ fn remove_unread_dequantize(model: &mut Model) {
             .iter()
             .enumerate()
             .filter(|(_, n)| {
-                n.op_type == "DequantizeLinear"
+                matches!(n.op_type.as_str(), "DequantizeLinear" | "QuantizeLinear")
                     && n.outputs.iter().all(|o| !read.contains(o.as_str()))
             })
             .map(|(ix, _)| ix)

@@ -1,15 +1,18 @@
 //! A standard QDQ model, made by onnxruntime's `quantize_static` from a zoo
 //! detector, runs in tract as integer after the rewrite: every convolution the
 //! quantizer covered becomes a `QLinearConv` on i32-accumulating kernels, and
-//! the outputs agree with onnxruntime's on the same input.
+//! the outputs agree with onnxruntime's on the same input. Weights stored as
+//! initializers and weights stored as `Constant` nodes (as paddle2onnx writes
+//! them, which onnxruntime's quantizer then quantizes at run time) both fuse.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use edgewise_graph::Model;
 use edgewise_graph::analysis::tract_model;
+use edgewise_graph::model::{Attribute, AttributeValue, Node};
 use edgewise_graph::tract_onnx::prelude::*;
-use edgewise_quant::{Precision, audit, fuse_qdq_convs};
+use edgewise_quant::{Precision, audit, dequantize_activations, fuse_qdq_convs};
 use edgewise_zoo::{Init, Options, Spec, build};
 
 const SIZE: usize = 128;
@@ -38,7 +41,14 @@ fn read_tensors(path: &Path) -> Vec<Tensor> {
     tensors
 }
 
-fn quantize_with_onnxruntime(spec: &str, dir: &Path) -> (PathBuf, Vec<Tensor>) {
+/// Where the float model keeps its weights.
+#[derive(Clone, Copy)]
+enum Weights {
+    Initializers,
+    ConstantNodes,
+}
+
+fn quantize_with_onnxruntime(spec: &str, dir: &Path, weights: Weights) -> (PathBuf, Vec<Tensor>) {
     let options = Options {
         size: SIZE,
         classes: 3,
@@ -46,9 +56,25 @@ fn quantize_with_onnxruntime(spec: &str, dir: &Path) -> (PathBuf, Vec<Tensor>) {
         seed: 3,
         init: Init::Kaiming,
     };
-    let detector = build(&Spec::parse(spec).unwrap(), &options).unwrap();
+    let mut model = build(&Spec::parse(spec).unwrap(), &options).unwrap().model;
+    if let Weights::ConstantNodes = weights {
+        let constants = std::mem::take(&mut model.graph.initializers);
+        let nodes = constants.into_iter().map(|init| Node {
+            name: format!("{}.constant", init.name),
+            op_type: "Constant".into(),
+            domain: String::new(),
+            inputs: vec![],
+            outputs: vec![init.name],
+            attributes: vec![Attribute {
+                name: "value".into(),
+                value: AttributeValue::Tensor(init.tensor),
+            }],
+            doc_string: String::new(),
+        });
+        model.graph.nodes.splice(0..0, nodes);
+    }
     let float = dir.join("float.onnx");
-    detector.model.save(&float).unwrap();
+    model.save(&float).unwrap();
     let qdq = dir.join("qdq.onnx");
     let reference = dir.join("reference.bin");
     let script =
@@ -75,9 +101,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn onnxruntime_qdq_detector_runs_integer_convolutions_in_tract() {
+    check_integer_and_faithful(Weights::Initializers);
+}
+
+#[test]
+fn weights_quantized_at_run_time_are_folded_to_int8() {
+    check_integer_and_faithful(Weights::ConstantNodes);
+}
+
+fn check_integer_and_faithful(weights: Weights) {
     let dir = tempfile::tempdir().unwrap();
     let (qdq, reference) =
-        quantize_with_onnxruntime("mobilenet_v3_small+fpn+retinanet", dir.path());
+        quantize_with_onnxruntime("mobilenet_v3_small+fpn+retinanet", dir.path(), weights);
     let mut model = Model::load(&qdq).unwrap();
     let convs = model
         .graph
@@ -92,6 +127,19 @@ fn onnxruntime_qdq_detector_runs_integer_convolutions_in_tract() {
     );
     assert!(fusion.fused > 0 && fusion.fused == convs, "{fusion:?}");
     assert!(model.graph.nodes.iter().all(|n| n.op_type != "Conv"));
+    for conv in model
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "QLinearConv")
+    {
+        let weight = model.graph.constant(&conv.inputs[3]);
+        assert!(
+            weight.is_some_and(|w| w.datum_type() == DatumType::I8),
+            "`{}` reads a weight computed at run time",
+            conv.name
+        );
+    }
 
     let inputs = vec![(model.graph.inputs[0].name.clone(), vec![1, 3, SIZE, SIZE])];
     let plan = tract_model(&model, &inputs)
@@ -118,6 +166,12 @@ fn onnxruntime_qdq_detector_runs_integer_convolutions_in_tract() {
         );
     }
 
+    assert_agrees(plan, &reference, 0.99);
+}
+
+/// Runs `plan` on the reference input and compares each output with
+/// onnxruntime's.
+fn assert_agrees(plan: TypedModel, reference: &[Tensor], min_cosine: f64) {
     let runnable = plan.into_runnable().unwrap();
     let outputs = runnable.run(tvec!(reference[0].clone().into())).unwrap();
     assert_eq!(outputs.len(), reference.len() - 1);
@@ -128,6 +182,43 @@ fn onnxruntime_qdq_detector_runs_integer_convolutions_in_tract() {
         assert_eq!(a.len(), b.len());
         let c = cosine(a, b);
         eprintln!("cosine to onnxruntime: {c:.5}");
-        assert!(c > 0.99, "cosine {c}");
+        assert!(c > min_cosine, "cosine {c}");
     }
+}
+
+/// The float way: every activation pair goes, none is left, no quantize
+/// step reaches the plan, and the outputs still agree with onnxruntime's
+/// INT8 run (less closely: float keeps what INT8 rounds away).
+#[test]
+fn onnxruntime_qdq_detector_runs_in_float_without_its_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (qdq, reference) = quantize_with_onnxruntime(
+        "mobilenet_v3_small+fpn+retinanet",
+        dir.path(),
+        Weights::Initializers,
+    );
+    let mut model = Model::load(&qdq).unwrap();
+    let done = dequantize_activations(&mut model);
+    eprintln!("{} pairs, {} clips", done.pairs, done.clips);
+    assert!(done.pairs > 100 && done.kept.is_empty(), "{done:?}");
+    assert!(
+        !model
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "QuantizeLinear" && model.graph.constant(&n.inputs[0]).is_none()),
+        "an activation is still quantized"
+    );
+    let inputs = vec![(model.graph.inputs[0].name.clone(), vec![1, 3, SIZE, SIZE])];
+    let plan = tract_model(&model, &inputs)
+        .unwrap()
+        .into_optimized()
+        .unwrap();
+    assert!(
+        plan.nodes()
+            .iter()
+            .all(|n| !n.op.name().contains("Quantize")),
+        "a quantize step is left in the plan"
+    );
+    assert_agrees(plan, &reference, 0.98);
 }

@@ -11,7 +11,7 @@ use edgewise_manifest::Manifest;
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::engine::{Engine, NodeTimes};
+use crate::engine::{Engine, NodeTimes, QdqMode};
 use crate::error::RuntimeError;
 use crate::preprocess::preprocess;
 
@@ -42,6 +42,7 @@ pub struct Detector {
     /// the user fixed one); `None` lets each image choose (dynamic models).
     fixed: Option<[usize; 2]>,
     threads: usize,
+    qdq: QdqMode,
     engines: HashMap<Vec<usize>, Engine>,
 }
 
@@ -76,8 +77,16 @@ impl Detector {
             decoder,
             fixed: fixed_hw.or(own_hw),
             threads,
+            qdq: QdqMode::default(),
             engines: HashMap::new(),
         })
+    }
+
+    /// Runs a QDQ (INT8) model the way `mode` says (default: float).
+    pub fn with_qdq_mode(mut self, mode: QdqMode) -> Detector {
+        self.qdq = mode;
+        self.engines.clear();
+        self
     }
 
     /// The manifest.
@@ -138,13 +147,14 @@ impl Detector {
         let pre = t0.elapsed();
         // Building an engine for a new shape is a one-off cost, not a frame's.
         if !self.engines.contains_key(&shape) {
-            let engine = Engine::from_model(
+            let engine = Engine::with_qdq_mode(
                 &self.model,
                 &[InputShape {
                     name: None,
                     dims: shape.clone(),
                 }],
                 self.threads,
+                self.qdq,
             )?;
             self.engines.insert(shape.clone(), engine);
         }

@@ -10,7 +10,7 @@ pub mod preprocess;
 pub mod source;
 
 pub use detector::{Detector, Timing};
-pub use engine::Engine;
+pub use engine::{Engine, QdqMode, QdqRewrite};
 pub use error::RuntimeError;
 pub use preprocess::{Letterbox, Prepared, load_image, preprocess};
 pub use source::ModelSource;
