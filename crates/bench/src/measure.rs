@@ -2,6 +2,7 @@
 //! interleaved so both kinds see the same machine conditions; node times are
 //! attributed to ONNX nodes and summed per stage.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,8 @@ use image::DynamicImage;
 use crate::attribution::{Attributor, Origin};
 use crate::machine::Machine;
 use crate::report::{
-    Input, MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, NodeRow, STAGE_ROWS, Settings, StageRow, Variant,
+    Input, KernelRow, MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, NodeRow, STAGE_ROWS, Settings, StageRow,
+    Variant,
 };
 use crate::stats::Summary;
 
@@ -282,6 +284,7 @@ pub fn measure(
         between,
         unattributed,
     } = attribute(&profiled, runner.plan()?, staged);
+    let kernels = kernel_rows(&profiled, runner.plan()?, staged);
     let onnx_count = staged.model.graph.nodes.len();
 
     let totals = |s: &[Sample]| Summary::of(&s.iter().map(Sample::total).collect::<Vec<_>>());
@@ -425,6 +428,7 @@ pub fn measure(
         between_nodes,
         stages,
         nodes,
+        kernels,
         unattributed,
         detections: profiled.last().and_then(|s| s.detections),
         warnings,
@@ -515,6 +519,57 @@ struct Attributed {
     between: Vec<Duration>,
     /// Names of plan nodes with no ONNX origin.
     unattributed: Vec<String>,
+}
+
+/// The audit of `plan` ([`edgewise_quant::audit`]): every convolution and
+/// matrix product with its kernel's precision, its ONNX node and stage, and
+/// its median time; slowest first.
+fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> Vec<KernelRow> {
+    let graph = &staged.model.graph;
+    let attributor = Attributor::new(graph);
+    let ids: HashMap<&str, usize> = plan
+        .nodes()
+        .iter()
+        .map(|n| (n.name.as_str(), n.id))
+        .collect();
+    let mut rows: Vec<KernelRow> = edgewise_quant::audit(plan)
+        .into_iter()
+        .map(|k| {
+            let id = ids.get(k.node.as_str()).copied();
+            let samples: Vec<Duration> = profiled
+                .iter()
+                .map(|s| {
+                    s.nodes
+                        .iter()
+                        .filter(|(n, _)| Some(*n) == id)
+                        .map(|(_, t)| *t)
+                        .sum()
+                })
+                .collect();
+            let (onnx_node, stage) = match attributor.origin(&k.node) {
+                Origin::Node(ix) => (
+                    Some(graph.node_label(ix)),
+                    Some(staged.partition.stages[ix].name().to_string()),
+                ),
+                _ => (None, None),
+            };
+            KernelRow {
+                plan_node: k.node,
+                onnx_node,
+                stage,
+                op: k.op,
+                precision: match k.precision {
+                    edgewise_quant::Precision::Integer => "integer",
+                    edgewise_quant::Precision::Float => "float",
+                }
+                .into(),
+                kernels: k.kernels,
+                median_ms: Summary::of(&samples).map_or(0.0, |s| s.median_ms),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
+    rows
 }
 
 fn attribute(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> Attributed {

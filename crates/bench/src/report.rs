@@ -82,6 +82,10 @@ pub struct Variant {
     pub stages: Vec<StageRow>,
     /// Every ONNX node tract ran, slowest first.
     pub nodes: Vec<NodeRow>,
+    /// Every convolution and matrix product of tract's plan with the kernel
+    /// it ran on, slowest first: which layers really ran in integer.
+    #[serde(default)]
+    pub kernels: Vec<KernelRow>,
     /// Plan nodes whose ONNX origin could not be found (should be empty).
     pub unattributed: Vec<String>,
     /// Detections on the image in the last frame, with a manifest.
@@ -184,7 +188,47 @@ pub struct NodeRow {
     pub plan_nodes: usize,
 }
 
+/// One convolution or matrix product of tract's optimized plan and the
+/// arithmetic its kernel runs in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRow {
+    /// The plan node.
+    pub plan_node: String,
+    /// The ONNX node it comes from, when found.
+    pub onnx_node: Option<String>,
+    /// That node's stage.
+    pub stage: Option<String>,
+    /// tract's operator (`OptMatMul`, `DepthWiseConv`...).
+    pub op: String,
+    /// `integer` (8-bit operands, 32-bit accumulation) or `float`.
+    pub precision: String,
+    /// The matrix kernels it may pick from (empty for direct convolutions).
+    pub kernels: Vec<String>,
+    /// Median over the profiled frames, ms.
+    pub median_ms: f64,
+}
+
 impl Variant {
+    /// Convolutions and matrix products on integer kernels, those on float
+    /// ones, and the integer ones' share of their summed time (percent).
+    pub fn kernel_split(&self) -> (usize, usize, f64) {
+        let integer = |k: &&KernelRow| k.precision == "integer";
+        let total: f64 = self.kernels.iter().map(|k| k.median_ms).sum();
+        let on_integer: f64 = self
+            .kernels
+            .iter()
+            .filter(integer)
+            .map(|k| k.median_ms)
+            .sum();
+        let n = self.kernels.iter().filter(integer).count();
+        (
+            n,
+            self.kernels.len() - n,
+            100.0 * on_integer / total.max(1e-12),
+        )
+    }
+
     /// The row of `stage`, if it had any time.
     pub fn stage(&self, stage: &str) -> Option<&StageRow> {
         self.stages.iter().find(|r| r.stage == stage)

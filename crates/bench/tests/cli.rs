@@ -366,3 +366,67 @@ fn a_study_without_exactly_one_swapped_part_says_how_to_write_one() {
         assert!(err.contains(expected), "{pattern}: {err}");
     }
 }
+
+/// onnxruntime's QDQ model of a zoo detector, measured both ways: the audit
+/// in the report says which kernels ran integer, and it must agree with the
+/// mode asked for.
+#[test]
+fn a_qdq_model_reports_the_kernel_of_every_convolution() {
+    use edgewise_zoo::{Init, Options, Spec, build};
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        size: 64,
+        classes: 3,
+        neck_channels: 16,
+        seed: 5,
+        init: Init::Kaiming,
+    };
+    let spec = Spec::parse("mobilenet_v3_small+fpn+retinanet").unwrap();
+    let float = dir.path().join("float.onnx");
+    build(&spec, &options).unwrap().model.save(&float).unwrap();
+    let qdq = dir.path().join("qdq.onnx");
+    let out = Command::new("python3")
+        .arg(root().join("tests/fixtures/ort_quantize.py"))
+        .args([&float, &qdq, &dir.path().join("reference.bin")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (mode, precision) in [("integer", "integer"), ("float", "float")] {
+        let json = dir.path().join(format!("{mode}.json"));
+        let (ok, out, err) = edge_bench(&[
+            path_arg(&qdq),
+            "--qdq",
+            mode,
+            "--threads",
+            "1",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--top",
+            "3",
+            "--save",
+            path_arg(&json),
+        ]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("convolutions and matrix products, by kernel"),
+            "{out}"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        validate(&report);
+        let v = &report["variants"][0];
+        assert_eq!(v["settings"]["qdq"], mode);
+        let kernels = v["kernels"].as_array().unwrap();
+        assert!(kernels.len() >= 50, "{} kernels", kernels.len());
+        for k in kernels {
+            assert_eq!(k["precision"], precision, "{k}");
+            assert!(k["onnx_node"].is_string(), "{k}");
+        }
+    }
+}

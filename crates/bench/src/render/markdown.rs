@@ -49,6 +49,14 @@ pub fn render(report: &Report, options: Options) -> String {
                 table(&tables::nodes(v, options.top))
             );
         }
+        if options.top > 0 && tables::shows_kernels(v) {
+            out += &format!(
+                "Slowest {} of {} convolutions and matrix products, by kernel:\n\n{}\n",
+                options.top.min(v.kernels.len()),
+                v.kernels.len(),
+                table(&tables::kernels(v, options.top))
+            );
+        }
         for w in &v.warnings {
             out += &format!("> **Warning**: {w}\n\n");
         }

@@ -98,6 +98,15 @@ pub fn facts(v: &Variant) -> Vec<(&'static str, String)> {
             v.unattributed.len()
         ),
     ));
+    if !v.kernels.is_empty() {
+        let (integer, float, share) = v.kernel_split();
+        lines.push((
+            "kernels",
+            format!(
+                "{integer} convolution(s) and matrix product(s) on integer kernels, {float} on float; integer ones take {share:.0}% of their time"
+            ),
+        ));
+    }
     if let Some(n) = v.detections {
         lines.push(("found", format!("{n} detection(s) in the last frame")));
     }
@@ -168,6 +177,48 @@ pub fn stages(v: &Variant) -> TextTable {
         header,
         rows,
         numeric,
+    }
+}
+
+/// Whether a variant's kernel audit is worth a table: a quantized model.
+pub fn shows_kernels(v: &Variant) -> bool {
+    !v.kernels.is_empty() && (v.settings.qdq.is_some() || v.precision == "int8")
+}
+
+/// One variant's slowest `top` convolutions and matrix products, with the
+/// arithmetic of their kernel.
+pub fn kernels(v: &Variant, top: usize) -> TextTable {
+    let header = [
+        "plan node",
+        "ONNX node",
+        "stage",
+        "op",
+        "precision",
+        "median ms",
+        "kernel",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = v
+        .kernels
+        .iter()
+        .take(top)
+        .map(|k| {
+            vec![
+                k.plan_node.clone(),
+                k.onnx_node.clone().unwrap_or_else(|| NONE.into()),
+                k.stage.clone().unwrap_or_else(|| NONE.into()),
+                k.op.clone(),
+                k.precision.clone(),
+                ms(k.median_ms),
+                k.kernels.first().cloned().unwrap_or_else(|| NONE.into()),
+            ]
+        })
+        .collect();
+    TextTable {
+        header,
+        rows,
+        numeric: vec![false, false, false, false, false, true, false],
     }
 }
 

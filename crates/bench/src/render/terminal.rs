@@ -41,6 +41,14 @@ pub fn render(report: &Report, options: Options) -> String {
                 boxed(&tables::nodes(v, options.top))
             );
         }
+        if options.top > 0 && tables::shows_kernels(v) {
+            out += &format!(
+                "slowest {} of {} convolutions and matrix products, by kernel:\n{}\n",
+                options.top.min(v.kernels.len()),
+                v.kernels.len(),
+                boxed(&tables::kernels(v, options.top))
+            );
+        }
         for w in &v.warnings {
             out += &format!("warning: {w}\n");
         }
