@@ -100,12 +100,14 @@ pub fn facts(v: &Variant) -> Vec<(&'static str, String)> {
     ));
     if !v.kernels.is_empty() {
         let (integer, float, share) = v.kernel_split();
-        lines.push((
-            "kernels",
-            format!(
-                "{integer} convolution(s) and matrix product(s) on integer kernels, {float} on float; integer ones take {share:.0}% of their time"
+        let text = match (integer, float) {
+            (0, n) => format!("{n} convolution(s) and matrix product(s), all on float kernels"),
+            (n, 0) => format!("{n} convolution(s) and matrix product(s), all on integer kernels"),
+            (i, f) => format!(
+                "{i} convolution(s) and matrix product(s) on integer kernels, {f} on float; the integer ones take {share:.0}% of their time"
             ),
-        ));
+        };
+        lines.push(("kernels", text));
     }
     if let Some(n) = v.detections {
         lines.push(("found", format!("{n} detection(s) in the last frame")));
