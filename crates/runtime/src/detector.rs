@@ -128,6 +128,11 @@ impl Detector {
         self.engines.get(shape)
     }
 
+    /// The engines built so far, one per input shape.
+    pub fn engines(&self) -> impl Iterator<Item = &Engine> {
+        self.engines.values()
+    }
+
     fn frame(
         &mut self,
         image: &DynamicImage,

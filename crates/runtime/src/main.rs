@@ -11,7 +11,7 @@ use edgewise_manifest::Manifest;
 use edgewise_runtime::actions::LogPin;
 use edgewise_runtime::actions::{Act, ActionsFile, Event};
 use edgewise_runtime::draw::draw_detections;
-use edgewise_runtime::{Detector, ModelSource, QdqMode, load_image};
+use edgewise_runtime::{Detector, ModelSource, QdqMode, QdqRewrite, load_image};
 use serde::Serialize;
 
 /// Run a detector on images: one JSON line per detection on stdout, one
@@ -126,6 +126,40 @@ fn parse_size(text: &str) -> Result<[usize; 2]> {
     }
 }
 
+/// For a QDQ (INT8) model: how it ran, and the kernels its convolutions got
+/// (the audit of [`edgewise_quant::audit`]).
+fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
+    let rewrite = engine.qdq_rewrite()?;
+    let kernels = edgewise_quant::audit(engine.plan());
+    let integer = kernels
+        .iter()
+        .filter(|k| k.precision == edgewise_quant::Precision::Integer)
+        .count();
+    let how = match rewrite {
+        QdqRewrite::Float(d) => format!(
+            "run in float (--qdq float): {} quantize/dequantize pair(s) removed, {} kept as a clip (a folded activation){}",
+            d.pairs,
+            d.clips,
+            match d.kept.first() {
+                Some((node, why)) => format!(", {} left as written ({node}: {why})", d.kept.len()),
+                None => String::new(),
+            }
+        ),
+        QdqRewrite::Integer(f) => format!(
+            "run as integer (--qdq integer): {} convolution(s) as QLinearConv{}",
+            f.fused,
+            match f.skipped.first() {
+                Some((node, why)) => format!(", {} left in float ({node}: {why})", f.skipped.len()),
+                None => String::new(),
+            }
+        ),
+    };
+    Some(format!(
+        "INT8 (QDQ) model {how}; kernels: {integer} integer, {} float",
+        kernels.len() - integer
+    ))
+}
+
 fn load_manifest(cli: &Cli) -> Result<(PathBuf, Manifest)> {
     let (onnx, manifest) = match &cli.manifest {
         Some(m) => (cli.model.clone(), Manifest::load(m)?),
@@ -185,6 +219,7 @@ fn run(cli: Cli) -> Result<bool> {
     let mut actions = open_actions(&cli)?;
     let started = std::time::Instant::now();
     let mut all_ok = true;
+    let mut told_precision = false;
     for path in &images {
         let name = path.display().to_string();
         let outcome = load_image(path)
@@ -201,6 +236,12 @@ fn run(cli: Cli) -> Result<bool> {
                 continue;
             }
         };
+        if !told_precision {
+            told_precision = true;
+            if let Some(text) = detector.engines().next().and_then(describe_precision) {
+                eprintln!("{text}");
+            }
+        }
         for d in &detections {
             let line = Line {
                 image: &name,

@@ -242,3 +242,59 @@ fn zoo_detectors_run_with_the_manifest_written_beside_them() {
         }
     }
 }
+
+/// onnxruntime's QDQ model of a zoo detector, with the float model's
+/// manifest: edge-run says how it ran and which kernels its convolutions got,
+/// and finds boxes either way.
+#[test]
+fn a_qdq_model_says_how_it_ran() {
+    use edgewise_zoo::{Init, Options, Spec, build};
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        size: 128,
+        classes: 3,
+        neck_channels: 32,
+        seed: 1,
+        init: Init::Kaiming,
+    };
+    let spec = Spec::parse("mobilenet_v3_small+fpn+retinanet").unwrap();
+    let saved = build(&spec, &options)
+        .unwrap()
+        .save(&dir.path().join("float.onnx"))
+        .unwrap();
+    let qdq = dir.path().join("qdq.onnx");
+    let out = Command::new("python3")
+        .arg(root().join("tests/fixtures/ort_quantize.py"))
+        .args([&saved.onnx, &qdq, &dir.path().join("reference.bin")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (mode, expected) in [
+        ("float", "run in float (--qdq float)"),
+        (
+            "integer",
+            "run as integer (--qdq integer): 110 convolution(s)",
+        ),
+    ] {
+        let (ok, _, err) = edge_run(&[
+            path_str(&qdq),
+            "--manifest",
+            path_str(&saved.manifest),
+            "--qdq",
+            mode,
+            "models/.cache/photos/astronaut.png",
+        ]);
+        assert!(ok, "{mode}: {err}");
+        assert!(err.contains(expected), "{mode}: {err}");
+        let kernels = if mode == "float" {
+            "kernels: 0 integer"
+        } else {
+            "integer, 0 float"
+        };
+        assert!(err.contains(kernels), "{mode}: {err}");
+    }
+}
