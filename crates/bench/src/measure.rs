@@ -532,19 +532,24 @@ fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> 
         .iter()
         .map(|n| (n.name.as_str(), n.id))
         .collect();
+    // Each plan node's time in each frame, gathered in one pass.
+    let frames: Vec<Vec<Duration>> = profiled
+        .iter()
+        .map(|s| {
+            let mut times = vec![Duration::ZERO; plan.nodes().len()];
+            for &(id, t) in &s.nodes {
+                times[id] += t;
+            }
+            times
+        })
+        .collect();
     let mut rows: Vec<KernelRow> = edgewise_quant::audit(plan)
         .into_iter()
         .map(|k| {
             let id = ids.get(k.node.as_str()).copied();
-            let samples: Vec<Duration> = profiled
+            let samples: Vec<Duration> = frames
                 .iter()
-                .map(|s| {
-                    s.nodes
-                        .iter()
-                        .filter(|(n, _)| Some(*n) == id)
-                        .map(|(_, t)| *t)
-                        .sum()
-                })
+                .map(|times| id.map_or(Duration::ZERO, |id| times[id]))
                 .collect();
             let (onnx_node, stage) = match attributor.origin(&k.node) {
                 Origin::Node(ix) => (

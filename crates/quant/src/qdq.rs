@@ -109,7 +109,11 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
             .and_then(|b| producer.get(b.as_str()))
             .map(|&p| &g.nodes[p])
             .filter(|n| n.op_type == "DequantizeLinear");
-        match plan_fusion(model, conv, &x, &w, bias_dq, q, &label) {
+        let weight_q = producer
+            .get(w.value())
+            .map(|&p| &g.nodes[p])
+            .filter(|n| n.op_type == "QuantizeLinear" && n.domain.is_empty());
+        match plan_fusion(model, conv, &x, &w, weight_q, bias_dq, q, &label) {
             Ok((node, constant)) => {
                 replaced.insert(ix, node);
                 new_constants.extend(constant);
@@ -140,13 +144,16 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
 
 /// The `QLinearConv` node replacing `conv`, and the constants it needs that
 /// the model lacks: the int8 weight when the model quantizes a float weight at
-/// run time, the int32 bias when the bias is float; `bias_dq` dequantizes the
-/// bias when it is stored quantized.
+/// run time, the int32 bias when the bias is float; `weight_q` quantizes the
+/// weight when it is quantized at run time, `bias_dq` dequantizes the bias
+/// when it is stored quantized.
+#[allow(clippy::too_many_arguments)]
 fn plan_fusion(
     model: &Model,
     conv: &Node,
     x: &Dq,
     w: &Dq,
+    weight_q: Option<&Node>,
     bias_dq: Option<&Node>,
     q: &Node,
     label: &str,
@@ -169,7 +176,8 @@ fn plan_fusion(
     let (weight, folded) = match g.constant(w.value()) {
         Some(weight) => (weight.into_owned(), None),
         None => {
-            let weight = quantize_constant_weight(model, w.value(), &w_scales, axis)?;
+            let q = weight_q.ok_or("the weight is neither a constant nor a quantized constant")?;
+            let weight = quantize_constant_weight(model, q, &w_scales, axis)?;
             let name = format!("{label}.weight_i8");
             (
                 weight.clone(),
@@ -258,17 +266,11 @@ fn plan_fusion(
 /// otherwise quantize and dequantize them back to float.
 fn quantize_constant_weight(
     model: &Model,
-    value: &str,
+    q: &Node,
     dq_scales: &[f32],
     dq_axis: i64,
 ) -> Result<Tensor, String> {
     let g = &model.graph;
-    let q = g
-        .nodes
-        .iter()
-        .find(|n| n.outputs.first().is_some_and(|o| o == value))
-        .filter(|n| n.op_type == "QuantizeLinear" && n.domain.is_empty())
-        .ok_or("the weight is neither a constant nor a quantized constant")?;
     let float = g
         .constant(&q.inputs[0])
         .ok_or("the weight is quantized at run time from a value that is not a constant")?;
