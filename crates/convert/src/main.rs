@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use edgewise_convert::fidelity::{Comparison, Fidelity, Probe};
 use edgewise_convert::inspect::{inspect, render};
+use edgewise_convert::quantize::{self, KeepFloat, Options};
 use edgewise_convert::zoo;
-use edgewise_runtime::ModelSource;
+use edgewise_quant::Method;
+use edgewise_runtime::{ModelSource, QdqMode};
 use edgewise_zoo::BuildArgs;
 
-/// Convert ONNX detectors for ARM boards: inspect their stages and costs, and
-/// build detectors from the zoo.
+/// Convert ONNX detectors for ARM boards: inspect their stages and costs,
+/// build detectors from the zoo, and quantize them to INT8.
 #[derive(Parser)]
 #[command(name = "edge-convert", version, about)]
 struct Cli {
@@ -63,6 +66,61 @@ enum Command {
         #[arg(long)]
         list: bool,
     },
+    /// Post-training static INT8: calibrate on photos, write a portable QDQ
+    /// model (onnxruntime, TensorRT and edge-run read it) and a manifest
+    /// beside it, and measure its fidelity on held-back photos.
+    Quantize {
+        /// A model manifest (`models/*.toml`, or the `.toml` beside a zoo
+        /// model): it says how to preprocess the photos.
+        model: PathBuf,
+        /// Folder of calibration photos.
+        #[arg(long)]
+        calib: PathBuf,
+        /// The QDQ model to write (`.onnx`; the manifest goes beside it).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// How each activation's range is chosen.
+        #[arg(long, value_enum, default_value_t = CalibrationMethod::Minmax)]
+        method: CalibrationMethod,
+        /// For `--method percentile`: percent of the values kept inside the range.
+        #[arg(long, default_value_t = 99.99)]
+        percentile: f64,
+        /// Stages (`backbone`, `neck`, `head`) or node-name globs to keep in
+        /// float, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        keep_float: Vec<String>,
+        /// Folder of held-back photos (none of them in --calib): compare the
+        /// INT8 model with the original on them.
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
+        #[arg(long)]
+        input_shape: Option<String>,
+        /// Where calibration statistics are cached; default
+        /// `~/.cache/edgewise/calibration`.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Do not read or write the calibration cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// Threads for tract (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--method` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CalibrationMethod {
+    /// The extremes seen.
+    Minmax,
+    /// A percentile of the values (`--percentile`).
+    Percentile,
+    /// The range of least KL divergence (TensorRT's entropy calibration).
+    Entropy,
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -103,8 +161,144 @@ fn run(cli: Cli) -> Result<()> {
             let (detector, saved) = zoo::build_and_save(&spec, &options, anonymous, &out)?;
             print!("{}", zoo::describe(&detector, &saved));
         }
+        Command::Quantize {
+            model,
+            calib,
+            out,
+            method,
+            percentile,
+            keep_float,
+            eval,
+            input_shape,
+            cache_dir,
+            no_cache,
+            threads,
+            json,
+        } => {
+            let source = ModelSource::resolve(&model)?;
+            let calibration = quantize::photos_in(&calib)?;
+            let held_back = eval.as_deref().map(quantize::photos_in).transpose()?;
+            if let Some(photos) = &held_back {
+                disjoint(&calibration, photos)?;
+            }
+            let shape = source
+                .input_shapes(input_shape.as_deref())?
+                .into_iter()
+                .next();
+            let options = Options {
+                calibration,
+                method: match method {
+                    CalibrationMethod::Minmax => Method::MinMax,
+                    CalibrationMethod::Percentile => Method::Percentile { percentile },
+                    CalibrationMethod::Entropy => Method::Entropy,
+                },
+                keep_float: KeepFloat::parse(&keep_float)?,
+                shape,
+                cache_dir: if no_cache {
+                    None
+                } else {
+                    cache_dir.or_else(quantize::default_cache_dir)
+                },
+                threads: threads.unwrap_or_else(edgewise_runtime::engine::default_threads),
+            };
+            let report = quantize::quantize(&source, &out, &options)?;
+            let fidelity = match &held_back {
+                Some(photos) => compare(&source, &report, photos, options.threads)?,
+                None => vec![],
+            };
+            if json {
+                let value = serde_json::json!({
+                    "schema": "edgewise.quantize/1",
+                    "report": report,
+                    "fidelity": fidelity,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", quantize::render(&report));
+                for f in &fidelity {
+                    print!("{}", edgewise_convert::fidelity::render(f));
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Refuses held-back photos that are also calibration photos (same bytes).
+fn disjoint(calibration: &[PathBuf], held_back: &[PathBuf]) -> Result<()> {
+    let digest = |p: &PathBuf| -> Result<Vec<u8>> {
+        use sha2::Digest;
+        Ok(sha2::Sha256::digest(std::fs::read(p)?).to_vec())
+    };
+    let seen: std::collections::HashMap<Vec<u8>, &PathBuf> = calibration
+        .iter()
+        .map(|p| Ok((digest(p)?, p)))
+        .collect::<Result<_>>()?;
+    for p in held_back {
+        if let Some(c) = seen.get(&digest(p)?) {
+            anyhow::bail!(
+                "held-back photo {} is also a calibration photo ({}): fidelity must be measured on photos the calibration did not see",
+                p.display(),
+                c.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The fidelity of the written model against the original, in both ways our
+/// runtime runs a QDQ model.
+fn compare(
+    source: &ModelSource,
+    report: &quantize::Report,
+    photos: &[PathBuf],
+    threads: usize,
+) -> Result<Vec<Fidelity>> {
+    let manifest = source.manifest.as_ref().expect("quantize checked it");
+    let shape = edgewise_graph::InputShape {
+        name: manifest.input.name.clone(),
+        dims: report.shape.clone(),
+    };
+    let reference = edgewise_graph::Model::load(&source.onnx)?;
+    let candidate = edgewise_graph::Model::load(&report.out)?;
+    let staged = edgewise_stages::StagedModel::new(
+        reference.clone(),
+        std::slice::from_ref(&shape),
+        &source.stage_boundaries(&[], &[]),
+    )?;
+    let p = &staged.partition;
+    let probes: Vec<Probe> = p
+        .backbone_outputs
+        .iter()
+        .map(|b| (b, "backbone out"))
+        .chain(p.head_inputs.iter().map(|b| (b, "head in")))
+        .map(|(b, role)| Probe {
+            value: b.value.clone(),
+            role: role.into(),
+        })
+        .chain(reference.graph.outputs.iter().map(|o| Probe {
+            value: o.name.clone(),
+            role: "output".into(),
+        }))
+        .fold(Vec::new(), |mut probes: Vec<Probe>, p| {
+            if !probes.iter().any(|q| q.value == p.value) {
+                probes.push(p);
+            }
+            probes
+        });
+    let comparison = Comparison {
+        reference: &reference,
+        candidate: &candidate,
+        manifest,
+        shape: &shape,
+        probes: &probes,
+        photos,
+        threads,
+    };
+    [QdqMode::Float, QdqMode::Integer]
+        .into_iter()
+        .map(|mode| comparison.run(mode))
+        .collect()
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,9 @@
 //! INT8 on tract.
 //!
+//! [`ptq`] quantizes a float model after training: [`calib`] picks each
+//! activation's range from histograms of real images, and the model is
+//! written in the portable QDQ form that onnxruntime and TensorRT read.
+//!
 //! tract runs an ONNX `QLinearConv` as an i8 x i8 -> i32 matrix product, but
 //! the portable QDQ form that quantizers write (`DequantizeLinear -> Conv ->
 //! QuantizeLinear`, onnxruntime's `quantize_static`, Ultralytics' INT8
@@ -12,9 +16,13 @@
 //! (faster, in tract 0.23, than its integer path; `docs/benchmarks.md`).
 
 pub mod audit;
+pub mod calib;
 pub mod float;
+pub mod ptq;
 pub mod qdq;
 
 pub use audit::{KernelUse, Precision, audit};
+pub use calib::{Extremes, Histogram, Method};
 pub use float::{Dequantized, dequantize_activations};
+pub use ptq::{Plan, Prepared, QuantError, Quantized};
 pub use qdq::{Fusion, fuse_qdq_convs};

@@ -1,0 +1,369 @@
+//! How closely a converted model (quantized, pruned) follows the original, on
+//! held-back photos: the agreement of the tensors on every stage boundary and
+//! output (cosine, signal-to-noise ratio), and of the detections (precision,
+//! recall and F1 at IoU 0.5, taking the original's detections as the truth).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use edgewise_decode::Detection;
+use edgewise_graph::model::ValueInfo;
+use edgewise_graph::tract_onnx::prelude::Tensor;
+use edgewise_graph::{InputShape, Model};
+use edgewise_manifest::Manifest;
+use edgewise_runtime::{Detector, Engine, QdqMode, load_image, preprocess};
+use serde::Serialize;
+
+/// IoU at which two detections are the same object.
+pub const MATCH_IOU: f32 = 0.5;
+
+/// A tensor compared between the two models.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Probe {
+    /// The value's name (the same in both models).
+    pub value: String,
+    /// Where it is: `backbone -> neck`, `-> head`, `output`.
+    pub role: String,
+}
+
+/// Agreement on one tensor, over all photos.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TensorAgreement {
+    /// The probe.
+    #[serde(flatten)]
+    pub probe: Probe,
+    /// Cosine similarity of the two tensors (all photos as one vector).
+    pub cosine: f64,
+    /// Signal-to-noise ratio in dB: reference energy over difference energy.
+    pub snr_db: f64,
+}
+
+/// Agreement of detections, the reference's taken as the truth.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DetectionAgreement {
+    /// Detections of the reference model.
+    pub reference: usize,
+    /// Detections of the compared model.
+    pub candidate: usize,
+    /// Candidate detections matching a reference one (same class, IoU ≥ 0.5).
+    pub matched: usize,
+    /// `matched / candidate` (1 when both found nothing).
+    pub precision: f64,
+    /// `matched / reference` (1 when both found nothing).
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f1: f64,
+}
+
+impl DetectionAgreement {
+    /// Counts matches between the detections of one photo, and adds them.
+    pub fn add(&mut self, reference: &[Detection], candidate: &[Detection]) {
+        self.reference += reference.len();
+        self.candidate += candidate.len();
+        self.matched += match_count(reference, candidate, MATCH_IOU);
+        let ratio = |n: usize, d: usize| {
+            if d == 0 {
+                if n == 0 { 1.0 } else { 0.0 }
+            } else {
+                n as f64 / d as f64
+            }
+        };
+        // With no detections on either side, the two agree completely.
+        let both_empty = self.reference == 0 && self.candidate == 0;
+        self.precision = if both_empty {
+            1.0
+        } else {
+            ratio(self.matched, self.candidate)
+        };
+        self.recall = if both_empty {
+            1.0
+        } else {
+            ratio(self.matched, self.reference)
+        };
+        let (p, r) = (self.precision, self.recall);
+        self.f1 = if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Greedy matching, highest score first: each candidate takes the unmatched
+/// reference detection of its class with the highest IoU, if at least `iou`.
+pub fn match_count(reference: &[Detection], candidate: &[Detection], iou: f32) -> usize {
+    let mut order: Vec<&Detection> = candidate.iter().collect();
+    order.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut taken = vec![false; reference.len()];
+    let mut matched = 0;
+    for c in order {
+        let best = reference
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !taken[*i] && r.class_id == c.class_id)
+            .map(|(i, r)| (i, r.bbox.iou(&c.bbox)))
+            .filter(|(_, v)| *v >= iou)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((i, _)) = best {
+            taken[i] = true;
+            matched += 1;
+        }
+    }
+    matched
+}
+
+/// The fidelity of one model against another, run one way.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fidelity {
+    /// How the compared model ran (for QDQ models).
+    pub qdq: Option<QdqMode>,
+    /// Photos compared.
+    pub photos: usize,
+    /// Per probed tensor.
+    pub tensors: Vec<TensorAgreement>,
+    /// Detections.
+    pub detections: DetectionAgreement,
+}
+
+#[derive(Default)]
+struct Sums {
+    dot: f64,
+    reference: f64,
+    candidate: f64,
+    error: f64,
+}
+
+impl Sums {
+    fn add(&mut self, a: &[f32], b: &[f32]) {
+        for (&a, &b) in a.iter().zip(b) {
+            let (a, b) = (a as f64, b as f64);
+            self.dot += a * b;
+            self.reference += a * a;
+            self.candidate += b * b;
+            self.error += (a - b) * (a - b);
+        }
+    }
+
+    fn cosine(&self) -> f64 {
+        let norms = (self.reference * self.candidate).sqrt();
+        if norms == 0.0 {
+            if self.error == 0.0 { 1.0 } else { 0.0 }
+        } else {
+            self.dot / norms
+        }
+    }
+
+    fn snr_db(&self) -> f64 {
+        if self.error == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.reference / self.error).log10()
+        }
+    }
+}
+
+/// `model` with `probes` added to its outputs (values already outputs stay once).
+fn probing(model: &Model, probes: &[Probe]) -> Model {
+    let mut m = model.clone();
+    for p in probes {
+        if !m.graph.outputs.iter().any(|o| o.name == p.value) {
+            m.graph.outputs.push(ValueInfo {
+                name: p.value.clone(),
+                elem_type: 1,
+                shape: None,
+                doc_string: String::new(),
+            });
+        }
+    }
+    m
+}
+
+fn values_of(engine: &Engine, outputs: &[Tensor], name: &str) -> Result<Vec<f32>> {
+    let ix = engine
+        .output_names()
+        .iter()
+        .position(|n| n == name)
+        .with_context(|| format!("value {name} is not an output of the probed model"))?;
+    let t = outputs[ix].cast_to::<f32>()?;
+    edgewise_graph::tensor::values::<f32>(&t)
+        .map(<[f32]>::to_vec)
+        .with_context(|| format!("value {name} is not readable as f32"))
+}
+
+/// What to compare and on what.
+pub struct Comparison<'a> {
+    /// The original model.
+    pub reference: &'a Model,
+    /// The converted model.
+    pub candidate: &'a Model,
+    /// Their manifest (preprocessing, decoding).
+    pub manifest: &'a Manifest,
+    /// The input shape both run at.
+    pub shape: &'a InputShape,
+    /// The tensors to compare.
+    pub probes: &'a [Probe],
+    /// The photos.
+    pub photos: &'a [PathBuf],
+    /// Threads for tract.
+    pub threads: usize,
+}
+
+impl Comparison<'_> {
+    /// Runs both models on every photo and measures their agreement, the
+    /// candidate run in `qdq` mode.
+    pub fn run(&self, qdq: QdqMode) -> Result<Fidelity> {
+        let shapes = std::slice::from_ref(self.shape);
+        let hw = self
+            .manifest
+            .input
+            .hw_of(&self.shape.dims)
+            .context("the input shape has no height and width")?;
+        let mut ref_engine =
+            Engine::from_model(&probing(self.reference, self.probes), shapes, self.threads)?;
+        let mut cand_engine = Engine::with_qdq_mode(
+            &probing(self.candidate, self.probes),
+            shapes,
+            self.threads,
+            qdq,
+        )?;
+        let mut ref_detector = Detector::new(
+            self.reference.clone(),
+            self.manifest.clone(),
+            Some(hw),
+            self.threads,
+        )?;
+        let mut cand_detector = Detector::new(
+            self.candidate.clone(),
+            self.manifest.clone(),
+            Some(hw),
+            self.threads,
+        )?
+        .with_qdq_mode(qdq);
+        let mut sums: Vec<Sums> = self.probes.iter().map(|_| Sums::default()).collect();
+        let mut detections = DetectionAgreement::default();
+        for photo in self.photos {
+            let image = load_image(photo)?;
+            let input = preprocess(&image, &self.manifest.input, Some(hw))?.tensor;
+            let a = ref_engine.run(vec![input.clone()])?;
+            let b = cand_engine.run(vec![input])?;
+            for (probe, sum) in self.probes.iter().zip(&mut sums) {
+                let (va, vb) = (
+                    values_of(&ref_engine, &a, &probe.value)?,
+                    values_of(&cand_engine, &b, &probe.value)?,
+                );
+                sum.add(&va, &vb);
+            }
+            let (r, _) = ref_detector.detect(&image)?;
+            let (c, _) = cand_detector.detect(&image)?;
+            detections.add(&r, &c);
+        }
+        let is_qdq = self
+            .candidate
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "DequantizeLinear");
+        Ok(Fidelity {
+            qdq: is_qdq.then_some(qdq),
+            photos: self.photos.len(),
+            tensors: self
+                .probes
+                .iter()
+                .zip(&sums)
+                .map(|(p, s)| TensorAgreement {
+                    probe: p.clone(),
+                    cosine: s.cosine(),
+                    snr_db: s.snr_db(),
+                })
+                .collect(),
+            detections,
+        })
+    }
+}
+
+/// The text report of one comparison.
+pub fn render(f: &Fidelity) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let how = match f.qdq {
+        Some(QdqMode::Float) => " (run with --qdq float)",
+        Some(QdqMode::Integer) => " (run with --qdq integer)",
+        None => "",
+    };
+    let d = &f.detections;
+    let _ = writeln!(
+        s,
+        "fidelity on {} held-back photos{how}: detections F1 {:.3} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
+        f.photos, d.f1, d.precision, d.recall, d.matched, d.reference, d.candidate
+    );
+    for t in &f.tensors {
+        let _ = writeln!(
+            s,
+            "  {:<13} {:<40} cosine {:.5}  SNR {:>6.1} dB",
+            t.probe.role, t.probe.value, t.cosine, t.snr_db
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use edgewise_decode::BBox;
+
+    use super::*;
+
+    fn det(class: usize, score: f32, x: f32) -> Detection {
+        Detection::new(
+            class,
+            score,
+            BBox {
+                x1: x,
+                y1: 0.0,
+                x2: x + 10.0,
+                y2: 10.0,
+            },
+        )
+    }
+
+    #[test]
+    fn matching_needs_the_class_and_half_overlap() {
+        let reference = [det(0, 0.9, 0.0), det(1, 0.8, 50.0)];
+        // Same place, same class; same place, other class; shifted by 4 (IoU 0.43).
+        let candidate = [det(0, 0.9, 0.0), det(0, 0.7, 50.0), det(1, 0.6, 54.0)];
+        assert_eq!(match_count(&reference, &candidate, 0.5), 1);
+        let mut a = DetectionAgreement::default();
+        a.add(&reference, &candidate);
+        assert_eq!((a.matched, a.reference, a.candidate), (1, 2, 3));
+        assert!((a.precision - 1.0 / 3.0).abs() < 1e-9);
+        assert!((a.recall - 0.5).abs() < 1e-9);
+        assert!((a.f1 - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn one_reference_box_is_matched_once() {
+        let reference = [det(0, 0.9, 0.0)];
+        let candidate = [det(0, 0.5, 0.0), det(0, 0.9, 1.0)];
+        assert_eq!(match_count(&reference, &candidate, 0.5), 1);
+    }
+
+    #[test]
+    fn no_detections_on_either_side_is_full_agreement() {
+        let mut a = DetectionAgreement::default();
+        a.add(&[], &[]);
+        assert_eq!((a.precision, a.recall, a.f1), (1.0, 1.0, 1.0));
+        a.add(&[det(0, 0.9, 0.0)], &[]);
+        assert_eq!((a.recall, a.f1), (0.0, 0.0));
+    }
+
+    #[test]
+    fn sums_give_cosine_and_snr() {
+        let mut s = Sums::default();
+        s.add(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]);
+        assert_eq!(s.cosine(), 1.0);
+        assert_eq!(s.snr_db(), f64::INFINITY);
+        let mut s = Sums::default();
+        s.add(&[10.0, 0.0], &[9.0, 0.0]);
+        // Energy 100 over error 1: 20 dB.
+        assert!((s.snr_db() - 20.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,457 @@
+//! `edge-convert quantize`: post-training static INT8 into portable QDQ ONNX,
+//! calibrated on real photos preprocessed as the model's manifest says.
+//!
+//! The steps: prepare the model ([`edgewise_quant::ptq::prepare`]: BatchNorm
+//! folded, constants made initializers), choose the convolutions to quantize
+//! (all but those `--keep-float` names), observe their activations on the
+//! calibration photos (two passes: the extremes, then a histogram over
+//! them; cached, so another `--method` costs no inference), pick each range
+//! with the calibration method, write the QDQ model and a manifest beside it,
+//! and check which convolutions tract runs on integer kernels.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use edgewise_graph::model::{ValueInfo, write_atomically};
+use edgewise_graph::{InputShape, Model};
+use edgewise_manifest::{Manifest, Source};
+use edgewise_quant::calib::{Extremes, Histogram, Method};
+use edgewise_quant::ptq::{self, Plan, Prepared, Quantized};
+use edgewise_quant::{Precision, audit};
+use edgewise_runtime::{Engine, ModelSource, QdqMode, load_image, preprocess};
+use edgewise_stages::{Stage, StagedModel};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Image file extensions read from photo folders.
+const PHOTO_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp"];
+
+/// The photos in `dir` (not recursive), sorted by name.
+pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read photo folder {}", dir.display()))?;
+    let mut photos: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    photos.sort();
+    if photos.is_empty() {
+        bail!(
+            "no photos ({}) in {}",
+            PHOTO_EXTENSIONS.join(", "),
+            dir.display()
+        );
+    }
+    Ok(photos)
+}
+
+/// What to keep in float: stage names (`backbone`, `neck`, `head`, `pre`,
+/// `post`) or glob patterns over node names.
+#[derive(Clone, Debug, Default)]
+pub struct KeepFloat {
+    stages: Vec<Stage>,
+    patterns: Vec<glob::Pattern>,
+}
+
+impl KeepFloat {
+    /// Parses the `--keep-float` entries.
+    pub fn parse(entries: &[String]) -> Result<KeepFloat> {
+        let mut keep = KeepFloat::default();
+        for e in entries {
+            match Stage::ALL.iter().find(|s| s.name() == e.as_str()) {
+                Some(s) => keep.stages.push(*s),
+                None => keep.patterns.push(glob::Pattern::new(e).with_context(|| {
+                    format!("--keep-float entry `{e}` is not a stage name or a glob pattern")
+                })?),
+            }
+        }
+        Ok(keep)
+    }
+
+    fn reason(&self, stage: Stage, label: &str) -> Option<String> {
+        if self.stages.contains(&stage) {
+            return Some(format!("--keep-float {stage}"));
+        }
+        self.patterns
+            .iter()
+            .find(|p| p.matches(label))
+            .map(|p| format!("--keep-float {}", p.as_str()))
+    }
+}
+
+/// Options of one quantization.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The calibration photos.
+    pub calibration: Vec<PathBuf>,
+    /// How activation ranges are chosen.
+    pub method: Method,
+    /// What stays float.
+    pub keep_float: KeepFloat,
+    /// The input shape; default: the manifest's size.
+    pub shape: Option<InputShape>,
+    /// Where calibration statistics are cached.
+    pub cache_dir: Option<PathBuf>,
+    /// Threads for tract.
+    pub threads: usize,
+}
+
+/// The calibration statistics of one model on one set of photos.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Statistics {
+    key: String,
+    histograms: HashMap<String, Histogram>,
+}
+
+/// What a quantization did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The model quantized.
+    pub model: PathBuf,
+    /// The QDQ model written.
+    pub out: PathBuf,
+    /// The manifest written beside it.
+    pub manifest: PathBuf,
+    /// The input shape calibrated at.
+    pub shape: Vec<usize>,
+    /// Calibration method.
+    pub method: Method,
+    /// Calibration photos.
+    pub calibration_photos: usize,
+    /// Whether the statistics came from the cache.
+    pub cached_statistics: bool,
+    /// Preparation.
+    pub prepared: Prepared,
+    /// The plan: convolutions quantized and kept float.
+    pub plan: Plan,
+    /// The rewrite.
+    pub quantized: Quantized,
+    /// Convolutions tract runs on integer kernels when the model runs with
+    /// `--qdq integer`, and those left in float.
+    pub integer_convs: usize,
+    /// Convolutions in float in that run.
+    pub float_convs: usize,
+    /// File sizes in bytes: before, after.
+    pub bytes: (u64, u64),
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/edgewise/calibration`, else
+/// `~/.cache/edgewise/calibration`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("edgewise").join("calibration"))
+}
+
+/// Quantizes the model of `source` to `out` (and a manifest beside it).
+pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<Report> {
+    if out.extension().is_none_or(|e| e != "onnx") {
+        bail!(
+            "output {} must end in .onnx (the manifest is written beside it as .toml)",
+            out.display()
+        );
+    }
+    let manifest = source.manifest.as_ref().with_context(|| {
+        format!(
+            "{} has no manifest: quantize needs one to preprocess the calibration photos as the \
+             model expects; give the manifest (`models/*.toml`, or the .toml `edge-convert zoo` writes)",
+            source.onnx.display()
+        )
+    })?;
+    let shape = options.shape.clone().unwrap_or_else(|| InputShape {
+        name: manifest.input.name.clone(),
+        dims: manifest.input.shape(),
+    });
+    let hw = manifest
+        .input
+        .hw_of(&shape.dims)
+        .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
+    let original_bytes = std::fs::metadata(&source.onnx)?.len();
+    let mut model = Model::load(&source.onnx)?;
+    let prepared = ptq::prepare(&mut model)?;
+
+    let staged = StagedModel::new(
+        model.clone(),
+        std::slice::from_ref(&shape),
+        &source.stage_boundaries(&[], &[]),
+    )
+    .context("cannot find the model's stages (for --keep-float)")?;
+    let plan = ptq::plan(&model, |ix, _| {
+        options
+            .keep_float
+            .reason(staged.partition.stages[ix], &model.graph.node_label(ix))
+    });
+    if plan.convs.is_empty() {
+        bail!(
+            "no convolution to quantize ({} kept in float): check --keep-float",
+            plan.float.len()
+        );
+    }
+    let observed = plan.observed_values();
+
+    let key = statistics_key(&model, &observed, manifest, &shape, &options.calibration)?;
+    let cache = options
+        .cache_dir
+        .as_ref()
+        .map(|d| d.join(format!("{}.json", &key[..16])));
+    let cached = cache
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<Statistics>(&b).ok())
+        .filter(|s| s.key == key);
+    let cached_statistics = cached.is_some();
+    let histograms = match cached {
+        Some(s) => s.histograms,
+        None => {
+            let h = observe(&model, &observed, manifest, &shape, hw, options)?;
+            if let Some(path) = &cache {
+                std::fs::create_dir_all(path.parent().expect("a file in a folder")).with_context(
+                    || format!("cannot create cache folder for {}", path.display()),
+                )?;
+                let stats = Statistics {
+                    key,
+                    histograms: h.clone(),
+                };
+                write_atomically(path, &serde_json::to_vec(&stats)?)?;
+            }
+            h
+        }
+    };
+    let ranges: HashMap<String, (f32, f32)> = histograms
+        .iter()
+        .map(|(name, h)| (name.clone(), h.range(options.method)))
+        .collect();
+    let mut quantized_model = model;
+    let quantized = ptq::quantize(&mut quantized_model, &plan, &ranges)?;
+    quantized_model.set_metadata(
+        "edgewise.quantization",
+        format!(
+            "int8 QDQ: weights symmetric per output channel, activations asymmetric per tensor; \
+             {} calibration on {} photos at {:?}",
+            options.method,
+            options.calibration.len(),
+            shape.dims
+        ),
+    );
+
+    // Which convolutions tract runs in integer: a quantized conv silently
+    // left in float is an error in this tool, not a detail.
+    let engine = Engine::with_qdq_mode(
+        &quantized_model,
+        std::slice::from_ref(&shape),
+        1,
+        QdqMode::Integer,
+    )?;
+    let kernels = audit(engine.plan());
+    let integer_convs = kernels
+        .iter()
+        .filter(|k| k.precision == Precision::Integer)
+        .count();
+    let float_convs = kernels.len() - integer_convs;
+    if integer_convs < plan.convs.len() {
+        bail!(
+            "{} convolution(s) were quantized but only {integer_convs} run on integer kernels in tract",
+            plan.convs.len()
+        );
+    }
+
+    let bytes = quantized_model.to_bytes()?;
+    write_atomically(out, &bytes)?;
+    let manifest_path = out.with_extension("toml");
+    let file = out
+        .file_name()
+        .and_then(|f| f.to_str())
+        .context("the output file name is not UTF-8")?
+        .to_string();
+    let mut new_manifest = manifest.clone();
+    new_manifest.name = format!("{}_int8", manifest.name);
+    new_manifest.description = format!(
+        "{} -- INT8 (QDQ) by edge-convert quantize, {} calibration on {} photos",
+        manifest.description,
+        options.method,
+        options.calibration.len()
+    );
+    new_manifest.source = Source {
+        pip: None,
+        member: None,
+        path: Some(file.clone()),
+        file,
+        sha256: sha256_hex(&bytes),
+    };
+    write_atomically(&manifest_path, toml::to_string(&new_manifest)?.as_bytes())?;
+
+    Ok(Report {
+        model: source.onnx.clone(),
+        out: out.to_path_buf(),
+        manifest: manifest_path,
+        shape: shape.dims.clone(),
+        method: options.method,
+        calibration_photos: options.calibration.len(),
+        cached_statistics,
+        prepared,
+        plan,
+        quantized,
+        integer_convs,
+        float_convs,
+        bytes: (original_bytes, bytes.len() as u64),
+    })
+}
+
+/// Identifies a calibration: the prepared model, the values observed, the
+/// preprocessing and shape, and every photo's bytes.
+fn statistics_key(
+    model: &Model,
+    observed: &[String],
+    manifest: &Manifest,
+    shape: &InputShape,
+    photos: &[PathBuf],
+) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"edgewise.calibration/1\0");
+    h.update(model.to_bytes()?);
+    for v in observed {
+        h.update(v.as_bytes());
+        h.update(b"\0");
+    }
+    h.update(serde_json::to_vec(&manifest.input)?);
+    h.update(format!("{:?}", shape.dims));
+    for p in photos {
+        let bytes =
+            std::fs::read(p).with_context(|| format!("cannot read photo {}", p.display()))?;
+        h.update(Sha256::digest(&bytes));
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Runs the model on every calibration photo, twice: the extremes of each
+/// observed value, then its histogram over them.
+fn observe(
+    model: &Model,
+    observed: &[String],
+    manifest: &Manifest,
+    shape: &InputShape,
+    hw: [usize; 2],
+    options: &Options,
+) -> Result<HashMap<String, Histogram>> {
+    let mut probed = model.clone();
+    probed.graph.outputs = observed
+        .iter()
+        .map(|v| ValueInfo {
+            name: v.clone(),
+            elem_type: 1,
+            shape: None,
+            doc_string: String::new(),
+        })
+        .collect();
+    let mut engine = Engine::from_model(&probed, std::slice::from_ref(shape), options.threads)?;
+    let inputs: Vec<_> = options
+        .calibration
+        .iter()
+        .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
+        .collect::<Result<_>>()?;
+    let bar = indicatif::ProgressBar::new(2 * inputs.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} {bar:30} {pos}/{len} photos, {eta} left",
+        )
+        .expect("a valid template"),
+    );
+    bar.set_message("extremes");
+    let mut extremes = vec![Extremes::default(); observed.len()];
+    for input in &inputs {
+        let outputs = engine.run(vec![input.clone()])?;
+        for (e, t) in extremes.iter_mut().zip(&outputs) {
+            e.observe(floats(t)?);
+        }
+        bar.inc(1);
+    }
+    bar.set_message("histograms");
+    let mut histograms: Vec<Histogram> = extremes.iter().map(|e| Histogram::new(*e)).collect();
+    for input in &inputs {
+        let outputs = engine.run(vec![input.clone()])?;
+        for (h, t) in histograms.iter_mut().zip(&outputs) {
+            h.add(floats(t)?);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(observed.iter().cloned().zip(histograms).collect())
+}
+
+fn floats(t: &edgewise_graph::tract_onnx::prelude::Tensor) -> Result<&[f32]> {
+    edgewise_graph::tensor::values::<f32>(t).context("an observed activation is not float32")
+}
+
+/// The text report.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let q = &report.quantized;
+    let _ = writeln!(
+        s,
+        "{} -> {} ({:.1} MB -> {:.1} MB), manifest {}",
+        report.model.display(),
+        report.out.display(),
+        report.bytes.0 as f64 / 1e6,
+        report.bytes.1 as f64 / 1e6,
+        report.manifest.display()
+    );
+    let p = &report.prepared;
+    let _ = writeln!(
+        s,
+        "prepared: {} BatchNormalization folded, {} constants made initializers{}",
+        p.folded_batch_norms,
+        p.constants,
+        p.opset_raised
+            .map(|(a, b)| format!(", opset {a} -> {b}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "calibration: {} on {} photos at {:?}{}",
+        report.method,
+        report.calibration_photos,
+        report.shape,
+        if report.cached_statistics {
+            " (statistics from the cache)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "quantized: {} convolutions (int8 weights per channel), {} activation pairs, {} Relu/Clip absorbed{}",
+        q.convs,
+        q.activation_pairs,
+        q.absorbed,
+        if q.float_biases.is_empty() {
+            String::new()
+        } else {
+            format!(", {} float bias(es)", q.float_biases.len())
+        }
+    );
+    let _ = writeln!(
+        s,
+        "in tract (--qdq integer): {} convolutions on integer kernels, {} on float",
+        report.integer_convs, report.float_convs
+    );
+    if !report.plan.float.is_empty() {
+        let _ = writeln!(s, "kept in float:");
+        for (node, why) in &report.plan.float {
+            let _ = writeln!(s, "  {node}: {why}");
+        }
+    }
+    s
+}

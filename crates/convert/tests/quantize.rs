@@ -1,0 +1,293 @@
+//! `edge-convert quantize` as a user runs it: a zoo detector and PP-OCRv4
+//! det calibrated on real photos, checked for what tract runs in integer, for
+//! fidelity on held-back photos, for the statistics cache, and for its errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn edge_convert(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-convert"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A folder holding copies of the named sample photos.
+fn photos(dir: &Path, names: &[&str]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in names {
+        std::fs::copy(
+            root().join("models/.cache/photos").join(name),
+            dir.join(name),
+        )
+        .unwrap();
+    }
+    dir.to_str().unwrap().to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn a_zoo_detector_quantizes_to_qdq_that_runs_integer_and_stays_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("det.onnx");
+    let (ok, _, err) = edge_convert(&[
+        "zoo",
+        "mobilenet_v2+fpn+retinanet",
+        "--input",
+        "96",
+        "--classes",
+        "4",
+        "-o",
+        path(&zoo),
+    ]);
+    assert!(ok, "{err}");
+    let calib = photos(
+        &dir.path().join("calib"),
+        &["astronaut.png", "coffee.png", "horse.png"],
+    );
+    let held_back = photos(&dir.path().join("eval"), &["chelsea.png", "rocket.jpg"]);
+    let out = dir.path().join("det_int8.onnx");
+    let cache = dir.path().join("cache");
+    let manifest = dir.path().join("det.toml");
+    let args = |method: &'static str| {
+        vec![
+            "quantize".to_string(),
+            path(&manifest).into(),
+            "--calib".into(),
+            calib.clone(),
+            "--eval".into(),
+            held_back.clone(),
+            "-o".into(),
+            path(&out).into(),
+            "--cache-dir".into(),
+            path(&cache).into(),
+            "--method".into(),
+            method.into(),
+            "--json".into(),
+        ]
+    };
+    let run = |method| {
+        let args = args(method);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = edge_convert(&refs);
+        assert!(ok, "{err}");
+        json(&out)
+    };
+    let v = run("minmax");
+    assert_eq!(v["schema"], "edgewise.quantize/1");
+    let r = &v["report"];
+    let planned = r["plan"]["convs"].as_array().unwrap().len() as u64;
+    assert!(planned > 50, "{planned} convolutions planned");
+    assert_eq!(r["quantized"]["convs"], planned);
+    assert!(r["prepared"]["folded_batch_norms"].as_u64().unwrap() > 0);
+    assert!(
+        r["quantized"]["absorbed"].as_u64().unwrap() > 0,
+        "ReLU6 absorbed"
+    );
+    assert_eq!(r["cached_statistics"], false);
+    // Every convolution quantized runs on tract's integer kernels.
+    assert_eq!(r["integer_convs"], planned);
+    // Weights are int8: the file shrinks to well under half.
+    let (before, after) = (
+        r["bytes"][0].as_u64().unwrap(),
+        r["bytes"][1].as_u64().unwrap(),
+    );
+    assert!(after * 2 < before, "{before} -> {after} bytes");
+
+    // Fidelity in both ways the runtime runs it, on every stage boundary.
+    let fidelity = v["fidelity"].as_array().unwrap();
+    assert_eq!(fidelity.len(), 2);
+    for f in fidelity {
+        assert_eq!(f["photos"], 2);
+        let tensors = f["tensors"].as_array().unwrap();
+        for role in ["backbone out", "head in", "output"] {
+            assert!(tensors.iter().any(|t| t["role"] == role), "{role}: {f}");
+        }
+        for t in tensors {
+            let cosine = t["cosine"].as_f64().unwrap();
+            assert!(
+                cosine > 0.99,
+                "{} cosine {cosine} ({})",
+                t["value"],
+                f["qdq"]
+            );
+        }
+    }
+
+    // The manifest written beside it names the model and runs it.
+    let written = edgewise_manifest::Manifest::load(dir.path().join("det_int8.toml")).unwrap();
+    assert_eq!(written.name, "det_int8");
+    let model = edgewise_graph::Model::load(written.existing_model_path().unwrap()).unwrap();
+    let mut detector = edgewise_runtime::Detector::new(model, written, None, 1).unwrap();
+    let photo =
+        edgewise_runtime::load_image(root().join("models/.cache/photos/chelsea.png")).unwrap();
+    detector.detect(&photo).unwrap();
+
+    // Portable: ONNX's full checker accepts it and onnxruntime runs it.
+    let check = Command::new("python3")
+        .arg(root().join("tests/fixtures/check_qdq.py"))
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        check.status.success(),
+        "check_qdq.py: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Another method reuses the statistics.
+    let v = run("percentile");
+    assert_eq!(v["report"]["cached_statistics"], true);
+    assert_eq!(v["report"]["method"]["method"], "percentile");
+}
+
+#[test]
+fn keep_float_leaves_the_head_in_float() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("det.onnx");
+    let (ok, _, err) = edge_convert(&[
+        "zoo",
+        "resnet18+pan+yolo",
+        "--input",
+        "64",
+        "--classes",
+        "3",
+        "-o",
+        path(&zoo),
+    ]);
+    assert!(ok, "{err}");
+    let calib = photos(&dir.path().join("calib"), &["astronaut.png"]);
+    let out = dir.path().join("q.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "quantize",
+        path(&dir.path().join("det.toml")),
+        "--calib",
+        &calib,
+        "-o",
+        path(&out),
+        "--no-cache",
+        "--keep-float",
+        "head",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&text);
+    let float = v["report"]["plan"]["float"].as_array().unwrap();
+    assert!(!float.is_empty());
+    assert!(
+        float.iter().all(|f| f[1] == "--keep-float head"),
+        "{float:?}"
+    );
+    let planned = v["report"]["plan"]["convs"].as_array().unwrap().len() as u64;
+    assert_eq!(v["report"]["integer_convs"], planned);
+    assert!(v["report"]["float_convs"].as_u64().unwrap() >= float.len() as u64);
+}
+
+#[test]
+fn ppocr_int8_finds_the_same_text_boxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = photos(
+        &dir.path().join("calib"),
+        &["text.png", "astronaut.png", "coffee.png"],
+    );
+    let held_back = photos(&dir.path().join("eval"), &["page.png"]);
+    let out = dir.path().join("ppocr_int8.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "quantize",
+        "models/ppocr_v4_det.toml",
+        "--calib",
+        &calib,
+        "--eval",
+        &held_back,
+        "-o",
+        path(&out),
+        "--input-shape",
+        "1x3x320x320",
+        "--no-cache",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&text);
+    let r = &v["report"];
+    assert_eq!(r["prepared"]["opset_raised"], serde_json::json!([12, 13]));
+    assert_eq!(r["quantized"]["convs"], 62);
+    assert_eq!(r["integer_convs"], 62);
+    for f in v["fidelity"].as_array().unwrap() {
+        let d = &f["detections"];
+        assert!(
+            d["reference"].as_u64().unwrap() > 0,
+            "page.png has text: {d}"
+        );
+        assert!(d["f1"].as_f64().unwrap() >= 0.9, "{} {d}", f["qdq"]);
+    }
+}
+
+#[test]
+fn held_back_photos_must_not_be_calibration_photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = photos(&dir.path().join("calib"), &["text.png", "coffee.png"]);
+    let held_back = photos(&dir.path().join("eval"), &["coffee.png"]);
+    let (ok, _, err) = edge_convert(&[
+        "quantize",
+        "models/ppocr_v4_det.toml",
+        "--calib",
+        &calib,
+        "--eval",
+        &held_back,
+        "-o",
+        path(&dir.path().join("q.onnx")),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("coffee.png is also a calibration photo"),
+        "{err}"
+    );
+    assert!(!dir.path().join("q.onnx").exists());
+}
+
+#[test]
+fn quantize_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = photos(&dir.path().join("calib"), &["text.png"]);
+    // A bare ONNX file: no manifest to preprocess the photos with.
+    let (ok, _, err) = edge_convert(&[
+        "quantize",
+        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+        "--calib",
+        &calib,
+        "-o",
+        path(&dir.path().join("q.onnx")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("has no manifest"), "{err}");
+    // An empty photo folder.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, _, err) = edge_convert(&[
+        "quantize",
+        "models/ppocr_v4_det.toml",
+        "--calib",
+        path(&empty),
+        "-o",
+        path(&dir.path().join("q.onnx")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no photos") && err.contains("empty"), "{err}");
+}

@@ -1,0 +1,871 @@
+//! Post-training static quantization into portable QDQ ONNX.
+//!
+//! [`prepare`] makes a float model ready: `Constant` nodes become
+//! initializers, BatchNormalization after a convolution is folded into its
+//! weights, and the operator set is raised to 13 (per-channel
+//! `DequantizeLinear` needs it) when that changes no operator's meaning.
+//! [`plan`] chooses the convolutions to quantize and the activations to
+//! calibrate; [`quantize`] writes, for each chosen convolution, the form
+//! onnxruntime and TensorRT read and that [`crate::qdq`] turns into
+//! `QLinearConv`:
+//!
+//! ```text
+//! x ─Q─▶─DQ─▶ Conv(w: int8 per output channel, symmetric; b: int32) ─Q─▶─DQ─▶ y
+//! ```
+//!
+//! Activations are int8 per tensor, asymmetric. A `Relu` or `Clip(0, m)`
+//! that is a convolution's only reader is dropped: the quantized range of its
+//! output starts at zero, so the int8 saturation does its work (as
+//! onnxruntime's quantizer does).
+
+use std::collections::{HashMap, HashSet};
+
+use edgewise_graph::Model;
+use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node, constant_node_value};
+use edgewise_graph::tract_onnx::prelude::*;
+use serde::Serialize;
+
+use crate::calib::int8_params;
+
+/// Errors preparing or quantizing a model.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    /// The model's operator set is below 13 and raising it would change an operator.
+    #[error(
+        "the model uses operator set {opset}, and per-channel quantization needs 13; \
+         raising it would change the meaning of {op} (node {node}): convert the model first \
+         (`python3 -c \"import onnx; from onnx import version_converter as v; \
+         onnx.save(v.convert_version(onnx.load('in.onnx'), 13), 'out.onnx')\"`)"
+    )]
+    Opset {
+        /// The model's default-domain opset.
+        opset: i64,
+        /// The operator whose meaning changes at 13.
+        op: String,
+        /// The first node using it.
+        node: String,
+    },
+    /// A value to quantize has no calibrated range.
+    #[error("activation {0} has no calibrated range: it was not observed during calibration")]
+    MissingRange(String),
+    /// A tensor the rewrite needs is unreadable.
+    #[error("{0}")]
+    Tensor(String),
+}
+
+/// What [`prepare`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Prepared {
+    /// `Constant` nodes turned into initializers.
+    pub constants: usize,
+    /// BatchNormalization nodes folded into the convolution before them.
+    pub folded_batch_norms: usize,
+    /// The operator set before and after, when it was raised.
+    pub opset_raised: Option<(i64, i64)>,
+}
+
+/// Operators whose inputs or attributes changed at opset 13.
+const CHANGED_AT_13: &[&str] = &[
+    "Split",
+    "Squeeze",
+    "Unsqueeze",
+    "ReduceSum",
+    "Softmax",
+    "LogSoftmax",
+    "Hardmax",
+];
+
+/// Makes `model` ready for [`plan`] (see the module documentation).
+pub fn prepare(model: &mut Model) -> Result<Prepared, QuantError> {
+    let mut report = Prepared::default();
+    let opset = model.opset();
+    if opset < 13 {
+        if let Some(ix) = model
+            .graph
+            .nodes
+            .iter()
+            .position(|n| n.domain.is_empty() && CHANGED_AT_13.contains(&n.op_type.as_str()))
+        {
+            return Err(QuantError::Opset {
+                opset,
+                op: model.graph.nodes[ix].op_type.clone(),
+                node: model.graph.node_label(ix),
+            });
+        }
+        for o in model
+            .opsets
+            .iter_mut()
+            .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        {
+            o.version = 13;
+        }
+        report.opset_raised = Some((opset, 13));
+    }
+    report.constants = constants_to_initializers(model);
+    report.folded_batch_norms = fold_batch_norms(model)?;
+    Ok(report)
+}
+
+fn constants_to_initializers(model: &mut Model) -> usize {
+    let g = &mut model.graph;
+    let outputs: HashSet<String> = g.outputs.iter().map(|o| o.name.clone()).collect();
+    let mut moved = vec![];
+    g.nodes.retain(|n| {
+        if n.op_type != "Constant" || !n.domain.is_empty() || outputs.contains(&n.outputs[0]) {
+            return true;
+        }
+        match constant_node_value(n) {
+            Some(t) => {
+                moved.push(Initializer {
+                    name: n.outputs[0].clone(),
+                    tensor: t.into_owned(),
+                });
+                false
+            }
+            None => true,
+        }
+    });
+    let count = moved.len();
+    g.initializers.extend(moved);
+    count
+}
+
+fn readers_of(model: &Model) -> HashMap<String, Vec<usize>> {
+    let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (ix, node) in model.graph.nodes.iter().enumerate() {
+        for i in node.inputs.iter().filter(|i| !i.is_empty()) {
+            readers.entry(i.clone()).or_default().push(ix);
+        }
+    }
+    readers
+}
+
+fn initializer<'a>(model: &'a Model, name: &str) -> Option<&'a Initializer> {
+    model.graph.initializers.iter().find(|i| i.name == name)
+}
+
+fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
+    let t = tensor.cast_to::<f32>().ok()?;
+    edgewise_graph::tensor::values::<f32>(&t).map(<[f32]>::to_vec)
+}
+
+fn tensor_err(e: impl std::fmt::Display) -> QuantError {
+    QuantError::Tensor(e.to_string())
+}
+
+/// Folds `Conv -> BatchNormalization` (and `ConvTranspose` with one group)
+/// into the convolution: `w' = w·γ/√(σ²+ε)` along the output channels, `b' =
+/// (b − μ)·γ/√(σ²+ε) + β`.
+fn fold_batch_norms(model: &mut Model) -> Result<usize, QuantError> {
+    let readers = readers_of(model);
+    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let producers: HashMap<String, usize> = model
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(ix, n)| n.outputs.iter().map(move |o| (o.clone(), ix)))
+        .collect();
+    let mut folds: Vec<(usize, usize, Tensor, Vec<f32>)> = vec![];
+    for (bn_ix, bn) in model.graph.nodes.iter().enumerate() {
+        if bn.op_type != "BatchNormalization" || bn.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            continue;
+        }
+        let Some(&conv_ix) = producers.get(&bn.inputs[0]) else {
+            continue;
+        };
+        let conv = &model.graph.nodes[conv_ix];
+        let out_axis = match conv.op_type.as_str() {
+            "Conv" => 0,
+            "ConvTranspose" if conv.int_attr("group", 1) == 1 => 1,
+            _ => continue,
+        };
+        let only_reader = readers.get(&bn.inputs[0]).is_some_and(|r| r.len() == 1)
+            && !outputs.contains(&bn.inputs[0]);
+        let params: Option<Vec<Vec<f32>>> = bn.inputs[1..5]
+            .iter()
+            .map(|p| initializer(model, p).and_then(|i| f32s(&i.tensor)))
+            .collect();
+        let weight = conv.inputs.get(1).and_then(|w| initializer(model, w));
+        let (true, Some(params), Some(weight)) = (only_reader, params, weight) else {
+            continue;
+        };
+        let Some(w) = f32s(&weight.tensor) else {
+            continue;
+        };
+        let [gamma, beta, mean, var] = [&params[0], &params[1], &params[2], &params[3]];
+        let eps = match bn.attribute("epsilon") {
+            Some(AttributeValue::Float(e)) => *e,
+            _ => 1e-5,
+        };
+        let shape = weight.tensor.shape().to_vec();
+        let channels = shape[out_axis];
+        if [gamma, beta, mean, var].iter().any(|p| p.len() != channels) {
+            continue;
+        }
+        let factor: Vec<f32> = (0..channels)
+            .map(|c| gamma[c] / (var[c] + eps).sqrt())
+            .collect();
+        let inner: usize = shape[out_axis + 1..].iter().product();
+        let folded: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * factor[(i / inner) % channels])
+            .collect();
+        let bias = match conv.inputs.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => initializer(model, b)
+                .and_then(|i| f32s(&i.tensor))
+                .filter(|b| b.len() == channels),
+            None => Some(vec![0.0; channels]),
+        };
+        let Some(bias) = bias else { continue };
+        let bias = (0..channels)
+            .map(|c| (bias[c] - mean[c]) * factor[c] + beta[c])
+            .collect();
+        let weight = Tensor::from_shape(&shape, &folded).map_err(tensor_err)?;
+        folds.push((conv_ix, bn_ix, weight, bias));
+    }
+    let mut names = Names::of(model);
+    let count = folds.len();
+    let mut dropped = HashSet::new();
+    for (conv_ix, bn_ix, weight, bias) in folds {
+        let bn_out = model.graph.nodes[bn_ix].outputs[0].clone();
+        let conv = &model.graph.nodes[conv_ix];
+        let w_name = names.fresh(&format!("{}_bn_folded", conv.inputs[1]));
+        let b_name = names.fresh(&format!("{}_bn_folded_bias", conv.inputs[1]));
+        model.graph.initializers.push(Initializer {
+            name: w_name.clone(),
+            tensor: weight,
+        });
+        model.graph.initializers.push(Initializer {
+            name: b_name.clone(),
+            tensor: tensor1(&bias),
+        });
+        let conv = &mut model.graph.nodes[conv_ix];
+        conv.inputs[1] = w_name;
+        conv.inputs.resize(2, String::new());
+        conv.inputs.push(b_name);
+        conv.outputs[0] = bn_out;
+        dropped.insert(bn_ix);
+    }
+    remove_nodes(model, &dropped);
+    drop_unread_initializers(model);
+    Ok(count)
+}
+
+fn remove_nodes(model: &mut Model, drop: &HashSet<usize>) {
+    let old = std::mem::take(&mut model.graph.nodes);
+    model.graph.nodes = old
+        .into_iter()
+        .enumerate()
+        .filter(|(ix, _)| !drop.contains(ix))
+        .map(|(_, n)| n)
+        .collect();
+}
+
+fn drop_unread_initializers(model: &mut Model) {
+    let read: HashSet<String> = model
+        .graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().cloned())
+        .chain(model.graph.outputs.iter().map(|o| o.name.clone()))
+        .collect();
+    model.graph.initializers.retain(|i| read.contains(&i.name));
+}
+
+/// Names in use in a model, to make new ones that do not clash.
+struct Names(HashSet<String>);
+
+impl Names {
+    fn of(model: &Model) -> Names {
+        let g = &model.graph;
+        Names(
+            g.nodes
+                .iter()
+                .flat_map(|n| n.inputs.iter().chain(&n.outputs).chain([&n.name]))
+                .chain(g.initializers.iter().map(|i| &i.name))
+                .chain(g.inputs.iter().chain(&g.outputs).map(|v| &v.name))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut n = 1;
+        while self.0.contains(&name) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        self.0.insert(name.clone());
+        name
+    }
+}
+
+/// One convolution chosen for int8.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlannedConv {
+    /// The node's label.
+    pub node: String,
+    /// The float activation it reads.
+    pub input: String,
+    /// The value quantized after it: its output, or the output of the
+    /// activation it absorbs.
+    pub output: String,
+    /// The `Relu` or `Clip` absorbed into the output's quantization.
+    pub absorbed: Option<String>,
+}
+
+/// The convolutions to quantize and those left in float.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Plan {
+    /// Convolutions to quantize.
+    pub convs: Vec<PlannedConv>,
+    /// Convolutions left in float: node and why.
+    pub float: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// The activations calibration must observe, each once.
+    pub fn observed_values(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.convs
+            .iter()
+            .flat_map(|c| [&c.input, &c.output])
+            .filter(|v| seen.insert(v.as_str()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Chooses the convolutions of a [`prepare`]d model to quantize: those with a
+/// constant float weight and a computed input, except where `keep_float`
+/// says (given the node index and node, it returns why to keep it float).
+pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) -> Plan {
+    let g = &model.graph;
+    let readers = readers_of(model);
+    let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let constants: HashSet<&str> = g.initializers.iter().map(|i| i.name.as_str()).collect();
+    let mut plan = Plan::default();
+    for (ix, node) in g.nodes.iter().enumerate() {
+        if node.op_type != "Conv" || !node.domain.is_empty() {
+            continue;
+        }
+        let label = g.node_label(ix);
+        if let Some(reason) = keep_float(ix, node) {
+            plan.float.push((label, reason));
+            continue;
+        }
+        let weight = node.inputs.get(1).and_then(|w| initializer(model, w));
+        let reason = match weight {
+            None => Some("its weight is not a constant".to_string()),
+            Some(w) if w.tensor.datum_type() != DatumType::F32 => Some(format!(
+                "its weight is {:?}, not float",
+                w.tensor.datum_type()
+            )),
+            Some(_) if constants.contains(node.inputs[0].as_str()) => {
+                Some("its input is a constant".into())
+            }
+            Some(_) => node
+                .inputs
+                .get(2)
+                .filter(|b| !b.is_empty() && initializer(model, b).is_none())
+                .map(|_| "its bias is not a constant".to_string()),
+        };
+        if let Some(reason) = reason {
+            plan.float.push((label, reason));
+            continue;
+        }
+        let y = &node.outputs[0];
+        let absorbed = match readers.get(y).map(Vec::as_slice) {
+            Some([r]) if !outputs.contains(y.as_str()) && starts_at_zero(model, *r) => Some(*r),
+            _ => None,
+        };
+        plan.convs.push(PlannedConv {
+            node: label,
+            input: node.inputs[0].clone(),
+            output: absorbed.map_or_else(|| y.clone(), |a| g.nodes[a].outputs[0].clone()),
+            absorbed: absorbed.map(|a| g.node_label(a)),
+        });
+    }
+    plan
+}
+
+/// Whether node `ix` is a `Relu` or a `Clip` with a lower bound of zero.
+fn starts_at_zero(model: &Model, ix: usize) -> bool {
+    let node = &model.graph.nodes[ix];
+    match node.op_type.as_str() {
+        "Relu" => true,
+        "Clip" => {
+            let min = match node.attribute("min") {
+                Some(AttributeValue::Float(m)) => Some(*m),
+                _ => node
+                    .inputs
+                    .get(1)
+                    .filter(|m| !m.is_empty())
+                    .and_then(|m| model.graph.constant(m))
+                    .and_then(|t| f32s(&t))
+                    .and_then(|v| v.first().copied()),
+            };
+            min == Some(0.0)
+        }
+        _ => false,
+    }
+}
+
+/// What [`quantize`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Quantized {
+    /// Convolutions in QDQ form.
+    pub convs: usize,
+    /// Activation quantize/dequantize pairs inserted.
+    pub activation_pairs: usize,
+    /// `Relu`/`Clip` nodes absorbed into an output's quantization.
+    pub absorbed: usize,
+    /// Convolutions whose bias stayed float (it does not fit int32 at the
+    /// input scale times the weight scale).
+    pub float_biases: Vec<String>,
+}
+
+/// Rewrites every convolution of `plan` into QDQ form, quantizing each
+/// activation to its range in `ranges`.
+pub fn quantize(
+    model: &mut Model,
+    plan: &Plan,
+    ranges: &HashMap<String, (f32, f32)>,
+) -> Result<Quantized, QuantError> {
+    let range = |v: &str| {
+        ranges
+            .get(v)
+            .copied()
+            .ok_or_else(|| QuantError::MissingRange(v.to_string()))
+    };
+    let mut names = Names::of(model);
+    let mut report = Quantized::default();
+    let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
+        .map(|ix| (model.graph.node_label(ix), ix))
+        .collect();
+    let producers: HashMap<String, usize> = model
+        .graph
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(ix, n)| n.outputs.iter().map(move |o| (o.clone(), ix)))
+        .collect();
+
+    // Pairs to emit after a node (`None`: at the start of the graph).
+    let mut after: HashMap<Option<usize>, Vec<Node>> = HashMap::new();
+    let mut absorbed: HashSet<usize> = HashSet::new();
+    let mut new_inits: Vec<Initializer> = vec![];
+    let pair = |names: &mut Names,
+                inits: &mut Vec<Initializer>,
+                source: &str,
+                target: &str,
+                (lo, hi): (f32, f32)|
+     -> [Node; 2] {
+        let (scale, zero_point) = int8_params(lo, hi);
+        let s = names.fresh(&format!("{target}_scale"));
+        let z = names.fresh(&format!("{target}_zero_point"));
+        let q = names.fresh(&format!("{target}_quantized"));
+        inits.push(Initializer {
+            name: s.clone(),
+            tensor: tensor0(scale),
+        });
+        inits.push(Initializer {
+            name: z.clone(),
+            tensor: tensor0(zero_point),
+        });
+        [
+            node(
+                names.fresh(&format!("{target}_QuantizeLinear")),
+                "QuantizeLinear",
+                vec![source.into(), s.clone(), z.clone()],
+                q.clone(),
+                vec![],
+            ),
+            node(
+                names.fresh(&format!("{target}_DequantizeLinear")),
+                "DequantizeLinear",
+                vec![q, s, z],
+                target.into(),
+                vec![],
+            ),
+        ]
+    };
+
+    // Outputs first: a quantized output read by another quantized conv needs no second pair.
+    let mut dequantized: HashMap<String, f32> = HashMap::new();
+    for conv in &plan.convs {
+        let ix = labels[&conv.node];
+        let r = range(&conv.output)?;
+        let float_out = names.fresh(&format!("{}_float", conv.output));
+        if let Some(a) = &conv.absorbed {
+            absorbed.insert(labels[a]);
+            report.absorbed += 1;
+        }
+        model.graph.nodes[ix].outputs[0] = float_out.clone();
+        let nodes = pair(&mut names, &mut new_inits, &float_out, &conv.output, r);
+        after.entry(Some(ix)).or_default().extend(nodes);
+        dequantized.insert(conv.output.clone(), int8_params(r.0, r.1).0);
+        report.activation_pairs += 1;
+    }
+    let mut input_pairs: HashMap<String, (String, f32)> = HashMap::new();
+    for conv in &plan.convs {
+        let ix = labels[&conv.node];
+        let x = conv.input.clone();
+        let scale = match dequantized.get(&x) {
+            Some(&s) => s,
+            None => match input_pairs.get(&x) {
+                Some((dq, s)) => {
+                    model.graph.nodes[ix].inputs[0] = dq.clone();
+                    *s
+                }
+                None => {
+                    let r = range(&x)?;
+                    let dq = names.fresh(&format!("{x}_dequantized"));
+                    let nodes = pair(&mut names, &mut new_inits, &x, &dq, r);
+                    after
+                        .entry(producers.get(&x).copied())
+                        .or_default()
+                        .extend(nodes);
+                    let s = int8_params(r.0, r.1).0;
+                    input_pairs.insert(x.clone(), (dq.clone(), s));
+                    model.graph.nodes[ix].inputs[0] = dq;
+                    report.activation_pairs += 1;
+                    s
+                }
+            },
+        };
+        let (weight_nodes, float_bias) =
+            quantize_weights(model, ix, scale, &mut names, &mut new_inits)?;
+        // The weights' DequantizeLinear nodes read only constants: they go first.
+        after.entry(None).or_default().extend(weight_nodes);
+        if float_bias {
+            report.float_biases.push(conv.node.clone());
+        }
+        report.convs += 1;
+    }
+
+    // Absorbed activations: the conv now writes (through its pair) their output.
+    let old = std::mem::take(&mut model.graph.nodes);
+    let mut nodes = after.remove(&None).unwrap_or_default();
+    for (ix, node) in old.into_iter().enumerate() {
+        if absorbed.contains(&ix) {
+            continue;
+        }
+        nodes.push(node);
+        nodes.extend(after.remove(&Some(ix)).unwrap_or_default());
+    }
+    model.graph.nodes = nodes;
+    model.graph.initializers.extend(new_inits);
+    drop_unread_initializers(model);
+    Ok(report)
+}
+
+fn node(
+    name: String,
+    op: &str,
+    inputs: Vec<String>,
+    output: String,
+    attrs: Vec<Attribute>,
+) -> Node {
+    Node {
+        name,
+        op_type: op.into(),
+        domain: String::new(),
+        inputs,
+        outputs: vec![output],
+        attributes: attrs,
+        doc_string: String::new(),
+    }
+}
+
+/// Replaces the weight (and bias) of conv `ix` with int8 (int32) constants
+/// and their `DequantizeLinear`; `input_scale` is the scale of its input.
+/// Returns those `DequantizeLinear` nodes, and whether the bias stayed float.
+fn quantize_weights(
+    model: &mut Model,
+    ix: usize,
+    input_scale: f32,
+    names: &mut Names,
+    inits: &mut Vec<Initializer>,
+) -> Result<(Vec<Node>, bool), QuantError> {
+    let conv = &model.graph.nodes[ix];
+    let w_name = conv.inputs[1].clone();
+    let weight = &initializer(model, &w_name)
+        .ok_or_else(|| QuantError::Tensor(format!("weight {w_name} is gone")))?
+        .tensor;
+    let shape = weight.shape().to_vec();
+    let w =
+        f32s(weight).ok_or_else(|| QuantError::Tensor(format!("weight {w_name} unreadable")))?;
+    let channels = shape[0];
+    let inner = w.len() / channels.max(1);
+    let scales: Vec<f32> = w
+        .chunks(inner.max(1))
+        .map(|c| {
+            let m = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if m > 0.0 { m / 127.0 } else { 1.0 }
+        })
+        .collect();
+    let q: Vec<i8> = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            (v / scales[i / inner])
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    let axis = vec![Attribute {
+        name: "axis".into(),
+        value: AttributeValue::Int(0),
+    }];
+    let wq = names.fresh(&format!("{w_name}_quantized"));
+    let ws = names.fresh(&format!("{w_name}_scale"));
+    let wz = names.fresh(&format!("{w_name}_zero_point"));
+    let wdq = names.fresh(&format!("{w_name}_dequantized"));
+    inits.push(Initializer {
+        name: wq.clone(),
+        tensor: Tensor::from_shape(&shape, &q).map_err(tensor_err)?,
+    });
+    inits.push(Initializer {
+        name: ws.clone(),
+        tensor: tensor1(&scales),
+    });
+    inits.push(Initializer {
+        name: wz.clone(),
+        tensor: tensor1(&vec![0i8; channels]),
+    });
+    let mut dq_nodes = vec![node(
+        names.fresh(&format!("{w_name}_DequantizeLinear")),
+        "DequantizeLinear",
+        vec![wq, ws, wz],
+        wdq.clone(),
+        axis.clone(),
+    )];
+    let mut new_bias = None;
+    let mut float_bias = false;
+    if let Some(b_name) = conv.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
+        let bias = initializer(model, &b_name)
+            .and_then(|i| f32s(&i.tensor))
+            .ok_or_else(|| QuantError::Tensor(format!("bias {b_name} unreadable")))?;
+        let b_scales: Vec<f32> = scales.iter().map(|s| s * input_scale).collect();
+        let quantized: Option<Vec<i32>> = bias
+            .iter()
+            .zip(&b_scales)
+            .map(|(b, s)| {
+                let q = (b / s).round_ties_even();
+                (q.abs() < i32::MAX as f32).then_some(q as i32)
+            })
+            .collect();
+        match quantized {
+            Some(qb) if bias.len() == channels => {
+                let bq = names.fresh(&format!("{b_name}_quantized"));
+                let bs = names.fresh(&format!("{b_name}_scale"));
+                let bz = names.fresh(&format!("{b_name}_zero_point"));
+                let bdq = names.fresh(&format!("{b_name}_dequantized"));
+                inits.push(Initializer {
+                    name: bq.clone(),
+                    tensor: tensor1(&qb),
+                });
+                inits.push(Initializer {
+                    name: bs.clone(),
+                    tensor: tensor1(&b_scales),
+                });
+                inits.push(Initializer {
+                    name: bz.clone(),
+                    tensor: tensor1(&vec![0i32; channels]),
+                });
+                dq_nodes.push(node(
+                    names.fresh(&format!("{b_name}_DequantizeLinear")),
+                    "DequantizeLinear",
+                    vec![bq, bs, bz],
+                    bdq.clone(),
+                    axis,
+                ));
+                new_bias = Some(bdq);
+            }
+            _ => float_bias = true,
+        }
+    }
+    let conv = &mut model.graph.nodes[ix];
+    conv.inputs[1] = wdq;
+    if let Some(b) = new_bias {
+        conv.inputs[2] = b;
+    }
+    Ok((dq_nodes, float_bias))
+}
+
+#[cfg(test)]
+mod tests {
+    use edgewise_graph::analysis::tract_model;
+    use edgewise_graph::builder::ModelBuilder;
+
+    use super::*;
+    use crate::calib::{Extremes, Histogram, Method};
+
+    /// `x -> Conv -> BatchNormalization -> Relu -> Conv(depthwise) -> Add(x) -> y`.
+    fn model() -> Model {
+        let mut b = ModelBuilder::new(12);
+        let x = b.input("x", &[1, 8, 12, 12]);
+        let c = b.conv(&x, 8, 8, 3, 1, 1);
+        let bn: Vec<String> = [1.5f32, 0.2, 0.1, 0.8]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let values: Vec<f32> = (0..8).map(|c| v + 0.05 * c as f32 * (i as f32)).collect();
+                b.initializer("bn", tensor1(&values))
+            })
+            .collect();
+        let n = b.op(
+            "BatchNormalization",
+            &[&c, &bn[0], &bn[1], &bn[2], &bn[3]],
+            vec![("epsilon", AttributeValue::Float(1e-5))],
+        );
+        let r = b.op("Relu", &[&n], vec![]);
+        let d = b.conv(&r, 8, 8, 3, 1, 8);
+        let y = b.op("Add", &[&d, &x], vec![]);
+        b.output(&y);
+        b.finish()
+    }
+
+    fn input() -> Tensor {
+        let mut b = ModelBuilder::new(13);
+        let v = b.random(8 * 12 * 12, 2.0);
+        Tensor::from_shape(&[1, 8, 12, 12], &v).unwrap()
+    }
+
+    fn run(model: &Model, extra: &[String]) -> Vec<Vec<f32>> {
+        let mut m = model.clone();
+        for v in extra {
+            m.graph.outputs.push(edgewise_graph::model::ValueInfo {
+                name: v.clone(),
+                elem_type: 1,
+                shape: None,
+                doc_string: String::new(),
+            });
+        }
+        let shapes = vec![("x".to_string(), vec![1, 8, 12, 12])];
+        let plan = tract_model(&m, &shapes)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        plan.run(tvec!(input().into()))
+            .unwrap()
+            .iter()
+            .map(|t| f32s(&t.clone().into_tensor()).unwrap())
+            .collect()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    #[test]
+    fn prepare_folds_batch_norm_and_raises_the_opset() {
+        let original = model();
+        let mut m = original.clone();
+        let report = prepare(&mut m).unwrap();
+        assert_eq!(report.folded_batch_norms, 1);
+        assert_eq!(report.opset_raised, Some((12, 13)));
+        assert!(
+            m.graph
+                .nodes
+                .iter()
+                .all(|n| n.op_type != "BatchNormalization")
+        );
+        let (a, b) = (run(&original, &[]), run(&m, &[]));
+        let diff = a[0]
+            .iter()
+            .zip(&b[0])
+            .fold(0f32, |d, (x, y)| d.max((x - y).abs()));
+        assert!(diff < 1e-4, "folding changed the output by {diff}");
+    }
+
+    #[test]
+    fn a_model_with_an_op_changed_at_13_is_refused_with_the_node() {
+        let mut b = ModelBuilder::new(11);
+        let x = b.input("x", &[1, 2, 4, 4]);
+        let s = b.op(
+            "Squeeze",
+            &[&x],
+            vec![("axes", AttributeValue::Ints(vec![0]))],
+        );
+        b.output(&s);
+        let err = prepare(&mut b.finish()).unwrap_err().to_string();
+        assert!(
+            err.contains("Squeeze") && err.contains("convert_version"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quantized_convs_are_qdq_and_close_to_float() {
+        let mut m = model();
+        prepare(&mut m).unwrap();
+        let plan = plan(&m, |_, _| None);
+        assert_eq!(plan.convs.len(), 2);
+        assert!(plan.convs[0].absorbed.is_some(), "the relu is absorbed");
+        let observed = plan.observed_values();
+        assert_eq!(observed.len(), 3, "{observed:?}");
+        let values = run(&m, &observed);
+        let ranges: HashMap<String, (f32, f32)> = observed
+            .iter()
+            .zip(&values[1..])
+            .map(|(name, v)| {
+                let mut e = Extremes::default();
+                e.observe(v);
+                let mut h = Histogram::new(e);
+                h.add(v);
+                (name.clone(), h.range(Method::MinMax))
+            })
+            .collect();
+        assert_eq!(
+            ranges[&plan.convs[0].output].0, 0.0,
+            "post-relu range starts at 0"
+        );
+        let float = m.clone();
+        let report = quantize(&mut m, &plan, &ranges).unwrap();
+        assert_eq!(report.convs, 2);
+        assert_eq!(report.activation_pairs, 3);
+        assert_eq!(report.absorbed, 1);
+        assert!(report.float_biases.is_empty());
+        assert!(m.graph.nodes.iter().all(|n| n.op_type != "Relu"));
+        let cos = cosine(&run(&float, &[])[0], &run(&m, &[])[0]);
+        assert!(cos > 0.999, "cosine {cos}");
+
+        // The integer path takes every quantized conv.
+        let mut fused = m.clone();
+        let fusion = crate::fuse_qdq_convs(&mut fused);
+        assert_eq!((fusion.fused, fusion.skipped.len()), (2, 0), "{fusion:?}");
+        let cos = cosine(&run(&float, &[])[0], &run(&fused, &[])[0]);
+        assert!(cos > 0.999, "integer cosine {cos}");
+        // Saved and read back, the model is the same.
+        let bytes = m.to_bytes().unwrap();
+        let back = Model::from_bytes(&bytes, "test", None).unwrap();
+        assert_eq!(back.graph.nodes.len(), m.graph.nodes.len());
+    }
+
+    #[test]
+    fn keep_float_leaves_a_conv_alone_with_the_reason() {
+        let mut m = model();
+        prepare(&mut m).unwrap();
+        let plan = plan(&m, |_, n| (n.group() > 1).then(|| "depthwise".to_string()));
+        assert_eq!(plan.convs.len(), 1);
+        assert_eq!(plan.float[0].1, "depthwise");
+    }
+
+    trait Group {
+        fn group(&self) -> i64;
+    }
+    impl Group for Node {
+        fn group(&self) -> i64 {
+            self.int_attr("group", 1)
+        }
+    }
+}
