@@ -1,7 +1,8 @@
 //! How closely a converted model (quantized, pruned) follows the original, on
 //! held-back photos: the agreement of the tensors on every stage boundary and
 //! output (cosine, signal-to-noise ratio), and of the detections (precision,
-//! recall and F1 at IoU 0.5, taking the original's detections as the truth).
+//! recall and F1 at IoU 0.5, and COCO's mAP@0.5 and mAP@0.5:0.95, taking the
+//! original's detections as the truth).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_graph::{InputShape, Model};
 use edgewise_manifest::Manifest;
 use edgewise_runtime::{Detector, Engine, QdqMode, load_image, preprocess};
+
+use crate::map::{Image, MeanAp, mean_ap};
 use serde::Serialize;
 
 /// IoU at which two detections are the same object.
@@ -53,6 +56,9 @@ pub struct DetectionAgreement {
     pub recall: f64,
     /// Harmonic mean of precision and recall.
     pub f1: f64,
+    /// COCO mAP with the reference's detections as ground truth (`None`
+    /// when the reference found nothing).
+    pub map: Option<MeanAp>,
 }
 
 impl DetectionAgreement {
@@ -241,6 +247,7 @@ impl Comparison<'_> {
         .with_qdq_mode(qdq);
         let mut sums: Vec<Sums> = self.probes.iter().map(|_| Sums::default()).collect();
         let mut detections = DetectionAgreement::default();
+        let mut images = vec![];
         for photo in self.photos {
             let image = load_image(photo)?;
             let input = preprocess(&image, &self.manifest.input, Some(hw))?.tensor;
@@ -256,7 +263,9 @@ impl Comparison<'_> {
             let (r, _) = ref_detector.detect(&image)?;
             let (c, _) = cand_detector.detect(&image)?;
             detections.add(&r, &c);
+            images.push(Image { truth: r, found: c });
         }
+        detections.map = mean_ap(&images);
         let is_qdq = self
             .candidate
             .graph
@@ -296,6 +305,13 @@ pub fn render(f: &Fidelity) -> String {
         "fidelity on {} held-back photos{how}: detections F1 {:.3} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
         f.photos, d.f1, d.precision, d.recall, d.matched, d.reference, d.candidate
     );
+    if let Some(m) = d.map {
+        let _ = writeln!(
+            s,
+            "  mAP@0.5 {:.3}, mAP@0.5:0.95 {:.3} (the original's detections as ground truth)",
+            m.map50, m.map50_95
+        );
+    }
     for t in &f.tensors {
         let _ = writeln!(
             s,

@@ -4,5 +4,7 @@
 
 pub mod fidelity;
 pub mod inspect;
+pub mod map;
+pub mod photos;
 pub mod quantize;
 pub mod zoo;

@@ -7,8 +7,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use edgewise_convert::fidelity::{Comparison, Fidelity, Probe};
 use edgewise_convert::inspect::{inspect, render};
+use edgewise_convert::photos::{photos_in, write_inputs};
 use edgewise_convert::quantize::{self, KeepFloat, Options};
 use edgewise_convert::zoo;
+use edgewise_graph::InputShape;
 use edgewise_quant::Method;
 use edgewise_runtime::{ModelSource, QdqMode};
 use edgewise_zoo::BuildArgs;
@@ -110,6 +112,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare a converted model (quantized by any tool, pruned) with the
+    /// original on held-back photos: tensors at every stage boundary and
+    /// output, and detections.
+    Compare {
+        /// The original model's manifest.
+        model: PathBuf,
+        /// The converted ONNX model (same inputs and outputs).
+        candidate: PathBuf,
+        /// Folder of held-back photos.
+        #[arg(long)]
+        eval: PathBuf,
+        /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
+        #[arg(long)]
+        input_shape: Option<String>,
+        /// Threads for tract (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write photos as the model's input tensors, preprocessed as its
+    /// manifest says (for other tools: onnxruntime's calibration, for
+    /// instance): per tensor, rank and dims as little-endian u32, then f32 values.
+    Preprocess {
+        /// The model's manifest.
+        model: PathBuf,
+        /// Folder of photos.
+        photos: PathBuf,
+        /// The file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
+        #[arg(long)]
+        input_shape: Option<String>,
+    },
 }
 
 /// `--method` values.
@@ -176,8 +214,8 @@ fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let source = ModelSource::resolve(&model)?;
-            let calibration = quantize::photos_in(&calib)?;
-            let held_back = eval.as_deref().map(quantize::photos_in).transpose()?;
+            let calibration = photos_in(&calib)?;
+            let held_back = eval.as_deref().map(photos_in).transpose()?;
             if let Some(photos) = &held_back {
                 disjoint(&calibration, photos)?;
             }
@@ -203,7 +241,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = quantize::quantize(&source, &out, &options)?;
             let fidelity = match &held_back {
-                Some(photos) => compare(&source, &report, photos, options.threads)?,
+                Some(photos) => {
+                    let shape = InputShape {
+                        name: source.manifest.as_ref().and_then(|m| m.input.name.clone()),
+                        dims: report.shape.clone(),
+                    };
+                    compare(&source, &report.out, &shape, photos, options.threads)?
+                }
                 None => vec![],
             };
             if json {
@@ -220,8 +264,68 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Compare {
+            model,
+            candidate,
+            eval,
+            input_shape,
+            threads,
+            json,
+        } => {
+            let source = ModelSource::resolve(&model)?;
+            let shape = manifest_shape(&source, input_shape.as_deref())?;
+            let photos = photos_in(&eval)?;
+            let threads = threads.unwrap_or_else(edgewise_runtime::engine::default_threads);
+            let fidelity = compare(&source, &candidate, &shape, &photos, threads)?;
+            if json {
+                let value = serde_json::json!({
+                    "schema": "edgewise.compare/1",
+                    "model": source.onnx,
+                    "candidate": candidate,
+                    "fidelity": fidelity,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                for f in &fidelity {
+                    print!("{}", edgewise_convert::fidelity::render(f));
+                }
+            }
+        }
+        Command::Preprocess {
+            model,
+            photos,
+            out,
+            input_shape,
+        } => {
+            let source = ModelSource::resolve(&model)?;
+            let shape = manifest_shape(&source, input_shape.as_deref())?;
+            let photos = photos_in(&photos)?;
+            let manifest = source.manifest.as_ref().expect("manifest_shape checked it");
+            write_inputs(manifest, &shape, &photos, &out)?;
+            println!(
+                "{}: {} tensors of shape {:?}",
+                out.display(),
+                photos.len(),
+                shape.dims
+            );
+        }
     }
     Ok(())
+}
+
+/// The input shape of a model named by its manifest: `given`, else the manifest's size.
+fn manifest_shape(source: &ModelSource, given: Option<&str>) -> Result<InputShape> {
+    if source.manifest.is_none() {
+        anyhow::bail!(
+            "{} has no manifest: give the model's manifest (`models/*.toml`), which says how to preprocess photos",
+            source.onnx.display()
+        );
+    }
+    source
+        .input_shapes(given)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no input shape"))
 }
 
 /// Refuses held-back photos that are also calibration photos (same bytes).
@@ -246,24 +350,26 @@ fn disjoint(calibration: &[PathBuf], held_back: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// The fidelity of the written model against the original, in both ways our
-/// runtime runs a QDQ model.
+/// The fidelity of `candidate` against the original model of `source`; a QDQ
+/// candidate in both ways our runtime runs it.
 fn compare(
     source: &ModelSource,
-    report: &quantize::Report,
+    candidate: &std::path::Path,
+    shape: &InputShape,
     photos: &[PathBuf],
     threads: usize,
 ) -> Result<Vec<Fidelity>> {
-    let manifest = source.manifest.as_ref().expect("quantize checked it");
-    let shape = edgewise_graph::InputShape {
-        name: manifest.input.name.clone(),
-        dims: report.shape.clone(),
-    };
+    let manifest = source.manifest.as_ref().expect("the caller checked it");
     let reference = edgewise_graph::Model::load(&source.onnx)?;
-    let candidate = edgewise_graph::Model::load(&report.out)?;
+    let candidate = edgewise_graph::Model::load(candidate)?;
+    let is_qdq = candidate
+        .graph
+        .nodes
+        .iter()
+        .any(|n| n.op_type == "DequantizeLinear");
     let staged = edgewise_stages::StagedModel::new(
         reference.clone(),
-        std::slice::from_ref(&shape),
+        std::slice::from_ref(shape),
         &source.stage_boundaries(&[], &[]),
     )?;
     let p = &staged.partition;
@@ -290,15 +396,17 @@ fn compare(
         reference: &reference,
         candidate: &candidate,
         manifest,
-        shape: &shape,
+        shape,
         probes: &probes,
         photos,
         threads,
     };
-    [QdqMode::Float, QdqMode::Integer]
-        .into_iter()
-        .map(|mode| comparison.run(mode))
-        .collect()
+    let modes: &[QdqMode] = if is_qdq {
+        &[QdqMode::Float, QdqMode::Integer]
+    } else {
+        &[QdqMode::Float]
+    };
+    modes.iter().map(|&mode| comparison.run(mode)).collect()
 }
 
 fn main() -> ExitCode {

@@ -24,33 +24,6 @@ use edgewise_stages::{Stage, StagedModel};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Image file extensions read from photo folders.
-const PHOTO_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp"];
-
-/// The photos in `dir` (not recursive), sorted by name.
-pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read photo folder {}", dir.display()))?;
-    let mut photos: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| PHOTO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
-        .collect();
-    photos.sort();
-    if photos.is_empty() {
-        bail!(
-            "no photos ({}) in {}",
-            PHOTO_EXTENSIONS.join(", "),
-            dir.display()
-        );
-    }
-    Ok(photos)
-}
-
 /// What to keep in float: stage names (`backbone`, `neck`, `head`, `pre`,
 /// `post`) or glob patterns over node names.
 #[derive(Clone, Debug, Default)]

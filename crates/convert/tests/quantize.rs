@@ -291,3 +291,49 @@ fn quantize_names_what_is_missing() {
     assert!(!ok);
     assert!(err.contains("no photos") && err.contains("empty"), "{err}");
 }
+
+#[test]
+fn compare_finds_a_model_identical_to_itself_and_preprocess_writes_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let held_back = photos(&dir.path().join("eval"), &["page.png"]);
+    let (ok, text, err) = edge_convert(&[
+        "compare",
+        "models/ppocr_v4_det.toml",
+        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+        "--eval",
+        &held_back,
+        "--input-shape",
+        "1x3x320x320",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v = json(&text);
+    let fidelity = v["fidelity"].as_array().unwrap();
+    assert_eq!(fidelity.len(), 1, "a float model runs one way");
+    let f = &fidelity[0];
+    assert_eq!(f["detections"]["f1"], 1.0);
+    assert!(f["detections"]["reference"].as_u64().unwrap() > 0);
+    assert_eq!(f["detections"]["map"]["map50"], 1.0);
+    for t in f["tensors"].as_array().unwrap() {
+        assert!(t["cosine"].as_f64().unwrap() > 0.999_999, "{t}");
+    }
+
+    let out = dir.path().join("inputs.bin");
+    let (ok, _, err) = edge_convert(&[
+        "preprocess",
+        "models/ppocr_v4_det.toml",
+        &held_back,
+        "-o",
+        path(&out),
+        "--input-shape",
+        "1x3x64x96",
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let header: Vec<u32> = bytes[..20]
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(header, [4, 1, 3, 64, 96]);
+    assert_eq!(bytes.len(), 20 + 4 * 3 * 64 * 96);
+}
