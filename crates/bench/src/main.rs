@@ -59,8 +59,8 @@ struct Timing {
     #[arg(long)]
     image: Option<PathBuf>,
     /// How QDQ (INT8) models run: `float` (activation quantize/dequantize
-    /// pairs as clips; the faster in tract 0.23) or `integer` (convolutions
-    /// on tract's integer kernels).
+    /// pairs as clips; still the faster), `integer` (convolutions on
+    /// Edgewise's INT8 convolution) or `integer-tract` (on tract's own).
     #[arg(long, value_enum, default_value_t = QdqMode::Float)]
     qdq: QdqMode,
 }

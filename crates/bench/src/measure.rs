@@ -650,7 +650,7 @@ fn precision_of(model: &Model, qdq: QdqMode) -> Precision {
             "QLinearConv" | "ConvInteger" | "MatMulInteger" | "QLinearMatMul"
         )
     });
-    if integer || (qdq == QdqMode::Integer && has_qdq(model)) {
+    if integer || (qdq != QdqMode::Float && has_qdq(model)) {
         Precision::I8
     } else {
         Precision::F32

@@ -297,6 +297,7 @@ pub fn render(f: &Fidelity) -> String {
     let how = match f.qdq {
         Some(QdqMode::Float) => " (run with --qdq float)",
         Some(QdqMode::Integer) => " (run with --qdq integer)",
+        Some(QdqMode::IntegerTract) => " (run with --qdq integer-tract)",
         None => "",
     };
     let d = &f.detections;

@@ -5,10 +5,13 @@
 //! kernels accumulate in i32 (`avx512vnni_mmm_i32_8x8`,
 //! `arm64simd_mmm_i32_8x8_dot`...); float ones as an `OptMatMul` with f32
 //! kernels or as one of tract's direct convolutions (depthwise, blocked,
-//! spatial), which exist in float only.
+//! spatial), which exist in float only. Our own [`Int8Conv`] is integer
+//! by construction.
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+
+use crate::kernels::Int8Conv;
 
 /// The arithmetic a kernel runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -58,6 +61,13 @@ pub fn audit(plan: &TypedModel) -> Vec<KernelUse> {
                     Precision::Float
                 },
                 kernels: op.mmm.iter().map(|k| k.name().to_string()).collect(),
+            });
+        } else if let Some(op) = node.op_as::<Int8Conv>() {
+            uses.push(KernelUse {
+                node: node.name.clone(),
+                op: "Int8Conv".into(),
+                precision: Precision::Integer,
+                kernels: vec![op.kernel_name()],
             });
         } else if DIRECT_CONVS.contains(&node.op.name().as_ref()) {
             uses.push(KernelUse {

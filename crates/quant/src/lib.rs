@@ -18,11 +18,13 @@
 pub mod audit;
 pub mod calib;
 pub mod float;
+pub mod kernels;
 pub mod ptq;
 pub mod qdq;
 
 pub use audit::{KernelUse, Precision, audit};
 pub use calib::{Extremes, Histogram, Method};
 pub use float::{Dequantized, dequantize_activations};
+pub use kernels::{Installed, Int8Conv};
 pub use ptq::{Plan, Prepared, QuantError, Quantized};
 pub use qdq::{Fusion, fuse_qdq_convs};

@@ -3,8 +3,8 @@
 //! tract reuses its buffers between runs). A QDQ (INT8) model runs one of
 //! two ways, [`QdqMode`]: in float, its activation quantize/dequantize pairs
 //! turned into clips ([`edgewise_quant::float`]), or with its convolutions
-//! rewritten into `QLinearConv` so that tract runs them as integer
-//! ([`edgewise_quant::qdq`]).
+//! rewritten into `QLinearConv` ([`edgewise_quant::qdq`]) and then run as
+//! integer by [`edgewise_quant::Int8Conv`] ([`edgewise_quant::kernels`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +13,9 @@ use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
-use edgewise_quant::{Dequantized, Fusion, dequantize_activations, fuse_qdq_convs};
+use edgewise_quant::{
+    Dequantized, Fusion, Installed, dequantize_activations, fuse_qdq_convs, kernels,
+};
 use tract_linalg::multithread::Executor;
 
 use crate::error::RuntimeError;
@@ -30,6 +32,7 @@ pub struct Engine {
     output_names: Vec<String>,
     threads: usize,
     qdq: Option<QdqRewrite>,
+    int8_kernels: Option<Installed>,
 }
 
 /// How a model with QuantizeLinear/DequantizeLinear (QDQ) nodes runs.
@@ -47,13 +50,18 @@ pub struct Engine {
 #[serde(rename_all = "lowercase")]
 pub enum QdqMode {
     /// In float: each activation quantize/dequantize pair becomes a clip to
-    /// its range, weights keep their quantized values. The default: in tract
-    /// 0.23 this is several times faster than the integer path (measured on
-    /// PP-OCRv4 det, `docs/benchmarks.md`).
+    /// its range, weights keep their quantized values. The default: it runs
+    /// at FP32 speed, and the integer path is still slower than that on
+    /// PP-OCRv4 det (1.8x the FP32 time, `docs/benchmarks.md`).
     #[default]
     Float,
-    /// Convolutions as `QLinearConv` on tract's integer kernels.
+    /// Convolutions as `QLinearConv`, then run by [`edgewise_quant::Int8Conv`]
+    /// on tract-linalg's integer kernels (a direct loop for depthwise).
     Integer,
+    /// Convolutions as `QLinearConv` run by tract's own quantized
+    /// convolution (im2col, then separate zero-point and requantization
+    /// passes): for comparison.
+    IntegerTract,
 }
 
 /// What the engine did to a QDQ model before tract optimized it.
@@ -131,7 +139,9 @@ impl Engine {
             let mut m = model.clone();
             let rewrite = match mode {
                 QdqMode::Float => QdqRewrite::Float(dequantize_activations(&mut m)),
-                QdqMode::Integer => QdqRewrite::Integer(fuse_qdq_convs(&mut m)),
+                QdqMode::Integer | QdqMode::IntegerTract => {
+                    QdqRewrite::Integer(fuse_qdq_convs(&mut m))
+                }
             };
             (Some(m), Some(rewrite))
         } else {
@@ -141,7 +151,15 @@ impl Engine {
         let input_shapes = resolve_input_shapes(model, shapes)?;
         let inference = tract_model(model, &input_shapes)?;
         let output_names = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
-        let optimized = inference
+        let mut typed = inference
+            .into_typed()
+            .map_err(engine_err("analyse the model"))?;
+        let int8_kernels = if mode == QdqMode::Integer {
+            Some(kernels::install(&mut typed).map_err(engine_err("install the INT8 kernels"))?)
+        } else {
+            None
+        };
+        let optimized = typed
             .into_optimized()
             .map_err(engine_err("optimize the model"))?;
         let plan: Plan = optimized
@@ -154,6 +172,7 @@ impl Engine {
             output_names,
             threads: threads.max(1),
             qdq,
+            int8_kernels,
         })
     }
 
@@ -161,6 +180,12 @@ impl Engine {
     /// and what was left as it was, with the reason.
     pub fn qdq_rewrite(&self) -> Option<&QdqRewrite> {
         self.qdq.as_ref()
+    }
+
+    /// With [`QdqMode::Integer`]: the quantized convolutions moved onto
+    /// [`edgewise_quant::Int8Conv`], and those left to tract.
+    pub fn int8_kernels(&self) -> Option<&Installed> {
+        self.int8_kernels.as_ref()
     }
 
     /// Threads the engine runs on.

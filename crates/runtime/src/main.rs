@@ -37,8 +37,8 @@ struct Cli {
     #[arg(long)]
     threads: Option<usize>,
     /// How a QDQ (INT8) model runs: `float` (activation quantize/dequantize
-    /// pairs removed; the faster in tract 0.23) or `integer` (convolutions on
-    /// tract's integer kernels).
+    /// pairs removed; still the faster), `integer` (convolutions on
+    /// Edgewise's INT8 convolution) or `integer-tract` (on tract's own).
     #[arg(long, value_enum, default_value_t = QdqMode::Float)]
     qdq: QdqMode,
     /// Decoder family, overriding the manifest's.
@@ -146,10 +146,24 @@ fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
             }
         ),
         QdqRewrite::Integer(f) => format!(
-            "run as integer (--qdq integer): {} convolution(s) as QLinearConv{}",
+            "run as integer (--qdq integer): {} convolution(s) as QLinearConv{}{}",
             f.fused,
             match f.skipped.first() {
                 Some((node, why)) => format!(", {} left in float ({node}: {why})", f.skipped.len()),
+                None => String::new(),
+            },
+            match engine.int8_kernels() {
+                Some(k) => format!(
+                    ", {} on Edgewise's INT8 convolution ({} dense, {} depthwise){}",
+                    k.dense + k.depthwise,
+                    k.dense,
+                    k.depthwise,
+                    match k.skipped.first() {
+                        Some((node, why)) =>
+                            format!(", {} left to tract ({node}: {why})", k.skipped.len()),
+                        None => String::new(),
+                    }
+                ),
                 None => String::new(),
             }
         ),

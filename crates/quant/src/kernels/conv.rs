@@ -1,0 +1,365 @@
+//! `Int8Conv`: a quantized 2-D convolution (i8 or u8 in, i8 or u8 out,
+//! symmetric int8 weights per output channel) with its zero-point
+//! correction folded into the bias and its requantization done in one pass.
+//!
+//! Dense convolutions run on tract-linalg's i8 x i8 -> i32 kernels (VNNI on
+//! x86, SDOT or SMLAL on aarch64), picked by tract's own dispatch, with the
+//! weights packed once; depthwise ones on [`super::depthwise`].
+
+use std::sync::Arc;
+
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::internal::*;
+use tract_linalg::BinOp;
+use tract_linalg::mmm::{AsInputValue, FusedSpec, MMMInputValue, MatMatMul};
+
+use super::depthwise::depthwise_plane;
+
+/// The shape of one convolution, NCHW.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dilation_h: usize,
+    pub dilation_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl Geometry {
+    /// The output positions `o` in `0..out_len` whose input position
+    /// `o * stride + k * dilation - pad` falls inside `0..in_len`.
+    pub fn valid_range(
+        &self,
+        k: usize,
+        pad: usize,
+        stride: usize,
+        dilation: usize,
+        in_len: usize,
+        out_len: usize,
+    ) -> (usize, usize) {
+        let offset = k * dilation;
+        let lo = if pad > offset {
+            (pad - offset).div_ceil(stride)
+        } else {
+            0
+        };
+        let hi = if in_len + pad > offset {
+            ((in_len - 1 + pad - offset) / stride + 1).min(out_len)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1
+            && self.kernel_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
+}
+
+/// How the products are computed.
+#[derive(Clone, Debug)]
+pub(crate) enum Kernel {
+    /// One matrix product per image: weights `[out_c, in_c * kh * kw]`
+    /// packed once, the input unfolded into `[in_c * kh * kw, out_h * out_w]`.
+    Dense {
+        mmm: Box<dyn MatMatMul>,
+        packing: usize,
+        weights: Arc<dyn MMMInputValue>,
+    },
+    /// One filter per channel, `[channels, kh * kw]`.
+    Depthwise { weights: Vec<i8> },
+}
+
+/// A quantized convolution tract would run through im2col and separate
+/// zero-point and requantization passes.
+#[derive(Clone, Debug)]
+pub struct Int8Conv {
+    pub(crate) geo: Geometry,
+    pub(crate) kernel: Kernel,
+    /// Bias in i32 at scale `x_scale * w_scale[c]`, less the input zero
+    /// point times each filter's sum for dense kernels.
+    pub(crate) bias: Tensor,
+    /// `x_scale * w_scale[c] / y_scale`, per output channel.
+    pub(crate) scales: Vec<f32>,
+    /// The input zero point, in the i8 domain the kernels read.
+    pub(crate) x0: i32,
+    /// The output zero point, in the output's own type.
+    pub(crate) y0: i32,
+    /// The input arrives as u8 (it is shifted into i8 first).
+    pub(crate) input_u8: bool,
+    /// The output datum type tract expects (i8 or u8, maybe quantized).
+    pub(crate) output_dt: DatumType,
+}
+
+impl PartialEq for Int8Conv {
+    fn eq(&self, other: &Self) -> bool {
+        // Two instances are the same op only if they are the same node's:
+        // packed weights have no cheap equality.
+        std::ptr::eq(self, other)
+    }
+}
+impl Eq for Int8Conv {}
+
+impl Int8Conv {
+    /// The name of the matrix kernel (or of the direct loop) it runs on.
+    pub fn kernel_name(&self) -> String {
+        match &self.kernel {
+            Kernel::Dense { mmm, .. } => mmm.name().to_string(),
+            Kernel::Depthwise { .. } => "edgewise_depthwise_i8".into(),
+        }
+    }
+
+    /// Whether it runs a depthwise filter.
+    pub fn is_depthwise(&self) -> bool {
+        matches!(self.kernel, Kernel::Depthwise { .. })
+    }
+
+    fn output_shape(&self) -> [usize; 4] {
+        let g = &self.geo;
+        [g.batch, g.out_c, g.out_h, g.out_w]
+    }
+
+    /// One image's input, `[in_c, in_h * in_w]`, as i8.
+    fn image_i8<'a>(&self, input: &'a [i8], scratch: &'a mut Vec<i8>) -> &'a [i8] {
+        if self.input_u8 {
+            scratch.clear();
+            // u8 -> i8 with the zero point moved by the same 128.
+            scratch.extend(input.iter().map(|&x| (x as u8 ^ 0x80) as i8));
+            scratch
+        } else {
+            input
+        }
+    }
+
+    /// Requantizes `acc` (one channel's row of i32) into `out`.
+    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(f32) -> T) {
+        let (lo, hi) = if self.output_dt.unquantized() == DatumType::U8 {
+            (0.0, 255.0)
+        } else {
+            (-128.0, 127.0)
+        };
+        let y0 = self.y0 as f32;
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o = cast((round_half_even(a as f32 * scale) + y0).clamp(lo, hi));
+        }
+    }
+
+    fn run_dense(
+        &self,
+        mmm: &dyn MatMatMul,
+        packing: usize,
+        weights: &dyn MMMInputValue,
+        image: &[i8],
+        acc: &mut Tensor,
+    ) -> TractResult<()> {
+        let g = &self.geo;
+        let (m, n) = (g.out_c, g.out_h * g.out_w);
+        let b = if g.is_pointwise() {
+            Tensor::from_shape(&[g.in_c, n], image)?
+        } else {
+            self.unfold(image)?
+        };
+        let (_, b_format) = &mmm.packings()[packing];
+        let packed = b_format.prepare_one(&b, 0, 1)?;
+
+        unsafe {
+            let store = mmm.c_view(Some(0), Some(1)).wrap(&acc.view_mut());
+            mmm.run(
+                m,
+                n,
+                &[
+                    FusedSpec::AddMatMul {
+                        a: AsInputValue::Borrowed(weights),
+                        b: AsInputValue::Borrowed(&*packed),
+                        packing,
+                    },
+                    FusedSpec::BinPerRow(self.bias.view(), BinOp::Add),
+                    FusedSpec::Store(store),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// im2col: `[in_c * kh * kw, out_h * out_w]`, the padding filled with
+    /// the input zero point (which the bias correction then cancels).
+    fn unfold(&self, image: &[i8]) -> TractResult<Tensor> {
+        let g = &self.geo;
+        let n = g.out_h * g.out_w;
+        let rows = g.in_c * g.kernel_h * g.kernel_w;
+        let mut data = vec![self.x0 as i8; rows * n];
+        let cols: Vec<(usize, usize)> = (0..g.kernel_w)
+            .map(|kx| g.valid_range(kx, g.pad_left, g.stride_w, g.dilation_w, g.in_w, g.out_w))
+            .collect();
+        for c in 0..g.in_c {
+            let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+            for ky in 0..g.kernel_h {
+                let (oy_lo, oy_hi) =
+                    g.valid_range(ky, g.pad_top, g.stride_h, g.dilation_h, g.in_h, g.out_h);
+                for (kx, &(ox_lo, ox_hi)) in cols.iter().enumerate() {
+                    let row = (c * g.kernel_h + ky) * g.kernel_w + kx;
+                    let dst = &mut data[row * n..(row + 1) * n];
+                    for oy in oy_lo..oy_hi {
+                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                        let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
+                        let first = ox_lo * g.stride_w + kx * g.dilation_w - g.pad_left;
+                        let out = &mut dst[oy * g.out_w + ox_lo..oy * g.out_w + ox_hi];
+                        if g.stride_w == 1 {
+                            out.copy_from_slice(&src[first..first + out.len()]);
+                        } else {
+                            for (o, &x) in
+                                out.iter_mut().zip(src[first..].iter().step_by(g.stride_w))
+                            {
+                                *o = x;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Tensor::from_shape(&[rows, n], &data)
+    }
+
+    fn eval_image<T: Datum + Copy>(
+        &self,
+        image: &[i8],
+        out: &mut [T],
+        acc: &mut Tensor,
+        cast: impl Fn(f32) -> T + Copy,
+    ) -> TractResult<()> {
+        let g = &self.geo;
+        let n = g.out_h * g.out_w;
+        match &self.kernel {
+            Kernel::Dense {
+                mmm,
+                packing,
+                weights,
+            } => {
+                self.run_dense(&**mmm, *packing, &**weights, image, acc)?;
+                let acc = acc.try_as_plain_ram()?.as_slice::<i32>()?;
+                for c in 0..g.out_c {
+                    let rows = c * n..(c + 1) * n;
+                    self.requantize(&acc[rows.clone()], self.scales[c], &mut out[rows], cast);
+                }
+            }
+            Kernel::Depthwise { weights } => {
+                let taps = g.kernel_h * g.kernel_w;
+                let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
+                let mut acc = vec![0i32; n];
+                for c in 0..g.out_c {
+                    let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+                    let w = &weights[c * taps..(c + 1) * taps];
+                    depthwise_plane(g, plane, w, self.x0, bias[c], &mut acc);
+                    self.requantize(&acc, self.scales[c], &mut out[c * n..(c + 1) * n], cast);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn eval_typed<T: Datum + Copy>(
+        &self,
+        input: &Tensor,
+        cast: impl Fn(f32) -> T + Copy,
+    ) -> TractResult<Tensor> {
+        let g = &self.geo;
+        let shape = self.output_shape();
+        let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, &shape)? };
+        let input = unsafe { input.try_as_plain_ram()?.as_slice_unchecked::<i8>() };
+        let mut acc = match self.kernel {
+            Kernel::Dense { .. } => unsafe {
+                Tensor::uninitialized::<i32>(&[g.out_c, g.out_h * g.out_w])?
+            },
+            Kernel::Depthwise { .. } => Tensor::zero::<i32>(&[0])?,
+        };
+        let mut scratch = vec![];
+        let in_len = g.in_c * g.in_h * g.in_w;
+        let out_len = g.out_c * g.out_h * g.out_w;
+        let mut view = output.try_as_plain_ram_mut()?;
+        let out = unsafe { view.as_slice_mut_unchecked::<T>() };
+        for b in 0..g.batch {
+            let image = self.image_i8(&input[b * in_len..(b + 1) * in_len], &mut scratch);
+            self.eval_image(
+                image,
+                &mut out[b * out_len..(b + 1) * out_len],
+                &mut acc,
+                cast,
+            )?;
+        }
+        Ok(output)
+    }
+}
+
+impl Op for Int8Conv {
+    fn name(&self) -> StaticName {
+        "Int8Conv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geo;
+        Ok(vec![format!(
+            "{}x{} stride {}x{}, {} -> {} channels, kernel {}",
+            g.kernel_h,
+            g.kernel_w,
+            g.stride_h,
+            g.stride_w,
+            g.in_c,
+            g.out_c,
+            self.kernel_name()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Int8Conv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0];
+        let output = if self.output_dt.unquantized() == DatumType::U8 {
+            self.eval_typed::<u8>(input, |v| v as u8)?
+        } else {
+            self.eval_typed::<i8>(input, |v| v as i8)?
+        };
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Int8Conv {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(self.output_dt.fact(self.output_shape())))
+    }
+
+    as_op!();
+}
+
+/// `x` rounded to the nearest integer, ties to even, for the range that
+/// matters before an int8 clamp. `f32::round_ties_even` is a libm call on
+/// x86-64's baseline (SSE2 has no rounding instruction), which keeps the loop
+/// scalar; adding and taking away 1.5 * 2^23 rounds in the FPU's default
+/// mode (nearest, ties to even) and vectorizes. Values beyond +-2^22 saturate
+/// first: they clamp to the int8 range anyway.
+#[inline(always)]
+pub(crate) fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
+    let x = x.clamp(-4_194_304.0, 4_194_304.0);
+    (x + MAGIC) - MAGIC
+}

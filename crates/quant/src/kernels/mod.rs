@@ -1,0 +1,502 @@
+//! INT8 convolutions tract runs slowly, swapped for [`Int8Conv`] in the
+//! typed model before tract optimizes it.
+//!
+//! tract 0.23.9 turns a quantized convolution into im2col, an i32 matrix
+//! product, and then separate full-tensor passes for the zero-point sums
+//! and the per-channel requantization (`docs/benchmarks.md`: 5x the FP32
+//! time on PP-OCRv4 det). [`install`] replaces each quantized `Conv` whose
+//! quantization parameters are constants and whose weights are symmetric
+//! by one op that folds the zero-point correction into the bias, runs
+//! tract-linalg's integer kernel (or a direct loop for depthwise filters)
+//! and requantizes in the same pass.
+
+mod conv;
+mod depthwise;
+
+use std::sync::Arc;
+
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_linalg::MmmDispatch;
+use tract_linalg::mmm::{Query, retain_best};
+
+pub use conv::Int8Conv;
+use conv::{Geometry, Kernel};
+
+/// What [`install`] replaced, and what it left to tract, with the reason.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Installed {
+    /// Dense (group 1) convolutions now on [`Int8Conv`]'s matrix kernel.
+    pub dense: usize,
+    /// Depthwise convolutions now on its direct loop.
+    pub depthwise: usize,
+    /// Quantized convolutions left to tract: node and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Replaces every quantized convolution of `model` that [`Int8Conv`] can
+/// run.
+pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
+    let mut report = Installed::default();
+    let candidates: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_as::<Conv>().is_some_and(|c| c.q_params.is_some()))
+        .map(|n| n.id)
+        .collect();
+    for id in candidates {
+        let node = model.node(id);
+        match build(model, node) {
+            Ok(op) => {
+                if op.is_depthwise() {
+                    report.depthwise += 1;
+                } else {
+                    report.dense += 1;
+                }
+                let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs[..1], op)?;
+                patch.apply(model)?;
+            }
+            Err(reason) => report.skipped.push((node.name.clone(), reason)),
+        }
+    }
+    Ok(report)
+}
+
+/// The value of `outlet` when it depends on constants only. Before
+/// decluttering, tract has not folded them yet: a bias is still a `Const`
+/// behind a `Cast` and a reshape.
+fn const_value(model: &TypedModel, outlet: OutletId, depth: usize) -> Option<Arc<Tensor>> {
+    let fact = model.outlet_fact(outlet).ok()?;
+    if let Some(k) = &fact.konst {
+        return Some(k.clone());
+    }
+    let node = model.node(outlet.node);
+    if depth == 0 || node.inputs.is_empty() {
+        return None;
+    }
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|i| const_value(model, *i, depth - 1).map(|t| t.into_tvalue()))
+        .collect::<Option<TVec<TValue>>>()?;
+    let outputs = node.op.eval_out_of_plan(inputs).ok()??;
+    Some(Arc::new(outputs.get(outlet.slot)?.clone().into_tensor()))
+}
+
+/// A constant input of `node` as a flat vector of `T`.
+fn constant<T: Datum + Copy>(
+    model: &TypedModel,
+    node: &TypedNode,
+    ix: usize,
+) -> Result<Vec<T>, String> {
+    let konst = const_value(model, node.inputs[ix], 4)
+        .ok_or_else(|| format!("input {ix} is not a constant"))?;
+    let cast = konst
+        .cast_to::<T>()
+        .map_err(|e| format!("input {ix}: {e}"))?;
+    cast.try_as_plain_ram()
+        .and_then(|r| r.as_slice::<T>().map(<[T]>::to_vec))
+        .map_err(|e| e.to_string())
+}
+
+fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
+    let conv = node.op_as::<Conv>().expect("a Conv");
+    let output_dt = model
+        .outlet_fact(OutletId::new(node.id, 0))
+        .map_err(|e| e.to_string())?
+        .datum_type;
+    if !matches!(output_dt.unquantized(), DatumType::I8 | DatumType::U8) {
+        return Err(format!("its output is {output_dt:?}, not int8"));
+    }
+    if node.inputs.len() != 9 {
+        return Err(format!("{} inputs, not 9", node.inputs.len()));
+    }
+    let spec = &conv.pool_spec;
+    if spec.data_format != DataFormat::NCHW || conv.kernel_fmt != KernelFormat::OIHW {
+        return Err("its layout is not NCHW with OIHW weights".into());
+    }
+    if spec.kernel_shape.len() != 2 {
+        return Err("it is not 2-D".into());
+    }
+    let x_fact = model
+        .outlet_fact(node.inputs[0])
+        .map_err(|e| e.to_string())?;
+    let input_u8 = match x_fact.datum_type.unquantized() {
+        DatumType::I8 => false,
+        DatumType::U8 => true,
+        dt => return Err(format!("its input is {dt:?}")),
+    };
+    let shape = x_fact
+        .shape
+        .as_concrete()
+        .ok_or("its input shape is not fixed")?
+        .to_vec();
+    let [batch, in_c, in_h, in_w] = shape[..] else {
+        return Err(format!("its input has rank {}", shape.len()));
+    };
+    let padding = spec.computed_padding(&[in_h, in_w]);
+    let (strides, dilations) = (spec.strides(), spec.dilations());
+    let out_c = spec.output_channels;
+    let geo = Geometry {
+        batch,
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        out_h: padding[0].convoluted,
+        out_w: padding[1].convoluted,
+        kernel_h: spec.kernel_shape[0],
+        kernel_w: spec.kernel_shape[1],
+        stride_h: strides[0],
+        stride_w: strides[1],
+        dilation_h: dilations[0],
+        dilation_w: dilations[1],
+        pad_top: padding[0].pad_before,
+        pad_left: padding[1].pad_before,
+    };
+
+    let weights_tensor =
+        const_value(model, node.inputs[1], 4).ok_or("its weights are not constant")?;
+    if weights_tensor.datum_type().unquantized() != DatumType::I8 {
+        return Err(format!(
+            "its weights are {:?}, not int8",
+            weights_tensor.datum_type()
+        ));
+    }
+    let weights: Vec<i8> = unsafe {
+        weights_tensor
+            .try_as_plain_ram()
+            .map_err(|e| e.to_string())?
+            .as_slice_unchecked::<i8>()
+    }
+    .to_vec();
+    let bias = constant::<i32>(model, node, 2)?;
+    let x0 = scalar::<i32>(model, node, 3)?;
+    let x_scale = scalar::<f32>(model, node, 4)?;
+    let k0 = constant::<i32>(model, node, 5)?;
+    let k_scale = constant::<f32>(model, node, 6)?;
+    let y0 = scalar::<i32>(model, node, 7)?;
+    let y_scale = scalar::<f32>(model, node, 8)?;
+    if k0.iter().any(|&z| z != 0) {
+        return Err("its weights have a non-zero zero point".into());
+    }
+    let per_channel = |v: &[f32], what: &str| -> Result<Vec<f32>, String> {
+        match v.len() {
+            1 => Ok(vec![v[0]; out_c]),
+            n if n == out_c => Ok(v.to_vec()),
+            n => Err(format!("{n} {what} for {out_c} output channels")),
+        }
+    };
+    let k_scale = per_channel(&k_scale, "weight scales")?;
+    let scales: Vec<f32> = k_scale.iter().map(|s| x_scale * s / y_scale).collect();
+    let mut bias: Vec<i32> = match bias.len() {
+        0 | 1 => vec![bias.first().copied().unwrap_or(0); out_c],
+        n if n == out_c => bias,
+        n => return Err(format!("{n} biases for {out_c} output channels")),
+    };
+    // The kernels read i8: a u8 input moves to i8 with its zero point.
+    let x0 = if input_u8 { x0 - 128 } else { x0 };
+    let taps = geo.kernel_h * geo.kernel_w;
+
+    let kernel = if conv.group == 1 {
+        let k = in_c * taps;
+        if weights.len() != out_c * k {
+            return Err("its weights do not match its shape".into());
+        }
+        // Padding reads x0 and the kernel computes sum(w * x): take
+        // x0 * sum(w) off the bias so that it computes sum(w * (x - x0)).
+        for (b, filter) in bias.iter_mut().zip(weights.chunks(k)) {
+            let sum: i32 = filter.iter().map(|&w| i32::from(w)).sum();
+            *b -= x0 * sum;
+        }
+        let query = Query {
+            weight: DatumType::I8.into(),
+            activation: DatumType::I8,
+            accumulators: tvec!(DatumType::I32),
+            store: None,
+            allow_extractor: false,
+            m: Some(out_c),
+            k: Some(k),
+            n: Some(geo.out_h * geo.out_w),
+        };
+        let (mmm, packing) = pick_kernel(&query)?;
+        let w = Tensor::from_shape(&[out_c, k], &weights).map_err(|e| e.to_string())?;
+        let packed = mmm.packings()[packing]
+            .0
+            .prepare_one(&w, 1, 0)
+            .map_err(|e| e.to_string())?;
+        Kernel::Dense {
+            mmm,
+            packing,
+            weights: Arc::from(packed),
+        }
+    } else if conv.group == in_c && out_c == in_c {
+        if weights.len() != out_c * taps {
+            return Err("its weights do not match its shape".into());
+        }
+        Kernel::Depthwise { weights }
+    } else {
+        return Err(format!("group {} is neither 1 nor depthwise", conv.group));
+    };
+    Ok(Int8Conv {
+        geo,
+        kernel,
+        bias: Tensor::from_shape(&[out_c], &bias).map_err(|e| e.to_string())?,
+        scales,
+        x0,
+        y0,
+        input_u8,
+        output_dt,
+    })
+}
+
+/// The i8 matrix kernel for `query`: tract's pick, except that AMX tiles
+/// are passed over for the widest VNNI (or other) kernel. On a Sapphire
+/// Rapids VM, PP-OCRv4 det at 640 ran in 551 ms with
+/// `avx512vnni_mmm_i32_16x16` against 768 ms with tract's pick,
+/// `avx512amx_mmm_i32_8x8` (edge-bench, one thread, docs/benchmarks.md).
+fn pick_kernel(query: &Query) -> Result<(Box<dyn tract_linalg::mmm::MatMatMul>, usize), String> {
+    let dispatch = MmmDispatch::native();
+    let mut suitable = dispatch.suitable(query);
+    suitable.retain(|(mmm, _, extractor)| extractor.is_none() && !mmm.name().contains("amx"));
+    // The best instruction set first (SDOT over SMLAL on aarch64), then the
+    // widest tile.
+    retain_best(&mut suitable);
+    let widest = suitable
+        .into_iter()
+        .max_by_key(|(mmm, _, _)| mmm.mr() * mmm.nr());
+    match widest {
+        Some((mmm, packing, _)) => Ok((mmm, packing)),
+        None => dispatch
+            .pick(query)
+            .map(|(mmm, packing, _)| (mmm, packing))
+            .ok_or_else(|| "tract-linalg has no i8 matrix kernel here".into()),
+    }
+}
+
+fn scalar<T: Datum + Copy>(model: &TypedModel, node: &TypedNode, ix: usize) -> Result<T, String> {
+    match constant::<T>(model, node, ix)?[..] {
+        [v] => Ok(v),
+        ref v => Err(format!("input {ix} has {} values, not one", v.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgewise_graph::analysis::tract_model;
+    use edgewise_graph::builder::ModelBuilder;
+    use edgewise_graph::model::AttributeValue;
+
+    use super::*;
+
+    /// One convolution as `QuantizeLinear -> QLinearConv -> DequantizeLinear`.
+    struct Case {
+        input: [usize; 4],
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        pads: [i64; 4],
+        group: usize,
+        /// u8 activations (onnxruntime's default) rather than i8.
+        unsigned: bool,
+    }
+
+    impl Case {
+        fn model(&self) -> edgewise_graph::Model {
+            let [n, c, h, w] = self.input;
+            let mut b = ModelBuilder::new(17);
+            let x = b.input("x", &[n as i64, c as i64, h as i64, w as i64]);
+            let zero = |b: &mut ModelBuilder, z: i32, unsigned: bool| {
+                if unsigned {
+                    b.initializer("z", tensor0((z + 128) as u8))
+                } else {
+                    b.initializer("z", tensor0(z as i8))
+                }
+            };
+            let sx = b.initializer("sx", tensor0(0.05f32));
+            let zx = zero(&mut b, -7, self.unsigned);
+            let xq = b.op("QuantizeLinear", &[&x, &sx, &zx], vec![]);
+            let per_group = c / self.group;
+            let len = self.out_c * per_group * self.kernel * self.kernel;
+            let weights: Vec<i8> = (0..len).map(|i| ((i * 37 + 11) % 255) as i8).collect();
+            let shape = [self.out_c, per_group, self.kernel, self.kernel];
+            let wq = b.initializer("w", Tensor::from_shape(&shape, &weights).unwrap());
+            let scales: Vec<f32> = (0..self.out_c).map(|o| 0.001 + 0.0003 * o as f32).collect();
+            let sw = b.initializer("sw", tensor1(&scales));
+            let zw = b.initializer("zw", tensor1(&vec![0i8; self.out_c]));
+            let sy = b.initializer("sy", tensor0(0.08f32));
+            let zy = zero(&mut b, 3, self.unsigned);
+            let bias: Vec<i32> = (0..self.out_c as i32).map(|o| o * 97 - 300).collect();
+            let bias = b.initializer("b", tensor1(&bias));
+            let k = self.kernel as i64;
+            let attrs = vec![
+                ("kernel_shape", AttributeValue::Ints(vec![k, k])),
+                ("strides", AttributeValue::Ints(vec![self.stride as i64; 2])),
+                (
+                    "dilations",
+                    AttributeValue::Ints(vec![self.dilation as i64; 2]),
+                ),
+                ("pads", AttributeValue::Ints(self.pads.to_vec())),
+                ("group", AttributeValue::Int(self.group as i64)),
+            ];
+            let yq = b.op(
+                "QLinearConv",
+                &[&xq, &sx, &zx, &wq, &sw, &zw, &sy, &zy, &bias],
+                attrs,
+            );
+            let y = b.op("DequantizeLinear", &[&yq, &sy, &zy], vec![]);
+            b.output(&y);
+            b.finish()
+        }
+
+        /// The largest difference, in output steps, between [`Int8Conv`]
+        /// and tract's own quantized convolution, and the share that differ.
+        fn compare(&self) -> (f32, f32, Installed) {
+            let model = self.model();
+            let shapes = vec![("x".to_string(), self.input.to_vec())];
+            let typed = tract_model(&model, &shapes).unwrap().into_typed().unwrap();
+            let mut ours = typed.clone();
+            let installed = install(&mut ours).unwrap();
+            let len: usize = self.input.iter().product();
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i * 53 % 101) as f32 - 40.0) * 0.07)
+                .collect();
+            let x = Tensor::from_shape(&self.input, &x).unwrap();
+            let run = |m: TypedModel| {
+                let out = m
+                    .into_optimized()
+                    .unwrap()
+                    .into_runnable()
+                    .unwrap()
+                    .run(tvec!(x.clone().into()))
+                    .unwrap();
+                out[0].clone().into_tensor()
+            };
+            let (a, b) = (run(ours), run(typed));
+            assert_eq!(a.shape(), b.shape());
+            let a = edgewise_graph::tensor::values::<f32>(&a).unwrap().to_vec();
+            let b = edgewise_graph::tensor::values::<f32>(&b).unwrap().to_vec();
+            let steps: Vec<f32> = a
+                .iter()
+                .zip(&b)
+                .map(|(p, q)| (p - q).abs() / 0.08)
+                .collect();
+            let worst = steps.iter().copied().fold(0.0, f32::max);
+            let differ = steps.iter().filter(|s| **s > 0.01).count();
+            (worst, differ as f32 / a.len() as f32, installed)
+        }
+    }
+
+    const DENSE: Case = Case {
+        input: [1, 5, 9, 11],
+        out_c: 7,
+        kernel: 3,
+        stride: 1,
+        dilation: 1,
+        pads: [1, 1, 1, 1],
+        group: 1,
+        unsigned: false,
+    };
+
+    fn assert_matches_tract(case: Case, depthwise: bool) {
+        let (worst, differ, installed) = case.compare();
+        assert_eq!(
+            (installed.dense, installed.depthwise),
+            if depthwise { (0, 1) } else { (1, 0) },
+            "{installed:?}"
+        );
+        // Both requantize in f32; they may round a tie differently.
+        assert!(worst <= 1.01, "largest difference {worst} steps");
+        assert!(differ <= 0.02, "{differ} of the outputs differ");
+    }
+
+    #[test]
+    fn dense_convolutions_match_tract() {
+        assert_matches_tract(DENSE, false);
+        assert_matches_tract(
+            Case {
+                unsigned: true,
+                ..DENSE
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                stride: 2,
+                pads: [0, 1, 2, 1],
+                ..DENSE
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                dilation: 2,
+                pads: [2, 2, 2, 2],
+                ..DENSE
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                kernel: 1,
+                pads: [0; 4],
+                ..DENSE
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                input: [2, 5, 9, 11],
+                kernel: 5,
+                pads: [2; 4],
+                ..DENSE
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn depthwise_convolutions_match_tract() {
+        let dw = Case {
+            out_c: 5,
+            group: 5,
+            ..DENSE
+        };
+        assert_matches_tract(Case { ..dw }, true);
+        assert_matches_tract(Case { stride: 2, ..dw }, true);
+        assert_matches_tract(
+            Case {
+                unsigned: true,
+                kernel: 5,
+                pads: [2, 1, 2, 3],
+                ..dw
+            },
+            true,
+        );
+        assert_matches_tract(
+            Case {
+                dilation: 2,
+                pads: [2; 4],
+                input: [2, 5, 9, 11],
+                ..dw
+            },
+            true,
+        );
+    }
+
+    #[test]
+    fn grouped_convolutions_are_left_to_tract() {
+        let (_, _, installed) = Case {
+            input: [1, 4, 6, 6],
+            out_c: 4,
+            group: 2,
+            ..DENSE
+        }
+        .compare();
+        assert_eq!((installed.dense, installed.depthwise), (0, 0));
+        assert_eq!(installed.skipped.len(), 1, "{installed:?}");
+        assert!(installed.skipped[0].1.contains("group 2"), "{installed:?}");
+    }
+}
