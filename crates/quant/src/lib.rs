@@ -9,11 +9,13 @@
 //! QuantizeLinear`, onnxruntime's `quantize_static`, Ultralytics' INT8
 //! export) in float: it folds the weights' `DequantizeLinear` into f32
 //! constants. [`qdq`] rewrites those convolutions into `QLinearConv` before
-//! tract reads the model; [`audit`] lists, after tract has optimized a model,
-//! the kernel every convolution and matrix product got, integer or float.
+//! tract reads the model, and [`kernels`] then replaces tract's quantized
+//! convolution (im2col and separate zero-point and requantization passes) by
+//! [`Int8Conv`]; [`audit`] lists, after tract has optimized a model, the
+//! kernel every convolution and matrix product got, integer or float.
 //! [`float`] is the other way to run a QDQ model: every activation
 //! quantize/dequantize pair becomes a clip, and the model runs at FP32 speed
-//! (faster, in tract 0.23, than its integer path; `docs/benchmarks.md`).
+//! (still faster than the integer path; `docs/benchmarks.md`).
 
 pub mod audit;
 pub mod calib;
