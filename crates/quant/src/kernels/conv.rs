@@ -3,8 +3,9 @@
 //! correction folded into the bias and its requantization done in one pass.
 //!
 //! Dense convolutions run on tract-linalg's i8 x i8 -> i32 kernels (VNNI on
-//! x86, SDOT or SMLAL on aarch64), picked by tract's own dispatch, with the
-//! weights packed once; depthwise ones on [`super::depthwise`].
+//! x86, SDOT or SMLAL on aarch64), picked through tract's dispatch (AMX
+//! passed over, `super::pick_kernel`), with the weights packed once;
+//! depthwise ones on [`super::depthwise`].
 
 use std::sync::Arc;
 
@@ -36,29 +37,30 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// The output positions `o` in `0..out_len` whose input position
-    /// `o * stride + k * dilation - pad` falls inside `0..in_len`.
-    pub fn valid_range(
-        &self,
-        k: usize,
-        pad: usize,
-        stride: usize,
-        dilation: usize,
-        in_len: usize,
-        out_len: usize,
-    ) -> (usize, usize) {
-        let offset = k * dilation;
-        let lo = if pad > offset {
-            (pad - offset).div_ceil(stride)
-        } else {
-            0
-        };
-        let hi = if in_len + pad > offset {
-            ((in_len - 1 + pad - offset) / stride + 1).min(out_len)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
+    /// The output rows that kernel row `ky` reads inside the input.
+    pub fn valid_rows(&self, ky: usize) -> (usize, usize) {
+        valid_range(
+            ky * self.dilation_h,
+            self.pad_top,
+            self.stride_h,
+            self.in_h,
+            self.out_h,
+        )
+    }
+
+    /// For each kernel column, the output columns it reads inside the input.
+    pub fn valid_columns(&self) -> Vec<(usize, usize)> {
+        (0..self.kernel_w)
+            .map(|kx| {
+                valid_range(
+                    kx * self.dilation_w,
+                    self.pad_left,
+                    self.stride_w,
+                    self.in_w,
+                    self.out_w,
+                )
+            })
+            .collect()
     }
 
     fn is_pointwise(&self) -> bool {
@@ -71,6 +73,28 @@ impl Geometry {
             && self.out_h == self.in_h
             && self.out_w == self.in_w
     }
+}
+
+/// The output positions `o` in `0..out_len` whose input position
+/// `o * stride + offset - pad` falls inside `0..in_len`.
+fn valid_range(
+    offset: usize,
+    pad: usize,
+    stride: usize,
+    in_len: usize,
+    out_len: usize,
+) -> (usize, usize) {
+    let lo = if pad > offset {
+        (pad - offset).div_ceil(stride)
+    } else {
+        0
+    };
+    let hi = if in_len + pad > offset {
+        ((in_len - 1 + pad - offset) / stride + 1).min(out_len)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
 }
 
 /// How the products are computed.
@@ -205,14 +229,11 @@ impl Int8Conv {
         let n = g.out_h * g.out_w;
         let rows = g.in_c * g.kernel_h * g.kernel_w;
         let mut data = vec![self.x0 as i8; rows * n];
-        let cols: Vec<(usize, usize)> = (0..g.kernel_w)
-            .map(|kx| g.valid_range(kx, g.pad_left, g.stride_w, g.dilation_w, g.in_w, g.out_w))
-            .collect();
+        let cols = g.valid_columns();
         for c in 0..g.in_c {
             let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
             for ky in 0..g.kernel_h {
-                let (oy_lo, oy_hi) =
-                    g.valid_range(ky, g.pad_top, g.stride_h, g.dilation_h, g.in_h, g.out_h);
+                let (oy_lo, oy_hi) = g.valid_rows(ky);
                 for (kx, &(ox_lo, ox_hi)) in cols.iter().enumerate() {
                     let row = (c * g.kernel_h + ky) * g.kernel_w + kx;
                     let dst = &mut data[row * n..(row + 1) * n];
@@ -263,10 +284,11 @@ impl Int8Conv {
                 let taps = g.kernel_h * g.kernel_w;
                 let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
                 let mut acc = vec![0i32; n];
+                let columns = g.valid_columns();
                 for c in 0..g.out_c {
                     let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
                     let w = &weights[c * taps..(c + 1) * taps];
-                    depthwise_plane(g, plane, w, self.x0, bias[c], &mut acc);
+                    depthwise_plane(g, &columns, plane, w, self.x0, bias[c], &mut acc);
                     self.requantize(&acc, self.scales[c], &mut out[c * n..(c + 1) * n], cast);
                 }
             }

@@ -11,9 +11,11 @@ use super::conv::Geometry;
 
 /// Accumulates one channel: `acc[oy * ow + ox] = bias + sum over the taps of
 /// (x - x0) * w`, where taps that fall in the padding contribute nothing
-/// (the padding value is the zero point).
+/// (the padding value is the zero point). `columns` is
+/// [`Geometry::valid_columns`], computed once for all channels.
 pub(crate) fn depthwise_plane(
     geo: &Geometry,
+    columns: &[(usize, usize)],
     plane: &[i8],
     weights: &[i8],
     x0: i32,
@@ -23,10 +25,6 @@ pub(crate) fn depthwise_plane(
     let (oh, ow) = (geo.out_h, geo.out_w);
     let (kh, kw) = (geo.kernel_h, geo.kernel_w);
     acc.fill(bias);
-    // The valid output columns of each kernel column, computed once.
-    let columns: Vec<(usize, usize)> = (0..kw)
-        .map(|kx| geo.valid_range(kx, geo.pad_left, geo.stride_w, geo.dilation_w, geo.in_w, ow))
-        .collect();
     let mut shifted = vec![0i32; geo.in_w];
     for oy in 0..oh {
         let row = &mut acc[oy * ow..(oy + 1) * ow];
