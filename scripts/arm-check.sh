@@ -10,7 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bins=(-p edgewise-runtime --bin edge-run -p edgewise-bench --bin edge-bench)
-cargo build --release "${bins[@]}"
+# x86: the whole workspace with its tests, as `cargo test --release
+# --workspace` builds it (the same features, so the tests reuse every
+# dependency; building only the two binaries would resolve tract's features
+# differently and make the tests compile it a second time).
+cargo build --release --workspace --all-targets
 cargo build --release --target aarch64-unknown-linux-gnu "${bins[@]}"
 cargo build --release --target armv7-unknown-linux-gnueabihf "${bins[@]}"
 

@@ -7,12 +7,14 @@
 //! - [`analysis`]: the type and shape of every value at a fixed input shape,
 //!   computed by tract itself.
 //! - [`cost`]: parameters, multiply-accumulates and output bytes per node.
+//! - [`simd`]: clearing the x86 vector state that tract's kernels leave behind.
 
 pub mod analysis;
 pub mod builder;
 pub mod cost;
 pub mod error;
 pub mod model;
+pub mod simd;
 pub mod tensor;
 pub mod topology;
 pub mod units;

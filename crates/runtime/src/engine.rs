@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use edgewise_graph::analysis::{resolve_input_shapes, tract_model};
+use edgewise_graph::simd::clear_upper_vector_state;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
@@ -230,9 +231,18 @@ impl Engine {
     /// Runs the model once. Inputs must have the shapes the engine was built for.
     pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(&inputs)?;
+        // Node by node, to clear the vector state tract's x86 kernels leave
+        // behind before the next node's Rust code runs (see `simd`).
         let outputs = self
             .state
-            .run(inputs.into_iter().map(TValue::from).collect())
+            .run_plan_with_eval(
+                inputs.into_iter().map(TValue::from).collect(),
+                |ctx, state, node, input| {
+                    let result = tract_core::plan::eval(ctx, state, node, input);
+                    clear_upper_vector_state();
+                    result
+                },
+            )
             .map_err(engine_err("run the model"))?;
         Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
     }
@@ -253,6 +263,7 @@ impl Engine {
                 |ctx, state, node, input| {
                     let started = std::time::Instant::now();
                     let result = tract_core::plan::eval(ctx, state, node, input);
+                    clear_upper_vector_state();
                     times.push((node.id, started.elapsed()));
                     result
                 },

@@ -104,6 +104,8 @@ fn every_combination_with(head: &str) {
                             .map_err(|e| format!("{e:#}"))?;
                         let x = Tensor::zero::<f32>(&[1, 3, 64, 64]).unwrap();
                         let out = plan.run(tvec!(x.into())).map_err(|e| format!("{e:#}"))?;
+                        // Else the next model's weights are drawn ~10x slower.
+                        edgewise_graph::simd::clear_upper_vector_state();
                         let finite = out.iter().all(|t| {
                             let t = t.clone().into_tensor();
                             edgewise_graph::tensor::values::<f32>(&t)

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use edgewise_graph::simd::clear_upper_vector_state;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 use tract_linalg::BinOp;
@@ -219,6 +220,9 @@ impl Int8Conv {
                 ],
             )?;
         }
+        // The kernel leaves the upper vector state dirty, which would slow
+        // the requantization and the next unfold (see `edgewise_graph::simd`).
+        clear_upper_vector_state();
         Ok(())
     }
 
