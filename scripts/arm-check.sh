@@ -3,7 +3,8 @@
 # armv7 (Pi 3, Zero 2 W on a 32-bit OS) with Debian's cross linkers
 # (.cargo/config.toml), run the aarch64 build under qemu on PP-OCRv4 det and
 # page.png, and check its detections against the x86 build's (and the armv7
-# build's, at 320x640): boxes within 1 px, scores within 1e-3. edge-bench runs
+# build's, at 320x640): boxes within 1 px, scores within 1e-3; the same for an
+# INT8 model on integer kernels on two aarch64 CPUs. edge-bench runs
 # under qemu too: the same stages and nodes as on x86, nothing unattributed.
 # qemu shows that the binaries work and agree, not how fast they are.
 set -euo pipefail
@@ -30,6 +31,33 @@ small=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1 --inpu
 ./target/release/edge-run "${small[@]}" >"$out/x86_64-320.jsonl"
 qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-run "${small[@]}" >"$out/armv7-320.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64-320.jsonl" "$out/armv7-320.jsonl"
+
+# INT8: the model quantized on x86, run on integer kernels (--qdq integer)
+# on x86 and on two aarch64 CPUs: a Cortex-A72 (Pi 4; tract's SMLAL kernel)
+# and a Cortex-A76 (Pi 5; dot-product instructions, its SDOT kernel). The
+# integer convolutions are exact, so only tract's float ops in between may
+# differ.
+./target/release/edge-convert quantize models/ppocr_v4_det.toml --calib models/.cache/calibration \
+    --input-shape 1x3x320x320 -o "$out/ppocr_int8.onnx" --no-cache >"$out/quantize.txt"
+int8=("$out/ppocr_int8.toml" models/.cache/photos/page.png --threads 1 --input-size 320x320 --qdq integer)
+./target/release/edge-run "${int8[@]}" >"$out/x86_64-int8.jsonl"
+for cpu_kernel in cortex-a72:arm64simd_mmm_i32_8x8 cortex-a76:arm64simd_mmm_i32_8x8_dot; do
+    cpu=${cpu_kernel%%:*}
+    qemu=(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu)
+    "${qemu[@]}" target/aarch64-unknown-linux-gnu/release/edge-run "${int8[@]}" >"$out/aarch64-$cpu-int8.jsonl"
+    python3 scripts/compare_detections.py "$out/x86_64-int8.jsonl" "$out/aarch64-$cpu-int8.jsonl"
+    "${qemu[@]}" target/aarch64-unknown-linux-gnu/release/edge-bench "$out/ppocr_int8.toml" --qdq integer \
+        --input-shape 1x3x320x320 --threads 1 --warmup 1 --runs 1 --format json >"$out/bench-$cpu-int8.json"
+    python3 - "$out/bench-$cpu-int8.json" "$cpu" "${cpu_kernel#*:}" <<'PY'
+import json, sys
+path, cpu, expected = sys.argv[1:]
+convs = [k for k in json.load(open(path))["variants"][0]["kernels"] if k["op"] == "Int8Conv"]
+dense = {name for k in convs for name in k["kernels"]} - {"edgewise_depthwise_i8"}
+assert len(convs) == 62, f"{cpu}: {len(convs)} convolutions on Int8Conv, expected 62"
+assert dense == {expected}, f"{cpu}: dense convolutions on {sorted(dense)}, expected {expected}"
+print(f"INT8 on {cpu}: 62 convolutions on Int8Conv, dense ones on {expected}; detections as on x86_64")
+PY
+done
 
 # edge-bench on both ARM builds (one frame of each kind; qemu times mean nothing).
 bench=(models/ppocr_v4_det.toml --image models/.cache/photos/page.png --input-shape 1x3x320x320
