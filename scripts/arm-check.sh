@@ -21,9 +21,12 @@ cargo build --release --target armv7-unknown-linux-gnueabihf "${bins[@]}"
 
 out=target/arm-check
 mkdir -p "$out"
+# A Cortex-A72 (Pi 4): qemu's default `max` CPU emulates pointer
+# authentication so slowly that the same run takes over 10x longer.
+qemu_a64=(qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu)
 args=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1)
 ./target/release/edge-run "${args[@]}" >"$out/x86_64.jsonl"
-qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/edge-run "${args[@]}" >"$out/aarch64.jsonl"
+"${qemu_a64[@]}" target/aarch64-unknown-linux-gnu/release/edge-run "${args[@]}" >"$out/aarch64.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64.jsonl" "$out/aarch64.jsonl"
 
 # armv7 too, at a smaller input so that the emulated run stays short.
@@ -63,7 +66,7 @@ done
 bench=(models/ppocr_v4_det.toml --image models/.cache/photos/page.png --input-shape 1x3x320x320
     --threads 1 --warmup 1 --runs 1 --board rpi4 --format json)
 ./target/release/edge-bench "${bench[@]}" >"$out/bench-x86_64.json"
-qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/edge-bench "${bench[@]}" >"$out/bench-aarch64.json"
+"${qemu_a64[@]}" target/aarch64-unknown-linux-gnu/release/edge-bench "${bench[@]}" >"$out/bench-aarch64.json"
 qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-bench "${bench[@]}" >"$out/bench-armv7.json"
 python3 - "$out"/bench-{x86_64,aarch64,armv7}.json <<'PY'
 import json, sys
