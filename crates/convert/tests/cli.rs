@@ -302,3 +302,79 @@ fn zoo_refuses_bad_specs_and_outputs_with_the_reason() {
         "nothing written on failure"
     );
 }
+
+#[test]
+fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("det.onnx");
+    let (ok, _, err) = edge_convert(&[
+        "zoo",
+        "mobilenet_v2+fpn+retinanet",
+        "--input",
+        "128",
+        "--classes",
+        "3",
+        "-o",
+        zoo.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let manifest = dir.path().join("det.toml");
+    let out = dir.path().join("det_pruned.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "backbone=0.3,neck=0.5",
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], "edgewise.prune/1");
+    for stage in v["report"]["stages"].as_array().unwrap() {
+        let (before, after) = (
+            stage["macs_before"].as_u64().unwrap(),
+            stage["macs_after"].as_u64().unwrap(),
+        );
+        match stage["stage"].as_str().unwrap() {
+            "backbone" | "neck" => assert!(after * 10 < before * 8, "{stage}"),
+            _ => assert!(after <= before, "{stage}"),
+        }
+    }
+    // Every kept count is a multiple of 8 (the default --round) or untouched.
+    for g in v["report"]["groups"].as_array().unwrap() {
+        let (c, k) = (g["channels"].as_u64().unwrap(), g["kept"].as_u64().unwrap());
+        assert!(k == c || k % 8 == 0, "{g}");
+    }
+    let pruned_manifest = dir.path().join("det_pruned.toml");
+    assert!(pruned_manifest.is_file());
+    // The pruned model runs through the manifest written beside it.
+    let (ok, text, err) = edge_convert(&["inspect", pruned_manifest.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(text.contains("backbone"), "{text}");
+
+    for (ratio, message) in [
+        ("trunk=0.3", "`trunk` is not a stage"),
+        ("1.2", "outside [0, 1)"),
+    ] {
+        let (ok, _, err) = edge_convert(&[
+            "prune",
+            manifest.to_str().unwrap(),
+            "--ratio",
+            ratio,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok && err.contains(message), "{ratio}: {err}");
+    }
+    let (ok, _, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "0.3",
+        "-o",
+        dir.path().join("m.pt").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("must end in .onnx"), "{err}");
+}

@@ -478,6 +478,33 @@ impl Model {
         write_atomically(path.as_ref(), &bytes)
     }
 
+    /// Turns every `Constant` node (but those writing a graph output) into an
+    /// initializer of the same name, so that passes which edit weights find
+    /// them in one place. Returns how many moved.
+    pub fn constants_to_initializers(&mut self) -> usize {
+        let g = &mut self.graph;
+        let outputs: HashSet<String> = g.outputs.iter().map(|o| o.name.clone()).collect();
+        let mut moved = vec![];
+        g.nodes.retain(|n| {
+            if n.op_type != "Constant" || !n.domain.is_empty() || outputs.contains(&n.outputs[0]) {
+                return true;
+            }
+            match constant_node_value(n) {
+                Some(t) => {
+                    moved.push(Initializer {
+                        name: n.outputs[0].clone(),
+                        tensor: t.into_owned(),
+                    });
+                    false
+                }
+                None => true,
+            }
+        });
+        let count = moved.len();
+        g.initializers.extend(moved);
+        count
+    }
+
     /// Replaces every node name and value name with a meaningless one (`n17`,
     /// `v42`), keeping the structure. Returns the old-to-new value name map.
     pub fn anonymize(&mut self) -> HashMap<String, String> {

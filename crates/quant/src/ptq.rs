@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 
 use edgewise_graph::Model;
-use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node, constant_node_value};
+use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node};
 use edgewise_graph::tract_onnx::prelude::*;
 use serde::Serialize;
 
@@ -101,33 +101,9 @@ pub fn prepare(model: &mut Model) -> Result<Prepared, QuantError> {
         }
         report.opset_raised = Some((opset, 13));
     }
-    report.constants = constants_to_initializers(model);
+    report.constants = model.constants_to_initializers();
     report.folded_batch_norms = fold_batch_norms(model)?;
     Ok(report)
-}
-
-fn constants_to_initializers(model: &mut Model) -> usize {
-    let g = &mut model.graph;
-    let outputs: HashSet<String> = g.outputs.iter().map(|o| o.name.clone()).collect();
-    let mut moved = vec![];
-    g.nodes.retain(|n| {
-        if n.op_type != "Constant" || !n.domain.is_empty() || outputs.contains(&n.outputs[0]) {
-            return true;
-        }
-        match constant_node_value(n) {
-            Some(t) => {
-                moved.push(Initializer {
-                    name: n.outputs[0].clone(),
-                    tensor: t.into_owned(),
-                });
-                false
-            }
-            None => true,
-        }
-    });
-    let count = moved.len();
-    g.initializers.extend(moved);
-    count
 }
 
 fn readers_of(model: &Model) -> HashMap<String, Vec<usize>> {

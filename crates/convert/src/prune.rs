@@ -1,0 +1,244 @@
+//! `edge-convert prune`: structured pruning by stage (`edgewise-prune`),
+//! checked by tract before anything is written, with parameters and MACs
+//! per stage before and after.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use edgewise_graph::InputShape;
+use edgewise_graph::analysis::tract_model;
+use edgewise_graph::model::write_atomically;
+use edgewise_graph::tract_onnx::prelude::InferenceModelExt;
+use edgewise_manifest::Source;
+use edgewise_prune::{Criterion, GroupReport, Ratios};
+use edgewise_runtime::ModelSource;
+use edgewise_stages::{Stage, StagedModel};
+use serde::Serialize;
+
+use crate::quantize::sha256_hex;
+
+/// How to prune.
+pub struct Options {
+    /// Share of channels to remove per stage.
+    pub ratios: Ratios,
+    /// Filter importance.
+    pub criterion: Criterion,
+    /// Kept channel counts are multiples of this.
+    pub round: usize,
+    /// The input shape the model is analysed at.
+    pub shape: InputShape,
+}
+
+/// Parameters and MACs of one stage, before and after.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageCost {
+    /// The stage.
+    pub stage: Stage,
+    /// Parameters before.
+    pub params_before: u64,
+    /// Parameters after.
+    pub params_after: u64,
+    /// Multiply-accumulates before.
+    pub macs_before: u64,
+    /// Multiply-accumulates after.
+    pub macs_after: u64,
+}
+
+/// What `prune` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The original model.
+    pub model: PathBuf,
+    /// The pruned model written.
+    pub out: PathBuf,
+    /// The manifest written beside it, when the source had one.
+    pub manifest: Option<PathBuf>,
+    /// The input shape used.
+    pub shape: Vec<usize>,
+    /// Per-stage cost.
+    pub stages: Vec<StageCost>,
+    /// Every group of layers sharing channels.
+    pub groups: Vec<GroupReport>,
+    /// Nodes whose channels could not be followed.
+    pub warnings: Vec<String>,
+}
+
+/// Prunes the model of `source` into `out` (and a manifest beside it).
+pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Report> {
+    if out.extension().is_none_or(|e| e != "onnx") {
+        bail!(
+            "output {} must end in .onnx (the manifest is written beside it as .toml)",
+            out.display()
+        );
+    }
+    let mut model = edgewise_graph::Model::load(&source.onnx)?;
+    // Exporters such as Paddle2ONNX write weights as `Constant` nodes.
+    model.constants_to_initializers();
+    let overrides = source.stage_boundaries(&[], &[]);
+    let shapes = std::slice::from_ref(&options.shape);
+    let before = StagedModel::new(model, shapes, &overrides)?;
+    let pruned = edgewise_prune::prune(
+        &before,
+        &edgewise_prune::Options {
+            ratios: options.ratios.clone(),
+            criterion: options.criterion,
+            round: options.round,
+        },
+    )?;
+    // The stage boundaries of the original hold for the pruned model: the
+    // same nodes, fewer channels.
+    let after = StagedModel::new(pruned.model.clone(), shapes, &overrides)
+        .context("the pruned model does not analyse: this is a bug in edge-convert prune")?;
+    let inputs = vec![(
+        before.model.graph.real_inputs()[0].name.clone(),
+        options.shape.dims.clone(),
+    )];
+    tract_model(&pruned.model, &inputs)?
+        .into_typed()
+        .and_then(|m| m.into_optimized())
+        .context("tract cannot optimize the pruned model: this is a bug in edge-convert prune")?;
+
+    let stages = [Stage::Backbone, Stage::Neck, Stage::Head]
+        .into_iter()
+        .map(|stage| {
+            let sum = |m: &StagedModel| {
+                m.costs
+                    .iter()
+                    .zip(&m.partition.stages)
+                    .filter(|(_, s)| **s == stage)
+                    .fold((0, 0), |(p, c), (cost, _)| (p + cost.params, c + cost.macs))
+            };
+            let ((p0, m0), (p1, m1)) = (sum(&before), sum(&after));
+            StageCost {
+                stage,
+                params_before: p0,
+                params_after: p1,
+                macs_before: m0,
+                macs_after: m1,
+            }
+        })
+        .collect();
+
+    let bytes = pruned.model.to_bytes()?;
+    write_atomically(out, &bytes)?;
+    let manifest = match &source.manifest {
+        Some(manifest) => {
+            let path = out.with_extension("toml");
+            let file = out
+                .file_name()
+                .and_then(|f| f.to_str())
+                .context("the output file name is not UTF-8")?
+                .to_string();
+            let mut m = manifest.clone();
+            m.name = format!("{}_pruned", manifest.name);
+            m.description = format!(
+                "{} -- pruned by edge-convert prune ({})",
+                manifest.description,
+                ratios_text(&options.ratios)
+            );
+            m.source = Source {
+                pip: None,
+                member: None,
+                path: Some(file.clone()),
+                file,
+                sha256: sha256_hex(&bytes),
+            };
+            write_atomically(&path, toml::to_string(&m)?.as_bytes())?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Report {
+        model: source.onnx.clone(),
+        out: out.to_path_buf(),
+        manifest,
+        shape: options.shape.dims.clone(),
+        stages,
+        groups: pruned.groups,
+        warnings: pruned.warnings,
+    })
+}
+
+fn ratios_text(ratios: &Ratios) -> String {
+    ratios
+        .per_stage
+        .iter()
+        .map(|(s, r)| format!("{s}={r}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn millions(n: u64) -> String {
+    format!("{:.2} M", n as f64 / 1e6)
+}
+
+fn change(before: u64, after: u64) -> String {
+    if before == 0 {
+        return "—".into();
+    }
+    format!("{:+.1}%", (after as f64 / before as f64 - 1.0) * 100.0)
+}
+
+/// The report as text: per-stage cost, the groups that changed, warnings.
+pub fn render(report: &Report) -> String {
+    let mut s = format!(
+        "{} -> {} at {}\n",
+        report.model.display(),
+        report.out.display(),
+        report
+            .shape
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("x")
+    );
+    if let Some(m) = &report.manifest {
+        s += &format!("manifest {}\n", m.display());
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        "stage", "params", "after", "change", "MACs", "after", "change",
+    ]);
+    for c in &report.stages {
+        table.add_row(vec![
+            c.stage.to_string(),
+            millions(c.params_before),
+            millions(c.params_after),
+            change(c.params_before, c.params_after),
+            millions(c.macs_before),
+            millions(c.macs_after),
+            change(c.macs_before, c.macs_after),
+        ]);
+    }
+    s += &format!("{table}\n");
+    let changed = report.groups.iter().filter(|g| g.kept < g.channels).count();
+    s += &format!(
+        "groups: {} of {} pruned (layers sharing channels lose the same ones)\n",
+        changed,
+        report.groups.len()
+    );
+    for g in &report.groups {
+        let layers = match g.layers.as_slice() {
+            [one] => one.clone(),
+            [first, rest @ ..] => format!("{first} and {} more", rest.len()),
+            [] => continue,
+        };
+        let note = match &g.fixed {
+            Some(why) if g.kept == g.channels => format!("  (kept: {why})"),
+            Some(why) => format!("  (some kept: {why})"),
+            None => String::new(),
+        };
+        s += &format!(
+            "  {:<8} {:>4} -> {:<4} {layers}{note}\n",
+            g.stage.name(),
+            g.channels,
+            g.kept
+        );
+    }
+    for w in &report.warnings {
+        s += &format!("warning: {w}\n");
+    }
+    s
+}
