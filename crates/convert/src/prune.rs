@@ -10,13 +10,12 @@ use edgewise_graph::InputShape;
 use edgewise_graph::analysis::tract_model;
 use edgewise_graph::model::write_atomically;
 use edgewise_graph::tract_onnx::prelude::InferenceModelExt;
-use edgewise_manifest::Source;
 use edgewise_prune::{Criterion, GroupReport, Ratios};
 use edgewise_runtime::ModelSource;
 use edgewise_stages::{Stage, StagedModel};
 use serde::Serialize;
 
-use crate::quantize::sha256_hex;
+use crate::quantize::write_manifest_beside;
 
 /// How to prune.
 pub struct Options {
@@ -122,33 +121,17 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
 
     let bytes = pruned.model.to_bytes()?;
     write_atomically(out, &bytes)?;
-    let manifest = match &source.manifest {
-        Some(manifest) => {
-            let path = out.with_extension("toml");
-            let file = out
-                .file_name()
-                .and_then(|f| f.to_str())
-                .context("the output file name is not UTF-8")?
-                .to_string();
-            let mut m = manifest.clone();
-            m.name = format!("{}_pruned", manifest.name);
-            m.description = format!(
-                "{} -- pruned by edge-convert prune ({})",
-                manifest.description,
+    let manifest = source
+        .manifest
+        .as_ref()
+        .map(|m| {
+            let what = format!(
+                "pruned by edge-convert prune ({})",
                 ratios_text(&options.ratios)
             );
-            m.source = Source {
-                pip: None,
-                member: None,
-                path: Some(file.clone()),
-                file,
-                sha256: sha256_hex(&bytes),
-            };
-            write_atomically(&path, toml::to_string(&m)?.as_bytes())?;
-            Some(path)
-        }
-        None => None,
-    };
+            write_manifest_beside(m, out, &bytes, "pruned", what)
+        })
+        .transpose()?;
     Ok(Report {
         model: source.onnx.clone(),
         out: out.to_path_buf(),

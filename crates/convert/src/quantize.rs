@@ -114,7 +114,38 @@ pub struct Report {
     pub bytes: (u64, u64),
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+/// Writes the manifest of a model derived from `manifest` (its ONNX bytes
+/// already written to `out`) beside `out` as `.toml`: the name gets
+/// `_{suffix}`, the description ` -- {what}`, the source is the new file and
+/// its sha256. Returns the manifest's path.
+pub(crate) fn write_manifest_beside(
+    manifest: &Manifest,
+    out: &Path,
+    bytes: &[u8],
+    suffix: &str,
+    what: String,
+) -> Result<PathBuf> {
+    let path = out.with_extension("toml");
+    let file = out
+        .file_name()
+        .and_then(|f| f.to_str())
+        .context("the output file name is not UTF-8")?
+        .to_string();
+    let mut derived = manifest.clone();
+    derived.name = format!("{}_{suffix}", manifest.name);
+    derived.description = format!("{} -- {what}", manifest.description);
+    derived.source = Source {
+        pip: None,
+        member: None,
+        path: Some(file.clone()),
+        file,
+        sha256: sha256_hex(bytes),
+    };
+    write_atomically(&path, toml::to_string(&derived)?.as_bytes())?;
+    Ok(path)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -243,28 +274,17 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
 
     let bytes = quantized_model.to_bytes()?;
     write_atomically(out, &bytes)?;
-    let manifest_path = out.with_extension("toml");
-    let file = out
-        .file_name()
-        .and_then(|f| f.to_str())
-        .context("the output file name is not UTF-8")?
-        .to_string();
-    let mut new_manifest = manifest.clone();
-    new_manifest.name = format!("{}_int8", manifest.name);
-    new_manifest.description = format!(
-        "{} -- INT8 (QDQ) by edge-convert quantize, {} calibration on {} photos",
-        manifest.description,
-        options.method,
-        options.calibration.len()
-    );
-    new_manifest.source = Source {
-        pip: None,
-        member: None,
-        path: Some(file.clone()),
-        file,
-        sha256: sha256_hex(&bytes),
-    };
-    write_atomically(&manifest_path, toml::to_string(&new_manifest)?.as_bytes())?;
+    let manifest_path = write_manifest_beside(
+        manifest,
+        out,
+        &bytes,
+        "int8",
+        format!(
+            "INT8 (QDQ) by edge-convert quantize, {} calibration on {} photos",
+            options.method,
+            options.calibration.len()
+        ),
+    )?;
 
     Ok(Report {
         model: source.onnx.clone(),
