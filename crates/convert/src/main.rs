@@ -123,7 +123,9 @@ enum Command {
         /// `backbone=0.3,neck=0.5,head=0`.
         #[arg(long)]
         ratio: String,
-        /// How a channel's importance is measured: the L1 or L2 norm of its filters.
+        /// How a channel's importance is measured: the L1 or L2 norm of the
+        /// filter writing it, or (with --calib) what it contributes to the
+        /// layers reading it on the photos.
         #[arg(long, value_enum, default_value_t = PruneCriterion::L1)]
         criterion: PruneCriterion,
         /// Kept channel counts are rounded to the nearest multiple of this (8 suits
@@ -133,6 +135,30 @@ enum Command {
         /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
         #[arg(long)]
         input_shape: Option<String>,
+        /// Folder of calibration photos: the layers that lost input channels
+        /// are refit on them to match the unpruned model (needs the model's
+        /// manifest). Without it, nothing is recovered.
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// How the pruned layers are recovered on --calib: a least-squares
+        /// refit of their weights and bias, or bias compensation only.
+        #[arg(long, value_enum, default_value_t = PruneRecovery::LeastSquares)]
+        recover: PruneRecovery,
+        /// Recover nothing, even with --calib (to compare).
+        #[arg(long)]
+        no_reconstruct: bool,
+        /// Ridge strength of the least-squares refit, relative to the mean
+        /// diagonal of its normal equations: larger pulls the refit towards the
+        /// pruned weights (with their bias compensated), for few photos.
+        #[arg(long, default_value_t = 0.1)]
+        ridge: f64,
+        /// Folder of held-back photos (none of them in --calib): compare the
+        /// pruned model with the original on them.
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// Threads for tract (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
         /// The pruned model to write (`.onnx`).
         #[arg(short, long)]
         out: PathBuf,
@@ -189,6 +215,15 @@ enum CalibrationMethod {
     Entropy,
 }
 
+/// `--recover` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PruneRecovery {
+    /// Refit each layer that lost input channels by least squares.
+    LeastSquares,
+    /// Add the removed channels' mean contribution to the bias.
+    Bias,
+}
+
 /// `--criterion` values.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum PruneCriterion {
@@ -196,6 +231,9 @@ enum PruneCriterion {
     L1,
     /// Euclidean norm.
     L2,
+    /// Mean square on the calibration photos times the norm of the weights
+    /// reading the channel.
+    Activation,
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -307,10 +345,28 @@ fn run(cli: Cli) -> Result<()> {
             criterion,
             round,
             input_shape,
+            calib,
+            recover,
+            no_reconstruct,
+            ridge,
+            eval,
+            threads,
             out,
             json,
         } => {
             let source = ModelSource::resolve(&model)?;
+            let calibration = calib.as_deref().map(photos_in).transpose()?;
+            let held_back = eval.as_deref().map(photos_in).transpose()?;
+            if let (Some(c), Some(h)) = (&calibration, &held_back) {
+                disjoint(c, h)?;
+            }
+            if held_back.is_some() && source.manifest.is_none() {
+                anyhow::bail!(
+                    "{} has no manifest: --eval needs the model's manifest (`models/*.toml`), which says how to preprocess and decode",
+                    source.onnx.display()
+                );
+            }
+            let threads = threads.unwrap_or_else(edgewise_runtime::engine::default_threads);
             let shape = source
                 .input_shapes(input_shape.as_deref())?
                 .into_iter()
@@ -324,19 +380,41 @@ fn run(cli: Cli) -> Result<()> {
                 criterion: match criterion {
                     PruneCriterion::L1 => edgewise_prune::Criterion::L1,
                     PruneCriterion::L2 => edgewise_prune::Criterion::L2,
+                    PruneCriterion::Activation => edgewise_prune::Criterion::Activation,
                 },
                 round,
-                shape,
+                shape: shape.clone(),
+                calibration: calibration.unwrap_or_default(),
+                recovery: edgewise_prune::recover::Options {
+                    method: match (no_reconstruct, recover) {
+                        (true, _) => edgewise_prune::recover::Method::None,
+                        (false, PruneRecovery::LeastSquares) => {
+                            edgewise_prune::recover::Method::LeastSquares
+                        }
+                        (false, PruneRecovery::Bias) => edgewise_prune::recover::Method::Bias,
+                    },
+                    ridge,
+                    ..Default::default()
+                },
+                threads,
             };
             let report = edgewise_convert::prune::prune(&source, &out, &options)?;
+            let fidelity = match &held_back {
+                Some(photos) => compare(&source, &report.out, &shape, photos, threads)?,
+                None => vec![],
+            };
             if json {
                 let value = serde_json::json!({
                     "schema": "edgewise.prune/1",
                     "report": report,
+                    "fidelity": fidelity,
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", edgewise_convert::prune::render(&report));
+                for f in &fidelity {
+                    print!("{}", edgewise_convert::fidelity::render(f));
+                }
             }
         }
         Command::Compare {

@@ -1,4 +1,5 @@
 //! `edge-convert prune`: structured pruning by stage (`edgewise-prune`),
+//! recovered on calibration photos (least squares or bias compensation),
 //! checked by tract before anything is written, with parameters and MACs
 //! per stage before and after.
 
@@ -10,8 +11,11 @@ use edgewise_graph::InputShape;
 use edgewise_graph::analysis::tract_model;
 use edgewise_graph::model::write_atomically;
 use edgewise_graph::tract_onnx::prelude::InferenceModelExt;
-use edgewise_prune::{Criterion, GroupReport, Ratios};
-use edgewise_runtime::ModelSource;
+use edgewise_graph::tract_onnx::prelude::Tensor;
+use edgewise_prune::Calibration;
+use edgewise_prune::recover::{self, Recovery};
+use edgewise_prune::{Criterion, GroupReport, PruneError, Ratios};
+use edgewise_runtime::{Engine, ModelSource, load_image, preprocess};
 use edgewise_stages::{Stage, StagedModel};
 use serde::Serialize;
 
@@ -27,6 +31,12 @@ pub struct Options {
     pub round: usize,
     /// The input shape the model is analysed at.
     pub shape: InputShape,
+    /// Calibration photos for recovery (none: no recovery).
+    pub calibration: Vec<PathBuf>,
+    /// How the pruned layers are recovered.
+    pub recovery: recover::Options,
+    /// Threads for tract.
+    pub threads: usize,
 }
 
 /// Parameters and MACs of one stage, before and after.
@@ -61,6 +71,92 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
     /// Nodes whose channels could not be followed.
     pub warnings: Vec<String>,
+    /// What recovery did, when it ran.
+    pub recovery: Option<Recovery>,
+}
+
+/// The calibration photos, preprocessed once, run through tract.
+struct Photos {
+    inputs: Vec<Tensor>,
+    shape: InputShape,
+    threads: usize,
+    bar: indicatif::ProgressBar,
+}
+
+impl Photos {
+    /// The calibration photos of `options`, preprocessed as the model's
+    /// manifest says.
+    fn load(source: &ModelSource, options: &Options) -> Result<Photos> {
+        let Some(manifest) = &source.manifest else {
+            bail!(
+                "{} has no manifest: --calib needs the model's manifest (`models/*.toml`), which says how to preprocess photos",
+                source.onnx.display()
+            );
+        };
+        let hw = manifest
+            .input
+            .hw_of(&options.shape.dims)
+            .context("the input shape has no height and width")?;
+        let inputs = options
+            .calibration
+            .iter()
+            .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
+            .collect::<Result<Vec<_>>>()?;
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("{msg:>12} {bar:30} {pos}/{len} model runs")
+                .expect("a valid template"),
+        );
+        bar.set_message("calibration");
+        Ok(Photos {
+            inputs,
+            shape: options.shape.clone(),
+            threads: options.threads,
+            bar,
+        })
+    }
+}
+
+impl Calibration for Photos {
+    fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    fn expect_passes(&mut self, passes: usize) {
+        self.bar.inc_length((passes * self.inputs.len()) as u64);
+    }
+
+    fn run(
+        &mut self,
+        model: &edgewise_graph::Model,
+        values: &[String],
+        sink: &mut edgewise_prune::calibration::Sink,
+    ) -> Result<(), PruneError> {
+        if self.bar.length() == Some(0) {
+            self.bar.set_length(self.inputs.len() as u64);
+        }
+        let failed = |e: edgewise_runtime::RuntimeError| PruneError::Calibration(e.to_string());
+        let mut engine = Engine::from_model(model, std::slice::from_ref(&self.shape), self.threads)
+            .map_err(failed)?;
+        let order: Vec<usize> = values
+            .iter()
+            .map(|v| {
+                engine
+                    .output_names()
+                    .iter()
+                    .position(|n| n == v)
+                    .ok_or_else(|| {
+                        PruneError::Internal(format!("`{v}` is not an output of the probed model"))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        for (j, input) in self.inputs.iter().enumerate() {
+            let outputs = engine.run(vec![input.clone()]).map_err(failed)?;
+            let ordered: Vec<Tensor> = order.iter().map(|&i| outputs[i].clone()).collect();
+            sink(j, &ordered)?;
+            self.bar.inc(1);
+        }
+        Ok(())
+    }
 }
 
 /// Prunes the model of `source` into `out` (and a manifest beside it).
@@ -74,17 +170,39 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
     let mut model = edgewise_graph::Model::load(&source.onnx)?;
     // Exporters such as Paddle2ONNX write weights as `Constant` nodes.
     model.constants_to_initializers();
+    edgewise_quant::ptq::fold_batch_norms(&mut model)?;
     let overrides = source.stage_boundaries(&[], &[]);
     let shapes = std::slice::from_ref(&options.shape);
     let before = StagedModel::new(model, shapes, &overrides)?;
-    let pruned = edgewise_prune::prune(
+    let mut photos = if options.calibration.is_empty() {
+        None
+    } else {
+        Some(Photos::load(source, options)?)
+    };
+    let mut pruned = edgewise_prune::prune(
         &before,
         &edgewise_prune::Options {
             ratios: options.ratios.clone(),
             criterion: options.criterion,
             round: options.round,
         },
+        photos.as_mut().map(|p| p as &mut dyn Calibration),
     )?;
+    let recovery = match &mut photos {
+        Some(photos) => {
+            let r = recover::recover(
+                &before.model,
+                &before.facts,
+                &mut pruned.model,
+                &pruned.kept,
+                photos,
+                &options.recovery,
+            )?;
+            photos.bar.finish_and_clear();
+            Some(r)
+        }
+        None => None,
+    };
     // The stage boundaries of the original hold for the pruned model: the
     // same nodes, fewer channels.
     let after = StagedModel::new(pruned.model.clone(), shapes, &overrides)
@@ -140,6 +258,7 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
         stages,
         groups: pruned.groups,
         warnings: pruned.warnings,
+        recovery,
     })
 }
 
@@ -220,8 +339,61 @@ pub fn render(report: &Report) -> String {
             g.kept
         );
     }
+    if let Some(r) = &report.recovery {
+        s += &render_recovery(r);
+    }
     for w in &report.warnings {
         s += &format!("warning: {w}\n");
+    }
+    s
+}
+
+/// What recovery did: how many layers, and their error before and after.
+fn render_recovery(r: &Recovery) -> String {
+    use recover::Method;
+    let mut s = String::new();
+    let refit: Vec<_> = r
+        .layers
+        .iter()
+        .filter(|l| l.method != Method::None)
+        .collect();
+    let waves = refit.iter().filter_map(|l| l.wave).max().unwrap_or(0);
+    s += &format!(
+        "recovery: {} on {} photos, {} of {} layers that lost input channels{} ({} model runs over the photos)\n",
+        r.method.name(),
+        r.inputs,
+        refit.len(),
+        r.layers.len(),
+        if waves > 0 {
+            format!(", refit in {waves} waves")
+        } else {
+            String::new()
+        },
+        r.passes
+    );
+    let mut errors: Vec<(f64, f64, &str)> = refit
+        .iter()
+        .filter_map(|l| l.error.map(|(b, a)| (b, a, l.node.as_str())))
+        .collect();
+    if !errors.is_empty() {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let before = median(errors.iter().map(|e| e.0).collect());
+        let after = median(errors.iter().map(|e| e.1).collect());
+        errors.sort_by(|a, b| b.1.total_cmp(&a.1));
+        s += &format!(
+            "  relative error of a refit layer's output on the photos, median: {before:.4} -> {after:.4}; worst after: {:.4} ({})\n",
+            errors[0].1, errors[0].2
+        );
+    }
+    for l in r.layers.iter().filter(|l| l.note.is_some()) {
+        s += &format!(
+            "  not refit: {} ({})\n",
+            l.node,
+            l.note.as_deref().unwrap_or_default()
+        );
     }
     s
 }

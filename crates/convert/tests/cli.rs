@@ -378,3 +378,119 @@ fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
     ]);
     assert!(!ok && err.contains("must end in .onnx"), "{err}");
 }
+
+#[test]
+fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("det.onnx");
+    let (ok, _, err) = edge_convert(&[
+        "zoo",
+        "resnet18+fpn+retinanet",
+        "--input",
+        "96",
+        "--classes",
+        "3",
+        "-o",
+        zoo.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let photos = |name: &str, files: &[&str]| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in files {
+            std::fs::copy(root().join("models/.cache/photos").join(f), d.join(f)).unwrap();
+        }
+        d
+    };
+    let calib = photos("calib", &["astronaut.png", "coins.png", "camera.png"]);
+    let eval = photos("eval", &["chelsea.png"]);
+    let manifest = dir.path().join("det.toml");
+    let out = dir.path().join("det_pruned.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "backbone=0.3,neck=0.3",
+        "--criterion",
+        "activation",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let recovery = &v["report"]["recovery"];
+    assert_eq!(recovery["method"], "least-squares");
+    assert_eq!(recovery["inputs"], 3);
+    let layers = recovery["layers"].as_array().unwrap();
+    let refit: Vec<_> = layers
+        .iter()
+        .filter(|l| l["method"] == "least-squares")
+        .collect();
+    assert!(!refit.is_empty(), "{recovery}");
+    for l in refit {
+        let (before, after) = (
+            l["error"][0].as_f64().unwrap(),
+            l["error"][1].as_f64().unwrap(),
+        );
+        assert!(after <= before, "{l}");
+    }
+    let fidelity = &v["fidelity"][0];
+    assert_eq!(fidelity["photos"], 1);
+    assert!(
+        fidelity["tensors"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
+
+    // The text report says what recovery did.
+    let (ok, text, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "0.3",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--recover",
+        "bias",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(text.contains("recovery: bias on 3 photos"), "{text}");
+
+    // The data-driven criterion needs photos; photos need a manifest.
+    let (ok, _, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "0.3",
+        "--criterion",
+        "activation",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("needs calibration photos (--calib DIR)"),
+        "{err}"
+    );
+    let bare = dir.path().join("bare.onnx");
+    std::fs::copy(&zoo, &bare).unwrap();
+    let (ok, _, err) = edge_convert(&[
+        "prune",
+        bare.to_str().unwrap(),
+        "--input-shape",
+        "1x3x96x96",
+        "--ratio",
+        "0.3",
+        "--calib",
+        calib.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("has no manifest"), "{err}");
+}

@@ -37,6 +37,18 @@ impl<'a> Kept<'a> {
                 .collect(),
         )
     }
+
+    /// Every value that loses channels, with the channels it keeps.
+    pub fn lost(&self) -> HashMap<String, Vec<usize>> {
+        self.channels
+            .values()
+            .filter_map(|v| {
+                let keep = self.of(v)?;
+                let count = self.channels.span(v)?.count;
+                (keep.len() < count).then(|| (v.to_string(), keep))
+            })
+            .collect()
+    }
 }
 
 /// `model` without the channels of the `removed` components.

@@ -15,6 +15,9 @@ pub enum PruneError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Recovery could not run the calibration inputs.
+    #[error("recovery: {0}")]
+    Calibration(String),
     /// A weight that cannot be read or sliced.
     #[error("cannot prune: {0}")]
     Internal(String),

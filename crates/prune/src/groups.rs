@@ -95,6 +95,23 @@ pub struct Source {
     pub axis: usize,
 }
 
+/// A layer that reads channels through a weight: a dense convolution, a
+/// transposed convolution or a fully connected layer. What a channel
+/// contributes to its output is the data-driven measure of importance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// The node.
+    pub node: usize,
+    /// The input whose channels it reads.
+    pub value: String,
+    /// Its weight initializer.
+    pub weight: String,
+    /// The weight's axis of input channels.
+    pub axis: usize,
+    /// Entries of that axis per channel (`H*W` after a `Flatten`, else 1).
+    pub block: usize,
+}
+
 /// The channel dependency structure of a model.
 #[derive(Clone, Debug)]
 pub struct ChannelGraph {
@@ -107,6 +124,8 @@ pub struct ChannelGraph {
     pub rewrites: Vec<Rewrite>,
     /// The layers that create channels.
     pub sources: Vec<Source>,
+    /// The layers that read channels through a weight.
+    pub consumers: Vec<Consumer>,
     /// One line per node whose channels could not be followed.
     pub warnings: Vec<String>,
 }
@@ -209,6 +228,7 @@ impl ChannelGraph {
             slices: vec![],
             rewrites: vec![],
             sources: vec![],
+            consumers: vec![],
             warnings: vec![],
         };
         for input in &graph.inputs {
@@ -267,6 +287,11 @@ impl ChannelGraph {
             );
         }
         cg
+    }
+
+    /// Every value whose channels are tracked.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.spans.keys().map(String::as_str)
     }
 
     /// The channels of `value`, when it has any.
@@ -434,6 +459,13 @@ impl ChannelGraph {
                         weight: w.clone(),
                         axis: out_axis,
                     });
+                    self.consumers.push(Consumer {
+                        node: ix,
+                        value: x.clone(),
+                        weight: w.clone(),
+                        axis: in_axis,
+                        block: 1,
+                    });
                     self.slice(&w, in_axis, &x, 1);
                     self.slice(&w, out_axis, &y, 1);
                 } else if group == cin && cout == cin {
@@ -470,6 +502,13 @@ impl ChannelGraph {
                     value: y.clone(),
                     weight: w.clone(),
                     axis: n_axis,
+                });
+                self.consumers.push(Consumer {
+                    node: ix,
+                    value: x.clone(),
+                    weight: w.clone(),
+                    axis: k_axis,
+                    block: 1,
                 });
                 self.slice(&w, k_axis, &x, 1);
                 self.slice(&w, n_axis, &y, 1);

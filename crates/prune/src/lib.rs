@@ -11,17 +11,23 @@
 //!   ratio per stage, rounded to a multiple that suits the matrix kernels.
 //! - [`apply`]: the pruned graph, with every weight sliced and every
 //!   channel count in attributes and shape inputs rewritten.
+//! - [`recover`]: training-free recovery on calibration photos: the layers
+//!   that lost input channels refit by least squares to the unpruned
+//!   model's outputs, or their bias compensated.
 
 pub mod apply;
+pub mod calibration;
 pub mod error;
 pub mod groups;
+pub mod recover;
 pub mod select;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use edgewise_graph::Model;
 use edgewise_stages::{Stage, StagedModel};
 
+pub use calibration::Calibration;
 pub use error::PruneError;
 pub use groups::ChannelGraph;
 pub use select::{Criterion, Group};
@@ -119,15 +125,33 @@ pub struct Pruned {
     pub groups: Vec<GroupReport>,
     /// Nodes whose channels could not be followed (left unpruned).
     pub warnings: Vec<String>,
+    /// Every value that lost channels, with the original indices of the
+    /// channels it kept.
+    pub kept: HashMap<String, Vec<usize>>,
 }
 
 /// Prunes `staged` (a model analysed at a fixed input shape and split into
-/// stages) as `options` say.
-pub fn prune(staged: &StagedModel, options: &Options) -> Result<Pruned, PruneError> {
+/// stages) as `options` say. [`Criterion::Activation`] runs the model on
+/// `calibration`.
+pub fn prune(
+    staged: &StagedModel,
+    options: &Options,
+    calibration: Option<&mut dyn Calibration>,
+) -> Result<Pruned, PruneError> {
     let model = &staged.model;
     let channels = ChannelGraph::new(model, &staged.facts);
     let groups = select::groups(&channels);
-    let score = select::importance(model, &channels, options.criterion)?;
+    let score = match (options.criterion, calibration) {
+        (Criterion::Activation, Some(calibration)) if !calibration.is_empty() => {
+            select::activation_importance(model, &channels, calibration)?
+        }
+        (Criterion::Activation, _) => {
+            return Err(PruneError::Calibration(
+                "--criterion activation needs calibration photos (--calib DIR)".into(),
+            ));
+        }
+        (criterion, _) => select::importance(model, &channels, criterion)?,
+    };
     let stage_of = |g: &Group| staged.partition.stages[channels.sources[g.sources[0]].node];
     let removed = select::choose(&groups, &score, options.round, |g| {
         options.ratios.of(stage_of(g))
@@ -151,5 +175,6 @@ pub fn prune(staged: &StagedModel, options: &Options) -> Result<Pruned, PruneErr
         model: pruned,
         groups: reports,
         warnings: channels.warnings.clone(),
+        kept: apply::Kept::new(&channels, &removed).lost(),
     })
 }

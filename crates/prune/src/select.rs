@@ -7,16 +7,21 @@ use std::collections::{HashMap, HashSet};
 use edgewise_graph::Model;
 use edgewise_graph::tract_onnx::tract_core::ndarray::Axis;
 
+use crate::calibration::{Calibration, f32s, probed};
 use crate::error::PruneError;
 use crate::groups::{ChannelGraph, Source};
 
-/// How a filter's importance is measured.
+/// How a channel's importance is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Criterion {
-    /// Sum of absolute weights.
+    /// Sum of absolute weights of the filter that writes it.
     L1,
-    /// Euclidean norm of the weights.
+    /// Euclidean norm of that filter.
     L2,
+    /// What it contributes to the layers that read it, on calibration
+    /// inputs: its mean square times the squared norm of their weights
+    /// reading it.
+    Activation,
 }
 
 /// Layers whose output channels are tied together (a residual chain, a
@@ -120,6 +125,73 @@ pub fn importance(
     Ok(score)
 }
 
+/// The data-driven importance of every component that some layer reads:
+/// over the layers reading its channels, `E[x²]·‖w‖²`, the mean square of
+/// the channel on the calibration inputs times the squared norm of the
+/// weights that read it (its share of those layers' output energy, were the
+/// channels uncorrelated).
+pub fn activation_importance(
+    model: &Model,
+    channels: &ChannelGraph,
+    calibration: &mut dyn Calibration,
+) -> Result<HashMap<usize, f32>, PruneError> {
+    let mut values: Vec<String> = vec![];
+    for c in &channels.consumers {
+        if !values.contains(&c.value) && channels.span(&c.value).is_some() {
+            values.push(c.value.clone());
+        }
+    }
+    // Per value: the sum over inputs of each channel's mean square.
+    let mut squares: Vec<Vec<f64>> = values
+        .iter()
+        .map(|v| vec![0.0; channels.span(v).map_or(0, |s| s.count)])
+        .collect();
+    let inputs = calibration.len().max(1) as f64;
+    calibration.run(&probed(model, &values), &values, &mut |_, tensors| {
+        for (t, sums) in tensors.iter().zip(squares.iter_mut()) {
+            let x = f32s(t)?;
+            let shape = t.shape();
+            let (batch, count) = (shape[0], shape.get(1).copied().unwrap_or(1));
+            if count != sums.len() {
+                return Err(PruneError::Internal(format!(
+                    "an activation has {count} channels, {} expected",
+                    sums.len()
+                )));
+            }
+            let plane = x.len() / (batch * count).max(1);
+            for b in 0..batch {
+                for (c, sum) in sums.iter_mut().enumerate() {
+                    let at = (b * count + c) * plane;
+                    let s: f64 = x[at..at + plane].iter().map(|&v| (v as f64).powi(2)).sum();
+                    *sum += s / (plane * batch) as f64;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let mut score: HashMap<usize, f32> = HashMap::new();
+    for consumer in &channels.consumers {
+        let Some(k) = values.iter().position(|v| *v == consumer.value) else {
+            continue;
+        };
+        let norms = filter_norms(
+            model,
+            &Source {
+                node: consumer.node,
+                value: consumer.value.clone(),
+                weight: consumer.weight.clone(),
+                axis: consumer.axis,
+            },
+            Criterion::L2,
+        )?;
+        let comps = channels.components_of(&consumer.value);
+        for ((c, norm), square) in comps.iter().zip(&norms).zip(&squares[k]) {
+            *score.entry(*c).or_default() += (square / inputs * (*norm as f64).powi(2)) as f32;
+        }
+    }
+    Ok(score)
+}
+
 fn filter_norms(
     model: &Model,
     source: &Source,
@@ -139,7 +211,7 @@ fn filter_norms(
         .axis_iter(Axis(source.axis))
         .map(|filter| match criterion {
             Criterion::L1 => filter.iter().map(|x| x.abs()).sum(),
-            Criterion::L2 => filter.iter().map(|x| x * x).sum::<f32>().sqrt(),
+            _ => filter.iter().map(|x| x * x).sum::<f32>().sqrt(),
         })
         .collect())
 }

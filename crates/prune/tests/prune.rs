@@ -6,7 +6,7 @@ use edgewise_graph::builder::ModelBuilder;
 use edgewise_graph::tensor::values;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{AttributeValue, InputShape, Model};
-use edgewise_prune::{Criterion, Options, Ratios, prune};
+use edgewise_prune::{Criterion, Options, Ratios, prune, recover};
 use edgewise_stages::{Overrides, Stage, StagedModel};
 use edgewise_zoo::{Init, Spec, backbones, build};
 
@@ -126,7 +126,7 @@ fn pruning_channels_that_carry_nothing_changes_no_output() {
     zero_filters(&mut model, &c3, 0..2);
     let before = run(&model, &[1, 3, 16, 16]);
     let staged = staged(model, "1x3x16x16");
-    let pruned = prune(&staged, &options("0.25")).unwrap();
+    let pruned = prune(&staged, &options("0.25"), None).unwrap();
     let after = run(&pruned.model, &[1, 3, 16, 16]);
     for (a, b) in before.iter().zip(&after) {
         assert_eq!(a.shape(), b.shape());
@@ -161,7 +161,7 @@ fn an_operator_it_cannot_follow_leaves_its_channels_alone() {
     b.output(&y);
     let model = b.finish();
     let staged = staged(model, "1x3x16x16");
-    let pruned = prune(&staged, &options("0.5")).unwrap();
+    let pruned = prune(&staged, &options("0.5"), None).unwrap();
     assert_eq!(pruned.warnings.len(), 1, "{:?}", pruned.warnings);
     assert!(pruned.warnings[0].contains("LRN"), "{}", pruned.warnings[0]);
     let by_channels: Vec<(usize, usize, bool)> = pruned
@@ -257,6 +257,7 @@ fn every_backbone_prunes_under_fpn_and_retinanet() {
                 criterion: Criterion::L2,
                 round: 8,
             },
+            None,
         )
         .map_err(|e| e.to_string())
         .and_then(|p| {
@@ -309,4 +310,196 @@ fn every_backbone_prunes_under_fpn_and_retinanet() {
     }
     failures.extend(onnx_check_and_run(&written));
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Runs models on fixed pseudo-random inputs through tract, as
+/// `edge-convert prune --calib` runs them on photos.
+struct TractRuns {
+    inputs: Vec<Tensor>,
+    passes: usize,
+}
+
+impl TractRuns {
+    fn new(count: usize, shape: [usize; 4]) -> TractRuns {
+        let mut b = ModelBuilder::new(13);
+        let inputs = (0..count)
+            .map(|_| {
+                let v = b.random(shape.iter().product(), 1.0);
+                Tensor::from_shape(&shape, &v).unwrap()
+            })
+            .collect();
+        TractRuns { inputs, passes: 0 }
+    }
+}
+
+impl edgewise_prune::Calibration for TractRuns {
+    fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    fn run(
+        &mut self,
+        model: &Model,
+        values: &[String],
+        sink: &mut edgewise_prune::calibration::Sink,
+    ) -> Result<(), edgewise_prune::PruneError> {
+        assert_eq!(
+            model
+                .graph
+                .outputs
+                .iter()
+                .map(|o| &o.name)
+                .collect::<Vec<_>>(),
+            values.iter().collect::<Vec<_>>()
+        );
+        let shape = self.inputs[0].shape().to_vec();
+        let plan = tract_model(model, &[(model.graph.inputs[0].name.clone(), shape)])
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        for (j, x) in self.inputs.iter().enumerate() {
+            let out = plan.run(tvec!(x.clone().into())).unwrap();
+            edgewise_graph::simd::clear_upper_vector_state();
+            let out: Vec<Tensor> = out.into_iter().map(|t| t.into_tensor()).collect();
+            sink(j, &out)?;
+        }
+        self.passes += 1;
+        Ok(())
+    }
+}
+
+/// x -> conv (3 -> 8) -> relu -> conv (8 -> 4, `k`x`k`) -> output, with
+/// filter 7 of the first conv replaced by `filter7(filter 6)`.
+fn two_convs(k: usize, filter7: impl Fn(&[f32], f32) -> (Vec<f32>, f32)) -> Model {
+    let mut b = ModelBuilder::new(13);
+    let x = b.input("x", &[1, 3, 12, 12]);
+    let c1 = b.conv(&x, 3, 8, 3, 1, 1);
+    let r1 = b.op("Relu", &[&c1], vec![]);
+    let c2 = b.conv(&r1, 8, 4, k, 1, 1);
+    b.output(&c2);
+    let mut model = b.finish();
+    let conv = model
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.outputs[0] == c1)
+        .unwrap()
+        .clone();
+    let bias6 = {
+        let b = model
+            .graph
+            .initializers
+            .iter()
+            .find(|i| i.name == conv.inputs[2])
+            .unwrap();
+        values::<f32>(&b.tensor).unwrap()[6]
+    };
+    let w = model
+        .graph
+        .initializers
+        .iter_mut()
+        .find(|i| i.name == conv.inputs[1])
+        .unwrap();
+    let mut view = w.tensor.to_plain_array_view_mut::<f32>().unwrap();
+    let data = view.as_slice_mut().unwrap();
+    let (filter, bias7) = filter7(&data[6 * 27..7 * 27], bias6);
+    data[7 * 27..8 * 27].copy_from_slice(&filter);
+    let b = model
+        .graph
+        .initializers
+        .iter_mut()
+        .find(|i| i.name == conv.inputs[2])
+        .unwrap();
+    b.tensor
+        .to_plain_array_view_mut::<f32>()
+        .unwrap()
+        .as_slice_mut()
+        .unwrap()[7] = bias7;
+    model
+}
+
+fn relative_error(reference: &[Tensor], candidate: &[Tensor]) -> f32 {
+    let (a, b) = (
+        values::<f32>(&reference[0]).unwrap(),
+        values::<f32>(&candidate[0]).unwrap(),
+    );
+    let err: f32 = a.iter().zip(b).map(|(a, b)| (a - b) * (a - b)).sum();
+    err / a.iter().map(|a| a * a).sum::<f32>()
+}
+
+/// Prunes one of the first conv's 8 channels and recovers with `method`:
+/// returns the removed channel and the output's relative error.
+fn prune_one(
+    model: &Model,
+    method: recover::Method,
+    ridge: f64,
+) -> (Vec<usize>, f32, recover::Recovery) {
+    let shape = [1, 3, 12, 12];
+    let before = run(model, &shape);
+    let staged = staged(model.clone(), "1x3x12x12");
+    let mut pruned = prune(&staged, &options("0.125"), None).unwrap();
+    let kept = pruned.kept.values().next().unwrap().clone();
+    let removed = (0..8).filter(|c| !kept.contains(c)).collect();
+    let mut runs = TractRuns::new(3, shape);
+    let report = recover::recover(
+        &staged.model,
+        &staged.facts,
+        &mut pruned.model,
+        &pruned.kept,
+        &mut runs,
+        &recover::Options {
+            method,
+            ridge,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(runs.passes, report.passes);
+    pruned.model.check().unwrap();
+    let after = run(&pruned.model, &shape);
+    (removed, relative_error(&before, &after), report)
+}
+
+#[test]
+fn least_squares_recovers_a_channel_its_neighbour_carries() {
+    // Filter 7 is 0.3 times filter 6 (the least important), and so is its
+    // channel after the ReLU: the next layer can take it over exactly.
+    let model = two_convs(3, |f6, b6| (f6.iter().map(|v| v * 0.3).collect(), b6 * 0.3));
+    let (removed, plain, _) = prune_one(&model, recover::Method::None, 0.0);
+    assert_eq!(removed, vec![7]);
+    let (_, refit, report) = prune_one(&model, recover::Method::LeastSquares, 1e-9);
+    assert!(
+        plain > 1e-3,
+        "pruning alone moved the output by only {plain}"
+    );
+    assert!(
+        refit < 1e-6,
+        "least squares left a relative error of {refit} (plain {plain})"
+    );
+    let layer = &report.layers[0];
+    assert_eq!(layer.inputs, (8, 7));
+    assert_eq!(layer.wave, Some(1));
+    let (before, after) = layer.error.unwrap();
+    assert!(after < before * 1e-3, "{before} -> {after}");
+}
+
+#[test]
+fn bias_compensation_takes_over_a_constant_channel() {
+    // Filter 7 is zero and its bias positive: a constant channel, which a
+    // 1x1 layer after it sees as part of its bias.
+    let model = two_convs(1, |f6, _| (vec![0.0; f6.len()], 0.5));
+    let (removed, plain, _) = prune_one(&model, recover::Method::None, 0.0);
+    assert_eq!(removed, vec![7]);
+    let (_, compensated, report) = prune_one(&model, recover::Method::Bias, 0.0);
+    assert!(
+        plain > 1e-3,
+        "pruning alone moved the output by only {plain}"
+    );
+    assert!(
+        compensated < 1e-8,
+        "bias compensation left {compensated} (plain {plain})"
+    );
+    assert_eq!(report.passes, 1);
 }

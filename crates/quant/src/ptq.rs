@@ -132,7 +132,7 @@ fn tensor_err(e: impl std::fmt::Display) -> QuantError {
 /// Folds `Conv -> BatchNormalization` (and `ConvTranspose` with one group)
 /// into the convolution: `w' = w·γ/√(σ²+ε)` along the output channels, `b' =
 /// (b − μ)·γ/√(σ²+ε) + β`.
-fn fold_batch_norms(model: &mut Model) -> Result<usize, QuantError> {
+pub fn fold_batch_norms(model: &mut Model) -> Result<usize, QuantError> {
     let readers = readers_of(model);
     let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
     let producers: HashMap<String, usize> = model
