@@ -2,25 +2,10 @@
 //! det calibrated on real photos, checked for what tract runs in integer, for
 //! fidelity on held-back photos, for the statistics cache, and for its errors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn edge_convert(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-convert"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use super::{edge_convert, root};
 
 /// A folder holding copies of the named sample photos.
 fn photos(dir: &Path, names: &[&str]) -> String {
