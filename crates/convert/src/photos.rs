@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use edgewise_graph::InputShape;
 use edgewise_graph::model::write_atomically;
+use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_manifest::Manifest;
 use edgewise_runtime::{load_image, preprocess};
 
@@ -35,6 +36,23 @@ pub fn photos_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(photos)
 }
 
+/// Every photo preprocessed as `manifest` says, at `shape`: the model's
+/// input tensors.
+pub fn input_tensors(
+    manifest: &Manifest,
+    shape: &InputShape,
+    photos: &[PathBuf],
+) -> Result<Vec<Tensor>> {
+    let hw = manifest
+        .input
+        .hw_of(&shape.dims)
+        .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
+    photos
+        .iter()
+        .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
+        .collect()
+}
+
 /// Preprocesses every photo as `manifest` says, at `shape`, and writes the
 /// tensors one after the other to `out`: for each, its rank and dimensions as
 /// little-endian u32, then its values as little-endian f32 (the format of
@@ -45,13 +63,8 @@ pub fn write_inputs(
     photos: &[PathBuf],
     out: &Path,
 ) -> Result<()> {
-    let hw = manifest
-        .input
-        .hw_of(&shape.dims)
-        .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
     let mut bytes = vec![];
-    for photo in photos {
-        let tensor = preprocess(&load_image(photo)?, &manifest.input, Some(hw))?.tensor;
+    for tensor in input_tensors(manifest, shape, photos)? {
         bytes.extend((tensor.rank() as u32).to_le_bytes());
         for &d in tensor.shape() {
             bytes.extend((d as u32).to_le_bytes());

@@ -10,15 +10,15 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use edgewise_graph::InputShape;
 use edgewise_graph::analysis::tract_model;
 use edgewise_graph::model::write_atomically;
-use edgewise_graph::tract_onnx::prelude::InferenceModelExt;
-use edgewise_graph::tract_onnx::prelude::Tensor;
+use edgewise_graph::tract_onnx::prelude::{InferenceModelExt, Tensor};
 use edgewise_prune::Calibration;
 use edgewise_prune::recover::{self, Recovery};
 use edgewise_prune::{Criterion, GroupReport, PruneError, Ratios};
-use edgewise_runtime::{Engine, ModelSource, load_image, preprocess};
+use edgewise_runtime::{Engine, ModelSource};
 use edgewise_stages::{Stage, StagedModel};
 use serde::Serialize;
 
+use crate::photos::input_tensors;
 use crate::quantize::write_manifest_beside;
 
 /// How to prune.
@@ -93,15 +93,7 @@ impl Photos {
                 source.onnx.display()
             );
         };
-        let hw = manifest
-            .input
-            .hw_of(&options.shape.dims)
-            .context("the input shape has no height and width")?;
-        let inputs = options
-            .calibration
-            .iter()
-            .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
-            .collect::<Result<Vec<_>>>()?;
+        let inputs = input_tensors(manifest, &options.shape, &options.calibration)?;
         let bar = indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template("{msg:>12} {bar:30} {pos}/{len} model runs")
                 .expect("a valid template"),
@@ -135,24 +127,14 @@ impl Calibration for Photos {
             self.bar.set_length(self.inputs.len() as u64);
         }
         let failed = |e: edgewise_runtime::RuntimeError| PruneError::Calibration(e.to_string());
-        let mut engine = Engine::from_model(model, std::slice::from_ref(&self.shape), self.threads)
-            .map_err(failed)?;
-        let order: Vec<usize> = values
-            .iter()
-            .map(|v| {
-                engine
-                    .output_names()
-                    .iter()
-                    .position(|n| n == v)
-                    .ok_or_else(|| {
-                        PruneError::Internal(format!("`{v}` is not an output of the probed model"))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+        // The engine's outputs are the probed model's, in `values` order.
+        let probed = model.with_outputs(values);
+        let mut engine =
+            Engine::from_model(&probed, std::slice::from_ref(&self.shape), self.threads)
+                .map_err(failed)?;
         for (j, input) in self.inputs.iter().enumerate() {
             let outputs = engine.run(vec![input.clone()]).map_err(failed)?;
-            let ordered: Vec<Tensor> = order.iter().map(|&i| outputs[i].clone()).collect();
-            sink(j, &ordered)?;
+            sink(j, &outputs)?;
             self.bar.inc(1);
         }
         Ok(())

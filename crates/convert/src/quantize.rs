@@ -13,15 +13,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use edgewise_graph::model::{ValueInfo, write_atomically};
+use edgewise_graph::model::write_atomically;
 use edgewise_graph::{InputShape, Model};
 use edgewise_manifest::{Manifest, Source};
 use edgewise_quant::calib::{Extremes, Histogram, Method};
 use edgewise_quant::ptq::{self, Plan, Prepared, Quantized};
 use edgewise_quant::{Precision, audit};
-use edgewise_runtime::{Engine, ModelSource, QdqMode, load_image, preprocess};
+use edgewise_runtime::{Engine, ModelSource, QdqMode};
 use edgewise_stages::{Stage, StagedModel};
 use serde::{Deserialize, Serialize};
+
+use crate::photos::input_tensors;
 use sha2::{Digest, Sha256};
 
 /// What to keep in float: stage names (`backbone`, `neck`, `head`, `pre`,
@@ -179,7 +181,8 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         name: manifest.input.name.clone(),
         dims: manifest.input.shape(),
     });
-    let hw = manifest
+    // Checked before any work (the photos are read only if not cached).
+    manifest
         .input
         .hw_of(&shape.dims)
         .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
@@ -220,7 +223,7 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
     let histograms = match cached {
         Some(s) => s.histograms,
         None => {
-            let h = observe(&model, &observed, manifest, &shape, hw, options)?;
+            let h = observe(&model, &observed, manifest, &shape, options)?;
             if let Some(path) = &cache {
                 std::fs::create_dir_all(path.parent().expect("a file in a folder")).with_context(
                     || format!("cannot create cache folder for {}", path.display()),
@@ -336,25 +339,11 @@ fn observe(
     observed: &[String],
     manifest: &Manifest,
     shape: &InputShape,
-    hw: [usize; 2],
     options: &Options,
 ) -> Result<HashMap<String, Histogram>> {
-    let mut probed = model.clone();
-    probed.graph.outputs = observed
-        .iter()
-        .map(|v| ValueInfo {
-            name: v.clone(),
-            elem_type: 1,
-            shape: None,
-            doc_string: String::new(),
-        })
-        .collect();
+    let probed = model.with_outputs(observed);
     let mut engine = Engine::from_model(&probed, std::slice::from_ref(shape), options.threads)?;
-    let inputs: Vec<_> = options
-        .calibration
-        .iter()
-        .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
-        .collect::<Result<_>>()?;
+    let inputs = input_tensors(manifest, shape, &options.calibration)?;
     let bar = indicatif::ProgressBar::new(2 * inputs.len() as u64).with_style(
         indicatif::ProgressStyle::with_template(
             "{msg:>12} {bar:30} {pos}/{len} photos, {eta} left",

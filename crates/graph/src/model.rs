@@ -478,6 +478,22 @@ impl Model {
         write_atomically(path.as_ref(), &bytes)
     }
 
+    /// A copy whose outputs are `values`, in that order, and nothing else:
+    /// to read intermediate activations (calibration, recovery).
+    pub fn with_outputs(&self, values: &[String]) -> Model {
+        let mut m = self.clone();
+        m.graph.outputs = values
+            .iter()
+            .map(|v| ValueInfo {
+                name: v.clone(),
+                elem_type: 1,
+                shape: None,
+                doc_string: String::new(),
+            })
+            .collect();
+        m
+    }
+
     /// Turns every `Constant` node (but those writing a graph output) into an
     /// initializer of the same name, so that passes which edit weights find
     /// them in one place. Returns how many moved.

@@ -23,26 +23,13 @@ pub trait Calibration {
     /// progress bar).
     fn expect_passes(&mut self, _passes: usize) {}
 
-    /// Runs `model` on every calibration input and hands the values named
-    /// `values` (in that order) to `sink`, with the input's index.
+    /// Runs `model` with its outputs replaced by `values`
+    /// ([`Model::with_outputs`]) on every calibration input, and hands those
+    /// values, in that order, to `sink` with the input's index.
     fn run(&mut self, model: &Model, values: &[String], sink: &mut Sink) -> Result<(), PruneError>;
 }
 
-/// `model` with `values` as its outputs (and nothing else).
-pub(crate) fn probed(model: &Model, values: &[String]) -> Model {
-    let mut m = model.clone();
-    m.graph.outputs = values
-        .iter()
-        .map(|v| edgewise_graph::model::ValueInfo {
-            name: v.clone(),
-            elem_type: 1,
-            shape: None,
-            doc_string: String::new(),
-        })
-        .collect();
-    m
-}
-
+/// The f32 values of an activation.
 pub(crate) fn f32s(t: &Tensor) -> Result<&[f32], PruneError> {
     edgewise_graph::tensor::values::<f32>(t).ok_or_else(|| {
         PruneError::Calibration(format!("an activation is {:?}, not f32", t.datum_type()))

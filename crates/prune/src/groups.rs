@@ -108,8 +108,6 @@ pub struct Consumer {
     pub weight: String,
     /// The weight's axis of input channels.
     pub axis: usize,
-    /// Entries of that axis per channel (`H*W` after a `Flatten`, else 1).
-    pub block: usize,
 }
 
 /// The channel dependency structure of a model.
@@ -464,7 +462,6 @@ impl ChannelGraph {
                         value: x.clone(),
                         weight: w.clone(),
                         axis: in_axis,
-                        block: 1,
                     });
                     self.slice(&w, in_axis, &x, 1);
                     self.slice(&w, out_axis, &y, 1);
@@ -508,7 +505,6 @@ impl ChannelGraph {
                     value: x.clone(),
                     weight: w.clone(),
                     axis: k_axis,
-                    block: 1,
                 });
                 self.slice(&w, k_axis, &x, 1);
                 self.slice(&w, n_axis, &y, 1);

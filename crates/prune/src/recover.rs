@@ -21,7 +21,7 @@ use edgewise_graph::{Facts, Initializer, Model, Topology};
 use nalgebra::DMatrix;
 use serde::Serialize;
 
-use crate::calibration::{Calibration, f32s, probed};
+use crate::calibration::{Calibration, f32s};
 use crate::error::PruneError;
 
 /// How a pruned model is recovered.
@@ -214,12 +214,14 @@ pub fn recover(
         }
     }
     let index_of = |values: &[String], v: &str| values.iter().position(|x| x == v).unwrap();
-    calibration.run(&probed(original, &wanted), &wanted, &mut |j, tensors| {
-        for layer in layers.iter_mut() {
-            let input = f32s(&tensors[index_of(&wanted, &layer.input)])?;
-            let output = f32s(&tensors[index_of(&wanted, &layer.output)])?;
-            let in_shape = tensors[index_of(&wanted, &layer.input)].shape().to_vec();
-            let out_shape = tensors[index_of(&wanted, &layer.output)].shape().to_vec();
+    let at: Vec<(usize, usize)> = layers
+        .iter()
+        .map(|l| (index_of(&wanted, &l.input), index_of(&wanted, &l.output)))
+        .collect();
+    calibration.run(original, &wanted, &mut |j, tensors| {
+        for (layer, &(i, o)) in layers.iter_mut().zip(&at) {
+            let (input, output) = (f32s(&tensors[i])?, f32s(&tensors[o])?);
+            let (in_shape, out_shape) = (tensors[i].shape(), tensors[o].shape());
             let plane = in_shape[2] * in_shape[3];
             for (k, &c) in layer.removed_in.iter().enumerate() {
                 let mut sum = 0.0f64;
@@ -274,11 +276,13 @@ pub fn recover(
                     inputs.push(layers[i].input.clone());
                 }
             }
-            calibration.run(&probed(pruned, &inputs), &inputs, &mut |j, tensors| {
-                for &i in &now {
-                    let layer = &mut layers[i];
-                    let t = &tensors[index_of(&inputs, &layer.input)];
-                    gather_patches(layer, j, t)?;
+            let at: Vec<usize> = now
+                .iter()
+                .map(|&i| index_of(&inputs, &layers[i].input))
+                .collect();
+            calibration.run(pruned, &inputs, &mut |j, tensors| {
+                for (&i, &t) in now.iter().zip(&at) {
+                    gather_patches(&mut layers[i], j, &tensors[t])?;
                 }
                 Ok(())
             })?;
@@ -327,14 +331,6 @@ fn find_layers(
 ) -> Result<(Vec<Layer>, Vec<LayerReport>), PruneError> {
     let graph = &original.graph;
     let topology = Topology::new(graph).map_err(|e| PruneError::Internal(e.to_string()))?;
-    let readers = |name: &str| {
-        pruned
-            .graph
-            .nodes
-            .iter()
-            .filter(|n| n.inputs.iter().any(|i| i == name))
-            .count()
-    };
     // The wave of a value: the deepest wave of a refit layer upstream of it.
     let mut depth: HashMap<&str, usize> = HashMap::new();
     let mut layers = vec![];
@@ -351,8 +347,12 @@ fn find_layers(
             .inputs
             .first()
             .and_then(|i| kept.get(i.as_str()).map(|k| (i, k)));
+        // A depthwise convolution's kept outputs read only kept inputs:
+        // nothing to recover (it loses outputs along with its inputs).
+        let depthwise = node.op_type == "Conv" && node.int_attr("group", 1) != 1;
         if let Some((input, kept_in)) = lost
             && matches!(node.op_type.as_str(), "Conv" | "ConvTranspose" | "Gemm")
+            && !depthwise
         {
             let label = graph.node_label(ix);
             let before = facts
@@ -374,21 +374,17 @@ fn find_layers(
                 .iter()
                 .find(|i| i.name == weight)
                 .map(|i| i.tensor.rank());
+            // Pruning renames no weight: sharing is the original graph's.
             let why_not = if node.op_type != "Conv" {
                 Some(format!("{} is not refit", node.op_type))
-            } else if node.int_attr("group", 1) != 1 {
-                // Depthwise: its kept outputs read only kept inputs.
-                None
             } else if rank != Some(4) {
                 Some("not a 2-D convolution with an initializer weight".into())
-            } else if readers(&weight) != 1 {
+            } else if topology.consumers(&weight).len() != 1 {
                 Some(format!("its weight `{weight}` is shared"))
             } else {
                 None
             };
-            if node.op_type == "Conv" && node.int_attr("group", 1) != 1 {
-                // Not a layer to recover (nothing to report either).
-            } else if let Some(why) = why_not {
+            if let Some(why) = why_not {
                 report.method = Method::None;
                 report.note = Some(why);
                 reports.push(report);
@@ -602,10 +598,10 @@ fn fit(
         as_pruned[(d - 1, col)] = *b;
     }
     let before = relative(&as_pruned);
+    let compensated = relative(prior);
     // Without a usable fit: the compensated bias, unless the bias as it was
     // does better on the samples.
     let fallback = || {
-        let compensated = relative(prior);
         if compensated <= before {
             (before, compensated, prior.clone(), false)
         } else {
@@ -631,7 +627,7 @@ fn fit(
             let after = relative(&fitted);
             // A fit that does worse on its own samples than the prior is
             // numerically broken.
-            return Ok(if after <= before.min(relative(prior)) {
+            return Ok(if after <= before.min(compensated) {
                 (before, after, fitted, true)
             } else {
                 fallback()

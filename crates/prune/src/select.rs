@@ -7,9 +7,9 @@ use std::collections::{HashMap, HashSet};
 use edgewise_graph::Model;
 use edgewise_graph::tract_onnx::tract_core::ndarray::Axis;
 
-use crate::calibration::{Calibration, f32s, probed};
+use crate::calibration::{Calibration, f32s};
 use crate::error::PruneError;
-use crate::groups::{ChannelGraph, Source};
+use crate::groups::ChannelGraph;
 
 /// How a channel's importance is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum Criterion {
 /// channels.
 #[derive(Clone, Debug)]
 pub struct Group {
-    /// The layers ([`Source`] indices of the [`ChannelGraph`]).
+    /// The layers ([`crate::groups::Source`] indices of the [`ChannelGraph`]).
     pub sources: Vec<usize>,
     /// The group's channels, as components, in the first layer's order.
     pub components: Vec<usize>,
@@ -115,7 +115,7 @@ pub fn importance(
 ) -> Result<HashMap<usize, f32>, PruneError> {
     let mut score: HashMap<usize, f32> = HashMap::new();
     for s in &channels.sources {
-        let norms = filter_norms(model, s, criterion)?;
+        let norms = filter_norms(model, &s.weight, s.axis, criterion)?;
         let mean = norms.iter().sum::<f32>() / norms.len().max(1) as f32;
         let comps = channels.components_of(&s.value);
         for (c, n) in comps.iter().zip(&norms) {
@@ -147,7 +147,7 @@ pub fn activation_importance(
         .map(|v| vec![0.0; channels.span(v).map_or(0, |s| s.count)])
         .collect();
     let inputs = calibration.len().max(1) as f64;
-    calibration.run(&probed(model, &values), &values, &mut |_, tensors| {
+    calibration.run(model, &values, &mut |_, tensors| {
         for (t, sums) in tensors.iter().zip(squares.iter_mut()) {
             let x = f32s(t)?;
             let shape = t.shape();
@@ -174,16 +174,7 @@ pub fn activation_importance(
         let Some(k) = values.iter().position(|v| *v == consumer.value) else {
             continue;
         };
-        let norms = filter_norms(
-            model,
-            &Source {
-                node: consumer.node,
-                value: consumer.value.clone(),
-                weight: consumer.weight.clone(),
-                axis: consumer.axis,
-            },
-            Criterion::L2,
-        )?;
+        let norms = filter_norms(model, &consumer.weight, consumer.axis, Criterion::L2)?;
         let comps = channels.components_of(&consumer.value);
         for ((c, norm), square) in comps.iter().zip(&norms).zip(&squares[k]) {
             *score.entry(*c).or_default() += (square / inputs * (*norm as f64).powi(2)) as f32;
@@ -192,23 +183,24 @@ pub fn activation_importance(
     Ok(score)
 }
 
+/// The norm of every slice of `weight` along `axis`: one per channel.
 fn filter_norms(
     model: &Model,
-    source: &Source,
+    weight: &str,
+    axis: usize,
     criterion: Criterion,
 ) -> Result<Vec<f32>, PruneError> {
-    let unreadable =
-        |e: String| PruneError::Internal(format!("reading weight `{}`: {e}", source.weight));
+    let unreadable = |e: String| PruneError::Internal(format!("reading weight `{weight}`: {e}"));
     let w = model
         .graph
-        .constant(&source.weight)
+        .constant(weight)
         .ok_or_else(|| unreadable("not a constant".into()))?;
     let w = w.cast_to::<f32>().map_err(|e| unreadable(e.to_string()))?;
     let view = w
         .to_plain_array_view::<f32>()
         .map_err(|e| unreadable(e.to_string()))?;
     Ok(view
-        .axis_iter(Axis(source.axis))
+        .axis_iter(Axis(axis))
         .map(|filter| match criterion {
             Criterion::L1 => filter.iter().map(|x| x.abs()).sum(),
             _ => filter.iter().map(|x| x * x).sum::<f32>().sqrt(),
