@@ -1,6 +1,6 @@
 //! `edge-convert` as a user runs it: exit codes, tables, JSON, error messages.
 
-use super::{edge_convert, root};
+use super::{edge_convert, photos, root, zoo_detector};
 
 #[test]
 fn inspect_reads_a_manifest_and_prints_the_stage_table() {
@@ -288,18 +288,7 @@ fn zoo_refuses_bad_specs_and_outputs_with_the_reason() {
 #[test]
 fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
     let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("det.onnx");
-    let (ok, _, err) = edge_convert(&[
-        "zoo",
-        "mobilenet_v2+fpn+retinanet",
-        "--input",
-        "128",
-        "--classes",
-        "3",
-        "-o",
-        zoo.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    zoo_detector(dir.path(), "mobilenet_v2+fpn+retinanet", 128, 3);
     let manifest = dir.path().join("det.toml");
     let out = dir.path().join("det_pruned.onnx");
     let (ok, text, err) = edge_convert(&[
@@ -364,28 +353,12 @@ fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
 #[test]
 fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
     let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("det.onnx");
-    let (ok, _, err) = edge_convert(&[
-        "zoo",
-        "resnet18+fpn+retinanet",
-        "--input",
-        "96",
-        "--classes",
-        "3",
-        "-o",
-        zoo.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    let photos = |name: &str, files: &[&str]| {
-        let d = dir.path().join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        for f in files {
-            std::fs::copy(root().join("models/.cache/photos").join(f), d.join(f)).unwrap();
-        }
-        d
-    };
-    let calib = photos("calib", &["astronaut.png", "coins.png", "camera.png"]);
-    let eval = photos("eval", &["chelsea.png"]);
+    let zoo = zoo_detector(dir.path(), "resnet18+fpn+retinanet", 96, 3);
+    let calib = photos(
+        &dir.path().join("calib"),
+        &["astronaut.png", "coins.png", "camera.png"],
+    );
+    let eval = photos(&dir.path().join("eval"), &["chelsea.png"]);
     let manifest = dir.path().join("det.toml");
     let out = dir.path().join("det_pruned.onnx");
     let (ok, text, err) = edge_convert(&[
@@ -396,9 +369,9 @@ fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
         "--criterion",
         "activation",
         "--calib",
-        calib.to_str().unwrap(),
+        &calib,
         "--eval",
-        eval.to_str().unwrap(),
+        &eval,
         "-o",
         out.to_str().unwrap(),
         "--json",
@@ -436,7 +409,7 @@ fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
         "--ratio",
         "0.3",
         "--calib",
-        calib.to_str().unwrap(),
+        &calib,
         "--recover",
         "bias",
         "-o",
@@ -470,7 +443,7 @@ fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
         "--ratio",
         "0.3",
         "--calib",
-        calib.to_str().unwrap(),
+        &calib,
         "-o",
         out.to_str().unwrap(),
     ]);

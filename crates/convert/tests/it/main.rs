@@ -4,7 +4,7 @@
 mod cli;
 mod quantize;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The repository root.
@@ -24,4 +24,35 @@ fn edge_convert(args: &[&str]) -> (bool, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+/// A folder holding copies of the named sample photos.
+fn photos(dir: &Path, names: &[&str]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in names {
+        std::fs::copy(
+            root().join("models/.cache/photos").join(name),
+            dir.join(name),
+        )
+        .unwrap();
+    }
+    dir.to_str().unwrap().to_string()
+}
+
+/// Builds zoo detector `spec` (input size, classes) as `dir/det.onnx`, with
+/// its manifest `dir/det.toml` beside it.
+fn zoo_detector(dir: &Path, spec: &str, input: usize, classes: usize) -> PathBuf {
+    let out = dir.join("det.onnx");
+    let (ok, _, err) = edge_convert(&[
+        "zoo",
+        spec,
+        "--input",
+        &input.to_string(),
+        "--classes",
+        &classes.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    out
 }

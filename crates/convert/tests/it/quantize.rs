@@ -5,20 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{edge_convert, root};
-
-/// A folder holding copies of the named sample photos.
-fn photos(dir: &Path, names: &[&str]) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in names {
-        std::fs::copy(
-            root().join("models/.cache/photos").join(name),
-            dir.join(name),
-        )
-        .unwrap();
-    }
-    dir.to_str().unwrap().to_string()
-}
+use super::{edge_convert, photos, root, zoo_detector};
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -31,18 +18,7 @@ fn json(out: &str) -> serde_json::Value {
 #[test]
 fn a_zoo_detector_quantizes_to_qdq_that_runs_integer_and_stays_close() {
     let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("det.onnx");
-    let (ok, _, err) = edge_convert(&[
-        "zoo",
-        "mobilenet_v2+fpn+retinanet",
-        "--input",
-        "96",
-        "--classes",
-        "4",
-        "-o",
-        path(&zoo),
-    ]);
-    assert!(ok, "{err}");
+    zoo_detector(dir.path(), "mobilenet_v2+fpn+retinanet", 96, 4);
     let calib = photos(
         &dir.path().join("calib"),
         &["astronaut.png", "coffee.png", "horse.png"],
@@ -146,18 +122,7 @@ fn a_zoo_detector_quantizes_to_qdq_that_runs_integer_and_stays_close() {
 #[test]
 fn keep_float_leaves_the_head_in_float() {
     let dir = tempfile::tempdir().unwrap();
-    let zoo = dir.path().join("det.onnx");
-    let (ok, _, err) = edge_convert(&[
-        "zoo",
-        "resnet18+pan+yolo",
-        "--input",
-        "64",
-        "--classes",
-        "3",
-        "-o",
-        path(&zoo),
-    ]);
-    assert!(ok, "{err}");
+    zoo_detector(dir.path(), "resnet18+pan+yolo", 64, 3);
     let calib = photos(&dir.path().join("calib"), &["astronaut.png"]);
     let out = dir.path().join("q.onnx");
     let (ok, text, err) = edge_convert(&[
