@@ -13,10 +13,10 @@ pub mod ssd;
 pub mod yolo;
 pub mod yunet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An axis-aligned box, corners in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BBox {
     /// Left.
     pub x1: f32,
@@ -72,7 +72,7 @@ impl BBox {
 }
 
 /// One detected object.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     /// Class index.
     pub class_id: usize,
@@ -82,10 +82,10 @@ pub struct Detection {
     #[serde(rename = "box")]
     pub bbox: BBox,
     /// Landmarks (face detectors), in the family's order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keypoints: Vec<[f32; 2]>,
     /// Outline (text detectors: the rotated box, clockwise from top-left).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub polygon: Vec<[f32; 2]>,
 }
 

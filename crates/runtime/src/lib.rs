@@ -7,6 +7,7 @@ pub mod draw;
 pub mod engine;
 pub mod error;
 pub mod preprocess;
+pub mod selftest;
 pub mod source;
 
 pub use detector::{Detector, Timing};

@@ -11,8 +11,8 @@ use edgewise_manifest::Manifest;
 use edgewise_runtime::actions::LogPin;
 use edgewise_runtime::actions::{Act, ActionsFile, Event};
 use edgewise_runtime::draw::draw_detections;
+use edgewise_runtime::selftest::{self, Recorded};
 use edgewise_runtime::{Detector, ModelSource, QdqMode, QdqRewrite, load_image};
-use serde::Serialize;
 
 /// Run a detector on images: one JSON line per detection on stdout, one
 /// timing line per image on stderr.
@@ -22,8 +22,18 @@ struct Cli {
     /// A model manifest (`models/*.toml`), or an ONNX file with --manifest.
     model: PathBuf,
     /// Images: files, folders (their .png and .jpg files), or glob patterns.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "self_test")]
     images: Vec<String>,
+    /// Keep running and process the images that appear in the folders given
+    /// as IMAGES (a camera's capture folder), each once it has stopped
+    /// growing: the board service's mode.
+    #[arg(long, conflicts_with = "self_test")]
+    watch: bool,
+    /// Check this build against the detections recorded on the build machine:
+    /// run on the folder's images and compare with its `expected.jsonl`
+    /// (boxes within 1 px, scores within 1e-3). The deployment health check.
+    #[arg(long, value_name = "DIR")]
+    self_test: Option<PathBuf>,
     /// The manifest to use with an ONNX file given directly.
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -75,14 +85,6 @@ fn open_actions(cli: &Cli) -> Result<Vec<Box<dyn Act>>> {
         edgewise_runtime::actions::bind(&file, |line| Ok(LogPin { line }))
     };
     bound.map_err(anyhow::Error::msg)
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    image: &'a str,
-    label: String,
-    #[serde(flatten)]
-    detection: &'a edgewise_decode::Detection,
 }
 
 /// Files named by `patterns`: files as they are, folders' images sorted, globs expanded.
@@ -216,53 +218,53 @@ fn draw_target(draw: &Path, image: &Path, many: bool) -> PathBuf {
     }
 }
 
-fn run(cli: Cli) -> Result<bool> {
-    let (onnx, manifest) = load_manifest(&cli)?;
-    let images = expand(&cli.images)?;
-    let fixed = cli.input_size.as_deref().map(parse_size).transpose()?;
-    let threads = cli
-        .threads
-        .unwrap_or_else(edgewise_runtime::engine::default_threads);
-    let model = Model::load(&onnx)?;
-    let mut detector = Detector::new(model, manifest, fixed, threads)?.with_qdq_mode(cli.qdq);
-    if let Some(dir) = &cli.draw
-        && images.len() > 1
-    {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut actions = open_actions(&cli)?;
-    let started = std::time::Instant::now();
-    let mut all_ok = true;
-    let mut told_precision = false;
-    for path in &images {
+/// A loaded detector with what acts on its detections.
+struct Session<'a> {
+    cli: &'a Cli,
+    detector: Detector,
+    actions: Vec<Box<dyn Act>>,
+    started: std::time::Instant,
+    told_precision: bool,
+    /// Whether --draw names a folder (several images) rather than a file.
+    many: bool,
+}
+
+impl Session<'_> {
+    /// Detects on one image: prints its detections (unless `quiet`), drives
+    /// the actions and draws; `None` (after saying why) when it fails.
+    fn process(&mut self, path: &Path, quiet: bool) -> Result<Option<Vec<Recorded>>> {
         let name = path.display().to_string();
         let outcome = load_image(path)
             .map_err(anyhow::Error::from)
             .and_then(|image| {
-                let (detections, timing) = detector.detect(&image)?;
+                let (detections, timing) = self.detector.detect(&image)?;
                 Ok((image, detections, timing))
             });
         let (image, detections, timing) = match outcome {
             Ok(found) => found,
             Err(e) => {
                 eprintln!("edge-run: error: {name}: {e:#}");
-                all_ok = false;
-                continue;
+                return Ok(None);
             }
         };
-        if !told_precision {
-            told_precision = true;
-            if let Some(text) = detector.engines().next().and_then(describe_precision) {
+        if !self.told_precision {
+            self.told_precision = true;
+            if let Some(text) = self.detector.engines().next().and_then(describe_precision) {
                 eprintln!("{text}");
             }
         }
-        for d in &detections {
-            let line = Line {
-                image: &name,
-                label: detector.label(d.class_id),
-                detection: d,
-            };
-            println!("{}", serde_json::to_string(&line)?);
+        let recorded: Vec<Recorded> = detections
+            .iter()
+            .map(|d| Recorded {
+                image: name.clone(),
+                label: self.detector.label(d.class_id),
+                detection: d.clone(),
+            })
+            .collect();
+        if !quiet {
+            for line in &recorded {
+                println!("{}", serde_json::to_string(line)?);
+            }
         }
         eprintln!(
             "{name}: {} detection(s); pre {:.1} ms, infer {:.1} ms, post {:.1} ms",
@@ -271,14 +273,13 @@ fn run(cli: Cli) -> Result<bool> {
             timing.infer.as_secs_f64() * 1e3,
             timing.post.as_secs_f64() * 1e3
         );
-        let seen: Vec<(String, f32)> = detections
+        let seen: Vec<(&str, f32)> = recorded
             .iter()
-            .map(|d| (detector.label(d.class_id), d.score))
+            .map(|r| (r.label.as_str(), r.detection.score))
             .collect();
-        let seen: Vec<(&str, f32)> = seen.iter().map(|(l, s)| (l.as_str(), *s)).collect();
-        for action in &mut actions {
+        for action in &mut self.actions {
             let event = action
-                .feed(&seen, started.elapsed())
+                .feed(&seen, self.started.elapsed())
                 .map_err(anyhow::Error::msg)?;
             if event != Event::None {
                 eprintln!(
@@ -288,12 +289,128 @@ fn run(cli: Cli) -> Result<bool> {
                 );
             }
         }
-        if let Some(draw) = &cli.draw {
+        if let Some(draw) = &self.cli.draw {
             let mut canvas = image.to_rgb8();
-            draw_detections(&mut canvas, &detections, |id| detector.label(id));
-            let target = draw_target(draw, path, images.len() > 1);
+            draw_detections(&mut canvas, &detections, |id| self.detector.label(id));
+            let target = draw_target(draw, path, self.many);
             edgewise_runtime::draw::save_atomically(&canvas, &target)?;
         }
+        Ok(Some(recorded))
+    }
+}
+
+/// `--watch`: polls the folders and processes each image that appeared
+/// after the start once its size and modification time hold still for one
+/// poll (a file being written is not read half-way). Runs until killed.
+fn watch(session: &mut Session, folders: &[String]) -> Result<bool> {
+    type Stamp = (u64, std::time::SystemTime);
+    let poll = std::time::Duration::from_millis(250);
+    let stamp = |path: &Path| -> Option<Stamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.len(), meta.modified().ok()?))
+    };
+    for folder in folders {
+        if !Path::new(folder).is_dir() {
+            bail!("--watch takes folders; {folder} is not one");
+        }
+    }
+    let mut done: std::collections::HashMap<PathBuf, Stamp> = expand(folders)?
+        .into_iter()
+        .filter_map(|p| stamp(&p).map(|s| (p, s)))
+        .collect();
+    let mut pending: std::collections::HashMap<PathBuf, Stamp> = Default::default();
+    eprintln!(
+        "edge-run: watching {} for new images ({} already there, left alone)",
+        folders.join(", "),
+        done.len()
+    );
+    loop {
+        let present = expand(folders)?;
+        done.retain(|p, _| present.contains(p));
+        pending.retain(|p, _| present.contains(p));
+        for path in present {
+            let Some(now) = stamp(&path) else { continue };
+            if done.get(&path) == Some(&now) {
+                continue;
+            }
+            if pending.insert(path.clone(), now) == Some(now) {
+                pending.remove(&path);
+                session.process(&path, false)?;
+                done.insert(path, now);
+            }
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// `--self-test DIR`: the folder's images against its recording.
+fn self_test(session: &mut Session, dir: &Path) -> Result<bool> {
+    let expected = selftest::read(&dir.join(selftest::EXPECTED)).map_err(anyhow::Error::msg)?;
+    let images = expand(&[dir.display().to_string()])?;
+    if images.is_empty() {
+        bail!("self-test folder {} holds no image", dir.display());
+    }
+    let mut got = Vec::new();
+    for path in &images {
+        match session.process(path, true)? {
+            Some(found) => got.extend(found),
+            None => return Ok(false),
+        }
+    }
+    match selftest::compare(&expected, &got, selftest::Tolerance::default()) {
+        Ok(agreement) => {
+            println!(
+                "self-test passed: {} detection(s) on {} image(s) agree with the recording (largest differences: box {:.3} px, score {:.2e})",
+                agreement.detections,
+                images.len(),
+                agreement.worst_box_px,
+                agreement.worst_score
+            );
+            Ok(true)
+        }
+        Err(why) => {
+            eprintln!("edge-run: self-test failed: {why}");
+            Ok(false)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    let (onnx, manifest) = load_manifest(&cli)?;
+    let fixed = cli.input_size.as_deref().map(parse_size).transpose()?;
+    let threads = cli
+        .threads
+        .unwrap_or_else(edgewise_runtime::engine::default_threads);
+    let model = Model::load(&onnx)?;
+    let detector = Detector::new(model, manifest, fixed, threads)?.with_qdq_mode(cli.qdq);
+    let images = if cli.watch || cli.self_test.is_some() {
+        vec![]
+    } else {
+        expand(&cli.images)?
+    };
+    let many = cli.watch || images.len() > 1;
+    if let Some(dir) = &cli.draw
+        && many
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut session = Session {
+        cli: &cli,
+        detector,
+        actions: open_actions(&cli)?,
+        started: std::time::Instant::now(),
+        told_precision: false,
+        many,
+    };
+    if let Some(dir) = &cli.self_test {
+        return self_test(&mut session, dir);
+    }
+    if cli.watch {
+        return watch(&mut session, &cli.images);
+    }
+    let mut all_ok = true;
+    for path in &images {
+        all_ok &= session.process(path, false)?.is_some();
     }
     Ok(all_ok)
 }
