@@ -1,0 +1,321 @@
+//! Cross-building `edge-run` and `edge-bench` for a board: its target triple,
+//! linker and `target-cpu` from `boards/*.toml`, each board in its own target
+//! folder (`target/boards/<board>`) because a `target-cpu` change rebuilds
+//! everything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use edgewise_boards::Board;
+
+use crate::DeployError;
+
+/// The binaries a board runs.
+pub const BINARIES: [&str; 2] = ["edge-run", "edge-bench"];
+
+/// The Cargo profile of board builds: release, stripped (tract's binaries
+/// are about five times smaller without symbols).
+pub const PROFILE: &str = "deploy";
+
+/// One target of one board: what `cargo build` needs to cross-compile for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildTarget {
+    /// The board's profile name.
+    pub board: String,
+    /// Rust target triple.
+    pub triple: String,
+    /// Cross linker command.
+    pub linker: String,
+    /// Debian package that provides the linker.
+    pub linker_package: String,
+    /// `-C target-cpu`.
+    pub target_cpu: String,
+    /// Features the board's CPU lacks: switched off where `target_cpu`
+    /// would enable them (LLVM's Cortex-A72 includes the crypto extension,
+    /// which the Pi 4's BCM2711 does not have).
+    pub lacks: Vec<String>,
+}
+
+impl BuildTarget {
+    /// The board's build for `triple`: its main target when `None`, or its
+    /// 32-bit alternative when named.
+    pub fn for_board(board: &Board, triple: Option<&str>) -> Result<BuildTarget, DeployError> {
+        let build = &board.build;
+        let (triple, linker, package) = match triple {
+            None => (&build.target, &build.linker, &build.linker_package),
+            Some(t) if t == build.target => (&build.target, &build.linker, &build.linker_package),
+            Some(t) if build.alt_target.as_deref() == Some(t) => (
+                build.alt_target.as_ref().unwrap(),
+                build.alt_linker.as_ref().unwrap_or(&build.linker),
+                build
+                    .alt_linker_package
+                    .as_ref()
+                    .unwrap_or(&build.linker_package),
+            ),
+            Some(t) => {
+                let mut known = vec![build.target.clone()];
+                known.extend(build.alt_target.clone());
+                return Err(DeployError::UnknownTarget {
+                    board: board.name.clone(),
+                    triple: t.to_string(),
+                    known: known.join(", "),
+                });
+            }
+        };
+        Ok(BuildTarget {
+            board: board.name.clone(),
+            triple: triple.clone(),
+            linker: linker.clone(),
+            linker_package: package.clone(),
+            target_cpu: build.target_cpu.clone(),
+            lacks: board.cpu.lacks.clone(),
+        })
+    }
+
+    /// The `CARGO_TARGET_<TRIPLE>_` prefix of Cargo's per-target settings.
+    fn env_prefix(&self) -> String {
+        format!(
+            "CARGO_TARGET_{}_",
+            self.triple.to_uppercase().replace(['-', '.'], "_")
+        )
+    }
+
+    /// Flags for rustc: the CPU, minus the features it lacks that the CPU
+    /// model would otherwise switch on.
+    pub fn rustflags(&self) -> Result<String, DeployError> {
+        let enabled = enabled_features(&self.triple, &self.target_cpu)?;
+        let mut flags = format!("-C target-cpu={}", self.target_cpu);
+        let off: Vec<String> = self
+            .lacks
+            .iter()
+            .filter(|f| enabled.contains(f))
+            .map(|f| format!("-{f}"))
+            .collect();
+        if !off.is_empty() {
+            flags.push_str(&format!(" -C target-feature={}", off.join(",")));
+        }
+        Ok(flags)
+    }
+}
+
+/// Target features rustc enables for `triple` on `cpu`.
+fn enabled_features(triple: &str, cpu: &str) -> Result<Vec<String>, DeployError> {
+    let output = Command::new("rustc")
+        .args(["--print", "cfg", "--target", triple])
+        .arg(format!("-Ctarget-cpu={cpu}"))
+        .output()
+        .map_err(|e| DeployError::Tool {
+            tool: "rustc".into(),
+            message: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(DeployError::Tool {
+            tool: "rustc".into(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("target_feature=\""))
+        .map(|f| f.trim_end_matches('"').to_string())
+        .collect())
+}
+
+/// What is missing to build for `target`, each with the command that
+/// installs it; empty when the toolchain is complete.
+pub fn missing_pieces(target: &BuildTarget) -> Vec<String> {
+    let mut missing = Vec::new();
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let has_std = sysroot.is_some_and(|root| {
+        root.join("lib/rustlib")
+            .join(&target.triple)
+            .join("lib")
+            .is_dir()
+    });
+    if !has_std {
+        missing.push(format!(
+            "Rust's standard library for {t}: run `rustup target add {t}`",
+            t = target.triple
+        ));
+    }
+    if !on_path(&target.linker) {
+        missing.push(format!(
+            "the cross linker `{}`: run `sudo apt-get install {}`",
+            target.linker, target.linker_package
+        ));
+    }
+    missing
+}
+
+/// Whether `program` is an executable file in one of `$PATH`'s folders.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
+}
+
+/// A finished build.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// What was built.
+    pub target: BuildTarget,
+    /// The folder holding the binaries.
+    pub bin_dir: PathBuf,
+    /// Wall time of the build, seconds.
+    pub seconds: f64,
+}
+
+impl Built {
+    /// The path of one of [`BINARIES`].
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+}
+
+/// Where a board's builds go inside the workspace's `target/`.
+pub fn target_dir(workspace: &Path, board: &str) -> PathBuf {
+    workspace.join("target").join("boards").join(board)
+}
+
+/// The folder a finished build of `target` leaves its binaries in.
+pub fn bin_dir(workspace: &Path, target: &BuildTarget) -> PathBuf {
+    target_dir(workspace, &target.board)
+        .join(&target.triple)
+        .join(PROFILE)
+}
+
+/// Builds [`BINARIES`] for every target: one `cargo build` per board, with
+/// all of that board's triples, one board after the other (side by side on
+/// two cores they were slower: each build keeps the cores busy already).
+/// Cargo's output is shown as it goes.
+pub fn build(workspace: &Path, targets: &[BuildTarget]) -> Result<Vec<Built>, DeployError> {
+    for target in targets {
+        let missing = missing_pieces(target);
+        if !missing.is_empty() {
+            return Err(DeployError::Toolchain {
+                board: target.board.clone(),
+                triple: target.triple.clone(),
+                missing: missing.join("\n  "),
+            });
+        }
+    }
+    let mut boards: Vec<&str> = targets.iter().map(|t| t.board.as_str()).collect();
+    boards.dedup();
+    let mut built = Vec::new();
+    for board in boards {
+        let mine: Vec<&BuildTarget> = targets.iter().filter(|t| t.board == board).collect();
+        let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+        command
+            .current_dir(workspace)
+            .args([
+                "build",
+                "--profile",
+                PROFILE,
+                "--features",
+                "edgewise-runtime/gpio",
+            ])
+            .args(["-p", "edgewise-runtime", "--bin", "edge-run"])
+            .args(["-p", "edgewise-bench", "--bin", "edge-bench"])
+            .arg("--target-dir")
+            .arg(target_dir(workspace, board));
+        for target in &mine {
+            command.args(["--target", &target.triple]);
+            let prefix = target.env_prefix();
+            command.env(format!("{prefix}LINKER"), &target.linker);
+            command.env(format!("{prefix}RUSTFLAGS"), target.rustflags()?);
+        }
+        let started = Instant::now();
+        let status = command.status().map_err(|e| DeployError::Tool {
+            tool: "cargo".into(),
+            message: e.to_string(),
+        })?;
+        if !status.success() {
+            return Err(DeployError::Build(format!(
+                "cargo failed building for {board} (its errors are above)"
+            )));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        for target in mine {
+            built.push(Built {
+                bin_dir: bin_dir(workspace, target),
+                target: target.clone(),
+                seconds,
+            });
+        }
+    }
+    Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(name: &str) -> Board {
+        Board::builtin(name).unwrap()
+    }
+
+    #[test]
+    fn a_pi4_build_keeps_the_crypto_extension_off() {
+        let target = BuildTarget::for_board(&board("rpi4"), None).unwrap();
+        assert_eq!(target.triple, "aarch64-unknown-linux-gnu");
+        let flags = target.rustflags().unwrap();
+        assert!(flags.starts_with("-C target-cpu=cortex-a72"), "{flags}");
+        // LLVM's Cortex-A72 has AES and SHA2; the BCM2711 does not.
+        assert!(flags.contains("-aes") && flags.contains("-sha2"), "{flags}");
+        // Features the CPU model does not enable anyway are left alone.
+        assert!(!flags.contains("dotprod"), "{flags}");
+    }
+
+    #[test]
+    fn the_32_bit_target_of_a_pi3_uses_its_own_linker() {
+        let target =
+            BuildTarget::for_board(&board("rpi3"), Some("armv7-unknown-linux-gnueabihf")).unwrap();
+        assert_eq!(target.linker, "arm-linux-gnueabihf-gcc");
+        assert_eq!(target.linker_package, "gcc-arm-linux-gnueabihf");
+        assert_eq!(
+            target.env_prefix(),
+            "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_"
+        );
+    }
+
+    #[test]
+    fn a_target_the_board_does_not_have_is_refused_with_the_ones_it_has() {
+        let err = BuildTarget::for_board(&board("rpi4"), Some("armv7-unknown-linux-gnueabihf"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rpi4") && err.contains("aarch64-unknown-linux-gnu"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_linker_is_named_with_its_package() {
+        let mut target = BuildTarget::for_board(&board("rpi4"), None).unwrap();
+        target.linker = "no-such-linker-gcc".into();
+        target.linker_package = "gcc-no-such".into();
+        let missing = missing_pieces(&target).join("\n");
+        assert!(
+            missing.contains("`no-such-linker-gcc`")
+                && missing.contains("apt-get install gcc-no-such"),
+            "{missing}"
+        );
+        target.triple = "riscv64gc-unknown-none-elf".into();
+        let missing = missing_pieces(&target).join("\n");
+        assert!(
+            missing.contains("rustup target add riscv64gc-unknown-none-elf"),
+            "{missing}"
+        );
+    }
+}
