@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # edge-run and edge-bench on ARM: cross-build for aarch64 (Pi 4/5, Jetson) and
-# armv7 (Pi 3, Zero 2 W on a 32-bit OS) with Debian's cross linkers
-# (.cargo/config.toml), run the aarch64 build under qemu on PP-OCRv4 det and
+# armv7 (Pi 3, Zero 2 W on a 32-bit OS) with `edge-deploy build` (the boards'
+# profiles: Debian's cross linkers, target-cpu), run the aarch64 build under
+# qemu on PP-OCRv4 det and
 # page.png, and check its detections against the x86 build's (and the armv7
 # build's, at 320x640): boxes within 1 px, scores within 1e-3; the same for an
 # INT8 model on integer kernels on two aarch64 CPUs. edge-bench runs
@@ -10,14 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bins=(-p edgewise-runtime --bin edge-run -p edgewise-bench --bin edge-bench)
 # x86: the whole workspace with its tests, as `cargo test --release
 # --workspace` builds it (the same features, so the tests reuse every
-# dependency; building only the two binaries would resolve tract's features
-# differently and make the tests compile it a second time).
+# dependency). Then edge-deploy, one of its binaries, cross-builds the two
+# boards, one after the other: a Pi 4 (aarch64, Cortex-A72) and a Pi 3 on its
+# 32-bit OS (armv7).
 cargo build --release --workspace --all-targets
-cargo build --release --target aarch64-unknown-linux-gnu "${bins[@]}"
-cargo build --release --target armv7-unknown-linux-gnueabihf "${bins[@]}"
+./target/release/edge-deploy build --board rpi4
+./target/release/edge-deploy build --board rpi3 --target armv7-unknown-linux-gnueabihf
+a64=target/boards/rpi4/aarch64-unknown-linux-gnu/deploy
+armv7=target/boards/rpi3/armv7-unknown-linux-gnueabihf/deploy
 
 out=target/arm-check
 mkdir -p "$out"
@@ -26,13 +29,13 @@ mkdir -p "$out"
 qemu_a64=(qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu)
 args=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1)
 ./target/release/edge-run "${args[@]}" >"$out/x86_64.jsonl"
-"${qemu_a64[@]}" target/aarch64-unknown-linux-gnu/release/edge-run "${args[@]}" >"$out/aarch64.jsonl"
+"${qemu_a64[@]}" "$a64"/edge-run "${args[@]}" >"$out/aarch64.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64.jsonl" "$out/aarch64.jsonl"
 
 # armv7 too, at a smaller input so that the emulated run stays short.
 small=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1 --input-size 320x640)
 ./target/release/edge-run "${small[@]}" >"$out/x86_64-320.jsonl"
-qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-run "${small[@]}" >"$out/armv7-320.jsonl"
+qemu-arm -L /usr/arm-linux-gnueabihf "$armv7"/edge-run "${small[@]}" >"$out/armv7-320.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64-320.jsonl" "$out/armv7-320.jsonl"
 
 # INT8: the model quantized on x86, run on integer kernels (--qdq integer)
@@ -47,9 +50,9 @@ int8=("$out/ppocr_int8.toml" models/.cache/photos/page.png --threads 1 --input-s
 for cpu_kernel in cortex-a72:arm64simd_mmm_i32_8x8 cortex-a76:arm64simd_mmm_i32_8x8_dot; do
     cpu=${cpu_kernel%%:*}
     qemu=(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu)
-    "${qemu[@]}" target/aarch64-unknown-linux-gnu/release/edge-run "${int8[@]}" >"$out/aarch64-$cpu-int8.jsonl"
+    "${qemu[@]}" "$a64"/edge-run "${int8[@]}" >"$out/aarch64-$cpu-int8.jsonl"
     python3 scripts/compare_detections.py "$out/x86_64-int8.jsonl" "$out/aarch64-$cpu-int8.jsonl"
-    "${qemu[@]}" target/aarch64-unknown-linux-gnu/release/edge-bench "$out/ppocr_int8.toml" --qdq integer \
+    "${qemu[@]}" "$a64"/edge-bench "$out/ppocr_int8.toml" --qdq integer \
         --input-shape 1x3x320x320 --threads 1 --warmup 1 --runs 1 --format json >"$out/bench-$cpu-int8.json"
     python3 - "$out/bench-$cpu-int8.json" "$cpu" "${cpu_kernel#*:}" <<'PY'
 import json, sys
@@ -66,8 +69,8 @@ done
 bench=(models/ppocr_v4_det.toml --image models/.cache/photos/page.png --input-shape 1x3x320x320
     --threads 1 --warmup 1 --runs 1 --board rpi4 --format json)
 ./target/release/edge-bench "${bench[@]}" >"$out/bench-x86_64.json"
-"${qemu_a64[@]}" target/aarch64-unknown-linux-gnu/release/edge-bench "${bench[@]}" >"$out/bench-aarch64.json"
-qemu-arm -L /usr/arm-linux-gnueabihf target/armv7-unknown-linux-gnueabihf/release/edge-bench "${bench[@]}" >"$out/bench-armv7.json"
+"${qemu_a64[@]}" "$a64"/edge-bench "${bench[@]}" >"$out/bench-aarch64.json"
+qemu-arm -L /usr/arm-linux-gnueabihf "$armv7"/edge-bench "${bench[@]}" >"$out/bench-armv7.json"
 python3 - "$out"/bench-{x86_64,aarch64,armv7}.json <<'PY'
 import json, sys
 reports = [json.load(open(p)) for p in sys.argv[1:]]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
-# targets, Debian's cross linkers and qemu-user, pip, Chromium (the HTML
+# targets, Debian's cross linkers and qemu-user, OpenSSH's server and client, fdisk,
+# e2fsprogs, mtools and dosfstools (SD-card images), pip, Chromium (the HTML
 # report is checked in a headless browser), the `onnx` and `onnxruntime`
 # Python packages (ONNX's checker, onnxruntime's quantizer); then the real models and
 # photos (python3 models/fetch.py). Safe to run again: it installs only what is missing.
@@ -11,6 +12,14 @@ missing=()
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v arm-linux-gnueabihf-gcc >/dev/null || missing+=(gcc-arm-linux-gnueabihf)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+# edge-deploy's tests push to an OpenSSH server on loopback.
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh >/dev/null || missing+=(openssh-client)
+# edge-deploy flash: partition tables, ext4 and FAT without mounting.
+command -v sfdisk >/dev/null || missing+=(fdisk)
+command -v debugfs >/dev/null || missing+=(e2fsprogs)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
