@@ -536,8 +536,16 @@ fn a_cut_upload_and_a_corrupt_bundle_leave_the_running_release() {
         "1",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let report = std::fs::read_to_string(&report).unwrap();
+    // edge-bench's own reader takes it, so `edge-bench merge` does.
+    let parsed = edgewise_bench::report::Report::from_json(&report, "pi4.json").unwrap();
+    assert_eq!(
+        edgewise_bench::report::Report::merge(vec![parsed.clone(), parsed])
+            .variants
+            .len(),
+        2
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let variant = &report["variants"][0];
     assert_eq!(variant["machine"]["arch"], "aarch64");
     let stages: Vec<&str> = variant["stages"]
