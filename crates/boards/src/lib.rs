@@ -96,6 +96,9 @@ pub struct Cpu {
     pub features: Vec<String>,
     /// Features it lacks.
     pub lacks: Vec<String>,
+    /// Output channels tract's matrix kernels compute at once on this CPU:
+    /// pruned channel counts are rounded to multiples of it.
+    pub channel_multiple: usize,
 }
 
 /// Peak multiply-accumulates per cycle and core.
@@ -175,6 +178,9 @@ impl Board {
         }
         if board.cores == 0 || board.clock_ghz.is_nan() || board.clock_ghz <= 0.0 {
             return Err("cores and clock_ghz must be positive".into());
+        }
+        if board.cpu.channel_multiple == 0 {
+            return Err("cpu.channel_multiple must be at least 1".into());
         }
         if board.peak.f32_macs_per_cycle == 0 || board.peak.i8_macs_per_cycle == 0 {
             return Err("peak MACs per cycle must be positive".into());
