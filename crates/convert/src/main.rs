@@ -13,10 +13,12 @@ use edgewise_convert::zoo;
 use edgewise_graph::InputShape;
 use edgewise_quant::Method;
 use edgewise_runtime::{ModelSource, QdqMode};
+use edgewise_stages::Stage;
 use edgewise_zoo::BuildArgs;
 
 /// Convert ONNX detectors for ARM boards: inspect their stages and costs,
-/// build detectors from the zoo, and quantize them to INT8.
+/// build detectors from the zoo, quantize them to INT8, prune them by stage,
+/// and search both for the fastest variant within an accuracy budget.
 #[derive(Parser)]
 #[command(name = "edge-convert", version, about)]
 struct Cli {
@@ -128,10 +130,15 @@ enum Command {
         /// layers reading it on the photos.
         #[arg(long, value_enum, default_value_t = PruneCriterion::L1)]
         criterion: PruneCriterion,
-        /// Kept channel counts are rounded to the nearest multiple of this (8 suits
-        /// the 8-wide matrix kernels of ARM boards).
-        #[arg(long, default_value_t = 8)]
-        round: usize,
+        /// Kept channel counts are rounded to the nearest multiple of this;
+        /// default: the --board's `channel_multiple`, else 8 (the 8-row matrix
+        /// kernels of ARM boards).
+        #[arg(long)]
+        round: Option<usize>,
+        /// The board the model is for (`rpi4`, or a profile file): its matrix
+        /// kernels set the default --round.
+        #[arg(long)]
+        board: Option<String>,
         /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
         #[arg(long)]
         input_shape: Option<String>,
@@ -160,6 +167,63 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// The pruned model to write (`.onnx`).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the fastest variant within an accuracy budget, by measuring:
+    /// a greedy search over per-stage pruning ratios (recovered on --calib),
+    /// then INT8 on each point of that path; every variant is scored on
+    /// held-back photos against the original's detections and timed beside
+    /// the original. Prints the frontier explored and writes the fastest
+    /// variant within the budget.
+    Optimize {
+        /// The model's manifest (`models/*.toml`).
+        model: PathBuf,
+        /// The board the model is for (`rpi4`, or a profile file): its cores
+        /// cap --threads and its matrix kernels set --round.
+        #[arg(long)]
+        board: String,
+        /// Largest drop in F1 against the original's detections on --eval
+        /// (0.05: F1 at least 0.95).
+        #[arg(long)]
+        max_drop: f64,
+        /// Folder of calibration photos (pruning recovery, INT8 ranges).
+        #[arg(long)]
+        calib: PathBuf,
+        /// Folder of held-back photos (none of them in --calib).
+        #[arg(long)]
+        eval: PathBuf,
+        /// Stages that may be pruned, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "backbone,neck,head")]
+        stages: Vec<String>,
+        /// Ratio one search step adds to a stage.
+        #[arg(long, default_value_t = 0.1)]
+        step: f32,
+        /// No stage is pruned beyond this ratio.
+        #[arg(long, default_value_t = 0.5)]
+        max_ratio: f32,
+        /// Search pruning only, in float.
+        #[arg(long)]
+        no_int8: bool,
+        /// Kept channel counts are multiples of this (default: the board's).
+        #[arg(long)]
+        round: Option<usize>,
+        /// Input shape, e.g. `1x3x640x640`; default: the manifest's size.
+        #[arg(long)]
+        input_shape: Option<String>,
+        /// Timed frames of each model per comparison.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Threads for tract (default: the board's cores, at most this machine's).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Folder for every variant tried (default: beside --out, `<name>.variants`).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// The chosen model (`.onnx`; its manifest goes beside it).
         #[arg(short, long)]
         out: PathBuf,
         /// Print the report as JSON.
@@ -344,6 +408,7 @@ fn run(cli: Cli) -> Result<()> {
             ratio,
             criterion,
             round,
+            board,
             input_shape,
             calib,
             recover,
@@ -372,9 +437,7 @@ fn run(cli: Cli) -> Result<()> {
                 .into_iter()
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("no input shape: give --input-shape"))?;
-            if round == 0 {
-                anyhow::bail!("--round must be at least 1");
-            }
+            let round = channel_multiple(round, board.as_deref())?;
             let options = edgewise_convert::prune::Options {
                 ratios: edgewise_prune::Ratios::parse(&ratio)?,
                 criterion: match criterion {
@@ -415,6 +478,76 @@ fn run(cli: Cli) -> Result<()> {
                 for f in &fidelity {
                     print!("{}", edgewise_convert::fidelity::render(f));
                 }
+            }
+        }
+        Command::Optimize {
+            model,
+            board,
+            max_drop,
+            calib,
+            eval,
+            stages,
+            step,
+            max_ratio,
+            no_int8,
+            round,
+            input_shape,
+            runs,
+            threads,
+            work_dir,
+            out,
+            json,
+        } => {
+            let source = ModelSource::resolve(&model)?;
+            let shape = manifest_shape(&source, input_shape.as_deref())?;
+            let calibration = photos_in(&calib)?;
+            let held_back = photos_in(&eval)?;
+            disjoint(&calibration, &held_back)?;
+            let profile = edgewise_boards::Board::resolve(&board)?;
+            let stages = stages
+                .iter()
+                .map(|name| {
+                    [Stage::Backbone, Stage::Neck, Stage::Head]
+                        .into_iter()
+                        .find(|s| s.name() == name.trim())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--stages: `{name}` is not a stage that can be pruned (backbone, neck, head)"
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let threads = threads.unwrap_or_else(|| {
+                profile
+                    .cores
+                    .min(edgewise_runtime::engine::default_threads())
+            });
+            let work_dir = work_dir.unwrap_or_else(|| out.with_extension("variants"));
+            let options = edgewise_convert::optimize::Options {
+                stages,
+                step,
+                max_ratio,
+                int8: !no_int8,
+                max_drop,
+                round: channel_multiple(round, Some(&board))?,
+                shape,
+                calibration,
+                held_back,
+                runs,
+                threads,
+                work_dir,
+            };
+            let report = edgewise_convert::optimize::optimize(&source, &out, &options)?;
+            if json {
+                let value = serde_json::json!({
+                    "schema": "edgewise.optimize/1",
+                    "board": profile.name,
+                    "report": report,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("board: {} ({})", profile.name, profile.title);
+                print!("{}", edgewise_convert::optimize::render(&report));
             }
         }
         Command::Compare {
@@ -479,6 +612,20 @@ fn manifest_shape(source: &ModelSource, given: Option<&str>) -> Result<InputShap
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("no input shape"))
+}
+
+/// The multiple kept channel counts are rounded to: `--round`, else the
+/// board's, else 8.
+fn channel_multiple(round: Option<usize>, board: Option<&str>) -> Result<usize> {
+    let round = match (round, board) {
+        (Some(round), _) => round,
+        (None, Some(board)) => edgewise_boards::Board::resolve(board)?.cpu.channel_multiple,
+        (None, None) => 8,
+    };
+    if round == 0 {
+        anyhow::bail!("--round must be at least 1");
+    }
+    Ok(round)
 }
 
 /// Refuses held-back photos that are also calibration photos (same bytes).

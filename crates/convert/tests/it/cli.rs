@@ -318,6 +318,30 @@ fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
         let (c, k) = (g["channels"].as_u64().unwrap(), g["kept"].as_u64().unwrap());
         assert!(k == c || k % 8 == 0, "{g}");
     }
+    // A board's matrix kernels set the multiple: 16 on the AVX-512 host.
+    let (ok, text, err) = edge_convert(&[
+        "prune",
+        manifest.to_str().unwrap(),
+        "--ratio",
+        "backbone=0.3,neck=0.5",
+        "--board",
+        "host",
+        "-o",
+        dir.path().join("host.onnx").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let host: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let groups = host["report"]["groups"].as_array().unwrap();
+    let pruned: Vec<_> = groups
+        .iter()
+        .filter(|g| g["kept"] != g["channels"])
+        .collect();
+    assert!(!pruned.is_empty());
+    for g in pruned {
+        assert_eq!(g["kept"].as_u64().unwrap() % 16, 0, "{g}");
+    }
+
     let pruned_manifest = dir.path().join("det_pruned.toml");
     assert!(pruned_manifest.is_file());
     // The pruned model runs through the manifest written beside it.

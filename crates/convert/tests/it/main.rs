@@ -1,7 +1,9 @@
-//! edge-convert as a user runs it: zoo, inspect, quantize, prune, compare.
+//! edge-convert as a user runs it: zoo, inspect, quantize, prune, compare,
+//! optimize.
 //! (One test binary: every file links tract, and each binary costs CI a link.)
 
 mod cli;
+mod optimize;
 mod quantize;
 
 use std::path::{Path, PathBuf};
