@@ -127,12 +127,17 @@ pub struct Fidelity {
     pub photos: usize,
     /// Per probed tensor.
     pub tensors: Vec<TensorAgreement>,
+    /// Probed tensors whose sizes differ (a pruned model's boundaries with
+    /// fewer channels): not compared, since their channels do not line up.
+    pub not_compared: Vec<Probe>,
     /// Detections.
     pub detections: DetectionAgreement,
 }
 
 #[derive(Default)]
 struct Sums {
+    /// The two tensors differed in size on some photo.
+    sizes_differ: bool,
     dot: f64,
     reference: f64,
     candidate: f64,
@@ -141,6 +146,10 @@ struct Sums {
 
 impl Sums {
     fn add(&mut self, a: &[f32], b: &[f32]) {
+        if a.len() != b.len() {
+            self.sizes_differ = true;
+            return;
+        }
         for (&a, &b) in a.iter().zip(b) {
             let (a, b) = (a as f64, b as f64);
             self.dot += a * b;
@@ -275,10 +284,18 @@ impl Comparison<'_> {
         Ok(Fidelity {
             qdq: is_qdq.then_some(qdq),
             photos: self.photos.len(),
+            not_compared: self
+                .probes
+                .iter()
+                .zip(&sums)
+                .filter(|(_, s)| s.sizes_differ)
+                .map(|(p, _)| p.clone())
+                .collect(),
             tensors: self
                 .probes
                 .iter()
                 .zip(&sums)
+                .filter(|(_, s)| !s.sizes_differ)
                 .map(|(p, s)| TensorAgreement {
                     probe: p.clone(),
                     cosine: s.cosine(),
@@ -318,6 +335,13 @@ pub fn render(f: &Fidelity) -> String {
             s,
             "  {:<13} {:<40} cosine {:.5}  SNR {:>6.1} dB",
             t.probe.role, t.probe.value, t.cosine, t.snr_db
+        );
+    }
+    for p in &f.not_compared {
+        let _ = writeln!(
+            s,
+            "  {:<13} {:<40} not compared: its size differs (pruned channels do not line up)",
+            p.role, p.value
         );
     }
     s

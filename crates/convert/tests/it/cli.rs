@@ -425,6 +425,21 @@ fn prune_recovers_on_calibration_photos_and_measures_fidelity() {
             .as_array()
             .is_some_and(|t| !t.is_empty())
     );
+    // Boundaries that lost channels are listed, not compared channel by
+    // channel; the outputs keep theirs and are compared.
+    let not_compared = fidelity["not_compared"].as_array().unwrap();
+    assert!(!not_compared.is_empty(), "{fidelity}");
+    assert!(
+        not_compared.iter().all(|p| p["role"] != "output"),
+        "{fidelity}"
+    );
+    assert!(
+        fidelity["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["role"] == "output")
+    );
 
     // The text report says what recovery did.
     let (ok, text, err) = edge_convert(&[
