@@ -78,6 +78,7 @@ pub struct Options {
 #[derive(Clone, Debug, Serialize)]
 pub struct Candidate {
     /// Pruning ratio per stage (stages not listed keep every channel).
+    #[serde(serialize_with = "ratios_as_decimals")]
     pub ratios: BTreeMap<Stage, f32>,
     /// Float or INT8.
     pub precision: Precision,
@@ -521,6 +522,20 @@ fn fastest_within_budget(candidates: &[Candidate]) -> usize {
         .max_by(|a, b| a.1.speedup.total_cmp(&b.1.speedup))
         .map(|(i, _)| i)
         .expect("the original is within any budget")
+}
+
+/// Ratios in JSON as the decimals they are on the command line (`0.1`,
+/// not the f32's `0.10000000149011612`).
+fn ratios_as_decimals<S: serde::Serializer>(
+    ratios: &BTreeMap<Stage, f32>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(ratios.len()))?;
+    for (stage, ratio) in ratios {
+        map.serialize_entry(stage, &ratio.to_string().parse::<f64>().unwrap_or(0.0))?;
+    }
+    map.end()
 }
 
 fn ratios_text(ratios: &BTreeMap<Stage, f32>) -> String {
