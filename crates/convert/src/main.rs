@@ -163,6 +163,10 @@ enum Command {
         /// pruned model with the original on them.
         #[arg(long)]
         eval: Option<PathBuf>,
+        /// Frames `edge-bench` times each model on, before and after, for the
+        /// per-stage latency in the report (0: not timed).
+        #[arg(long, default_value_t = 5)]
+        bench_runs: usize,
         /// Threads for tract (default: every core).
         #[arg(long)]
         threads: Option<usize>,
@@ -415,6 +419,7 @@ fn run(cli: Cli) -> Result<()> {
             no_reconstruct,
             ridge,
             eval,
+            bench_runs,
             threads,
             out,
             json,
@@ -460,6 +465,7 @@ fn run(cli: Cli) -> Result<()> {
                     ..Default::default()
                 },
                 threads,
+                bench_runs,
             };
             let report = edgewise_convert::prune::prune(&source, &out, &options)?;
             let fidelity = match &held_back {

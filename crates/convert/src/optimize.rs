@@ -369,6 +369,8 @@ impl Search<'_> {
                 calibration: options.calibration.clone(),
                 recovery: edgewise_prune::recover::Options::default(),
                 threads: options.threads,
+                // Timed below, beside the original.
+                bench_runs: 0,
             },
         )
         .with_context(|| format!("pruning {text}"))?;

@@ -3,6 +3,7 @@
 //! checked by tract before anything is written, with parameters and MACs
 //! per stage before and after.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -37,9 +38,12 @@ pub struct Options {
     pub recovery: recover::Options,
     /// Threads for tract.
     pub threads: usize,
+    /// Frames `edge-bench` times each model on, before and after, for the
+    /// per-stage latency (0: not timed).
+    pub bench_runs: usize,
 }
 
-/// Parameters and MACs of one stage, before and after.
+/// Parameters, MACs and measured latency of one stage, before and after.
 #[derive(Clone, Debug, Serialize)]
 pub struct StageCost {
     /// The stage.
@@ -52,6 +56,10 @@ pub struct StageCost {
     pub macs_before: u64,
     /// Multiply-accumulates after.
     pub macs_after: u64,
+    /// Median latency before, ms (`edge-bench`, when timed).
+    pub ms_before: Option<f64>,
+    /// Median latency after, ms.
+    pub ms_after: Option<f64>,
 }
 
 /// What `prune` did.
@@ -215,9 +223,11 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
                 params_after: p1,
                 macs_before: m0,
                 macs_after: m1,
+                ms_before: None,
+                ms_after: None,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
 
     let bytes = pruned.model.to_bytes()?;
     write_atomically(out, &bytes)?;
@@ -232,6 +242,34 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
             write_manifest_beside(m, out, &bytes, "pruned", what)
         })
         .transpose()?;
+    let mut stages = stages;
+    if options.bench_runs > 0 {
+        let pruned_source = ModelSource::resolve(manifest.as_deref().unwrap_or(out))?;
+        let image = options.calibration.first().map(PathBuf::as_path);
+        // Rounds taking turns, so that the machine's drift falls on both.
+        let (mut before, mut after) = (vec![], vec![]);
+        for _ in 0..BENCH_ROUNDS {
+            before.push(stage_medians(source, &options.shape, image, options)?);
+            after.push(stage_medians(
+                &pruned_source,
+                &options.shape,
+                image,
+                options,
+            )?);
+        }
+        let median_of = |rounds: &[HashMap<String, f64>], stage: Stage| {
+            let mut ms: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| r.get(stage.name()).copied())
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            (!ms.is_empty()).then(|| ms[ms.len() / 2])
+        };
+        for cost in &mut stages {
+            cost.ms_before = median_of(&before, cost.stage);
+            cost.ms_after = median_of(&after, cost.stage);
+        }
+    }
     Ok(Report {
         model: source.onnx.clone(),
         out: out.to_path_buf(),
@@ -242,6 +280,40 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
         warnings: pruned.warnings,
         recovery,
     })
+}
+
+/// `edge-bench` rounds per model when timing before and after (the
+/// median round is reported).
+pub const BENCH_ROUNDS: usize = 3;
+
+/// Median milliseconds per stage of `source`, measured by `edge-bench`'s
+/// measurement (whole frames, per-node timing attributed to stages).
+fn stage_medians(
+    source: &ModelSource,
+    shape: &InputShape,
+    image: Option<&Path>,
+    options: &Options,
+) -> Result<HashMap<String, f64>> {
+    let target = edgewise_bench::measure::Target::new(
+        source.onnx.display().to_string(),
+        source.clone(),
+        vec![shape.clone()],
+        &source.stage_boundaries(&[], &[]),
+    )?;
+    let budget = edgewise_bench::measure::Budget {
+        warmup: 1,
+        runs: options.bench_runs,
+        max_seconds: 120.0,
+        threads: options.threads,
+        qdq: edgewise_runtime::QdqMode::Float,
+    };
+    let variant = edgewise_bench::measure::measure(&target, image, budget, None, &mut |_, _| {})
+        .with_context(|| format!("timing {}", source.onnx.display()))?;
+    Ok(variant
+        .stages
+        .into_iter()
+        .map(|row| (row.stage, row.time.median_ms))
+        .collect())
 }
 
 fn ratios_text(ratios: &Ratios) -> String {
@@ -282,11 +354,16 @@ pub fn render(report: &Report) -> String {
     }
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
-    table.set_header(vec![
+    let timed = report.stages.iter().any(|c| c.ms_before.is_some());
+    let mut header = vec![
         "stage", "params", "after", "change", "MACs", "after", "change",
-    ]);
+    ];
+    if timed {
+        header.extend(["median ms", "after", "speed-up"]);
+    }
+    table.set_header(header);
     for c in &report.stages {
-        table.add_row(vec![
+        let mut row = vec![
             c.stage.to_string(),
             millions(c.params_before),
             millions(c.params_after),
@@ -294,9 +371,26 @@ pub fn render(report: &Report) -> String {
             millions(c.macs_before),
             millions(c.macs_after),
             change(c.macs_before, c.macs_after),
-        ]);
+        ];
+        if timed {
+            let ms = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2}"));
+            row.extend([
+                ms(c.ms_before),
+                ms(c.ms_after),
+                match (c.ms_before, c.ms_after) {
+                    (Some(b), Some(a)) if a > 0.0 => format!("{:.2}x", b / a),
+                    _ => "—".into(),
+                },
+            ]);
+        }
+        table.add_row(row);
     }
     s += &format!("{table}\n");
+    if timed {
+        s += &format!(
+            "median ms: edge-bench on this machine, {BENCH_ROUNDS} rounds taking turns before and after (--bench-runs frames each), the median round\n"
+        );
+    }
     let changed = report.groups.iter().filter(|g| g.kept < g.channels).count();
     s += &format!(
         "groups: {} of {} pruned (layers sharing channels lose the same ones)\n",

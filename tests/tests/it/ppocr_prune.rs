@@ -39,6 +39,7 @@ fn prune_ppocr(
                 ..Default::default()
             },
             threads: 2,
+            bench_runs: 0,
         },
     )
     .unwrap()

@@ -312,6 +312,10 @@ fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
             "backbone" | "neck" => assert!(after * 10 < before * 8, "{stage}"),
             _ => assert!(after <= before, "{stage}"),
         }
+        // Timed by edge-bench before and after (default --bench-runs 5).
+        for key in ["ms_before", "ms_after"] {
+            assert!(stage[key].as_f64().is_some_and(|ms| ms > 0.0), "{stage}");
+        }
     }
     // Every kept count is a multiple of 8 (the default --round) or untouched.
     for g in v["report"]["groups"].as_array().unwrap() {
@@ -326,12 +330,15 @@ fn prune_writes_a_smaller_model_and_its_manifest_and_refuses_bad_ratios() {
         "backbone=0.3,neck=0.5",
         "--board",
         "host",
+        "--bench-runs",
+        "0",
         "-o",
         dir.path().join("host.onnx").to_str().unwrap(),
         "--json",
     ]);
     assert!(ok, "{err}");
     let host: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(host["report"]["stages"][0]["ms_before"].is_null());
     let groups = host["report"]["groups"].as_array().unwrap();
     let pruned: Vec<_> = groups
         .iter()
