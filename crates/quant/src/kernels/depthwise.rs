@@ -4,8 +4,9 @@
 //! convolution as im2col and one m=1 matrix product per channel, which
 //! wastes most of each kernel tile and costs more than the float model's
 //! whole convolution (`docs/benchmarks.md`). Here each output row of a
-//! channel accumulates its taps in i32 over contiguous input runs (stride
-//! 1 vectorizes), so the input is read in place and nothing is copied.
+//! channel accumulates its taps in i32 over contiguous runs of one input
+//! row, split by column phase so that strided filters read contiguously
+//! too; x86 runs an AVX2 build of the loops where the CPU has it.
 
 use super::conv::Geometry;
 
@@ -22,39 +23,89 @@ pub(crate) fn depthwise_plane(
     bias: i32,
     acc: &mut [i32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { plane_avx2(geo, columns, plane, weights, x0, bias, acc) };
+        return;
+    }
+    accumulate(geo, columns, plane, weights, x0, bias, acc);
+}
+
+/// [`accumulate`] compiled for AVX2: the baseline x86-64 target has no 32-bit
+/// vector multiply (SSE4.1's `pmulld`) and only 4 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn plane_avx2(
+    geo: &Geometry,
+    columns: &[(usize, usize)],
+    input: &[i8],
+    weights: &[i8],
+    x0: i32,
+    bias: i32,
+    acc: &mut [i32],
+) {
+    accumulate(geo, columns, input, weights, x0, bias, acc);
+}
+
+/// The loops themselves, inlined into each caller so that each gets the
+/// caller's target features. The plane is first read once with the zero
+/// point taken off, as i16 (|x - x0| <= 255 and |w| <= 128, so each product
+/// fits i16), each row split by column modulo the stride, so that every tap
+/// reads a contiguous run whatever the stride: the multiply-accumulate
+/// loops vectorize.
+#[inline(always)]
+fn accumulate(
+    geo: &Geometry,
+    columns: &[(usize, usize)],
+    input: &[i8],
+    weights: &[i8],
+    x0: i32,
+    bias: i32,
+    acc: &mut [i32],
+) {
     let (oh, ow) = (geo.out_h, geo.out_w);
     let (kh, kw) = (geo.kernel_h, geo.kernel_w);
+    let (in_h, in_w) = (geo.in_h, geo.in_w);
+    let stride = geo.stride_w;
+    let x0 = x0 as i16;
+    let phase_len = in_w.div_ceil(stride);
+    let row_len = stride * phase_len;
+    let mut rows = vec![0i16; in_h * row_len];
+    for (row, source) in rows.chunks_exact_mut(row_len).zip(input.chunks_exact(in_w)) {
+        if stride == 1 {
+            for (r, &x) in row.iter_mut().zip(source) {
+                *r = i16::from(x) - x0;
+            }
+        } else {
+            for (p, phase) in row.chunks_exact_mut(phase_len).enumerate() {
+                for (r, &x) in phase.iter_mut().zip(source[p..].iter().step_by(stride)) {
+                    *r = i16::from(x) - x0;
+                }
+            }
+        }
+    }
     acc.fill(bias);
-    let mut shifted = vec![0i32; geo.in_w];
     for oy in 0..oh {
-        let row = &mut acc[oy * ow..(oy + 1) * ow];
+        let out_row = &mut acc[oy * ow..(oy + 1) * ow];
         for ky in 0..kh {
             let iy = (oy * geo.stride_h + ky * geo.dilation_h) as isize - geo.pad_top as isize;
-            if iy < 0 || iy as usize >= geo.in_h {
+            if iy < 0 || iy as usize >= in_h {
                 continue;
             }
-            let input = &plane[iy as usize * geo.in_w..(iy as usize + 1) * geo.in_w];
-            for (s, &x) in shifted.iter_mut().zip(input) {
-                *s = i32::from(x) - x0;
-            }
+            let row = &rows[iy as usize * row_len..(iy as usize + 1) * row_len];
             for (kx, &(lo, hi)) in columns.iter().enumerate() {
                 if lo >= hi {
                     continue;
                 }
-                let w = i32::from(weights[ky * kw + kx]);
-                let first = lo * geo.stride_w + kx * geo.dilation_w - geo.pad_left;
-                let out = &mut row[lo..hi];
-                if geo.stride_w == 1 {
-                    for (a, &x) in out.iter_mut().zip(&shifted[first..first + (hi - lo)]) {
-                        *a += x * w;
-                    }
-                } else {
-                    for (a, &x) in out
-                        .iter_mut()
-                        .zip(shifted[first..].iter().step_by(geo.stride_w))
-                    {
-                        *a += x * w;
-                    }
+                let w = i16::from(weights[ky * kw + kx]);
+                let first = lo * stride + kx * geo.dilation_w - geo.pad_left;
+                let start = (first % stride) * phase_len + first / stride;
+                for (a, &x) in out_row[lo..hi]
+                    .iter_mut()
+                    .zip(&row[start..start + (hi - lo)])
+                {
+                    *a += i32::from(x * w);
                 }
             }
         }

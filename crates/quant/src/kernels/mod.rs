@@ -484,6 +484,17 @@ mod tests {
             },
             true,
         );
+        // Three column phases, and a 5-wide filter reading across them.
+        assert_matches_tract(
+            Case {
+                stride: 3,
+                kernel: 5,
+                pads: [1, 2, 2, 1],
+                input: [1, 5, 13, 14],
+                ..dw
+            },
+            true,
+        );
     }
 
     #[test]
