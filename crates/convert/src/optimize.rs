@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use edgewise_bench::stats::Summary;
 use edgewise_decode::Detection;
 use edgewise_graph::InputShape;
 use edgewise_graph::model::write_atomically;
@@ -474,10 +475,10 @@ impl Search<'_> {
     /// turns (one warm-up frame each first).
     fn time(&mut self, detector: &mut Detector) -> Result<(f64, f64)> {
         let image = &self.reference.timing_image;
-        let frame = |d: &mut Detector| -> Result<f64> {
+        let frame = |d: &mut Detector| -> Result<Duration> {
             let started = Instant::now();
             d.detect(image)?;
-            Ok(started.elapsed().as_secs_f64() * 1e3)
+            Ok(started.elapsed())
         };
         frame(&mut self.reference.detector)?;
         frame(detector)?;
@@ -486,17 +487,8 @@ impl Search<'_> {
             a.push(frame(&mut self.reference.detector)?);
             b.push(frame(detector)?);
         }
-        Ok((median(&mut a), median(&mut b)))
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        let median = |d: &[Duration]| Summary::of(d).expect("--runs is at least 1").median_ms;
+        Ok((median(&a), median(&b)))
     }
 }
 
