@@ -7,14 +7,10 @@
 //! passed over, `super::pick_kernel`), with the weights packed once;
 //! depthwise ones on [`super::depthwise`].
 
-use std::sync::Arc;
-
-use edgewise_graph::simd::clear_upper_vector_state;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
-use tract_linalg::BinOp;
-use tract_linalg::mmm::{AsInputValue, FusedSpec, MMMInputValue, MatMatMul};
 
+use super::dense::DenseKernel;
 use super::depthwise::depthwise_plane;
 
 /// The shape of one convolution, NCHW.
@@ -64,7 +60,7 @@ impl Geometry {
             .collect()
     }
 
-    fn is_pointwise(&self) -> bool {
+    pub fn is_pointwise(&self) -> bool {
         self.kernel_h == 1
             && self.kernel_w == 1
             && self.stride_h == 1
@@ -103,11 +99,7 @@ fn valid_range(
 pub(crate) enum Kernel {
     /// One matrix product per image: weights `[out_c, in_c * kh * kw]`
     /// packed once, the input unfolded into `[in_c * kh * kw, out_h * out_w]`.
-    Dense {
-        mmm: Box<dyn MatMatMul>,
-        packing: usize,
-        weights: Arc<dyn MMMInputValue>,
-    },
+    Dense(DenseKernel),
     /// One filter per channel, `[channels, kh * kw]`.
     Depthwise { weights: Vec<i8> },
 }
@@ -146,7 +138,7 @@ impl Int8Conv {
     /// The name of the matrix kernel (or of the direct loop) it runs on.
     pub fn kernel_name(&self) -> String {
         match &self.kernel {
-            Kernel::Dense { mmm, .. } => mmm.name().to_string(),
+            Kernel::Dense(dense) => dense.name().to_string(),
             Kernel::Depthwise { .. } => "edgewise_depthwise_i8".into(),
         }
     }
@@ -174,7 +166,7 @@ impl Int8Conv {
     }
 
     /// Requantizes `acc` (one channel's row of i32) into `out`.
-    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(f32) -> T) {
+    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(i32) -> T) {
         let (lo, hi) = if self.output_dt.unquantized() == DatumType::U8 {
             (0.0, 255.0)
         } else {
@@ -182,107 +174,24 @@ impl Int8Conv {
         };
         let y0 = self.y0 as f32;
         for (o, &a) in out.iter_mut().zip(acc) {
-            *o = cast((round_half_even(a as f32 * scale) + y0).clamp(lo, hi));
+            *o = cast(to_int(round_half_even(a as f32 * scale) + y0, lo, hi));
         }
-    }
-
-    fn run_dense(
-        &self,
-        mmm: &dyn MatMatMul,
-        packing: usize,
-        weights: &dyn MMMInputValue,
-        image: &[i8],
-        acc: &mut Tensor,
-    ) -> TractResult<()> {
-        let g = &self.geo;
-        let (m, n) = (g.out_c, g.out_h * g.out_w);
-        let b = if g.is_pointwise() {
-            Tensor::from_shape(&[g.in_c, n], image)?
-        } else {
-            self.unfold(image)?
-        };
-        let (_, b_format) = &mmm.packings()[packing];
-        let packed = b_format.prepare_one(&b, 0, 1)?;
-
-        unsafe {
-            let store = mmm.c_view(Some(0), Some(1)).wrap(&acc.view_mut());
-            mmm.run(
-                m,
-                n,
-                &[
-                    FusedSpec::AddMatMul {
-                        a: AsInputValue::Borrowed(weights),
-                        b: AsInputValue::Borrowed(&*packed),
-                        packing,
-                    },
-                    FusedSpec::BinPerRow(self.bias.view(), BinOp::Add),
-                    FusedSpec::Store(store),
-                ],
-            )?;
-        }
-        // The kernel leaves the upper vector state dirty, which would slow
-        // the requantization and the next unfold (see `edgewise_graph::simd`).
-        clear_upper_vector_state();
-        Ok(())
-    }
-
-    /// im2col: `[in_c * kh * kw, out_h * out_w]`, the padding filled with
-    /// the input zero point (which the bias correction then cancels).
-    fn unfold(&self, image: &[i8]) -> TractResult<Tensor> {
-        let g = &self.geo;
-        let n = g.out_h * g.out_w;
-        let rows = g.in_c * g.kernel_h * g.kernel_w;
-        let mut data = vec![self.x0 as i8; rows * n];
-        let cols = g.valid_columns();
-        for c in 0..g.in_c {
-            let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
-            for ky in 0..g.kernel_h {
-                let (oy_lo, oy_hi) = g.valid_rows(ky);
-                for (kx, &(ox_lo, ox_hi)) in cols.iter().enumerate() {
-                    let row = (c * g.kernel_h + ky) * g.kernel_w + kx;
-                    let dst = &mut data[row * n..(row + 1) * n];
-                    for oy in oy_lo..oy_hi {
-                        let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
-                        let src = &plane[iy * g.in_w..(iy + 1) * g.in_w];
-                        let first = ox_lo * g.stride_w + kx * g.dilation_w - g.pad_left;
-                        let out = &mut dst[oy * g.out_w + ox_lo..oy * g.out_w + ox_hi];
-                        if g.stride_w == 1 {
-                            out.copy_from_slice(&src[first..first + out.len()]);
-                        } else {
-                            for (o, &x) in
-                                out.iter_mut().zip(src[first..].iter().step_by(g.stride_w))
-                            {
-                                *o = x;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Tensor::from_shape(&[rows, n], &data)
     }
 
     fn eval_image<T: Datum + Copy>(
         &self,
         image: &[i8],
         out: &mut [T],
-        acc: &mut Tensor,
-        cast: impl Fn(f32) -> T + Copy,
+        cast: impl Fn(i32) -> T + Copy,
     ) -> TractResult<()> {
         let g = &self.geo;
         let n = g.out_h * g.out_w;
         match &self.kernel {
-            Kernel::Dense {
-                mmm,
-                packing,
-                weights,
-            } => {
-                self.run_dense(&**mmm, *packing, &**weights, image, acc)?;
-                let acc = acc.try_as_plain_ram()?.as_slice::<i32>()?;
-                for c in 0..g.out_c {
-                    let rows = c * n..(c + 1) * n;
-                    self.requantize(&acc[rows.clone()], self.scales[c], &mut out[rows], cast);
-                }
+            Kernel::Dense(dense) => {
+                dense.run(g, self.x0 as i8, image, &self.bias, |c, n0, acc| {
+                    let out = &mut out[c * n + n0..c * n + n0 + acc.len()];
+                    self.requantize(acc, self.scales[c], out, cast);
+                })?;
             }
             Kernel::Depthwise { weights } => {
                 let taps = g.kernel_h * g.kernel_w;
@@ -303,18 +212,12 @@ impl Int8Conv {
     fn eval_typed<T: Datum + Copy>(
         &self,
         input: &Tensor,
-        cast: impl Fn(f32) -> T + Copy,
+        cast: impl Fn(i32) -> T + Copy,
     ) -> TractResult<Tensor> {
         let g = &self.geo;
         let shape = self.output_shape();
         let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, &shape)? };
         let input = unsafe { input.try_as_plain_ram()?.as_slice_unchecked::<i8>() };
-        let mut acc = match self.kernel {
-            Kernel::Dense { .. } => unsafe {
-                Tensor::uninitialized::<i32>(&[g.out_c, g.out_h * g.out_w])?
-            },
-            Kernel::Depthwise { .. } => Tensor::zero::<i32>(&[0])?,
-        };
         let mut scratch = vec![];
         let in_len = g.in_c * g.in_h * g.in_w;
         let out_len = g.out_c * g.out_h * g.out_w;
@@ -322,12 +225,7 @@ impl Int8Conv {
         let out = unsafe { view.as_slice_mut_unchecked::<T>() };
         for b in 0..g.batch {
             let image = self.image_i8(&input[b * in_len..(b + 1) * in_len], &mut scratch);
-            self.eval_image(
-                image,
-                &mut out[b * out_len..(b + 1) * out_len],
-                &mut acc,
-                cast,
-            )?;
+            self.eval_image(image, &mut out[b * out_len..(b + 1) * out_len], cast)?;
         }
         Ok(output)
     }
@@ -375,6 +273,16 @@ impl TypedOp for Int8Conv {
     }
 
     as_op!();
+}
+
+/// `x` clamped to `lo..=hi` (NaN to `lo`) and converted to i32. With the
+/// clamp first, the conversion needs no saturation, and the loops around it
+/// vectorize (a saturating `as` is one scalar conversion per lane).
+#[inline(always)]
+pub(crate) fn to_int(x: f32, lo: f32, hi: f32) -> i32 {
+    let x = x.max(lo).min(hi);
+    // SAFETY: `max` replaced a NaN by `lo`, and `lo..=hi` is inside i32.
+    unsafe { x.to_int_unchecked::<i32>() }
 }
 
 /// `x` rounded to the nearest integer, ties to even, for the range that

@@ -11,7 +11,10 @@
 //! and requantizes in the same pass.
 
 mod conv;
+mod dense;
 mod depthwise;
+mod pack;
+mod quantize;
 
 use std::sync::Arc;
 
@@ -23,6 +26,8 @@ use tract_linalg::mmm::{Query, retain_best};
 
 pub use conv::Int8Conv;
 use conv::{Geometry, Kernel};
+use dense::DenseKernel;
+pub use quantize::{Dequantize, Quantize};
 
 /// What [`install`] replaced, and what it left to tract, with the reason.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -33,10 +38,17 @@ pub struct Installed {
     pub depthwise: usize,
     /// Quantized convolutions left to tract: node and why.
     pub skipped: Vec<(String, String)>,
+    /// tract's f32 `QuantizeLinear` nodes now [`Quantize`].
+    pub quantize: usize,
+    /// tract's int8 `DequantizeLinear` nodes now [`Dequantize`].
+    pub dequantize: usize,
 }
 
 /// Replaces every quantized convolution of `model` that [`Int8Conv`] can
-/// run.
+/// run, declutters the model (which folds `DequantizeLinear -> element-wise
+/// -> QuantizeLinear` chains into lookup tables), and then replaces the
+/// remaining quantize and dequantize nodes by [`Quantize`] and
+/// [`Dequantize`].
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     let mut report = Installed::default();
     let candidates: Vec<usize> = model
@@ -60,6 +72,8 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
             Err(reason) => report.skipped.push((node.name.clone(), reason)),
         }
     }
+    *model = std::mem::take(model).into_decluttered()?;
+    quantize::install_quantizers(model, &mut report)?;
     Ok(report)
 }
 
@@ -221,16 +235,23 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
             n: Some(geo.out_h * geo.out_w),
         };
         let (mmm, packing) = pick_kernel(&query)?;
+        let b_format = &mmm.packings()[packing].1;
+        if pack::Layout::of(&**b_format).is_none() {
+            return Err(format!(
+                "no packer for {}'s input layout {b_format}",
+                mmm.name()
+            ));
+        }
         let w = Tensor::from_shape(&[out_c, k], &weights).map_err(|e| e.to_string())?;
         let packed = mmm.packings()[packing]
             .0
             .prepare_one(&w, 1, 0)
             .map_err(|e| e.to_string())?;
-        Kernel::Dense {
+        Kernel::Dense(DenseKernel {
             mmm,
             packing,
             weights: Arc::from(packed),
-        }
+        })
     } else if conv.group == in_c && out_c == in_c {
         if weights.len() != out_c * taps {
             return Err("its weights do not match its shape".into());
@@ -452,6 +473,31 @@ mod tests {
                 kernel: 5,
                 pads: [2; 4],
                 ..DENSE
+            },
+            false,
+        );
+        // Several chunks of output pixels, starting inside output rows, the
+        // last one partial; strided, and pointwise.
+        let large = Case {
+            input: [1, 16, 64, 83],
+            out_c: 20,
+            ..DENSE
+        };
+        assert_matches_tract(Case { ..large }, false);
+        assert_matches_tract(
+            Case {
+                stride: 2,
+                pads: [1, 0, 1, 1],
+                ..large
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                input: [1, 64, 64, 83],
+                kernel: 1,
+                pads: [0; 4],
+                ..large
             },
             false,
         );

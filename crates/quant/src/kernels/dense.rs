@@ -1,0 +1,209 @@
+//! Dense (group 1) int8 convolutions as matrix products on tract-linalg's
+//! integer kernels, a chunk of output pixels at a time.
+//!
+//! Unfolding the whole input (im2col), packing it, and then storing every
+//! i32 accumulator before requantizing is four passes over tensors that do
+//! not fit in cache: for the 3x3 convolutions of PP-OCRv4 det's neck and
+//! head, a 22 MB unfolded input and a 10 MB accumulator, which made them
+//! slower in INT8 than in FP32 (`docs/benchmarks.md`). Here the output
+//! pixels go in chunks sized so that a chunk's unfolded rows, its packed
+//! panels and its accumulators stay in the L2 cache: unfold the chunk, pack
+//! it ([`super::pack`]), run the kernel on it, and hand its accumulators
+//! to the caller to requantize, before the next chunk. The buffers are kept
+//! per thread and reused from frame to frame.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use edgewise_graph::simd::clear_upper_vector_state;
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::internal::bail;
+use tract_linalg::BinOp;
+use tract_linalg::mmm::{
+    AsInputValue, EagerPackedInput, FusedSpec, MMMInputValue, MatMatMul, PackedExoticFact,
+};
+
+use super::conv::Geometry;
+use super::pack::{Layout, pack_rows};
+
+/// Bytes of scratch a chunk may use: the unfolded rows, the packed panels
+/// and the accumulators. Well inside the L2 of the boards we target (1 MiB
+/// shared on a Pi 4's Cortex-A72) and of x86 hosts.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Alignment of the packed panels (tract's kernels load them whole).
+const PANEL_ALIGN: usize = 64;
+
+/// A dense convolution's kernel: weights `[out_c, in_c * kh * kw]` packed once.
+#[derive(Clone, Debug)]
+pub(crate) struct DenseKernel {
+    pub mmm: Box<dyn MatMatMul>,
+    pub packing: usize,
+    pub weights: Arc<dyn MMMInputValue>,
+}
+
+/// Per-thread buffers, reused by every dense convolution the thread runs.
+#[derive(Default)]
+struct Scratch {
+    unfolded: Vec<i8>,
+    packed: Option<Arc<Blob>>,
+    acc: Option<Tensor>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+impl DenseKernel {
+    /// The kernel's name.
+    pub fn name(&self) -> &str {
+        self.mmm.name()
+    }
+
+    /// Runs the convolution on one image (`[in_c, in_h * in_w]`, i8, zero
+    /// point `x0`), adding `bias` per output channel. For every chunk, calls
+    /// `emit(channel, first_pixel, accumulators)` once per output channel
+    /// with that channel's i32 sums for the chunk's pixels.
+    pub fn run(
+        &self,
+        geo: &Geometry,
+        x0: i8,
+        image: &[i8],
+        bias: &Tensor,
+        mut emit: impl FnMut(usize, usize, &[i32]),
+    ) -> TractResult<()> {
+        let (m, n) = (geo.out_c, geo.out_h * geo.out_w);
+        let k = geo.in_c * geo.kernel_h * geo.kernel_w;
+        let format = &*self.mmm.packings()[self.packing].1;
+        let Some(layout) = Layout::of(format) else {
+            bail!("Int8Conv has no packer for the layout {format}");
+        };
+        let r = layout.r();
+        let pointwise = geo.is_pointwise();
+        let per_column = if pointwise { 0 } else { k } + layout.panel_bytes(k) / r + 4 * m;
+        let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
+        let chunk = chunk.min(n.next_multiple_of(r));
+        let columns = geo.valid_columns();
+
+        SCRATCH.with_borrow_mut(|scratch| -> TractResult<()> {
+            let packed_len = chunk.div_ceil(r) * layout.panel_bytes(k);
+            let mut blob = match scratch.packed.take() {
+                Some(b) if b.len() >= packed_len => b,
+                _ => Arc::new(unsafe { Blob::new_for_size_and_align(packed_len, PANEL_ALIGN) }),
+            };
+            let acc = match scratch.acc.take() {
+                Some(t) if t.len() >= m * chunk => t,
+                _ => unsafe { Tensor::uninitialized::<i32>(&[m * chunk])? },
+            };
+            if !pointwise {
+                scratch.unfolded.resize(k * chunk, 0);
+            }
+            // SAFETY: the scratch space is used with this kernel only.
+            let mut scratch_space = unsafe { self.mmm.allocate_scratch_space() };
+            for n0 in (0..n).step_by(chunk) {
+                let len = chunk.min(n - n0);
+                let (rows, stride) = if pointwise {
+                    (&image[n0..], n)
+                } else {
+                    unfold(geo, &columns, x0, image, n0, len, &mut scratch.unfolded);
+                    (&scratch.unfolded[..], len)
+                };
+                let packed = Arc::get_mut(&mut blob).expect("the packed chunk is not shared");
+                // SAFETY: the blob holds bytes; i8 has no invalid values.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(packed.as_mut_ptr() as *mut i8, packed.len())
+                };
+                pack_rows(layout, rows, stride, k, len, dst);
+                let input = EagerPackedInput {
+                    fact: PackedExoticFact {
+                        format: self.mmm.packings()[self.packing].1.clone(),
+                        mn: len.to_dim(),
+                        k,
+                    },
+                    packed: blob.clone(),
+                    panel_bytes: layout.panel_bytes(k),
+                    mn: len,
+                };
+                unsafe {
+                    let store = self
+                        .mmm
+                        .c_from_data_and_strides(4, len as isize, 1)
+                        .wrap(&acc.view());
+                    self.mmm.run_with_scratch_space(
+                        m,
+                        len,
+                        &mut *scratch_space,
+                        &[
+                            FusedSpec::AddMatMul {
+                                a: AsInputValue::Borrowed(&*self.weights),
+                                b: AsInputValue::Borrowed(&input),
+                                packing: self.packing,
+                            },
+                            FusedSpec::BinPerRow(bias.view(), BinOp::Add),
+                            FusedSpec::Store(store),
+                        ],
+                    )?;
+                }
+                drop(input);
+                // The kernel leaves the upper vector state dirty, which would
+                // slow the requantization and the next unfold (see
+                // `edgewise_graph::simd`).
+                clear_upper_vector_state();
+                let sums = acc.try_as_plain_ram()?.as_slice::<i32>()?;
+                for c in 0..m {
+                    emit(c, n0, &sums[c * len..(c + 1) * len]);
+                }
+            }
+            scratch.packed = Some(blob);
+            scratch.acc = Some(acc);
+            Ok(())
+        })
+    }
+}
+
+/// im2col of the output pixels `n0..n0 + len`: `out` becomes
+/// `[in_c * kh * kw, len]`, the padding filled with the input zero point
+/// (which the bias correction cancels).
+fn unfold(
+    g: &Geometry,
+    columns: &[(usize, usize)],
+    x0: i8,
+    image: &[i8],
+    n0: usize,
+    len: usize,
+    out: &mut [i8],
+) {
+    let rows = g.in_c * g.kernel_h * g.kernel_w;
+    let out = &mut out[..rows * len];
+    out.fill(x0);
+    let (first_oy, last_oy) = (n0 / g.out_w, (n0 + len - 1) / g.out_w);
+    for c in 0..g.in_c {
+        let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+        for ky in 0..g.kernel_h {
+            let (oy_lo, oy_hi) = g.valid_rows(ky);
+            for (kx, &(ox_lo, ox_hi)) in columns.iter().enumerate() {
+                let row = (c * g.kernel_h + ky) * g.kernel_w + kx;
+                let dst = &mut out[row * len..(row + 1) * len];
+                for oy in first_oy.max(oy_lo)..(last_oy + 1).min(oy_hi) {
+                    let row_start = oy * g.out_w;
+                    let a = (row_start + ox_lo).max(n0);
+                    let b = (row_start + ox_hi).min(n0 + len);
+                    if a >= b {
+                        continue;
+                    }
+                    let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+                    let ix = (a - row_start) * g.stride_w + kx * g.dilation_w - g.pad_left;
+                    let src = &plane[iy * g.in_w + ix..(iy + 1) * g.in_w];
+                    let dst = &mut dst[a - n0..b - n0];
+                    if g.stride_w == 1 {
+                        dst.copy_from_slice(&src[..dst.len()]);
+                    } else {
+                        for (o, &x) in dst.iter_mut().zip(src.iter().step_by(g.stride_w)) {
+                            *o = x;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
