@@ -156,12 +156,13 @@ fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
             },
             match engine.int8_kernels() {
                 Some(k) => format!(
-                    ", {} on Edgewise's INT8 convolution ({} dense, {} depthwise), {} quantize and {} dequantize steps on its vector loops{}",
+                    ", {} on Edgewise's INT8 convolution ({} dense, {} depthwise), {} quantize and {} dequantize steps on its vector loops, {} element-wise graphs as int8 tables{}",
                     k.dense + k.depthwise,
                     k.dense,
                     k.depthwise,
                     k.quantize,
                     k.dequantize,
+                    k.tables,
                     match k.skipped.first() {
                         Some((node, why)) =>
                             format!(", {} left to tract ({node}: {why})", k.skipped.len()),

@@ -13,6 +13,7 @@
 mod conv;
 mod dense;
 mod depthwise;
+mod lut;
 mod pack;
 mod quantize;
 
@@ -27,6 +28,7 @@ use tract_linalg::mmm::{Query, retain_best};
 pub use conv::Int8Conv;
 use conv::{Geometry, Kernel};
 use dense::DenseKernel;
+pub use lut::Lut;
 pub use quantize::{Dequantize, Quantize};
 
 /// What [`install`] replaced, and what it left to tract, with the reason.
@@ -42,13 +44,16 @@ pub struct Installed {
     pub quantize: usize,
     /// tract's int8 `DequantizeLinear` nodes now [`Dequantize`].
     pub dequantize: usize,
+    /// Element-wise float graphs from a dequantize to a quantize folded
+    /// into a [`Lut`].
+    pub tables: usize,
 }
 
 /// Replaces every quantized convolution of `model` that [`Int8Conv`] can
 /// run, declutters the model (which folds `DequantizeLinear -> element-wise
-/// -> QuantizeLinear` chains into lookup tables), and then replaces the
-/// remaining quantize and dequantize nodes by [`Quantize`] and
-/// [`Dequantize`].
+/// -> QuantizeLinear` chains into lookup tables), replaces the remaining
+/// quantize and dequantize nodes by [`Quantize`] and [`Dequantize`], and
+/// folds the element-wise graphs between them into [`Lut`]s.
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     let mut report = Installed::default();
     let candidates: Vec<usize> = model
@@ -74,6 +79,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     }
     *model = std::mem::take(model).into_decluttered()?;
     quantize::install_quantizers(model, &mut report)?;
+    report.tables = lut::fold_into_tables(model)?;
     Ok(report)
 }
 
