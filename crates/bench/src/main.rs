@@ -58,10 +58,12 @@ struct Timing {
     /// A photo to preprocess each frame (models with a manifest); default: a synthetic image.
     #[arg(long)]
     image: Option<PathBuf>,
-    /// How QDQ (INT8) models run: `float` (activation quantize/dequantize
-    /// pairs as clips; still the faster), `integer` (convolutions on
-    /// Edgewise's INT8 convolution) or `integer-tract` (on tract's own).
-    #[arg(long, value_enum, default_value_t = QdqMode::Float)]
+    /// How QDQ (INT8) models run: `auto` (integer when every quantized
+    /// convolution runs on Edgewise's INT8 convolution, else float),
+    /// `integer` (convolutions on Edgewise's INT8 convolution, element-wise
+    /// work as int8 tables), `float` (activation quantize/dequantize pairs
+    /// as clips) or `integer-tract` (convolutions on tract's own).
+    #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
 }
 

@@ -292,7 +292,16 @@ pub fn measure(
     let profiled_summary = totals(&profiled).expect("at least one profiled frame");
     let frame_ms = profiled_summary.median_ms;
 
-    let precision = precision_of(&staged.model, budget.qdq);
+    // `--qdq auto` may have run a QDQ model in float: the plan's kernels say.
+    let precision = if budget.qdq == QdqMode::Auto {
+        if kernels.iter().any(|k| k.precision == "integer") {
+            Precision::I8
+        } else {
+            Precision::F32
+        }
+    } else {
+        precision_of(&staged.model, budget.qdq)
+    };
     let machine = Machine::detect();
     let mut warnings = vec![];
     let board_check = board.map(|b| {

@@ -315,6 +315,7 @@ pub fn render(f: &Fidelity) -> String {
         Some(QdqMode::Float) => " (run with --qdq float)",
         Some(QdqMode::Integer) => " (run with --qdq integer)",
         Some(QdqMode::IntegerTract) => " (run with --qdq integer-tract)",
+        Some(QdqMode::Auto) => " (run with --qdq auto)",
         None => "",
     };
     let d = &f.detections;

@@ -34,6 +34,7 @@ pub struct Engine {
     threads: usize,
     qdq: Option<QdqRewrite>,
     int8_kernels: Option<Installed>,
+    fallback: Option<String>,
 }
 
 /// How a model with QuantizeLinear/DequantizeLinear (QDQ) nodes runs.
@@ -50,14 +51,22 @@ pub struct Engine {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum QdqMode {
-    /// In float: each activation quantize/dequantize pair becomes a clip to
-    /// its range, weights keep their quantized values. The default: it runs
-    /// at FP32 speed, and the integer path is still slower than that on
-    /// PP-OCRv4 det (1.8x the FP32 time, `docs/benchmarks.md`).
+    /// [`QdqMode::Integer`] when every quantized convolution runs on
+    /// [`edgewise_quant::Int8Conv`], else [`QdqMode::Float`]: tract's own
+    /// quantized convolution, which would take the rest, is slower than
+    /// float (weights with a zero point, as onnxruntime writes them for
+    /// `Constant` weights, are such a case). The default.
     #[default]
+    Auto,
+    /// In float: each activation quantize/dequantize pair becomes a clip to
+    /// its range, weights keep their quantized values. Runs at FP32 speed;
+    /// it measures what the weights' quantization alone costs.
     Float,
     /// Convolutions as `QLinearConv`, then run by [`edgewise_quant::Int8Conv`]
-    /// on tract-linalg's integer kernels (a direct loop for depthwise).
+    /// on tract-linalg's integer kernels (a direct loop for depthwise), the
+    /// element-wise work between quantized tensors as int8 tables
+    /// ([`edgewise_quant::kernels::install`]). PP-OCRv4 det runs 1.5x faster
+    /// than in FP32 (`docs/benchmarks.md`).
     Integer,
     /// Convolutions as `QLinearConv` run by tract's own quantized
     /// convolution (im2col, then separate zero-point and requantization
@@ -136,10 +145,26 @@ impl Engine {
             .nodes
             .iter()
             .any(|n| n.op_type == "DequantizeLinear");
+        if mode == QdqMode::Auto {
+            if !has_qdq {
+                return Self::with_qdq_mode(model, shapes, threads, QdqMode::Float);
+            }
+            let integer = Self::with_qdq_mode(model, shapes, threads, QdqMode::Integer)?;
+            let Some((node, why)) = integer.int8_kernels().and_then(|k| k.skipped.first()) else {
+                return Ok(integer);
+            };
+            let reason = format!(
+                "{} convolution(s) would be left to tract's quantized convolution, slower than float ({node}: {why})",
+                integer.int8_kernels().map_or(0, |k| k.skipped.len())
+            );
+            let mut float = Self::with_qdq_mode(model, shapes, threads, QdqMode::Float)?;
+            float.fallback = Some(reason);
+            return Ok(float);
+        }
         let (rewritten, qdq) = if has_qdq {
             let mut m = model.clone();
             let rewrite = match mode {
-                QdqMode::Float => QdqRewrite::Float(dequantize_activations(&mut m)),
+                QdqMode::Float | QdqMode::Auto => QdqRewrite::Float(dequantize_activations(&mut m)),
                 QdqMode::Integer | QdqMode::IntegerTract => {
                     QdqRewrite::Integer(fuse_qdq_convs(&mut m))
                 }
@@ -174,7 +199,14 @@ impl Engine {
             threads: threads.max(1),
             qdq,
             int8_kernels,
+            fallback: None,
         })
+    }
+
+    /// With [`QdqMode::Auto`], when the model runs in float: why not in
+    /// integer.
+    pub fn qdq_fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// For a model with QDQ nodes: what was rewritten before tract read it,
@@ -370,7 +402,7 @@ mod tests {
     /// difference from tract's run of the QDQ graph as written.
     fn float_mode_difference(model: &Model, input: &[f32], expect: (usize, usize)) -> f32 {
         let shapes = [InputShape::parse("1x2x4x4").unwrap()];
-        let mut engine = Engine::from_model(model, &shapes, 1).unwrap();
+        let mut engine = Engine::with_qdq_mode(model, &shapes, 1, QdqMode::Float).unwrap();
         let Some(QdqRewrite::Float(done)) = engine.qdq_rewrite() else {
             panic!("{:?}", engine.qdq_rewrite());
         };

@@ -46,10 +46,12 @@ struct Cli {
     /// Threads tract runs on (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// How a QDQ (INT8) model runs: `float` (activation quantize/dequantize
-    /// pairs removed; still the faster), `integer` (convolutions on
-    /// Edgewise's INT8 convolution) or `integer-tract` (on tract's own).
-    #[arg(long, value_enum, default_value_t = QdqMode::Float)]
+    /// How a QDQ (INT8) model runs: `auto` (integer when every quantized
+    /// convolution runs on Edgewise's INT8 convolution, else float),
+    /// `integer` (convolutions on Edgewise's INT8 convolution, element-wise
+    /// work as int8 tables), `float` (activation quantize/dequantize pairs
+    /// removed) or `integer-tract` (convolutions on tract's own).
+    #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
     /// Decoder family, overriding the manifest's.
     #[arg(long)]
@@ -137,9 +139,13 @@ fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
         .iter()
         .filter(|k| k.precision == edgewise_quant::Precision::Integer)
         .count();
+    let mode = engine.qdq_fallback().map_or_else(
+        || "--qdq float".to_string(),
+        |why| format!("--qdq auto chose float: {why}"),
+    );
     let how = match rewrite {
         QdqRewrite::Float(d) => format!(
-            "run in float (--qdq float): {} quantize/dequantize pair(s) removed, {} kept as a clip (a folded activation){}",
+            "run in float ({mode}): {} quantize/dequantize pair(s) removed, {} kept as a clip (a folded activation){}",
             d.pairs,
             d.clips,
             match d.kept.first() {

@@ -536,6 +536,23 @@ mod tests {
             },
             true,
         );
+        // Rows wide enough for the blocks of 16 outputs, with columns left
+        // on either side, strided and not.
+        let wide = Case {
+            input: [1, 5, 9, 45],
+            ..dw
+        };
+        assert_matches_tract(Case { ..wide }, true);
+        assert_matches_tract(
+            Case {
+                stride: 2,
+                kernel: 5,
+                pads: [2, 1, 2, 3],
+                input: [1, 5, 9, 77],
+                ..wide
+            },
+            true,
+        );
         // Three column phases, and a 5-wide filter reading across them.
         assert_matches_tract(
             Case {
