@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use edgewise_graph::simd::clear_upper_vector_state;
 use edgewise_graph::tract_onnx::prelude::*;
-use edgewise_graph::tract_onnx::tract_core::internal::bail;
 use tract_linalg::BinOp;
 use tract_linalg::mmm::{
     AsInputValue, EagerPackedInput, FusedSpec, MMMInputValue, MatMatMul, PackedExoticFact,
@@ -40,6 +39,8 @@ pub(crate) struct DenseKernel {
     pub mmm: Box<dyn MatMatMul>,
     pub packing: usize,
     pub weights: Arc<dyn MMMInputValue>,
+    /// The layout of the kernel's B input, found once when the op is built.
+    pub layout: Layout,
 }
 
 /// Per-thread buffers, reused by every dense convolution the thread runs.
@@ -74,10 +75,7 @@ impl DenseKernel {
     ) -> TractResult<()> {
         let (m, n) = (geo.out_c, geo.out_h * geo.out_w);
         let k = geo.in_c * geo.kernel_h * geo.kernel_w;
-        let format = &*self.mmm.packings()[self.packing].1;
-        let Some(layout) = Layout::of(format) else {
-            bail!("Int8Conv has no packer for the layout {format}");
-        };
+        let layout = self.layout;
         let r = layout.r();
         let pointwise = geo.is_pointwise();
         let per_column = if pointwise { 0 } else { k } + layout.panel_bytes(k) / r + 4 * m;

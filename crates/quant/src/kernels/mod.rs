@@ -242,12 +242,8 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         };
         let (mmm, packing) = pick_kernel(&query)?;
         let b_format = &mmm.packings()[packing].1;
-        if pack::Layout::of(&**b_format).is_none() {
-            return Err(format!(
-                "no packer for {}'s input layout {b_format}",
-                mmm.name()
-            ));
-        }
+        let layout = pack::Layout::of(&**b_format)
+            .ok_or_else(|| format!("no packer for {}'s input layout {b_format}", mmm.name()))?;
         let w = Tensor::from_shape(&[out_c, k], &weights).map_err(|e| e.to_string())?;
         let packed = mmm.packings()[packing]
             .0
@@ -257,6 +253,7 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
             mmm,
             packing,
             weights: Arc::from(packed),
+            layout,
         })
     } else if conv.group == in_c && out_c == in_c {
         if weights.len() != out_c * taps {
@@ -536,8 +533,7 @@ mod tests {
             },
             true,
         );
-        // Rows wide enough for the blocks of 16 outputs, with columns left
-        // on either side, strided and not.
+        // Wide rows, with padding on either side, strided and not.
         let wide = Case {
             input: [1, 5, 9, 45],
             ..dw
