@@ -4,7 +4,8 @@
 //! by tract's quantized convolution or by Edgewise's `Int8Conv`, and both
 //! agree with onnxruntime's outputs on the same input. Weights stored as
 //! initializers and weights stored as `Constant` nodes (as paddle2onnx writes
-//! them, which onnxruntime's quantizer then quantizes at run time) both fuse.
+//! them, which onnxruntime's quantizer then quantizes at run time, per tensor
+//! with a zero point) both fuse, and both run on `Int8Conv`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -161,25 +162,30 @@ fn check_integer_and_faithful(weights: Weights) {
         quantized.len(),
         "{installed:?}"
     );
-    match weights {
-        // Symmetric per-channel weights: every convolution moves.
-        Weights::Initializers => {
-            assert!(left_to_tract.is_empty(), "{installed:?}");
-            assert!(
-                installed.depthwise > 0,
-                "MobileNetV3 has depthwise convolutions"
-            );
-        }
-        // onnxruntime quantizes weights it finds behind `Constant` nodes as
-        // activations: per tensor, with a zero point, which `Int8Conv` does
-        // not take yet; those stay on tract's integer path.
-        Weights::ConstantNodes => assert!(
-            installed
-                .skipped
-                .iter()
-                .all(|(_, why)| why.contains("non-zero zero point")),
-            "{installed:?}"
-        ),
+    // Symmetric per-channel weights, and the per-tensor weights with a
+    // zero point that onnxruntime makes of weights behind `Constant` nodes
+    // (it quantizes them as activations): every convolution moves.
+    assert!(left_to_tract.is_empty(), "{installed:?}");
+    assert!(
+        installed.depthwise > 0,
+        "MobileNetV3 has depthwise convolutions"
+    );
+    if let Weights::ConstantNodes = weights {
+        let asymmetric = model
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "QLinearConv")
+            .filter(|n| {
+                let zero = model.graph.constant(&n.inputs[5]);
+                let zero = zero.and_then(|z| z.cast_to::<i32>().ok().map(|z| z.into_owned()));
+                zero.is_some_and(|z| {
+                    edgewise_graph::tensor::values::<i32>(&z)
+                        .is_some_and(|v| v.iter().any(|&v| v != 0))
+                })
+            })
+            .count();
+        assert!(asymmetric > 0, "no weights with a zero point to test");
     }
     let plans = [
         (typed, quantized.clone(), "OptMatMul"),

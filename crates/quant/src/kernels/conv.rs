@@ -1,6 +1,7 @@
 //! `Int8Conv`: a quantized 2-D convolution (i8 or u8 in, i8 or u8 out,
-//! symmetric int8 weights per output channel) with its zero-point
-//! correction folded into the bias and its requantization done in one pass.
+//! int8 weights per output channel or per tensor, with or without a zero
+//! point) with its zero-point corrections folded into the bias and its
+//! requantization done in one pass.
 //!
 //! Dense convolutions run on tract-linalg's i8 x i8 -> i32 kernels (VNNI on
 //! x86, SDOT or SMLAL on aarch64), picked through tract's dispatch (AMX
@@ -100,8 +101,9 @@ pub(crate) enum Kernel {
     /// One matrix product per image: weights `[out_c, in_c * kh * kw]`
     /// packed once, the input unfolded into `[in_c * kh * kw, out_h * out_w]`.
     Dense(DenseKernel),
-    /// One filter per channel, `[channels, kh * kw]`.
-    Depthwise { weights: Vec<i8> },
+    /// One filter per channel, `[channels, kh * kw]`, the weight zero
+    /// point taken off; `wide` when one lies outside `-128..=128`.
+    Depthwise { weights: Vec<i16>, wide: bool },
 }
 
 /// A quantized convolution tract would run through im2col and separate
@@ -117,6 +119,11 @@ pub struct Int8Conv {
     pub(crate) scales: Vec<f32>,
     /// The input zero point, in the i8 domain the kernels read.
     pub(crate) x0: i32,
+    /// Dense kernels only: the weights' zero point per output channel, in
+    /// the i8 domain, when one is not zero. The matrix kernel computes
+    /// `sum(w * (x - x0))`; each output then takes off `w0 * sum(x - x0)`
+    /// over its receptive field.
+    pub(crate) weight_zero: Option<Vec<i32>>,
     /// The output zero point, in the output's own type.
     pub(crate) y0: i32,
     /// The input arrives as u8 (it is shifted into i8 first).
@@ -165,15 +172,39 @@ impl Int8Conv {
         }
     }
 
-    /// Requantizes `acc` (one channel's row of i32) into `out`.
-    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(i32) -> T) {
-        let (lo, hi) = if self.output_dt.unquantized() == DatumType::U8 {
+    /// The output type's range.
+    fn output_range(&self) -> (f32, f32) {
+        if self.output_dt.unquantized() == DatumType::U8 {
             (0.0, 255.0)
         } else {
             (-128.0, 127.0)
-        };
+        }
+    }
+
+    /// Requantizes `acc` (one channel's row of i32) into `out`.
+    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(i32) -> T) {
+        let (lo, hi) = self.output_range();
         let y0 = self.y0 as f32;
         for (o, &a) in out.iter_mut().zip(acc) {
+            *o = cast(to_int(round_half_even(a as f32 * scale) + y0, lo, hi));
+        }
+    }
+
+    /// [`Self::requantize`] of `acc - w0 * sums`: the correction for a
+    /// weight zero point `w0`, `sums` being each pixel's input sum.
+    fn requantize_less<T: Copy>(
+        &self,
+        acc: &[i32],
+        w0: i32,
+        sums: &[i32],
+        scale: f32,
+        out: &mut [T],
+        cast: impl Fn(i32) -> T,
+    ) {
+        let (lo, hi) = self.output_range();
+        let y0 = self.y0 as f32;
+        for ((o, &a), &s) in out.iter_mut().zip(acc).zip(sums) {
+            let a = a - w0 * s;
             *o = cast(to_int(round_half_even(a as f32 * scale) + y0, lo, hi));
         }
     }
@@ -188,12 +219,22 @@ impl Int8Conv {
         let n = g.out_h * g.out_w;
         match &self.kernel {
             Kernel::Dense(dense) => {
+                let sums = self
+                    .weight_zero
+                    .as_ref()
+                    .map(|_| window_sums(g, self.x0, image));
                 dense.run(g, self.x0 as i8, image, &self.bias, |c, n0, acc| {
                     let out = &mut out[c * n + n0..c * n + n0 + acc.len()];
-                    self.requantize(acc, self.scales[c], out, cast);
+                    match (&self.weight_zero, &sums) {
+                        (Some(w0), Some(sums)) => {
+                            let sums = &sums[n0..n0 + acc.len()];
+                            self.requantize_less(acc, w0[c], sums, self.scales[c], out, cast);
+                        }
+                        _ => self.requantize(acc, self.scales[c], out, cast),
+                    }
                 })?;
             }
-            Kernel::Depthwise { weights } => {
+            Kernel::Depthwise { weights, wide } => {
                 let taps = g.kernel_h * g.kernel_w;
                 let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
                 let mut acc = vec![0i32; n];
@@ -201,7 +242,7 @@ impl Int8Conv {
                 for c in 0..g.out_c {
                     let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
                     let w = &weights[c * taps..(c + 1) * taps];
-                    depthwise_plane(g, &columns, plane, w, self.x0, bias[c], &mut acc);
+                    depthwise_plane(g, &columns, plane, w, *wide, self.x0, bias[c], &mut acc);
                     self.requantize(&acc, self.scales[c], &mut out[c * n..(c + 1) * n], cast);
                 }
             }
@@ -273,6 +314,34 @@ impl TypedOp for Int8Conv {
     }
 
     as_op!();
+}
+
+/// For each output pixel, the sum of `x - x0` over its receptive field
+/// and every input channel (the padding, read as `x0`, adds nothing).
+fn window_sums(g: &Geometry, x0: i32, image: &[i8]) -> Vec<i32> {
+    let plane_len = g.in_h * g.in_w;
+    let mut plane = vec![-(g.in_c as i32) * x0; plane_len];
+    for channel in image.chunks_exact(plane_len).take(g.in_c) {
+        for (p, &x) in plane.iter_mut().zip(channel) {
+            *p += i32::from(x);
+        }
+    }
+    let mut sums = vec![0i32; g.out_h * g.out_w];
+    let columns = g.valid_columns();
+    for ky in 0..g.kernel_h {
+        let (oy_lo, oy_hi) = g.valid_rows(ky);
+        for oy in oy_lo..oy_hi {
+            let iy = oy * g.stride_h + ky * g.dilation_h - g.pad_top;
+            let row = &plane[iy * g.in_w..(iy + 1) * g.in_w];
+            let out = &mut sums[oy * g.out_w..(oy + 1) * g.out_w];
+            for (kx, &(lo, hi)) in columns.iter().enumerate() {
+                for (ox, s) in out.iter_mut().enumerate().take(hi).skip(lo) {
+                    *s += row[ox * g.stride_w + kx * g.dilation_w - g.pad_left];
+                }
+            }
+        }
+    }
+    sums
 }
 
 /// `x` clamped to `lo..=hi` (NaN to `lo`) and converted to i32. With the

@@ -7,18 +7,27 @@
 //! channel accumulates its taps in i32 over contiguous runs of one input
 //! row, split by column phase so that strided filters read contiguously
 //! too; x86 runs an AVX2 build of the loops where the CPU has it.
+//!
+//! Weights arrive with their zero point already taken off, as i16. When
+//! they all lie in `-128..=128` (symmetric int8 weights always do) each
+//! product fits i16; weights with a zero point (onnxruntime's per-tensor
+//! asymmetric ones) may reach 255 and take the wide loop, which multiplies
+//! in i32.
 
 use super::conv::Geometry;
 
 /// Accumulates one channel: `acc[oy * ow + ox] = bias + sum over the taps of
 /// (x - x0) * w`, where taps that fall in the padding contribute nothing
 /// (the padding value is the zero point). `columns` is
-/// [`Geometry::valid_columns`], computed once for all channels.
+/// [`Geometry::valid_columns`], computed once for all channels; `weights`
+/// are `w - w0`, and `wide` says that one of them lies outside `-128..=128`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn depthwise_plane(
     geo: &Geometry,
     columns: &[(usize, usize)],
     plane: &[i8],
-    weights: &[i8],
+    weights: &[i16],
+    wide: bool,
     x0: i32,
     bias: i32,
     acc: &mut [i32],
@@ -26,40 +35,50 @@ pub(crate) fn depthwise_plane(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { plane_avx2(geo, columns, plane, weights, x0, bias, acc) };
+        unsafe {
+            if wide {
+                plane_avx2::<true>(geo, columns, plane, weights, x0, bias, acc)
+            } else {
+                plane_avx2::<false>(geo, columns, plane, weights, x0, bias, acc)
+            }
+        };
         return;
     }
-    accumulate(geo, columns, plane, weights, x0, bias, acc);
+    if wide {
+        accumulate::<true>(geo, columns, plane, weights, x0, bias, acc);
+    } else {
+        accumulate::<false>(geo, columns, plane, weights, x0, bias, acc);
+    }
 }
 
 /// [`accumulate`] compiled for AVX2: the baseline x86-64 target has no 32-bit
 /// vector multiply (SSE4.1's `pmulld`) and only 4 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn plane_avx2(
+unsafe fn plane_avx2<const WIDE: bool>(
     geo: &Geometry,
     columns: &[(usize, usize)],
     input: &[i8],
-    weights: &[i8],
+    weights: &[i16],
     x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
-    accumulate(geo, columns, input, weights, x0, bias, acc);
+    accumulate::<WIDE>(geo, columns, input, weights, x0, bias, acc);
 }
 
 /// The loops themselves, inlined into each caller so that each gets the
 /// caller's target features. The plane is first read once with the zero
-/// point taken off, as i16 (|x - x0| <= 255 and |w| <= 128, so each product
-/// fits i16), each row split by column modulo the stride, so that every tap
+/// point taken off, as i16 (|x - x0| <= 255 and, unless `WIDE`, |w| <= 128,
+/// so each product fits i16), each row split by column modulo the stride, so that every tap
 /// reads a contiguous run whatever the stride: the multiply-accumulate
 /// loops vectorize.
 #[inline(always)]
-fn accumulate(
+fn accumulate<const WIDE: bool>(
     geo: &Geometry,
     columns: &[(usize, usize)],
     input: &[i8],
-    weights: &[i8],
+    weights: &[i16],
     x0: i32,
     bias: i32,
     acc: &mut [i32],
@@ -98,14 +117,18 @@ fn accumulate(
                 if lo >= hi {
                     continue;
                 }
-                let w = i16::from(weights[ky * kw + kx]);
+                let w = weights[ky * kw + kx];
                 let first = lo * stride + kx * geo.dilation_w - geo.pad_left;
                 let start = (first % stride) * phase_len + first / stride;
                 for (a, &x) in out_row[lo..hi]
                     .iter_mut()
                     .zip(&row[start..start + (hi - lo)])
                 {
-                    *a += i32::from(x * w);
+                    *a += if WIDE {
+                        i32::from(x) * i32::from(w)
+                    } else {
+                        i32::from(x * w)
+                    };
                 }
             }
         }

@@ -11,6 +11,11 @@
 //! once on all 256 values and [`Lut`] replaces it by a table lookup. tract
 //! folds only single chains of unary ops this way, which misses this shape.
 //! The table holds exactly the values the float graph would give.
+//!
+//! A quantize/dequantize pair inside the graph is element-wise too (a
+//! rounding): onnxruntime's quantizer writes a hard-swish as
+//! `Mul(x, Q -> DQ(HardSigmoid(x)))`, and the whole of it folds into one
+//! table, from the outermost quantize inwards.
 
 use std::collections::HashSet;
 
@@ -30,24 +35,29 @@ pub struct Lut {
 }
 
 /// Replaces every [`Quantize`] whose input depends, through element-wise
-/// nodes and scalar constants only, on one [`Dequantize`], by a [`Lut`]
-/// reading the dequantize's int8 input. Returns how many it replaced.
+/// nodes and scalar constants only, on one int8 tensor, by a [`Lut`]
+/// reading that tensor. Returns how many it replaced.
 pub(crate) fn fold_into_tables(model: &mut TypedModel) -> TractResult<usize> {
-    let quantizers: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<Quantize>())
-        .map(|n| n.id)
+    // The last first: a graph folded whole takes its inner pairs with it.
+    let mut quantizers: Vec<usize> = model
+        .eval_order()?
+        .into_iter()
+        .filter(|&id| model.node(id).op_is::<Quantize>())
         .collect();
+    quantizers.reverse();
     let mut folded = 0;
     for q in quantizers {
+        // A quantize inside a graph folded before is no longer computed.
+        if !model.eval_order()?.contains(&q) {
+            continue;
+        }
         let Some((source, cone)) = cone_of(model, q)? else {
             continue;
         };
         let table = tabulate(model, source, &cone, q)?;
         let output_dt = model.outlet_fact(OutletId::new(q, 0))?.datum_type;
         let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, model.node(source).inputs[0])?;
+        let x = patch.tap_model(model, source)?;
         let name = format!("{}.lut", model.node(q).name);
         let y = patch.wire_node(name, Lut { table, output_dt }, &[x])?[0];
         patch.shunt_outside(model, OutletId::new(q, 0), y)?;
@@ -57,12 +67,62 @@ pub(crate) fn fold_into_tables(model: &mut TypedModel) -> TractResult<usize> {
     Ok(folded)
 }
 
-/// The [`Dequantize`] node feeding quantize node `q` and the element-wise
-/// nodes between them (in evaluation order, `q` last), if that is all `q`
-/// depends on besides scalar constants.
-fn cone_of(model: &TypedModel, q: usize) -> TractResult<Option<(usize, Vec<usize>)>> {
+/// Whether `node` computes each output value from the values at the same
+/// place in its inputs: then, on one int8 tensor, it is a function of a
+/// byte. Binary ops count in float only (an integer one may be a shape
+/// computation).
+fn element_wise(node: &TypedNode, output: DatumType) -> bool {
+    node.op_is::<ElementWiseOp>()
+        || node.op_is::<Quantize>()
+        || node.op_is::<Dequantize>()
+        || node.op_is::<Lut>()
+        || (node.op_is::<TypedBinOp>() && output == DatumType::F32)
+}
+
+fn is_int8(dt: DatumType) -> bool {
+    matches!(dt.unquantized(), DatumType::I8 | DatumType::U8)
+}
+
+/// The int8 tensor quantize node `q` is a function of, and the nodes
+/// between them (in evaluation order, `q` last), if there is one. Walking up
+/// from `q` through element-wise nodes meets int8 tensors: a convolution's
+/// output, and the quantized values inside the graph (a quantize, one of
+/// tract's tables). The farthest that `q` depends on alone is the source.
+fn cone_of(model: &TypedModel, q: usize) -> TractResult<Option<(OutletId, Vec<usize>)>> {
     let shape = &model.outlet_fact(model.node(q).inputs[0])?.shape;
-    let mut source = None;
+    let mut candidates: Vec<OutletId> = vec![];
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut todo = std::collections::VecDeque::from([q]);
+    while let Some(id) = todo.pop_front() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for input in &model.node(id).inputs {
+            let fact = model.outlet_fact(*input)?;
+            if fact.konst.is_some() || &fact.shape != shape {
+                continue;
+            }
+            if is_int8(fact.datum_type) && !candidates.contains(input) {
+                candidates.push(*input);
+            }
+            if element_wise(model.node(input.node), fact.datum_type) {
+                todo.push_back(input.node);
+            }
+        }
+    }
+    for source in candidates.into_iter().rev() {
+        if let Some(cone) = cone_from(model, q, source)? {
+            return Ok(Some((source, cone)));
+        }
+    }
+    Ok(None)
+}
+
+/// The nodes between `source` and `q`, if `q` depends on nothing else but
+/// scalar constants, through element-wise nodes of one shape.
+fn cone_from(model: &TypedModel, q: usize, source: OutletId) -> TractResult<Option<Vec<usize>>> {
+    let shape = &model.outlet_fact(model.node(q).inputs[0])?.shape;
+    let mut reached = false;
     let mut cone: HashSet<usize> = HashSet::new();
     let mut todo = vec![q];
     while let Some(id) = todo.pop() {
@@ -70,6 +130,10 @@ fn cone_of(model: &TypedModel, q: usize) -> TractResult<Option<(usize, Vec<usize
             continue;
         }
         for input in &model.node(id).inputs {
+            if *input == source {
+                reached = true;
+                continue;
+            }
             let fact = model.outlet_fact(*input)?;
             if fact.konst.is_some() {
                 if fact.shape.volume() != 1.to_dim() {
@@ -78,39 +142,32 @@ fn cone_of(model: &TypedModel, q: usize) -> TractResult<Option<(usize, Vec<usize
                 continue;
             }
             let node = model.node(input.node);
-            if &fact.shape != shape {
+            if &fact.shape != shape || !element_wise(node, fact.datum_type) {
                 return Ok(None);
             }
-            if node.op_is::<Dequantize>() {
-                if source.replace(node.id).is_some_and(|s| s != node.id) {
-                    return Ok(None);
-                }
-            } else if node.op_is::<TypedBinOp>() || node.op_is::<ElementWiseOp>() {
-                if fact.datum_type != DatumType::F32 {
-                    return Ok(None);
-                }
-                todo.push(node.id);
-            } else {
-                return Ok(None);
-            }
+            todo.push(node.id);
         }
     }
-    let Some(source) = source else {
+    if !reached {
         return Ok(None);
-    };
+    }
     let order: Vec<usize> = model
         .eval_order()?
         .into_iter()
         .filter(|id| cone.contains(id))
         .collect();
-    Ok(Some((source, order)))
+    Ok(Some(order))
 }
 
-/// Runs the dequantize node `source` and `cone` (ending with the quantize
-/// node `q`) on the 256 int8 values, in tract.
-fn tabulate(model: &TypedModel, source: usize, cone: &[usize], q: usize) -> TractResult<[u8; 256]> {
-    let dq = model.node(source);
-    let input_fact = model.outlet_fact(dq.inputs[0])?;
+/// Runs `cone` (ending with the quantize node `q`) on the 256 values of
+/// the int8 tensor `source`, in tract.
+fn tabulate(
+    model: &TypedModel,
+    source: OutletId,
+    cone: &[usize],
+    q: usize,
+) -> TractResult<[u8; 256]> {
+    let input_fact = model.outlet_fact(source)?;
     let rank = input_fact.rank();
     let mut shape = vec![1usize; rank];
     shape[rank - 1] = 256;
@@ -122,8 +179,7 @@ fn tabulate(model: &TypedModel, source: usize, cone: &[usize], q: usize) -> Trac
     let mut adhoc = TypedModel::default();
     let x = adhoc.add_source("x", input_fact.datum_type.fact(&shape))?;
     let mut wires: HashMap<OutletId, OutletId> = HashMap::new();
-    let dq_out = adhoc.wire_node(&dq.name, dq.op.clone(), &[x])?[0];
-    wires.insert(OutletId::new(source, 0), dq_out);
+    wires.insert(source, x);
     for &id in cone {
         let node = model.node(id);
         let mut inputs = tvec![];
@@ -195,6 +251,7 @@ impl TypedOp for Lut {
 mod tests {
     use edgewise_graph::analysis::tract_model;
     use edgewise_graph::builder::ModelBuilder;
+    use edgewise_graph::model::AttributeValue;
 
     use super::super::install;
     use super::*;
@@ -263,6 +320,65 @@ mod tests {
             let got = run(ours);
             assert_eq!(got, expected, "unsigned {unsigned}");
         }
+    }
+
+    /// onnxruntime's hard-swish: `Mul(x, Q -> DQ(HardSigmoid(x)))` between
+    /// two pairs, the inner pair rounding the sigmoid.
+    #[test]
+    fn a_pair_inside_the_graph_folds_with_it() {
+        let mut b = ModelBuilder::new(17);
+        let x = b.input("x", &[1, 3, 8, 10]);
+        let pair = |b: &mut ModelBuilder, x: &str, scale: f32, zero: i8| {
+            let s = b.initializer("s", tensor0(scale));
+            let z = b.initializer("z", tensor0(zero));
+            let q = b.op("QuantizeLinear", &[x, &s, &z], vec![]);
+            b.op("DequantizeLinear", &[&q, &s, &z], vec![])
+        };
+        let d1 = pair(&mut b, &x, 0.03, -5);
+        let sigmoid = b.op(
+            "HardSigmoid",
+            &[&d1],
+            vec![
+                ("alpha", AttributeValue::Float(1.0 / 6.0)),
+                ("beta", AttributeValue::Float(0.5)),
+            ],
+        );
+        let rounded = pair(&mut b, &sigmoid, 1.0 / 255.0, -128);
+        let swish = b.op("Mul", &[&d1, &rounded], vec![]);
+        let d2 = pair(&mut b, &swish, 0.02, 9);
+        b.output(&d2);
+        let model = b.finish();
+        let shapes = vec![("x".to_string(), vec![1, 3, 8, 10])];
+        let typed = tract_model(&model, &shapes).unwrap().into_typed().unwrap();
+        let mut ours = typed.clone();
+        let installed = install(&mut ours).unwrap();
+        assert_eq!(installed.tables, 1, "{installed:?}");
+        let x: Vec<f32> = (0..240).map(|i| (i as f32 - 120.0) * 0.037).collect();
+        let x = Tensor::from_shape(&[1, 3, 8, 10], &x).unwrap();
+        let run = |m: TypedModel| {
+            let plan = m.into_optimized().unwrap();
+            let ops: Vec<String> = plan
+                .nodes()
+                .iter()
+                .map(|n| n.op.name().to_string())
+                .collect();
+            let out = plan
+                .into_runnable()
+                .unwrap()
+                .run(tvec!(x.clone().into()))
+                .unwrap();
+            (out[0].clone().into_tensor(), ops)
+        };
+        let (expected, _) = run(typed);
+        let (got, ops) = run(ours);
+        assert_eq!(got, expected);
+        // One quantize (the input's), one table, one dequantize (the output's).
+        let count = |name: &str| ops.iter().filter(|o| o.as_str() == name).count();
+        assert_eq!(
+            (count("Quantize"), count("Lut"), count("Dequantize")),
+            (1, 1, 1),
+            "{ops:?}"
+        );
     }
 
     #[test]

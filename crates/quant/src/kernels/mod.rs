@@ -5,8 +5,7 @@
 //! product, and then separate full-tensor passes for the zero-point sums
 //! and the per-channel requantization (`docs/benchmarks.md`: 5x the FP32
 //! time on PP-OCRv4 det). [`install`] replaces each quantized `Conv` whose
-//! quantization parameters are constants and whose weights are symmetric
-//! by one op that folds the zero-point correction into the bias, runs
+//! quantization parameters are constants by one op that folds the zero-point correction into the bias, runs
 //! tract-linalg's integer kernel (or a direct loop for depthwise filters)
 //! and requantizes in the same pass.
 
@@ -178,19 +177,24 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
 
     let weights_tensor =
         const_value(model, node.inputs[1], 4).ok_or("its weights are not constant")?;
-    if weights_tensor.datum_type().unquantized() != DatumType::I8 {
-        return Err(format!(
-            "its weights are {:?}, not int8",
-            weights_tensor.datum_type()
-        ));
-    }
-    let weights: Vec<i8> = unsafe {
+    let weights_u8 = match weights_tensor.datum_type().unquantized() {
+        DatumType::I8 => false,
+        DatumType::U8 => true,
+        dt => return Err(format!("its weights are {dt:?}, not int8")),
+    };
+    // SAFETY: i8 and u8 have the same layout and no invalid values.
+    let raw = unsafe {
         weights_tensor
             .try_as_plain_ram()
             .map_err(|e| e.to_string())?
             .as_slice_unchecked::<i8>()
-    }
-    .to_vec();
+    };
+    // The kernels read i8: u8 weights move to i8 with their zero point.
+    let weights: Vec<i8> = if weights_u8 {
+        raw.iter().map(|&w| (w as u8 ^ 0x80) as i8).collect()
+    } else {
+        raw.to_vec()
+    };
     let bias = constant::<i32>(model, node, 2)?;
     let x0 = scalar::<i32>(model, node, 3)?;
     let x_scale = scalar::<f32>(model, node, 4)?;
@@ -198,8 +202,21 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
     let k_scale = constant::<f32>(model, node, 6)?;
     let y0 = scalar::<i32>(model, node, 7)?;
     let y_scale = scalar::<f32>(model, node, 8)?;
-    if k0.iter().any(|&z| z != 0) {
-        return Err("its weights have a non-zero zero point".into());
+    let k0: Vec<i32> = match k0.len() {
+        1 => vec![k0[0]; out_c],
+        n if n == out_c => k0,
+        n => {
+            return Err(format!(
+                "{n} weight zero points for {out_c} output channels"
+            ));
+        }
+    };
+    let k0: Vec<i32> = k0
+        .into_iter()
+        .map(|z| if weights_u8 { z - 128 } else { z })
+        .collect();
+    if let Some(z) = k0.iter().find(|z| !(-128..=127).contains(*z)) {
+        return Err(format!("a weight zero point of {z} is outside its type"));
     }
     let per_channel = |v: &[f32], what: &str| -> Result<Vec<f32>, String> {
         match v.len() {
@@ -219,6 +236,7 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
     let x0 = if input_u8 { x0 - 128 } else { x0 };
     let taps = geo.kernel_h * geo.kernel_w;
 
+    let mut weight_zero = None;
     let kernel = if conv.group == 1 {
         let k = in_c * taps;
         if weights.len() != out_c * k {
@@ -249,6 +267,11 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
             .0
             .prepare_one(&w, 1, 0)
             .map_err(|e| e.to_string())?;
+        // A weight zero point is taken off after the product, with each
+        // pixel's input sum (`Int8Conv::weight_zero`).
+        if k0.iter().any(|&z| z != 0) {
+            weight_zero = Some(k0);
+        }
         Kernel::Dense(DenseKernel {
             mmm,
             packing,
@@ -259,7 +282,13 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         if weights.len() != out_c * taps {
             return Err("its weights do not match its shape".into());
         }
-        Kernel::Depthwise { weights }
+        let weights: Vec<i16> = weights
+            .chunks(taps)
+            .zip(&k0)
+            .flat_map(|(filter, &z)| filter.iter().map(move |&w| i16::from(w) - z as i16))
+            .collect();
+        let wide = weights.iter().any(|w| w.abs() > 128);
+        Kernel::Depthwise { weights, wide }
     } else {
         return Err(format!("group {} is neither 1 nor depthwise", conv.group));
     };
@@ -269,6 +298,7 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         bias: Tensor::from_shape(&[out_c], &bias).map_err(|e| e.to_string())?,
         scales,
         x0,
+        weight_zero,
         y0,
         input_u8,
         output_dt,
@@ -325,6 +355,16 @@ mod tests {
         group: usize,
         /// u8 activations (onnxruntime's default) rather than i8.
         unsigned: bool,
+        /// The input's scale and zero point (in i8).
+        input_scale: f32,
+        input_zero: i32,
+        /// The weights' zero point, in i8 (0: symmetric weights).
+        weight_zero: i32,
+        /// u8 weights rather than i8 (the same values moved by 128).
+        unsigned_weights: bool,
+        /// One weight scale and zero point for all channels, as onnxruntime
+        /// writes weights it quantizes as activations.
+        per_tensor: bool,
     }
 
     impl Case {
@@ -339,17 +379,43 @@ mod tests {
                     b.initializer("z", tensor0(z as i8))
                 }
             };
-            let sx = b.initializer("sx", tensor0(0.05f32));
-            let zx = zero(&mut b, -7, self.unsigned);
+            let sx = b.initializer("sx", tensor0(self.input_scale));
+            let zx = zero(&mut b, self.input_zero, self.unsigned);
             let xq = b.op("QuantizeLinear", &[&x, &sx, &zx], vec![]);
             let per_group = c / self.group;
             let len = self.out_c * per_group * self.kernel * self.kernel;
             let weights: Vec<i8> = (0..len).map(|i| ((i * 37 + 11) % 255) as i8).collect();
             let shape = [self.out_c, per_group, self.kernel, self.kernel];
-            let wq = b.initializer("w", Tensor::from_shape(&shape, &weights).unwrap());
+            let (wq, zw) = if self.unsigned_weights {
+                let weights: Vec<u8> = weights.iter().map(|&w| (w as u8) ^ 0x80).collect();
+                let zero = (self.weight_zero + 128) as u8;
+                (
+                    Tensor::from_shape(&shape, &weights).unwrap(),
+                    if self.per_tensor {
+                        tensor0(zero)
+                    } else {
+                        tensor1(&vec![zero; self.out_c])
+                    },
+                )
+            } else {
+                let zero = self.weight_zero as i8;
+                (
+                    Tensor::from_shape(&shape, &weights).unwrap(),
+                    if self.per_tensor {
+                        tensor0(zero)
+                    } else {
+                        tensor1(&vec![zero; self.out_c])
+                    },
+                )
+            };
+            let wq = b.initializer("w", wq);
+            let zw = b.initializer("zw", zw);
             let scales: Vec<f32> = (0..self.out_c).map(|o| 0.001 + 0.0003 * o as f32).collect();
-            let sw = b.initializer("sw", tensor1(&scales));
-            let zw = b.initializer("zw", tensor1(&vec![0i8; self.out_c]));
+            let sw = if self.per_tensor {
+                b.initializer("sw", tensor0(0.002f32))
+            } else {
+                b.initializer("sw", tensor1(&scales))
+            };
             let sy = b.initializer("sy", tensor0(0.08f32));
             let zy = zero(&mut b, 3, self.unsigned);
             let bias: Vec<i32> = (0..self.out_c as i32).map(|o| o * 97 - 300).collect();
@@ -422,6 +488,11 @@ mod tests {
         pads: [1, 1, 1, 1],
         group: 1,
         unsigned: false,
+        input_scale: 0.05,
+        input_zero: -7,
+        weight_zero: 0,
+        unsigned_weights: false,
+        per_tensor: false,
     };
 
     fn assert_matches_tract(case: Case, depthwise: bool) {
@@ -503,6 +574,93 @@ mod tests {
                 ..large
             },
             false,
+        );
+    }
+
+    /// Weights with a zero point, per tensor (onnxruntime's weights behind
+    /// `Constant` nodes) or per channel, i8 or u8, in chunks and pointwise.
+    #[test]
+    fn weights_with_a_zero_point_match_tract() {
+        let zero = Case {
+            weight_zero: 9,
+            ..DENSE
+        };
+        assert_matches_tract(Case { ..zero }, false);
+        assert_matches_tract(
+            Case {
+                per_tensor: true,
+                unsigned: true,
+                stride: 2,
+                pads: [0, 1, 2, 1],
+                ..zero
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                unsigned_weights: true,
+                weight_zero: -20,
+                ..zero
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                unsigned_weights: true,
+                weight_zero: 0,
+                ..zero
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                input: [1, 16, 64, 83],
+                out_c: 20,
+                per_tensor: true,
+                ..zero
+            },
+            false,
+        );
+        assert_matches_tract(
+            Case {
+                input: [1, 64, 20, 23],
+                out_c: 20,
+                kernel: 1,
+                pads: [0; 4],
+                weight_zero: -3,
+                ..zero
+            },
+            false,
+        );
+        // Depthwise: products past i16 (|x - x0| up to 255, |w - w0| up
+        // to 227) take the wide loop.
+        let dw = Case {
+            out_c: 5,
+            group: 5,
+            ..zero
+        };
+        assert_matches_tract(Case { ..dw }, true);
+        assert_matches_tract(
+            Case {
+                input_scale: 0.01,
+                input_zero: -128,
+                weight_zero: -100,
+                ..dw
+            },
+            true,
+        );
+        assert_matches_tract(
+            Case {
+                per_tensor: true,
+                unsigned: true,
+                unsigned_weights: true,
+                stride: 2,
+                kernel: 5,
+                pads: [2, 1, 2, 3],
+                weight_zero: -7,
+                ..dw
+            },
+            true,
         );
     }
 
