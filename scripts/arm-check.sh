@@ -5,7 +5,7 @@
 # qemu on PP-OCRv4 det and
 # page.png, and check its detections against the x86 build's (and the armv7
 # build's, at 320x640): boxes within 1 px, scores within 1e-3; the same for an
-# INT8 model on integer kernels on two aarch64 CPUs. edge-bench runs
+# INT8 model on integer kernels on two aarch64 CPUs, and FP16 on a Cortex-A76. edge-bench runs
 # under qemu too: the same stages and nodes as on x86, nothing unattributed.
 # qemu shows that the binaries work and agree, not how fast they are.
 set -euo pipefail
@@ -64,6 +64,38 @@ assert dense == {expected}, f"{cpu}: dense convolutions on {sorted(dense)}, expe
 print(f"INT8 on {cpu}: 62 convolutions on Int8Conv, dense ones on {expected}; detections as on x86_64")
 PY
 done
+
+# FP16 (--precision f16) on a Cortex-A76 (Pi 5; FEAT_FP16, tract's arm64fp16
+# kernels) against x86, where tract runs f16 on its generic kernels: the same
+# detections, within f16's rounding (11 bits; the ARM kernels also accumulate
+# in f16), boxes within 2 px and scores within 0.02; and x86's f16 against
+# its f32, as a check of the translation itself.
+f16=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1 --input-size 320x320)
+./target/release/edge-run "${f16[@]}" >"$out/x86_64-f32-320.jsonl"
+./target/release/edge-run "${f16[@]}" --precision f16 >"$out/x86_64-f16.jsonl" 2>"$out/x86_64-f16.txt"
+python3 scripts/compare_detections.py "$out/x86_64-f32-320.jsonl" "$out/x86_64-f16.jsonl" --box-tol 2 --score-tol 0.02
+# tract finds fp16 in /proc/cpuinfo's features (asimdhp), and qemu-user shows
+# the host's /proc/cpuinfo: TRACT_CPU_ISA tells it what the emulated CPU has
+# (a Pi 5's own /proc/cpuinfo lists asimdhp). edge-run itself reads the
+# kernel's hwcaps, which qemu sets: it must not warn of emulated f16.
+qemu_a76=(env TRACT_CPU_ISA=+fp16 qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu)
+"${qemu_a76[@]}" "$a64"/edge-run "${f16[@]}" --precision f16 >"$out/aarch64-f16.jsonl" 2>"$out/aarch64-f16.txt"
+python3 scripts/compare_detections.py "$out/x86_64-f16.jsonl" "$out/aarch64-f16.jsonl" --box-tol 2 --score-tol 0.02
+if grep -q "no half-precision arithmetic" "$out/aarch64-f16.txt"; then
+    echo "arm-check: edge-run found no fp16 arithmetic on qemu's cortex-a76" >&2
+    exit 1
+fi
+"${qemu_a76[@]}" "$a64"/edge-bench models/ppocr_v4_det.toml --precision f16 \
+    --input-shape 1x3x320x320 --threads 1 --warmup 1 --runs 1 --format json >"$out/bench-f16.json"
+python3 - "$out/bench-f16.json" <<'PY'
+import json, sys
+variant = json.load(open(sys.argv[1]))["variants"][0]
+assert variant["precision"] == "f16", variant["precision"]
+matmuls = [k for k in variant["kernels"] if k["op"] == "OptMatMul" and k["precision"] == "f16"]
+names = {name for k in matmuls for name in k["kernels"]}
+assert matmuls and all(n.startswith("arm64fp16") for n in names), f"f16 matrix products on {sorted(names)}"
+print(f"FP16 on cortex-a76: {len(matmuls)} matrix products on {', '.join(sorted(names))}; detections as on x86_64")
+PY
 
 # edge-bench on both ARM builds (one frame of each kind; qemu times mean nothing).
 bench=(models/ppocr_v4_det.toml --image models/.cache/photos/page.png --input-shape 1x3x320x320

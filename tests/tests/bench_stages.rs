@@ -25,6 +25,7 @@ fn ppocr_det_stage_report_is_complete_consistent_and_agrees_with_inspect() {
         max_seconds: 120.0,
         threads: 1,
         qdq: QdqMode::Float,
+        precision: Default::default(),
     };
     let run = || {
         measure(

@@ -82,6 +82,11 @@ pub fn check(
             ));
         }
     }
+    if precision == Precision::F16 && !board.cpu.features.iter().any(|f| f == "fp16") {
+        warnings.push(format!(
+            "the `{name}` board has no half-precision arithmetic: tract emulates f16 there, slower than f32; run it in f32 or INT8"
+        ));
+    }
     // On the board itself the running CPU's maximum clock is the better
     // figure (a Pi 4 runs at 1.5 or 1.8 GHz by revision); on another CPU
     // only the profile's nominal clock means anything.

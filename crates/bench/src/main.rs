@@ -10,7 +10,7 @@ use edgewise_bench::render::{self, Format, Options};
 use edgewise_bench::report::{Report, Variant};
 use edgewise_bench::study::{self, Study};
 use edgewise_boards::Board;
-use edgewise_runtime::{ModelSource, QdqMode};
+use edgewise_runtime::{FloatPrecision, ModelSource, QdqMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where a detector's time goes: pre, backbone, neck, head, post and
@@ -65,6 +65,11 @@ struct Timing {
     /// as clips) or `integer-tract` (convolutions on tract's own).
     #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
+    /// The float type of the float work: `f32`, or `f16` (tract's f16
+    /// kernels; native on CPUs with half-precision arithmetic, such as the
+    /// Raspberry Pi 5's, emulated and slow elsewhere).
+    #[arg(long, value_enum, default_value_t = FloatPrecision::F32)]
+    precision: FloatPrecision,
 }
 
 #[derive(Args)]
@@ -203,6 +208,7 @@ impl Timing {
             max_seconds: self.max_seconds,
             threads,
             qdq: self.qdq,
+            precision: self.precision,
         };
         budget.check()?;
         Ok(budget)

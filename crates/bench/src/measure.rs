@@ -12,7 +12,9 @@ use edgewise_graph::analysis::resolve_input_shapes;
 use edgewise_graph::tract_onnx::prelude::{Tensor, TypedModel};
 use edgewise_graph::{InputShape, Model};
 use edgewise_runtime::engine::NodeTimes;
-use edgewise_runtime::{Detector, Engine, ModelSource, QdqMode, load_image};
+use edgewise_runtime::{
+    Detector, Engine, EngineOptions, FloatPrecision, ModelSource, QdqMode, load_image,
+};
 use edgewise_stages::{Overrides, Stage, StagedModel};
 use image::DynamicImage;
 
@@ -38,6 +40,8 @@ pub struct Budget {
     pub threads: usize,
     /// How a QDQ (INT8) model runs: in float or on integer kernels.
     pub qdq: QdqMode,
+    /// The float type of the float work.
+    pub precision: FloatPrecision,
 }
 
 impl Budget {
@@ -146,8 +150,7 @@ impl Runner {
         inputs: &[(String, Vec<usize>)],
         shapes: &[InputShape],
         image: Option<&Path>,
-        threads: usize,
-        qdq: QdqMode,
+        options: &EngineOptions,
     ) -> Result<(Runner, String)> {
         let dims = inputs.first().context("the model has no input")?.1.clone();
         Ok(match &source.manifest {
@@ -168,8 +171,9 @@ impl Runner {
                     .input
                     .hw_of(&dims)
                     .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
-                let detector =
-                    Detector::new(model, manifest.clone(), Some(hw), threads)?.with_qdq_mode(qdq);
+                let detector = Detector::new(model, manifest.clone(), Some(hw), options.threads)?
+                    .with_qdq_mode(options.qdq)
+                    .with_precision(options.precision, options.keep_f32.clone());
                 let runner = Runner::Detector {
                     detector: Box::new(detector),
                     frame,
@@ -181,7 +185,7 @@ impl Runner {
                 // A bare ONNX file has no preprocessing to feed a photo through;
                 // it runs on a fixed synthetic tensor (the caller refuses --image
                 // when no model has a manifest).
-                let engine = Engine::with_qdq_mode(&model, shapes, threads, qdq)?;
+                let engine = Engine::with_options(&model, shapes, options)?;
                 let feed = inputs.iter().map(|(_, d)| ramp(d)).collect();
                 let runner = Runner::Bare {
                     engine: Box::new(engine),
@@ -270,8 +274,12 @@ pub fn measure(
         &inputs,
         &target.shapes,
         image,
-        budget.threads,
-        budget.qdq,
+        &EngineOptions {
+            threads: budget.threads,
+            qdq: budget.qdq,
+            precision: budget.precision,
+            keep_f32: vec![],
+        },
     )?;
 
     let (plain, profiled) = run_frames(&mut runner, budget, progress)?;
@@ -293,7 +301,9 @@ pub fn measure(
     let frame_ms = profiled_summary.median_ms;
 
     // `--qdq auto` may have run a QDQ model in float: the plan's kernels say.
-    let precision = if budget.qdq == QdqMode::Auto {
+    let precision = if kernels.iter().any(|k| k.precision == "f16") {
+        Precision::F16
+    } else if budget.qdq == QdqMode::Auto {
         if kernels.iter().any(|k| k.precision == "integer") {
             Precision::I8
         } else {
@@ -417,6 +427,7 @@ pub fn measure(
         precision: match precision {
             Precision::F32 => "f32",
             Precision::I8 => "int8",
+            Precision::F16 => "f16",
         }
         .to_string(),
         settings: Settings {
@@ -575,6 +586,7 @@ fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> 
                 precision: match k.precision {
                     edgewise_quant::Precision::Integer => "integer",
                     edgewise_quant::Precision::Float => "float",
+                    edgewise_quant::Precision::Half => "f16",
                 }
                 .into(),
                 kernels: k.kernels,

@@ -149,6 +149,9 @@ pub enum Precision {
     F32,
     /// 8-bit integer.
     I8,
+    /// 16-bit float: twice the f32 lanes where the CPU has half-precision
+    /// arithmetic (`fp16` among its features), else emulated.
+    F16,
 }
 
 impl Board {
@@ -264,6 +267,10 @@ impl Board {
         let per_cycle = match precision {
             Precision::F32 => self.peak.f32_macs_per_cycle,
             Precision::I8 => self.peak.i8_macs_per_cycle,
+            Precision::F16 if self.cpu.features.iter().any(|f| f == "fp16") => {
+                2 * self.peak.f32_macs_per_cycle
+            }
+            Precision::F16 => self.peak.f32_macs_per_cycle,
         };
         per_cycle as f64 * clock_ghz * cores.min(self.cores) as f64
     }

@@ -306,6 +306,7 @@ fn stage_medians(
         max_seconds: 120.0,
         threads: options.threads,
         qdq: edgewise_runtime::QdqMode::Float,
+        precision: Default::default(),
     };
     let variant = edgewise_bench::measure::measure(&target, image, budget, None, &mut |_, _| {})
         .with_context(|| format!("timing {}", source.onnx.display()))?;

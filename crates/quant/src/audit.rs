@@ -19,8 +19,10 @@ use crate::kernels::Int8Conv;
 pub enum Precision {
     /// 8-bit operands, 32-bit accumulation.
     Integer,
-    /// Floating point.
+    /// Floating point, 32-bit.
     Float,
+    /// Floating point, 16-bit (`--precision f16`).
+    Half,
 }
 
 /// One convolution or matrix product of an optimized plan.
@@ -51,15 +53,19 @@ pub fn audit(plan: &TypedModel) -> Vec<KernelUse> {
     let mut uses = vec![];
     for node in plan.nodes() {
         if let Some(op) = node.op_as::<OptMatMul>() {
-            let integer = op.mmm.iter().any(|k| k.internal_type() == DatumType::I32);
+            // On x86 tract multiplies f16 tensors with f32 kernels (it
+            // widens them as it packs): the node is still f16 work.
+            let half = node.outputs[0].fact.datum_type == DatumType::F16;
+            let precision = match op.mmm.iter().map(|k| k.internal_type()).next() {
+                Some(DatumType::I32) => Precision::Integer,
+                Some(DatumType::F16) => Precision::Half,
+                _ if half => Precision::Half,
+                _ => Precision::Float,
+            };
             uses.push(KernelUse {
                 node: node.name.clone(),
                 op: "OptMatMul".into(),
-                precision: if integer {
-                    Precision::Integer
-                } else {
-                    Precision::Float
-                },
+                precision,
                 kernels: op.mmm.iter().map(|k| k.name().to_string()).collect(),
             });
         } else if let Some(op) = node.op_as::<Int8Conv>() {
@@ -70,10 +76,15 @@ pub fn audit(plan: &TypedModel) -> Vec<KernelUse> {
                 kernels: vec![op.kernel_name()],
             });
         } else if DIRECT_CONVS.contains(&node.op.name().as_ref()) {
+            let half = node.outputs[0].fact.datum_type == DatumType::F16;
             uses.push(KernelUse {
                 node: node.name.clone(),
                 op: node.op.name().to_string(),
-                precision: Precision::Float,
+                precision: if half {
+                    Precision::Half
+                } else {
+                    Precision::Float
+                },
                 kernels: vec![],
             });
         }

@@ -11,7 +11,7 @@ use edgewise_manifest::Manifest;
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::engine::{Engine, NodeTimes, QdqMode};
+use crate::engine::{Engine, EngineOptions, FloatPrecision, NodeTimes, QdqMode};
 use crate::error::RuntimeError;
 use crate::preprocess::preprocess;
 
@@ -41,8 +41,7 @@ pub struct Detector {
     /// The shape every image is brought to, for fixed-shape models (or when
     /// the user fixed one); `None` lets each image choose (dynamic models).
     fixed: Option<[usize; 2]>,
-    threads: usize,
-    qdq: QdqMode,
+    options: EngineOptions,
     engines: HashMap<Vec<usize>, Engine>,
 }
 
@@ -76,15 +75,23 @@ impl Detector {
             manifest,
             decoder,
             fixed: fixed_hw.or(own_hw),
-            threads,
-            qdq: QdqMode::default(),
+            options: EngineOptions::threads(threads),
             engines: HashMap::new(),
         })
     }
 
     /// Runs a QDQ (INT8) model the way `mode` says (default: float).
     pub fn with_qdq_mode(mut self, mode: QdqMode) -> Detector {
-        self.qdq = mode;
+        self.options.qdq = mode;
+        self.engines.clear();
+        self
+    }
+
+    /// Runs the float work in `precision`, the nodes named by `keep_f32`
+    /// (name fragments) in f32 whatever it is.
+    pub fn with_precision(mut self, precision: FloatPrecision, keep_f32: Vec<String>) -> Detector {
+        self.options.precision = precision;
+        self.options.keep_f32 = keep_f32;
         self.engines.clear();
         self
     }
@@ -152,14 +159,13 @@ impl Detector {
         let pre = t0.elapsed();
         // Building an engine for a new shape is a one-off cost, not a frame's.
         if !self.engines.contains_key(&shape) {
-            let engine = Engine::with_qdq_mode(
+            let engine = Engine::with_options(
                 &self.model,
                 &[InputShape {
                     name: None,
                     dims: shape.clone(),
                 }],
-                self.threads,
-                self.qdq,
+                &self.options,
             )?;
             self.engines.insert(shape.clone(), engine);
         }

@@ -5,6 +5,8 @@
 //! turned into clips ([`edgewise_quant::float`]), or with its convolutions
 //! rewritten into `QLinearConv` ([`edgewise_quant::qdq`]) and then run as
 //! integer by [`edgewise_quant::Int8Conv`] ([`edgewise_quant::kernels`]).
+//! Its float work runs in f32, or in f16 ([`FloatPrecision`]) on CPUs with
+//! half-precision arithmetic.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +37,72 @@ pub struct Engine {
     qdq: Option<QdqRewrite>,
     int8_kernels: Option<Installed>,
     fallback: Option<String>,
+    half: Option<HalfPrecision>,
 }
+
+/// The float type of a model's float work.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FloatPrecision {
+    /// Single precision, as the model is written. The default.
+    #[default]
+    F32,
+    /// Half precision, by tract's `f32 -> f16` translation: its NEON fp16
+    /// kernels on CPUs with half-precision arithmetic (Cortex-A76 and later:
+    /// Raspberry Pi 5, Jetson Orin). Elsewhere tract emulates f16, slower
+    /// than f32. Nodes whose range or accumulation f16 cannot hold stay in
+    /// f32 ([`HalfPrecision::kept`]).
+    F16,
+}
+
+/// How an [`Engine`] builds its plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Threads tract splits its work over (at least one).
+    pub threads: usize,
+    /// How a QDQ (INT8) model runs.
+    pub qdq: QdqMode,
+    /// The float type of the float work.
+    pub precision: FloatPrecision,
+    /// With [`FloatPrecision::F16`]: nodes whose name contains one of these
+    /// stay in f32, besides the sensitive ones.
+    pub keep_f32: Vec<String>,
+}
+
+impl EngineOptions {
+    /// FP32, `--qdq auto`, on `threads` threads.
+    pub fn threads(threads: usize) -> EngineOptions {
+        EngineOptions {
+            threads,
+            ..EngineOptions::default()
+        }
+    }
+}
+
+/// What [`FloatPrecision::F16`] translated.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct HalfPrecision {
+    /// Float nodes now computing in f16.
+    pub nodes: usize,
+    /// Float nodes kept in f32: node and why.
+    pub kept: Vec<(String, String)>,
+}
+
+/// Operators kept in f32 under [`FloatPrecision::F16`]: their sums or their
+/// results leave f16's range (largest 65504) or its 11 bits of precision.
+/// A reduction over a 160x160 map of values near 3 is already past 65504;
+/// `exp` is past it from 11.1.
+const F32_OPS: [&str; 5] = ["Reduce", "Softmax", "Exp", "Ln", "Pow"];
 
 /// How a model with QuantizeLinear/DequantizeLinear (QDQ) nodes runs.
 #[derive(
@@ -49,13 +116,13 @@ pub struct Engine {
     serde::Serialize,
     serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum QdqMode {
     /// [`QdqMode::Integer`] when every quantized convolution runs on
     /// [`edgewise_quant::Int8Conv`], else [`QdqMode::Float`]: tract's own
     /// quantized convolution, which would take the rest, is slower than
-    /// float (weights with a zero point, as onnxruntime writes them for
-    /// `Constant` weights, are such a case). The default.
+    /// float (grouped convolutions that are not depthwise are such a
+    /// case). The default.
     #[default]
     Auto,
     /// In float: each activation quantize/dequantize pair becomes a clip to
@@ -140,6 +207,27 @@ impl Engine {
         threads: usize,
         mode: QdqMode,
     ) -> Result<Engine, RuntimeError> {
+        let options = EngineOptions {
+            qdq: mode,
+            ..EngineOptions::threads(threads)
+        };
+        Self::with_options(model, shapes, &options)
+    }
+
+    /// [`Engine::from_model`], built the way `options` say.
+    pub fn with_options(
+        model: &Model,
+        shapes: &[InputShape],
+        options: &EngineOptions,
+    ) -> Result<Engine, RuntimeError> {
+        let (threads, mode) = (options.threads, options.qdq);
+        let with_mode = |mode| {
+            let options = EngineOptions {
+                qdq: mode,
+                ..options.clone()
+            };
+            Self::with_options(model, shapes, &options)
+        };
         let has_qdq = model
             .graph
             .nodes
@@ -147,9 +235,9 @@ impl Engine {
             .any(|n| n.op_type == "DequantizeLinear");
         if mode == QdqMode::Auto {
             if !has_qdq {
-                return Self::with_qdq_mode(model, shapes, threads, QdqMode::Float);
+                return with_mode(QdqMode::Float);
             }
-            let integer = Self::with_qdq_mode(model, shapes, threads, QdqMode::Integer)?;
+            let integer = with_mode(QdqMode::Integer)?;
             let Some((node, why)) = integer.int8_kernels().and_then(|k| k.skipped.first()) else {
                 return Ok(integer);
             };
@@ -157,7 +245,7 @@ impl Engine {
                 "{} convolution(s) would be left to tract's quantized convolution, slower than float ({node}: {why})",
                 integer.int8_kernels().map_or(0, |k| k.skipped.len())
             );
-            let mut float = Self::with_qdq_mode(model, shapes, threads, QdqMode::Float)?;
+            let mut float = with_mode(QdqMode::Float)?;
             float.fallback = Some(reason);
             return Ok(float);
         }
@@ -185,6 +273,13 @@ impl Engine {
         } else {
             None
         };
+        let half = match options.precision {
+            FloatPrecision::F32 => None,
+            FloatPrecision::F16 => Some(
+                to_half(&mut typed, &options.keep_f32)
+                    .map_err(engine_err("translate the model to f16"))?,
+            ),
+        };
         let optimized = typed
             .into_optimized()
             .map_err(engine_err("optimize the model"))?;
@@ -200,7 +295,36 @@ impl Engine {
             qdq,
             int8_kernels,
             fallback: None,
+            half,
         })
+    }
+
+    /// With [`FloatPrecision::F16`]: what runs in f16, and what stays f32.
+    pub fn half_precision(&self) -> Option<&HalfPrecision> {
+        self.half.as_ref()
+    }
+
+    /// The inputs in the type the plan takes: f32 images become f16 for a
+    /// plan translated to f16.
+    fn plan_inputs(&self, inputs: Vec<Tensor>) -> Result<TVec<TValue>, RuntimeError> {
+        let model = self.state.model();
+        inputs
+            .into_iter()
+            .zip(
+                model
+                    .input_outlets()
+                    .map_err(engine_err("read the inputs"))?,
+            )
+            .map(|(tensor, outlet)| {
+                let dt = model.outlet_fact(*outlet)?.datum_type;
+                if tensor.datum_type() == dt {
+                    Ok(tensor.into())
+                } else {
+                    Ok(tensor.cast_to_dt(dt)?.into_owned().into())
+                }
+            })
+            .collect::<TractResult<_>>()
+            .map_err(engine_err("convert the inputs"))
     }
 
     /// With [`QdqMode::Auto`], when the model runs in float: why not in
@@ -263,20 +387,35 @@ impl Engine {
     /// Runs the model once. Inputs must have the shapes the engine was built for.
     pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(&inputs)?;
+        let inputs = self.plan_inputs(inputs)?;
         // Node by node, to clear the vector state tract's x86 kernels leave
         // behind before the next node's Rust code runs (see `simd`).
         let outputs = self
             .state
-            .run_plan_with_eval(
-                inputs.into_iter().map(TValue::from).collect(),
-                |ctx, state, node, input| {
-                    let result = tract_core::plan::eval(ctx, state, node, input);
-                    clear_upper_vector_state();
-                    result
-                },
-            )
+            .run_plan_with_eval(inputs, |ctx, state, node, input| {
+                let result = tract_core::plan::eval(ctx, state, node, input);
+                clear_upper_vector_state();
+                result
+            })
             .map_err(engine_err("run the model"))?;
-        Ok(outputs.into_iter().map(|t| t.into_tensor()).collect())
+        self.model_outputs(outputs)
+    }
+
+    /// The plan's outputs in the model's own types: f16 outputs of a plan
+    /// translated to f16 back to f32.
+    fn model_outputs(&self, outputs: TVec<TValue>) -> Result<Vec<Tensor>, RuntimeError> {
+        outputs
+            .into_iter()
+            .map(|t| {
+                let t = t.into_tensor();
+                if self.half.is_some() && t.datum_type() == DatumType::F16 {
+                    Ok(t.cast_to::<f32>()?.into_owned())
+                } else {
+                    Ok(t)
+                }
+            })
+            .collect::<TractResult<_>>()
+            .map_err(engine_err("convert the outputs"))
     }
 
     /// Runs the model once, timing every node of the optimized plan:
@@ -287,25 +426,96 @@ impl Engine {
         inputs: Vec<Tensor>,
     ) -> Result<(Vec<Tensor>, NodeTimes), RuntimeError> {
         self.check_inputs(&inputs)?;
+        let inputs = self.plan_inputs(inputs)?;
         let mut times = Vec::with_capacity(self.state.model().nodes().len());
         let outputs = self
             .state
-            .run_plan_with_eval(
-                inputs.into_iter().map(TValue::from).collect(),
-                |ctx, state, node, input| {
-                    let started = std::time::Instant::now();
-                    let result = tract_core::plan::eval(ctx, state, node, input);
-                    clear_upper_vector_state();
-                    times.push((node.id, started.elapsed()));
-                    result
-                },
-            )
+            .run_plan_with_eval(inputs, |ctx, state, node, input| {
+                let started = std::time::Instant::now();
+                let result = tract_core::plan::eval(ctx, state, node, input);
+                clear_upper_vector_state();
+                times.push((node.id, started.elapsed()));
+                result
+            })
             .map_err(engine_err("run the model"))?;
-        Ok((
-            outputs.into_iter().map(|t| t.into_tensor()).collect(),
-            times,
-        ))
+        Ok((self.model_outputs(outputs)?, times))
     }
+}
+
+/// The entry of [`F32_OPS`] that `node` computes, if any.
+fn sensitive_op(node: &TypedNode) -> Option<&'static str> {
+    let op = node.op.name();
+    F32_OPS
+        .iter()
+        .find(|s| op == **s || op.starts_with(&format!("{s}<")))
+        .copied()
+}
+
+/// Translates `model`'s float work to f16, but for the nodes of
+/// [`F32_OPS`], those named by `keep`, and those reading or writing int8
+/// tensors (quantize, dequantize and the integer kernels take f32).
+fn to_half(model: &mut TypedModel, keep: &[String]) -> TractResult<HalfPrecision> {
+    fn why_f32(model: &TypedModel, node: &TypedNode, keep: &[String]) -> Option<String> {
+        if let Some(pattern) = keep.iter().find(|p| node.name.contains(p.as_str())) {
+            return Some(format!("its name contains {pattern:?} (--keep-f32)"));
+        }
+        if let Some(sensitive) = sensitive_op(node) {
+            return Some(format!("{sensitive} leaves f16's range"));
+        }
+        // A mean is a sum, then a product by 1/n: the sum would overflow on
+        // its way into the product.
+        let scales_a_sum = node.op_is::<tract_core::ops::binary::TypedBinOp>()
+            && node
+                .inputs
+                .iter()
+                .any(|i| sensitive_op(model.node(i.node)) == Some("Reduce"));
+        if scales_a_sum {
+            return Some("it scales a reduction (a mean's 1/n)".into());
+        }
+        let facts = node
+            .inputs
+            .iter()
+            .filter_map(|i| model.outlet_fact(*i).ok())
+            .chain(node.outputs.iter().map(|o| &o.fact));
+        for fact in facts {
+            if matches!(fact.datum_type.unquantized(), DatumType::I8 | DatumType::U8) {
+                return Some("it reads or writes int8".into());
+            }
+        }
+        None
+    }
+    let mut report = HalfPrecision::default();
+    let mut stay = std::collections::HashSet::new();
+    for node in model.nodes() {
+        if node.op_as::<tract_core::ops::konst::Const>().is_some()
+            || node
+                .op_as::<tract_core::ops::source::TypedSource>()
+                .is_some()
+        {
+            continue;
+        }
+        let computes_f32 = node
+            .outputs
+            .iter()
+            .any(|o| o.fact.datum_type == DatumType::F32);
+        match why_f32(model, node, keep) {
+            Some(why) => {
+                stay.insert(node.id);
+                if computes_f32 {
+                    report.kept.push((node.name.clone(), why));
+                }
+            }
+            None if computes_f32 => report.nodes += 1,
+            None => {}
+        }
+    }
+    let translator = tract_core::floats::FloatPrecisionTranslator::with_filter(
+        DatumType::F32,
+        DatumType::F16,
+        move |node| !stay.contains(&node.id),
+    );
+    tract_core::transform::ModelTransform::transform(&translator, model)?;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -425,6 +635,81 @@ mod tests {
             .zip(b)
             .map(|(p, q)| (p - q).abs())
             .fold(0.0, f32::max)
+    }
+
+    /// `x -> Conv 3x3 -> GlobalAveragePool -> Mul(conv, pooled)`: a
+    /// squeeze-style block. On inputs near 100 its pooling sums 1024 values
+    /// past f16's largest, 65504.
+    fn pooled_block() -> Model {
+        let mut b = ModelBuilder::new(17);
+        let x = b.input("x", &[1, 4, 32, 32]);
+        let y = b.conv(&x, 4, 4, 3, 1, 1);
+        let pooled = b.op("GlobalAveragePool", &[&y], vec![]);
+        let out = b.op("Mul", &[&y, &pooled], vec![]);
+        b.output(&out);
+        b.finish()
+    }
+
+    #[test]
+    fn f16_runs_close_to_f32_with_its_means_in_f32() {
+        let model = pooled_block();
+        let shapes = [InputShape::parse("1x4x32x32").unwrap()];
+        let input: Vec<f32> = (0..4096).map(|i| 90.0 + (i % 37) as f32).collect();
+        let x = Tensor::from_shape(&[1, 4, 32, 32], &input).unwrap();
+        let run = |precision, keep_f32: &[&str]| {
+            let options = EngineOptions {
+                precision,
+                keep_f32: keep_f32.iter().map(|s| s.to_string()).collect(),
+                ..EngineOptions::threads(1)
+            };
+            let mut engine = Engine::with_options(&model, &shapes, &options).unwrap();
+            let out = engine.run(vec![x.clone()]).unwrap().remove(0);
+            (engine, out)
+        };
+        let (_, reference) = run(FloatPrecision::F32, &[]);
+        let (engine, half) = run(FloatPrecision::F16, &[]);
+        // The outputs come back in the model's type, finite, and as close
+        // as f16's 11 bits allow (about 1e-3 relative per rounding).
+        assert_eq!(half.datum_type(), DatumType::F32);
+        let a = edgewise_graph::tensor::values::<f32>(&reference).unwrap();
+        let b = edgewise_graph::tensor::values::<f32>(&half).unwrap();
+        assert!(b.iter().all(|v| v.is_finite()), "f16 overflowed");
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-2 * scale,
+            "largest difference {worst} of {scale}"
+        );
+        let report = engine.half_precision().unwrap();
+        assert!(report.nodes > 0, "{report:?}");
+        let whys: Vec<&str> = report.kept.iter().map(|(_, why)| why.as_str()).collect();
+        assert!(whys.iter().any(|w| w.starts_with("Reduce")), "{report:?}");
+        assert!(
+            whys.iter().any(|w| w.contains("scales a reduction")),
+            "{report:?}"
+        );
+        assert!(
+            engine
+                .plan()
+                .nodes()
+                .iter()
+                .any(|n| n.outputs[0].fact.datum_type == DatumType::F16),
+            "nothing runs in f16"
+        );
+        // Nodes named on the command line stay in f32.
+        let (engine, _) = run(FloatPrecision::F16, &["Conv"]);
+        let report = engine.half_precision().unwrap();
+        assert!(
+            report
+                .kept
+                .iter()
+                .any(|(node, why)| node.contains("Conv") && why.contains("--keep-f32")),
+            "{report:?}"
+        );
     }
 
     // Without rounding, an output moves by at most the input's rounding

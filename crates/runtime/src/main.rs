@@ -12,7 +12,7 @@ use edgewise_runtime::actions::LogPin;
 use edgewise_runtime::actions::{Act, ActionsFile, Event};
 use edgewise_runtime::draw::draw_detections;
 use edgewise_runtime::selftest::{self, Recorded};
-use edgewise_runtime::{Detector, ModelSource, QdqMode, QdqRewrite, load_image};
+use edgewise_runtime::{Detector, FloatPrecision, ModelSource, QdqMode, QdqRewrite, load_image};
 
 /// Run a detector on images: one JSON line per detection on stdout, one
 /// timing line per image on stderr.
@@ -53,6 +53,16 @@ struct Cli {
     /// removed) or `integer-tract` (convolutions on tract's own).
     #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
+    /// The float type of the model's float work: `f32`, or `f16` for CPUs
+    /// with half-precision arithmetic (Raspberry Pi 5, Jetson Orin; elsewhere
+    /// tract emulates it, slower than f32). Reductions, softmax, exp, log
+    /// and pow stay in f32.
+    #[arg(long, value_enum, default_value_t = FloatPrecision::F32)]
+    precision: FloatPrecision,
+    /// With `--precision f16`: nodes whose name contains one of these stay
+    /// in f32 (comma-separated or repeated), e.g. `--keep-f32 Sigmoid,Conv.61`.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    keep_f32: Vec<String>,
     /// Decoder family, overriding the manifest's.
     #[arg(long)]
     family: Option<String>,
@@ -185,6 +195,52 @@ fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
     ))
 }
 
+/// Whether the CPU computes in f16 natively (FEAT_FP16 on aarch64). tract
+/// has no native f16 kernels on x86.
+fn cpu_has_f16_arithmetic() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("fp16")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+/// With `--precision f16`: how much of the model runs in f16, and the
+/// kernels its convolutions and matrix products got.
+fn describe_half(engine: &edgewise_runtime::Engine) -> Option<String> {
+    let half = engine.half_precision()?;
+    let kernels = edgewise_quant::audit(engine.plan());
+    let in_f16 = kernels
+        .iter()
+        .filter(|k| k.precision == edgewise_quant::Precision::Half)
+        .count();
+    let mut names: Vec<&str> = kernels
+        .iter()
+        .filter(|k| k.precision == edgewise_quant::Precision::Half)
+        .flat_map(|k| k.kernels.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Some(format!(
+        "FP16 (--precision f16): {} node(s) in f16, {} kept in f32{}; kernels: {in_f16} f16 of {}{}",
+        half.nodes,
+        half.kept.len(),
+        match half.kept.first() {
+            Some((node, why)) => format!(" ({node}: {why})"),
+            None => String::new(),
+        },
+        kernels.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", names.join(", "))
+        }
+    ))
+}
+
 fn load_manifest(cli: &Cli) -> Result<(PathBuf, Manifest)> {
     let (onnx, manifest) = match &cli.manifest {
         Some(m) => (cli.model.clone(), Manifest::load(m)?),
@@ -258,8 +314,13 @@ impl Session<'_> {
         };
         if !self.told_precision {
             self.told_precision = true;
-            if let Some(text) = self.detector.engines().next().and_then(describe_precision) {
-                eprintln!("{text}");
+            if let Some(engine) = self.detector.engines().next() {
+                for text in [describe_precision(engine), describe_half(engine)]
+                    .into_iter()
+                    .flatten()
+                {
+                    eprintln!("{text}");
+                }
             }
         }
         let recorded: Vec<Recorded> = detections
@@ -391,7 +452,17 @@ fn run(cli: Cli) -> Result<bool> {
         .threads
         .unwrap_or_else(edgewise_runtime::engine::default_threads);
     let model = Model::load(&onnx)?;
-    let detector = Detector::new(model, manifest, fixed, threads)?.with_qdq_mode(cli.qdq);
+    if cli.precision == FloatPrecision::F16 && !cpu_has_f16_arithmetic() {
+        eprintln!(
+            "edge-run: warning: this CPU has no half-precision arithmetic; tract emulates f16, slower than f32 (--precision f16 is for Cortex-A76 and later: Raspberry Pi 5, Jetson Orin)"
+        );
+    }
+    if cli.precision == FloatPrecision::F32 && !cli.keep_f32.is_empty() {
+        bail!("--keep-f32 names nodes to keep out of f16: it needs --precision f16");
+    }
+    let detector = Detector::new(model, manifest, fixed, threads)?
+        .with_qdq_mode(cli.qdq)
+        .with_precision(cli.precision, cli.keep_f32.clone());
     let images = if cli.watch || cli.self_test.is_some() {
         vec![]
     } else {
