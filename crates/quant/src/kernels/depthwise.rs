@@ -33,6 +33,18 @@ pub(crate) fn depthwise_plane(
     acc: &mut [i32],
 ) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512BW, checked just above.
+        unsafe {
+            if wide {
+                plane_avx512::<true>(geo, columns, plane, weights, x0, bias, acc)
+            } else {
+                plane_avx512::<false>(geo, columns, plane, weights, x0, bias, acc)
+            }
+        };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
         unsafe {
@@ -49,6 +61,22 @@ pub(crate) fn depthwise_plane(
     } else {
         accumulate::<false>(geo, columns, plane, weights, x0, bias, acc);
     }
+}
+
+/// [`accumulate`] compiled for AVX-512 (BW for the 16-bit lanes): twice
+/// AVX2's lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn plane_avx512<const WIDE: bool>(
+    geo: &Geometry,
+    columns: &[(usize, usize)],
+    input: &[i8],
+    weights: &[i16],
+    x0: i32,
+    bias: i32,
+    acc: &mut [i32],
+) {
+    accumulate::<WIDE>(geo, columns, input, weights, x0, bias, acc);
 }
 
 /// [`accumulate`] compiled for AVX2: the baseline x86-64 target has no 32-bit

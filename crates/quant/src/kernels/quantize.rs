@@ -194,11 +194,23 @@ impl TypedOp for Dequantize {
 /// `ys = clamp(round_half_even(x * inv_scale) + z, -128, 127)`.
 fn quantize(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512BW, checked just above.
+        unsafe { quantize_avx512(xs, inv_scale, z, ys) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
         unsafe { quantize_avx2(xs, inv_scale, z, ys) };
         return;
     }
+    quantize_loop(xs, inv_scale, z, ys);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn quantize_avx512(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
     quantize_loop(xs, inv_scale, z, ys);
 }
 
@@ -218,11 +230,23 @@ fn quantize_loop(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
 /// `ys = (x - z) * scale`.
 fn dequantize(xs: &[i8], z: f32, scale: f32, ys: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512BW, checked just above.
+        unsafe { dequantize_avx512(xs, z, scale, ys) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
         unsafe { dequantize_avx2(xs, z, scale, ys) };
         return;
     }
+    dequantize_loop(xs, z, scale, ys);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn dequantize_avx512(xs: &[i8], z: f32, scale: f32, ys: &mut [f32]) {
     dequantize_loop(xs, z, scale, ys);
 }
 
