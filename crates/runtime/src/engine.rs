@@ -132,7 +132,7 @@ pub enum QdqMode {
     /// Convolutions as `QLinearConv`, then run by [`edgewise_quant::Int8Conv`]
     /// on tract-linalg's integer kernels (a direct loop for depthwise), the
     /// element-wise work between quantized tensors as int8 tables
-    /// ([`edgewise_quant::kernels::install`]). PP-OCRv4 det runs 1.5x faster
+    /// ([`edgewise_quant::kernels::install`]). PP-OCRv4 det runs 1.7x faster
     /// than in FP32 (`docs/benchmarks.md`).
     Integer,
     /// Convolutions as `QLinearConv` run by tract's own quantized
