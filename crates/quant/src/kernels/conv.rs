@@ -181,25 +181,13 @@ impl Int8Conv {
         }
     }
 
-    /// Requantizes `acc` (one channel's row of i32) into `out`.
-    fn requantize<T: Copy>(&self, acc: &[i32], scale: f32, out: &mut [T], cast: impl Fn(i32) -> T) {
-        let (lo, hi) = self.output_range();
-        let step = Requantize {
-            scale,
-            y0: self.y0 as f32,
-            lo,
-            hi,
-        };
-        step.run(acc, None, out, cast);
-    }
-
-    /// [`Self::requantize`] of `acc - w0 * sums`: the correction for a
-    /// weight zero point `w0`, `sums` being each pixel's input sum.
-    fn requantize_less<T: Copy>(
+    /// Requantizes `acc` (one channel's row of i32), less `w0 * sums` when
+    /// given (the correction for a weight zero point `w0`, `sums` being each
+    /// pixel's input sum), into `out`.
+    fn requantize<T: Copy>(
         &self,
         acc: &[i32],
-        w0: i32,
-        sums: &[i32],
+        less: Option<(i32, &[i32])>,
         scale: f32,
         out: &mut [T],
         cast: impl Fn(i32) -> T,
@@ -211,7 +199,7 @@ impl Int8Conv {
             lo,
             hi,
         };
-        step.run(acc, Some((w0, sums)), out, cast);
+        step.run(acc, less, out, cast);
     }
 
     fn eval_image<T: Datum + Copy>(
@@ -230,13 +218,10 @@ impl Int8Conv {
                     .map(|_| window_sums(g, self.x0, image));
                 dense.run(g, self.x0 as i8, image, &self.bias, |c, n0, acc| {
                     let out = &mut out[c * n + n0..c * n + n0 + acc.len()];
-                    match (&self.weight_zero, &sums) {
-                        (Some(w0), Some(sums)) => {
-                            let sums = &sums[n0..n0 + acc.len()];
-                            self.requantize_less(acc, w0[c], sums, self.scales[c], out, cast);
-                        }
-                        _ => self.requantize(acc, self.scales[c], out, cast),
-                    }
+                    let less = (self.weight_zero.as_ref())
+                        .zip(sums.as_ref())
+                        .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
+                    self.requantize(acc, less, self.scales[c], out, cast);
                 })?;
             }
             Kernel::Depthwise { weights, wide } => {
@@ -248,7 +233,13 @@ impl Int8Conv {
                     let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
                     let w = &weights[c * taps..(c + 1) * taps];
                     depthwise_plane(g, &columns, plane, w, *wide, self.x0, bias[c], &mut acc);
-                    self.requantize(&acc, self.scales[c], &mut out[c * n..(c + 1) * n], cast);
+                    self.requantize(
+                        &acc,
+                        None,
+                        self.scales[c],
+                        &mut out[c * n..(c + 1) * n],
+                        cast,
+                    );
                 }
             }
         }
@@ -332,8 +323,9 @@ struct Requantize {
 
 impl Requantize {
     /// Requantizes `acc`, less `w0 * sums` when given, into `out`. x86 runs
-    /// an AVX2 build where the CPU has it: twice the lanes of the baseline's
-    /// SSE2, and this pass touches every output value.
+    /// an AVX-512BW or AVX2 build where the CPU has it (four or two times
+    /// the lanes of the baseline's SSE2): this pass touches every output
+    /// value.
     fn run<T: Copy>(
         self,
         acc: &[i32],

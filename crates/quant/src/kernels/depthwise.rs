@@ -32,35 +32,36 @@ pub(crate) fn depthwise_plane(
     bias: i32,
     acc: &mut [i32],
 ) {
+    if wide {
+        plane_best::<true>(geo, columns, plane, weights, x0, bias, acc);
+    } else {
+        plane_best::<false>(geo, columns, plane, weights, x0, bias, acc);
+    }
+}
+
+/// [`accumulate`] in the widest build the CPU runs.
+fn plane_best<const WIDE: bool>(
+    geo: &Geometry,
+    columns: &[(usize, usize)],
+    plane: &[i8],
+    weights: &[i16],
+    x0: i32,
+    bias: i32,
+    acc: &mut [i32],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has AVX-512BW, checked just above.
-        unsafe {
-            if wide {
-                plane_avx512::<true>(geo, columns, plane, weights, x0, bias, acc)
-            } else {
-                plane_avx512::<false>(geo, columns, plane, weights, x0, bias, acc)
-            }
-        };
+        unsafe { plane_avx512::<WIDE>(geo, columns, plane, weights, x0, bias, acc) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        unsafe {
-            if wide {
-                plane_avx2::<true>(geo, columns, plane, weights, x0, bias, acc)
-            } else {
-                plane_avx2::<false>(geo, columns, plane, weights, x0, bias, acc)
-            }
-        };
+        unsafe { plane_avx2::<WIDE>(geo, columns, plane, weights, x0, bias, acc) };
         return;
     }
-    if wide {
-        accumulate::<true>(geo, columns, plane, weights, x0, bias, acc);
-    } else {
-        accumulate::<false>(geo, columns, plane, weights, x0, bias, acc);
-    }
+    accumulate::<WIDE>(geo, columns, plane, weights, x0, bias, acc);
 }
 
 /// [`accumulate`] compiled for AVX-512 (BW for the 16-bit lanes): twice

@@ -202,30 +202,14 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
     let k_scale = constant::<f32>(model, node, 6)?;
     let y0 = scalar::<i32>(model, node, 7)?;
     let y_scale = scalar::<f32>(model, node, 8)?;
-    let k0: Vec<i32> = match k0.len() {
-        1 => vec![k0[0]; out_c],
-        n if n == out_c => k0,
-        n => {
-            return Err(format!(
-                "{n} weight zero points for {out_c} output channels"
-            ));
-        }
-    };
-    let k0: Vec<i32> = k0
+    let k0: Vec<i32> = per_channel(&k0, out_c, "weight zero points")?
         .into_iter()
         .map(|z| if weights_u8 { z - 128 } else { z })
         .collect();
     if let Some(z) = k0.iter().find(|z| !(-128..=127).contains(*z)) {
         return Err(format!("a weight zero point of {z} is outside its type"));
     }
-    let per_channel = |v: &[f32], what: &str| -> Result<Vec<f32>, String> {
-        match v.len() {
-            1 => Ok(vec![v[0]; out_c]),
-            n if n == out_c => Ok(v.to_vec()),
-            n => Err(format!("{n} {what} for {out_c} output channels")),
-        }
-    };
-    let k_scale = per_channel(&k_scale, "weight scales")?;
+    let k_scale = per_channel(&k_scale, out_c, "weight scales")?;
     let scales: Vec<f32> = k_scale.iter().map(|s| x_scale * s / y_scale).collect();
     let mut bias: Vec<i32> = match bias.len() {
         0 | 1 => vec![bias.first().copied().unwrap_or(0); out_c],
@@ -329,6 +313,15 @@ fn pick_kernel(query: &Query) -> Result<(Box<dyn tract_linalg::mmm::MatMatMul>, 
     }
 }
 
+/// `v` for each of `out_c` channels: one value for all, or one per channel.
+fn per_channel<T: Copy>(v: &[T], out_c: usize, what: &str) -> Result<Vec<T>, String> {
+    match v.len() {
+        1 => Ok(vec![v[0]; out_c]),
+        n if n == out_c => Ok(v.to_vec()),
+        n => Err(format!("{n} {what} for {out_c} output channels")),
+    }
+}
+
 fn scalar<T: Datum + Copy>(model: &TypedModel, node: &TypedNode, ix: usize) -> Result<T, String> {
     match constant::<T>(model, node, ix)?[..] {
         [v] => Ok(v),
@@ -386,26 +379,21 @@ mod tests {
             let len = self.out_c * per_group * self.kernel * self.kernel;
             let weights: Vec<i8> = (0..len).map(|i| ((i * 37 + 11) % 255) as i8).collect();
             let shape = [self.out_c, per_group, self.kernel, self.kernel];
+            // One zero point for all channels (a scalar), or one each.
+            let zero_shape: &[usize] = if self.per_tensor { &[] } else { &[self.out_c] };
+            let zeros = vec![self.weight_zero; zero_shape.iter().product()];
             let (wq, zw) = if self.unsigned_weights {
                 let weights: Vec<u8> = weights.iter().map(|&w| (w as u8) ^ 0x80).collect();
-                let zero = (self.weight_zero + 128) as u8;
+                let zeros: Vec<u8> = zeros.iter().map(|&z| (z + 128) as u8).collect();
                 (
                     Tensor::from_shape(&shape, &weights).unwrap(),
-                    if self.per_tensor {
-                        tensor0(zero)
-                    } else {
-                        tensor1(&vec![zero; self.out_c])
-                    },
+                    Tensor::from_shape(zero_shape, &zeros).unwrap(),
                 )
             } else {
-                let zero = self.weight_zero as i8;
+                let zeros: Vec<i8> = zeros.iter().map(|&z| z as i8).collect();
                 (
                     Tensor::from_shape(&shape, &weights).unwrap(),
-                    if self.per_tensor {
-                        tensor0(zero)
-                    } else {
-                        tensor1(&vec![zero; self.out_c])
-                    },
+                    Tensor::from_shape(zero_shape, &zeros).unwrap(),
                 )
             };
             let wq = b.initializer("w", wq);
