@@ -12,7 +12,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 use super::dense::DenseKernel;
-use super::depthwise::depthwise_plane;
+use super::depthwise::{Grid, depthwise_plane};
 
 /// The shape of one convolution, NCHW.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -102,8 +102,13 @@ pub(crate) enum Kernel {
     /// packed once, the input unfolded into `[in_c * kh * kw, out_h * out_w]`.
     Dense(DenseKernel),
     /// One filter per channel, `[channels, kh * kw]`, the weight zero
-    /// point taken off; `wide` when one lies outside `-128..=128`.
-    Depthwise { weights: Vec<i16>, wide: bool },
+    /// point taken off; `wide` when one lies outside `-128..=128`. `grid`
+    /// lays out each input plane for the taps.
+    Depthwise {
+        weights: Vec<i16>,
+        wide: bool,
+        grid: Grid,
+    },
 }
 
 /// A quantized convolution tract would run through im2col and separate
@@ -224,22 +229,24 @@ impl Int8Conv {
                     self.requantize(acc, less, self.scales[c], out, cast);
                 })?;
             }
-            Kernel::Depthwise { weights, wide } => {
+            Kernel::Depthwise {
+                weights,
+                wide,
+                grid,
+            } => {
                 let taps = g.kernel_h * g.kernel_w;
                 let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
-                let mut acc = vec![0i32; n];
-                let columns = g.valid_columns();
+                let mut padded = vec![0i16; grid.len(g)];
+                let mut acc = vec![0i32; grid.outputs];
                 for c in 0..g.out_c {
                     let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+                    grid.fill(g, plane, self.x0 as i16, &mut padded);
                     let w = &weights[c * taps..(c + 1) * taps];
-                    depthwise_plane(g, &columns, plane, w, *wide, self.x0, bias[c], &mut acc);
-                    self.requantize(
-                        &acc,
-                        None,
-                        self.scales[c],
-                        &mut out[c * n..(c + 1) * n],
-                        cast,
-                    );
+                    depthwise_plane(grid, &padded, w, *wide, bias[c], &mut acc);
+                    let out = &mut out[c * n..(c + 1) * n];
+                    for (row, sums) in out.chunks_exact_mut(g.out_w).zip(acc.chunks(grid.width)) {
+                        self.requantize(&sums[..g.out_w], None, self.scales[c], row, cast);
+                    }
                 }
             }
         }

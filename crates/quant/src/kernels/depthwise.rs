@@ -3,10 +3,17 @@
 //! tract has no integer depthwise kernel: it runs a quantized depthwise
 //! convolution as im2col and one m=1 matrix product per channel, which
 //! wastes most of each kernel tile and costs more than the float model's
-//! whole convolution (`docs/benchmarks.md`). Here each output row of a
-//! channel accumulates its taps in i32 over contiguous runs of one input
-//! row, split by column phase so that strided filters read contiguously
-//! too; x86 runs an AVX2 build of the loops where the CPU has it.
+//! whole convolution (`docs/benchmarks.md`).
+//!
+//! Here each plane is first copied, less its zero point and as i16, into a
+//! padded grid split by stride phase ([`Grid`]): in that grid every tap of
+//! the filter reads the *same* flat run of values shifted by a constant, so
+//! the whole plane is one long loop per block of outputs, whatever the
+//! stride, the padding or the row width (PP-OCRv4's rows are as short as 20
+//! pixels, which left row-by-row loops mostly in their scalar remainders).
+//! A block's accumulators stay in vector registers across all taps. The
+//! grid computes a few columns past each output row, which the caller
+//! skips.
 //!
 //! Weights arrive with their zero point already taken off, as i16. When
 //! they all lie in `-128..=128` (symmetric int8 weights always do) each
@@ -16,52 +23,139 @@
 
 use super::conv::Geometry;
 
-/// Accumulates one channel: `acc[oy * ow + ox] = bias + sum over the taps of
-/// (x - x0) * w`, where taps that fall in the padding contribute nothing
-/// (the padding value is the zero point). `columns` is
-/// [`Geometry::valid_columns`], computed once for all channels; `weights`
-/// are `w - w0`, and `wide` says that one of them lies outside `-128..=128`.
-#[allow(clippy::too_many_arguments)]
+/// Outputs accumulated together: four AVX-512 registers of i32, eight
+/// AVX2 ones, sixteen NEON ones.
+const BLOCK: usize = 64;
+
+/// Where the taps of one convolution read in its padded, phase-split copy
+/// of a plane.
+///
+/// Phase `(py, px)` (`py < stride_h`, `px < stride_w`) holds the padded
+/// input's rows `py, py + stride_h, ...` and columns `px, px + stride_w,
+/// ...`, as rows of `width` values. Output `(oy, ox)` sits at flat index
+/// `oy * width + ox` of the output grid, and tap `(ky, kx)` reads it at that
+/// index plus a constant offset in its phase.
+#[derive(Clone, Debug)]
+pub(crate) struct Grid {
+    /// Values per phase row: the output width and the largest column
+    /// shift of a tap.
+    pub width: usize,
+    /// Values per phase, including what the last block reads.
+    phase_len: usize,
+    /// Outputs computed per plane: `out_h * width` rounded up to a block.
+    pub outputs: usize,
+    /// Per tap, row-major like the weights: the offset it reads at.
+    taps: Vec<usize>,
+}
+
+impl Grid {
+    pub fn new(g: &Geometry) -> Grid {
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let shift = |k: usize, dilation: usize, stride: usize| (k * dilation) / stride;
+        let width = g.out_w + shift(g.kernel_w - 1, g.dilation_w, sw);
+        let outputs = (g.out_h * width).next_multiple_of(BLOCK);
+        let reach = shift(g.kernel_h - 1, g.dilation_h, sh) * width
+            + shift(g.kernel_w - 1, g.dilation_w, sw);
+        let phase_len = reach + outputs;
+        let taps = (0..g.kernel_h)
+            .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| {
+                let (a, b) = (ky * g.dilation_h, kx * g.dilation_w);
+                let phase = (a % sh) * sw + b % sw;
+                phase * phase_len + (a / sh) * width + b / sw
+            })
+            .collect();
+        Grid {
+            width,
+            phase_len,
+            outputs,
+            taps,
+        }
+    }
+
+    /// Values in the padded copy of one plane.
+    pub fn len(&self, g: &Geometry) -> usize {
+        g.stride_h * g.stride_w * self.phase_len
+    }
+
+    /// Copies `plane` (`in_h x in_w`), less `x0`, into `out` laid out as
+    /// the grid says; the padding reads as 0 (the zero point).
+    pub fn fill(&self, g: &Geometry, plane: &[i8], x0: i16, out: &mut [i16]) {
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        for (p, phase) in out.chunks_exact_mut(self.phase_len).enumerate() {
+            let (py, px) = (p / sw, p % sw);
+            // The phase columns that fall inside the input.
+            let lo = g.pad_left.saturating_sub(px).div_ceil(sw);
+            let hi = (g.in_w + g.pad_left)
+                .saturating_sub(px)
+                .div_ceil(sw)
+                .clamp(lo, self.width);
+            for (qy, row) in phase.chunks_mut(self.width).enumerate() {
+                let iy = (qy * sh + py).wrapping_sub(g.pad_top);
+                let (lo, hi) = (lo.min(row.len()), hi.min(row.len()));
+                if iy >= g.in_h || lo == hi {
+                    row.fill(0);
+                    continue;
+                }
+                row[..lo].fill(0);
+                row[hi..].fill(0);
+                let first = lo * sw + px - g.pad_left;
+                let source = &plane[iy * g.in_w + first..(iy + 1) * g.in_w];
+                let row = &mut row[lo..hi];
+                if sw == 1 {
+                    for (r, &x) in row.iter_mut().zip(source) {
+                        *r = i16::from(x) - x0;
+                    }
+                } else {
+                    for (r, &x) in row.iter_mut().zip(source.iter().step_by(sw)) {
+                        *r = i16::from(x) - x0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accumulates one channel: `acc[oy * grid.width + ox] = bias + sum over
+/// the taps of (x - x0) * w` for the padded plane `padded` that
+/// [`Grid::fill`] wrote. `weights` are `w - w0`, and `wide` says that one
+/// of them lies outside `-128..=128`. `acc` holds `grid.outputs` values.
 pub(crate) fn depthwise_plane(
-    geo: &Geometry,
-    columns: &[(usize, usize)],
-    plane: &[i8],
+    grid: &Grid,
+    padded: &[i16],
     weights: &[i16],
     wide: bool,
-    x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
     if wide {
-        plane_best::<true>(geo, columns, plane, weights, x0, bias, acc);
+        plane_best::<true>(grid, padded, weights, bias, acc);
     } else {
-        plane_best::<false>(geo, columns, plane, weights, x0, bias, acc);
+        plane_best::<false>(grid, padded, weights, bias, acc);
     }
 }
 
 /// [`accumulate`] in the widest build the CPU runs.
 fn plane_best<const WIDE: bool>(
-    geo: &Geometry,
-    columns: &[(usize, usize)],
-    plane: &[i8],
+    grid: &Grid,
+    padded: &[i16],
     weights: &[i16],
-    x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512bw") {
         // SAFETY: the CPU has AVX-512BW, checked just above.
-        unsafe { plane_avx512::<WIDE>(geo, columns, plane, weights, x0, bias, acc) };
+        unsafe { plane_avx512::<WIDE>(grid, padded, weights, bias, acc) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { plane_avx2::<WIDE>(geo, columns, plane, weights, x0, bias, acc) };
+        unsafe { plane_avx2::<WIDE>(grid, padded, weights, bias, acc) };
         return;
     }
-    accumulate::<WIDE>(geo, columns, plane, weights, x0, bias, acc);
+    accumulate::<WIDE>(grid, padded, weights, bias, acc);
 }
 
 /// [`accumulate`] compiled for AVX-512 (BW for the 16-bit lanes): twice
@@ -69,15 +163,13 @@ fn plane_best<const WIDE: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 unsafe fn plane_avx512<const WIDE: bool>(
-    geo: &Geometry,
-    columns: &[(usize, usize)],
-    input: &[i8],
+    grid: &Grid,
+    padded: &[i16],
     weights: &[i16],
-    x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
-    accumulate::<WIDE>(geo, columns, input, weights, x0, bias, acc);
+    accumulate::<WIDE>(grid, padded, weights, bias, acc);
 }
 
 /// [`accumulate`] compiled for AVX2: the baseline x86-64 target has no 32-bit
@@ -85,81 +177,43 @@ unsafe fn plane_avx512<const WIDE: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn plane_avx2<const WIDE: bool>(
-    geo: &Geometry,
-    columns: &[(usize, usize)],
-    input: &[i8],
+    grid: &Grid,
+    padded: &[i16],
     weights: &[i16],
-    x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
-    accumulate::<WIDE>(geo, columns, input, weights, x0, bias, acc);
+    accumulate::<WIDE>(grid, padded, weights, bias, acc);
 }
 
-/// The loops themselves, inlined into each caller so that each gets the
-/// caller's target features. The plane is first read once with the zero
-/// point taken off, as i16 (|x - x0| <= 255 and, unless `WIDE`, |w| <= 128,
-/// so each product fits i16), each row split by column modulo the stride, so that every tap
-/// reads a contiguous run whatever the stride: the multiply-accumulate
-/// loops vectorize.
+/// The loop itself, inlined into each caller so that each gets the
+/// caller's target features: per block of outputs, every tap multiplies a
+/// run of [`BLOCK`] values at its offset (|x - x0| <= 255 and, unless
+/// `WIDE`, |w| <= 128, so each product fits i16) into accumulators that
+/// stay in registers, stored once.
 #[inline(always)]
 fn accumulate<const WIDE: bool>(
-    geo: &Geometry,
-    columns: &[(usize, usize)],
-    input: &[i8],
+    grid: &Grid,
+    padded: &[i16],
     weights: &[i16],
-    x0: i32,
     bias: i32,
     acc: &mut [i32],
 ) {
-    let (oh, ow) = (geo.out_h, geo.out_w);
-    let (kh, kw) = (geo.kernel_h, geo.kernel_w);
-    let (in_h, in_w) = (geo.in_h, geo.in_w);
-    let stride = geo.stride_w;
-    let x0 = x0 as i16;
-    let phase_len = in_w.div_ceil(stride);
-    let row_len = stride * phase_len;
-    let mut rows = vec![0i16; in_h * row_len];
-    for (row, source) in rows.chunks_exact_mut(row_len).zip(input.chunks_exact(in_w)) {
-        if stride == 1 {
-            for (r, &x) in row.iter_mut().zip(source) {
-                *r = i16::from(x) - x0;
-            }
-        } else {
-            for (p, phase) in row.chunks_exact_mut(phase_len).enumerate() {
-                for (r, &x) in phase.iter_mut().zip(source[p..].iter().step_by(stride)) {
-                    *r = i16::from(x) - x0;
-                }
+    for (b, out) in acc[..grid.outputs].chunks_exact_mut(BLOCK).enumerate() {
+        let start = b * BLOCK;
+        let mut sums = [bias; BLOCK];
+        for (&offset, &w) in grid.taps.iter().zip(weights) {
+            let x: &[i16; BLOCK] = padded[offset + start..][..BLOCK]
+                .try_into()
+                .expect("a block");
+            for (s, &x) in sums.iter_mut().zip(x) {
+                *s += if WIDE {
+                    i32::from(x) * i32::from(w)
+                } else {
+                    i32::from(x * w)
+                };
             }
         }
-    }
-    acc.fill(bias);
-    for oy in 0..oh {
-        let out_row = &mut acc[oy * ow..(oy + 1) * ow];
-        for ky in 0..kh {
-            let iy = (oy * geo.stride_h + ky * geo.dilation_h) as isize - geo.pad_top as isize;
-            if iy < 0 || iy as usize >= in_h {
-                continue;
-            }
-            let row = &rows[iy as usize * row_len..(iy as usize + 1) * row_len];
-            for (kx, &(lo, hi)) in columns.iter().enumerate() {
-                if lo >= hi {
-                    continue;
-                }
-                let w = weights[ky * kw + kx];
-                let first = lo * stride + kx * geo.dilation_w - geo.pad_left;
-                let start = (first % stride) * phase_len + first / stride;
-                for (a, &x) in out_row[lo..hi]
-                    .iter_mut()
-                    .zip(&row[start..start + (hi - lo)])
-                {
-                    *a += if WIDE {
-                        i32::from(x) * i32::from(w)
-                    } else {
-                        i32::from(x * w)
-                    };
-                }
-            }
-        }
+        out.copy_from_slice(&sums);
     }
 }

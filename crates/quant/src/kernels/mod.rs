@@ -27,6 +27,7 @@ use tract_linalg::mmm::{Query, retain_best};
 pub use conv::Int8Conv;
 use conv::{Geometry, Kernel};
 use dense::DenseKernel;
+use depthwise::Grid;
 pub use lut::Lut;
 pub use quantize::{Dequantize, Quantize};
 
@@ -272,7 +273,12 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
             .flat_map(|(filter, &z)| filter.iter().map(move |&w| i16::from(w) - z as i16))
             .collect();
         let wide = weights.iter().any(|w| w.abs() > 128);
-        Kernel::Depthwise { weights, wide }
+        let grid = Grid::new(&geo);
+        Kernel::Depthwise {
+            weights,
+            wide,
+            grid,
+        }
     } else {
         return Err(format!("group {} is neither 1 nor depthwise", conv.group));
     };

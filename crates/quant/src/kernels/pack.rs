@@ -82,15 +82,15 @@ pub(crate) fn pack_rows(
         dst.len() >= cols.div_ceil(r) * panel,
         "destination too short"
     );
-    for (p, out) in dst
-        .chunks_exact_mut(panel)
-        .take(cols.div_ceil(r))
-        .enumerate()
-    {
-        let c0 = p * r;
-        let width = r.min(cols - c0);
-        match layout {
-            Layout::KOuter { .. } => {
+    match layout {
+        Layout::KOuter { .. } => {
+            for (p, out) in dst
+                .chunks_exact_mut(panel)
+                .take(cols.div_ceil(r))
+                .enumerate()
+            {
+                let c0 = p * r;
+                let width = r.min(cols - c0);
                 for (i, record) in out.chunks_exact_mut(r).take(k).enumerate() {
                     let row = &src[i * row_stride + c0..][..width];
                     record[..width].copy_from_slice(row);
@@ -98,30 +98,38 @@ pub(crate) fn pack_rows(
                 }
                 out[k * r..].fill(0);
             }
-            Layout::K4 { .. } => {
-                for (block, out) in out.chunks_exact_mut(4 * r).enumerate() {
-                    let rows: [Option<&[i8]>; 4] = std::array::from_fn(|j| {
-                        let i = block * 4 + j;
-                        (i < k).then(|| &src[i * row_stride + c0..][..width])
-                    });
-                    interleave4(rows, width, out);
-                }
+        }
+        Layout::K4 { .. } => {
+            for block in 0..k.div_ceil(4) {
+                let rows: [Option<&[i8]>; 4] = std::array::from_fn(|j| {
+                    let i = block * 4 + j;
+                    (i < k).then(|| &src[i * row_stride..][..cols])
+                });
+                interleave4(rows, cols, r, panel, &mut dst[block * 4 * r..]);
             }
         }
     }
 }
 
-/// Writes `out[lane * 4 + j] = rows[j][lane]` for `lane < width` (a missing
-/// row reads as zeros), and zeros for the lanes after `width`.
-fn interleave4(rows: [Option<&[i8]>; 4], width: usize, out: &mut [i8]) {
+/// Writes one block of four rows into every panel: column `c` of row `j`
+/// goes to `out[(c / r) * panel + (c % r) * 4 + j]` (a missing row reads
+/// as zeros), and the lanes after `cols` in the last panel are zeroed.
+/// Sixteen columns at a time go through [`interleave16`], whose four
+/// 16-byte pieces hold four columns each: a power of two `r` from 4 up
+/// (tract's kernels use 8, 16 and 32) keeps a piece inside one panel, and
+/// the panel index is a shift.
+fn interleave4(rows: [Option<&[i8]>; 4], cols: usize, r: usize, panel: usize, out: &mut [i8]) {
+    let offset = |c: usize| (c / r) * panel + (c % r) * 4;
     let mut done = 0;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if rows.iter().all(Option::is_some) {
+    if r >= 4 && r.is_power_of_two() && rows.iter().all(Option::is_some) {
+        let shift = r.trailing_zeros();
+        let offset = |c: usize| (c >> shift) * panel + (c & (r - 1)) * 4;
         let rows = rows.map(|r| r.unwrap_or_default());
-        while done + 16 <= width {
-            // SAFETY: each row has `width` bytes from `done`, and `out` has
-            // `4 * width` bytes: the 16 bytes read per row and the 64 written
-            // are in bounds.
+        let mut pieces = [0i8; 64];
+        while done + 16 <= cols {
+            // SAFETY: each row has `cols` bytes, so the 16 read from `done`
+            // are in bounds, and `pieces` holds the 64 written.
             unsafe {
                 interleave16(
                     [
@@ -130,18 +138,27 @@ fn interleave4(rows: [Option<&[i8]>; 4], width: usize, out: &mut [i8]) {
                         rows[2].as_ptr().add(done),
                         rows[3].as_ptr().add(done),
                     ],
-                    out.as_mut_ptr().add(done * 4),
+                    pieces.as_mut_ptr(),
                 )
             };
+            for (q, piece) in pieces.chunks_exact(16).enumerate() {
+                let at = offset(done + 4 * q);
+                out[at..at + 16].copy_from_slice(piece);
+            }
             done += 16;
         }
     }
-    for lane in done..width {
+    for c in done..cols {
+        let at = offset(c);
         for (j, row) in rows.iter().enumerate() {
-            out[lane * 4 + j] = row.map_or(0, |r| r[lane]);
+            out[at + j] = row.map_or(0, |r| r[c]);
         }
     }
-    out[width * 4..].fill(0);
+    let tail = cols.next_multiple_of(r);
+    for c in cols..tail {
+        let at = offset(c);
+        out[at..at + 4].fill(0);
+    }
 }
 
 /// 16 lanes of four rows, interleaved into 64 bytes.
@@ -208,6 +225,7 @@ mod tests {
             (8, 16, 16),
             (27, 100, 131),
             (64, 48, 48),
+            (12, 72, 80),
         ] {
             let src: Vec<i8> = (0..k * stride).map(|i| (i * 31 % 251) as i8).collect();
             let rows: Vec<i8> = (0..k)
@@ -217,6 +235,7 @@ mod tests {
             let formats: Vec<Box<dyn MMMInputFormat>> = vec![
                 Box::new(PackedI8K4::new(16)),
                 Box::new(PackedI8K4::new(8)),
+                Box::new(PackedI8K4::new(32)),
                 Box::new(PackedFormat::new(i8::datum_type(), 8, 16)),
                 Box::new(PackedFormat::new(i8::datum_type(), 16, 16).with_end_padding_record(0)),
             ];
