@@ -393,8 +393,11 @@ pub fn render(report: &Report) -> String {
     let p = &report.prepared;
     let _ = writeln!(
         s,
-        "prepared: {} BatchNormalization folded, {} constants made initializers{}",
+        "prepared: {} BatchNormalization folded, {} bias Add folded, {} ConvTranspose as \
+         Conv + DepthToSpace, {} constants made initializers{}",
         p.folded_batch_norms,
+        p.folded_bias_adds,
+        p.deconvs_as_convs,
         p.constants,
         p.opset_raised
             .map(|(a, b)| format!(", opset {a} -> {b}"))

@@ -1,8 +1,10 @@
 //! Post-training static quantization into portable QDQ ONNX.
 //!
 //! [`prepare`] makes a float model ready: `Constant` nodes become
-//! initializers, BatchNormalization after a convolution is folded into its
-//! weights, and the operator set is raised to 13 (per-channel
+//! initializers, a constant `Add` and a BatchNormalization after a
+//! convolution are folded into its weights, a `ConvTranspose` whose kernel
+//! equals its stride (DBNet's upsampling head) becomes a pointwise `Conv`
+//! and a `DepthToSpace`, and the operator set is raised to 13 (per-channel
 //! `DequantizeLinear` needs it) when that changes no operator's meaning.
 //! [`plan`] chooses the convolutions to quantize and the activations to
 //! calibrate; [`quantize`] writes, for each chosen convolution, the form
@@ -60,6 +62,14 @@ pub struct Prepared {
     pub constants: usize,
     /// BatchNormalization nodes folded into the convolution before them.
     pub folded_batch_norms: usize,
+    /// `Add`s of a constant per output channel folded into the bias of the
+    /// convolution before them (which lets a BatchNormalization after them
+    /// fold too).
+    pub folded_bias_adds: usize,
+    /// `ConvTranspose` nodes whose kernel equals their stride, rewritten as
+    /// a pointwise `Conv` and a `DepthToSpace`: the same values, on the
+    /// integer path once quantized.
+    pub deconvs_as_convs: usize,
     /// The operator set before and after, when it was raised.
     pub opset_raised: Option<(i64, i64)>,
 }
@@ -102,7 +112,9 @@ pub fn prepare(model: &mut Model) -> Result<Prepared, QuantError> {
         report.opset_raised = Some((opset, 13));
     }
     report.constants = model.constants_to_initializers();
+    report.folded_bias_adds = fold_bias_adds(model)?;
     report.folded_batch_norms = fold_batch_norms(model)?;
+    report.deconvs_as_convs = deconvs_to_convs(model)?;
     Ok(report)
 }
 
@@ -225,6 +237,238 @@ pub fn fold_batch_norms(model: &mut Model) -> Result<usize, QuantError> {
         dropped.insert(bn_ix);
     }
     remove_nodes(model, &dropped);
+    drop_unread_initializers(model);
+    Ok(count)
+}
+
+/// The number of output channels of `Conv` or `ConvTranspose` node `conv`,
+/// read off its constant weight.
+fn output_channels(model: &Model, conv: &Node) -> Option<usize> {
+    let shape = initializer(model, conv.inputs.get(1)?)?
+        .tensor
+        .shape()
+        .to_vec();
+    match conv.op_type.as_str() {
+        "Conv" => shape.first().copied(),
+        "ConvTranspose" => Some(shape.get(1)? * conv.int_attr("group", 1) as usize),
+        _ => None,
+    }
+}
+
+/// Folds `Conv|ConvTranspose -> Add(c)`, where `c` is a constant holding one
+/// value per output channel (shape `[C, 1, 1]` or `[1, C, 1, 1]`), into the
+/// convolution's bias. Paddle's exports write a deconvolution's bias this
+/// way, which kept the BatchNormalization after it from folding.
+pub fn fold_bias_adds(model: &mut Model) -> Result<usize, QuantError> {
+    let readers = readers_of(model);
+    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let mut folds: Vec<(usize, usize, Vec<f32>)> = vec![];
+    for (conv_ix, conv) in model.graph.nodes.iter().enumerate() {
+        if !matches!(conv.op_type.as_str(), "Conv" | "ConvTranspose") || !conv.domain.is_empty() {
+            continue;
+        }
+        let y = &conv.outputs[0];
+        let (Some(&[add_ix]), false) = (readers.get(y).map(Vec::as_slice), outputs.contains(y))
+        else {
+            continue;
+        };
+        let add = &model.graph.nodes[add_ix];
+        if add.op_type != "Add" || add.inputs.len() != 2 {
+            continue;
+        }
+        let other = if add.inputs[0] == *y {
+            &add.inputs[1]
+        } else {
+            &add.inputs[0]
+        };
+        let (Some(channels), Some(constant)) =
+            (output_channels(model, conv), initializer(model, other))
+        else {
+            continue;
+        };
+        let shape = constant.tensor.shape();
+        let per_channel = shape.len() <= 4
+            && shape.len() >= 3
+            && shape[shape.len() - 3] == channels
+            && shape[shape.len() - 2..] == [1, 1]
+            && shape[..shape.len() - 3].iter().all(|&d| d == 1);
+        let Some(values) = f32s(&constant.tensor).filter(|_| per_channel) else {
+            continue;
+        };
+        let bias = match conv.inputs.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => initializer(model, b)
+                .and_then(|i| f32s(&i.tensor))
+                .filter(|b| b.len() == channels),
+            None => Some(vec![0.0; channels]),
+        };
+        let Some(bias) = bias else { continue };
+        let bias = bias.iter().zip(&values).map(|(b, v)| b + v).collect();
+        folds.push((conv_ix, add_ix, bias));
+    }
+    let mut names = Names::of(model);
+    let count = folds.len();
+    let mut dropped = HashSet::new();
+    for (conv_ix, add_ix, bias) in folds {
+        let add_out = model.graph.nodes[add_ix].outputs[0].clone();
+        let conv = &model.graph.nodes[conv_ix];
+        let b_name = names.fresh(&format!("{}_bias_folded", conv.name));
+        model.graph.initializers.push(Initializer {
+            name: b_name.clone(),
+            tensor: tensor1(&bias),
+        });
+        let conv = &mut model.graph.nodes[conv_ix];
+        conv.inputs.resize(2, String::new());
+        conv.inputs.push(b_name);
+        conv.outputs[0] = add_out;
+        dropped.insert(add_ix);
+    }
+    remove_nodes(model, &dropped);
+    drop_unread_initializers(model);
+    Ok(count)
+}
+
+/// Rewrites each `ConvTranspose` whose kernel equals its stride (`k x k`,
+/// no padding, dilation or output padding, one group) as a pointwise
+/// `Conv` to `C_out * k * k` channels and a `DepthToSpace` of block `k`
+/// (mode CRD): every output pixel then takes exactly one tap, so the two
+/// compute the same values. A `Relu` (or `Clip` from zero) reading the
+/// deconvolution alone moves before the `DepthToSpace`, where the
+/// quantizer absorbs it into the convolution's output.
+pub fn deconvs_to_convs(model: &mut Model) -> Result<usize, QuantError> {
+    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let mut names = Names::of(model);
+    let mut count = 0;
+    // Each rewrite adds nodes; walk from the end so that the indices still
+    // to visit stay valid.
+    for ix in (0..model.graph.nodes.len()).rev() {
+        let node = &model.graph.nodes[ix];
+        if node.op_type != "ConvTranspose" || !node.domain.is_empty() {
+            continue;
+        }
+        let Some(weight) = node.inputs.get(1).and_then(|w| initializer(model, w)) else {
+            continue;
+        };
+        let shape = weight.tensor.shape().to_vec();
+        let Some(w) = f32s(&weight.tensor).filter(|_| shape.len() == 4) else {
+            continue;
+        };
+        let (c_in, c_out, k) = (shape[0], shape[1], shape[2]);
+        let all = |name: &str, value: i64| {
+            node.ints_attr(name)
+                .is_none_or(|v| v.iter().all(|&x| x == value))
+        };
+        let auto_pad = match node.attribute("auto_pad") {
+            Some(AttributeValue::String(s)) => s.as_slice() != b"NOTSET",
+            _ => false,
+        };
+        let eligible = shape[3] == k
+            && k > 1
+            && node.int_attr("group", 1) == 1
+            && node
+                .ints_attr("kernel_shape")
+                .is_none_or(|s| s == [k as i64, k as i64])
+            && node.ints_attr("strides") == Some(&[k as i64, k as i64][..])
+            && all("pads", 0)
+            && all("dilations", 1)
+            && all("output_padding", 0)
+            && node.attribute("output_shape").is_none()
+            && !auto_pad;
+        if !eligible {
+            continue;
+        }
+        let bias = match node.inputs.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => match initializer(model, b).and_then(|i| f32s(&i.tensor)) {
+                Some(b) if b.len() == c_out => Some(b),
+                _ => continue,
+            },
+            None => None,
+        };
+        let taps = k * k;
+        // w'[co * k * k + t, ci] = w[ci, co, t]
+        let mut pointwise = vec![0f32; c_out * taps * c_in];
+        for ci in 0..c_in {
+            for co in 0..c_out {
+                for t in 0..taps {
+                    pointwise[(co * taps + t) * c_in + ci] = w[(ci * c_out + co) * taps + t];
+                }
+            }
+        }
+        let weight =
+            Tensor::from_shape(&[c_out * taps, c_in, 1, 1], &pointwise).map_err(tensor_err)?;
+        let w_name = names.fresh(&format!("{}_pointwise", node.inputs[1]));
+        model.graph.initializers.push(Initializer {
+            name: w_name.clone(),
+            tensor: weight,
+        });
+        let mut inputs = vec![node.inputs[0].clone(), w_name];
+        if let Some(bias) = bias {
+            let repeated: Vec<f32> = bias
+                .iter()
+                .flat_map(|&b| std::iter::repeat_n(b, taps))
+                .collect();
+            let b_name = names.fresh(&format!("{}_pointwise_bias", node.name));
+            model.graph.initializers.push(Initializer {
+                name: b_name.clone(),
+                tensor: tensor1(&repeated),
+            });
+            inputs.push(b_name);
+        }
+        let y = node.outputs[0].clone();
+        let label = model.graph.node_label(ix);
+        let conv_out = names.fresh(&format!("{label}_channels"));
+        let conv = Node {
+            name: node.name.clone(),
+            op_type: "Conv".into(),
+            domain: String::new(),
+            inputs,
+            outputs: vec![conv_out.clone()],
+            attributes: vec![Attribute {
+                name: "kernel_shape".into(),
+                value: AttributeValue::Ints(vec![1, 1]),
+            }],
+            doc_string: node.doc_string.clone(),
+        };
+        // The activation reading the deconvolution alone, if it moves.
+        let readers = readers_of(model);
+        let activation = match readers.get(&y).map(Vec::as_slice) {
+            Some(&[r]) if !outputs.contains(&y) && starts_at_zero(model, r) => Some(r),
+            _ => None,
+        };
+        let shuffle = |input: String, output: String| Node {
+            name: String::new(),
+            op_type: "DepthToSpace".into(),
+            domain: String::new(),
+            inputs: vec![input],
+            outputs: vec![output],
+            attributes: vec![
+                Attribute {
+                    name: "blocksize".into(),
+                    value: AttributeValue::Int(k as i64),
+                },
+                Attribute {
+                    name: "mode".into(),
+                    value: AttributeValue::String(b"CRD".to_vec()),
+                },
+            ],
+            doc_string: String::new(),
+        };
+        let mut d2s = match activation {
+            Some(a) => {
+                let act_out = model.graph.nodes[a].outputs[0].clone();
+                let moved = names.fresh(&format!("{label}_channels_activated"));
+                let act = &mut model.graph.nodes[a];
+                act.inputs[0] = conv_out;
+                act.outputs[0] = moved.clone();
+                shuffle(moved, act_out)
+            }
+            None => shuffle(conv_out, y),
+        };
+        d2s.name = names.fresh(&format!("{label}_depth_to_space"));
+        model.graph.nodes[ix] = conv;
+        let at = activation.map_or(ix, |a| a.max(ix)) + 1;
+        model.graph.nodes.insert(at, d2s);
+        count += 1;
+    }
     drop_unread_initializers(model);
     Ok(count)
 }
@@ -761,6 +1005,68 @@ mod tests {
             .zip(&b[0])
             .fold(0f32, |d, (x, y)| d.max((x - y).abs()));
         assert!(diff < 1e-4, "folding changed the output by {diff}");
+    }
+
+    /// DBNet's upsampling head: `ConvTranspose(k 2, stride 2) -> Add(bias)
+    /// -> BatchNormalization -> Relu`. Prepared, it is a pointwise `Conv`
+    /// with the bias and the normalization folded in, the `Relu`, then a
+    /// `DepthToSpace`, and it computes the same values.
+    #[test]
+    fn a_deconvolution_whose_kernel_is_its_stride_becomes_a_conv() {
+        let mut b = ModelBuilder::new(12);
+        let x = b.input("x", &[1, 8, 12, 12]);
+        let w = b.random(8 * 3 * 2 * 2, 0.5);
+        let w = b.initializer("w", Tensor::from_shape(&[8, 3, 2, 2], &w).unwrap());
+        let attrs = vec![
+            ("kernel_shape", AttributeValue::Ints(vec![2, 2])),
+            ("strides", AttributeValue::Ints(vec![2, 2])),
+        ];
+        let d = b.op("ConvTranspose", &[&x, &w], attrs);
+        let bias = b.initializer(
+            "bias",
+            Tensor::from_shape(&[1, 3, 1, 1], &[0.3f32, -0.2, 0.1]).unwrap(),
+        );
+        let d = b.op("Add", &[&d, &bias], vec![]);
+        let bn: Vec<String> = [
+            [1.5f32, 0.7, 1.1],
+            [0.2, -0.1, 0.0],
+            [0.1, 0.3, -0.2],
+            [0.8, 1.2, 0.5],
+        ]
+        .iter()
+        .map(|v| b.initializer("bn", tensor1(v)))
+        .collect();
+        let n = b.op(
+            "BatchNormalization",
+            &[&d, &bn[0], &bn[1], &bn[2], &bn[3]],
+            vec![("epsilon", AttributeValue::Float(1e-5))],
+        );
+        let y = b.op("Relu", &[&n], vec![]);
+        b.output(&y);
+        let original = b.finish();
+        let mut m = original.clone();
+        let report = prepare(&mut m).unwrap();
+        assert_eq!(
+            (
+                report.folded_bias_adds,
+                report.folded_batch_norms,
+                report.deconvs_as_convs
+            ),
+            (1, 1, 1)
+        );
+        let ops: Vec<&str> = m.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "Relu", "DepthToSpace"]);
+        let (a, b) = (run(&original, &[]), run(&m, &[]));
+        assert_eq!(a[0].len(), 3 * 24 * 24);
+        let diff = a[0]
+            .iter()
+            .zip(&b[0])
+            .fold(0f32, |d, (x, y)| d.max((x - y).abs()));
+        assert!(diff < 1e-4, "the rewrite changed the output by {diff}");
+        // The quantizer then takes the pointwise convolution, with the Relu.
+        let plan = plan(&m, |_, _| None);
+        assert_eq!(plan.convs.len(), 1);
+        assert!(plan.convs[0].absorbed.is_some());
     }
 
     #[test]

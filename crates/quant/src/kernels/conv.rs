@@ -111,6 +111,20 @@ pub(crate) enum Kernel {
     },
 }
 
+/// Per-thread buffers of the depthwise loop, reused by every depthwise
+/// convolution the thread runs (a fresh allocation per frame costs page
+/// faults on planes this large).
+#[derive(Default)]
+struct DepthwiseScratch {
+    padded: Vec<i16>,
+    row: Vec<i16>,
+    acc: Vec<i32>,
+}
+
+thread_local! {
+    static DEPTHWISE_SCRATCH: std::cell::RefCell<DepthwiseScratch> = Default::default();
+}
+
 /// A quantized convolution tract would run through im2col and separate
 /// zero-point and requantization passes.
 #[derive(Clone, Debug)]
@@ -236,18 +250,22 @@ impl Int8Conv {
             } => {
                 let taps = g.kernel_h * g.kernel_w;
                 let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
-                let mut padded = vec![0i16; grid.len(g)];
-                let mut acc = vec![0i32; grid.outputs];
-                for c in 0..g.out_c {
-                    let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
-                    grid.fill(g, plane, self.x0 as i16, &mut padded);
-                    let w = &weights[c * taps..(c + 1) * taps];
-                    depthwise_plane(grid, &padded, w, *wide, bias[c], &mut acc);
-                    let out = &mut out[c * n..(c + 1) * n];
-                    for (row, sums) in out.chunks_exact_mut(g.out_w).zip(acc.chunks(grid.width)) {
-                        self.requantize(&sums[..g.out_w], None, self.scales[c], row, cast);
+                DEPTHWISE_SCRATCH.with_borrow_mut(|scratch| {
+                    let DepthwiseScratch { padded, row, acc } = scratch;
+                    padded.resize(grid.len(g), 0);
+                    acc.resize(grid.outputs, 0);
+                    for c in 0..g.out_c {
+                        let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+                        grid.fill(g, plane, self.x0 as i16, padded, row);
+                        let w = &weights[c * taps..(c + 1) * taps];
+                        depthwise_plane(grid, padded, w, *wide, bias[c], acc);
+                        let out = &mut out[c * n..(c + 1) * n];
+                        for (row, sums) in out.chunks_exact_mut(g.out_w).zip(acc.chunks(grid.width))
+                        {
+                            self.requantize(&sums[..g.out_w], None, self.scales[c], row, cast);
+                        }
                     }
-                }
+                });
             }
         }
         Ok(())

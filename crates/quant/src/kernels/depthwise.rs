@@ -79,36 +79,61 @@ impl Grid {
     }
 
     /// Copies `plane` (`in_h x in_w`), less `x0`, into `out` laid out as
-    /// the grid says; the padding reads as 0 (the zero point).
-    pub fn fill(&self, g: &Geometry, plane: &[i8], x0: i16, out: &mut [i16]) {
-        let (sh, sw) = (g.stride_h, g.stride_w);
-        for (p, phase) in out.chunks_exact_mut(self.phase_len).enumerate() {
-            let (py, px) = (p / sw, p % sw);
-            // The phase columns that fall inside the input.
-            let lo = g.pad_left.saturating_sub(px).div_ceil(sw);
-            let hi = (g.in_w + g.pad_left)
-                .saturating_sub(px)
-                .div_ceil(sw)
-                .clamp(lo, self.width);
-            for (qy, row) in phase.chunks_mut(self.width).enumerate() {
-                let iy = (qy * sh + py).wrapping_sub(g.pad_top);
-                let (lo, hi) = (lo.min(row.len()), hi.min(row.len()));
-                if iy >= g.in_h || lo == hi {
-                    row.fill(0);
+    /// the grid says; the padding reads as 0 (the zero point). `row` is
+    /// scratch for one padded input row, which strided filters split into
+    /// their column phases.
+    pub fn fill(&self, g: &Geometry, plane: &[i8], x0: i16, out: &mut [i16], row: &mut Vec<i16>) {
+        let (sh, sw, width) = (g.stride_h, g.stride_w, self.width);
+        let phase = |py: usize, px: usize| (py * sw + px) * self.phase_len;
+        // The padded row's columns that fall inside the input.
+        let padded_len = sw * width;
+        let (lo, hi) = (
+            g.pad_left.min(padded_len),
+            (g.pad_left + g.in_w).min(padded_len),
+        );
+        let convert = |dst: &mut [i16], iy: usize| {
+            dst[..lo].fill(0);
+            dst[hi..].fill(0);
+            let source = &plane[iy * g.in_w..][..hi - lo];
+            for (d, &x) in dst[lo..hi].iter_mut().zip(source) {
+                *d = i16::from(x) - x0;
+            }
+        };
+        row.resize(padded_len, 0);
+        for py in 0..sh {
+            for start in (0..self.phase_len).step_by(width) {
+                let len = width.min(self.phase_len - start);
+                let iy = (start / width * sh + py).wrapping_sub(g.pad_top);
+                if iy >= g.in_h {
+                    for px in 0..sw {
+                        out[phase(py, px) + start..][..len].fill(0);
+                    }
                     continue;
                 }
-                row[..lo].fill(0);
-                row[hi..].fill(0);
-                let first = lo * sw + px - g.pad_left;
-                let source = &plane[iy * g.in_w + first..(iy + 1) * g.in_w];
-                let row = &mut row[lo..hi];
                 if sw == 1 {
-                    for (r, &x) in row.iter_mut().zip(source) {
-                        *r = i16::from(x) - x0;
+                    if len == width {
+                        convert(&mut out[phase(py, 0) + start..][..width], iy);
+                    } else {
+                        convert(row, iy);
+                        out[phase(py, 0) + start..][..len].copy_from_slice(&row[..len]);
+                    }
+                    continue;
+                }
+                convert(row, iy);
+                if sw == 2 {
+                    let (even, odd) = out[phase(py, 0)..].split_at_mut(self.phase_len);
+                    let even = &mut even[start..start + len];
+                    let odd = &mut odd[start..start + len];
+                    for ((e, o), pair) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
+                        *e = pair[0];
+                        *o = pair[1];
                     }
                 } else {
-                    for (r, &x) in row.iter_mut().zip(source.iter().step_by(sw)) {
-                        *r = i16::from(x) - x0;
+                    for px in 0..sw {
+                        let dst = &mut out[phase(py, px) + start..][..len];
+                        for (d, column) in dst.iter_mut().zip(row[px..].chunks(sw)) {
+                            *d = column[0];
+                        }
                     }
                 }
             }

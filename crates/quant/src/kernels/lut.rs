@@ -23,6 +23,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 use edgewise_graph::tract_onnx::tract_core::ops::binary::TypedBinOp;
 use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use edgewise_graph::tract_onnx::tract_core::ops::quant::LookupTable;
 
 use super::quantize::{Dequantize, Quantize};
 
@@ -36,8 +37,10 @@ pub struct Lut {
 
 /// Replaces every [`Quantize`] whose input depends, through element-wise
 /// nodes and scalar constants only, on one int8 tensor, by a [`Lut`]
-/// reading that tensor. Returns how many it replaced.
-pub(crate) fn fold_into_tables(model: &mut TypedModel) -> TractResult<usize> {
+/// reading that tensor, then removes the tables (ours or tract's) that map
+/// every value to itself. Returns how many tables it made, and how many
+/// identities it removed.
+pub(crate) fn fold_into_tables(model: &mut TypedModel) -> TractResult<(usize, usize)> {
     // The last first: a graph folded whole takes its inner pairs with it.
     let mut quantizers: Vec<usize> = model
         .eval_order()?
@@ -58,13 +61,51 @@ pub(crate) fn fold_into_tables(model: &mut TypedModel) -> TractResult<usize> {
         let output_dt = model.outlet_fact(OutletId::new(q, 0))?.datum_type;
         let mut patch = TypedModelPatch::default();
         let x = patch.tap_model(model, source)?;
+
         let name = format!("{}.lut", model.node(q).name);
         let y = patch.wire_node(name, Lut { table, output_dt }, &[x])?[0];
         patch.shunt_outside(model, OutletId::new(q, 0), y)?;
         patch.apply(model)?;
         folded += 1;
     }
-    Ok(folded)
+    Ok((folded, remove_identities(model)?))
+}
+
+/// Removes the tables whose output is their input: ours, and tract's
+/// `LookupTable`, which tract makes of a dequantize and a quantize with the
+/// same parameters once it has moved the reshapes between them (a
+/// `DepthToSpace`) to the int8 side.
+fn remove_identities(model: &mut TypedModel) -> TractResult<usize> {
+    let identity = |table: &[u8]| {
+        table.len() == 256 && table.iter().enumerate().all(|(i, &v)| usize::from(v) == i)
+    };
+    let mut removed = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let table = if let Some(lut) = node.op_as::<Lut>() {
+            identity(&lut.table)
+        } else if let Some(ew) = node.op_as::<ElementWiseOp>() {
+            ew.0.downcast_ref::<LookupTable>()
+                .is_some_and(|l| identity(l.table.table()))
+        } else {
+            false
+        };
+        if !table {
+            continue;
+        }
+        let (input, output) = (node.inputs[0], OutletId::new(id, 0));
+        let same_type = model.outlet_fact(input)?.datum_type.unquantized()
+            == model.outlet_fact(output)?.datum_type.unquantized();
+        if !same_type || model.output_outlets()?.contains(&output) {
+            continue;
+        }
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, input)?;
+        patch.shunt_outside(model, output, x)?;
+        patch.apply(model)?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Whether `node` computes each output value from the values at the same

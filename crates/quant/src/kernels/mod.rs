@@ -15,6 +15,7 @@ mod depthwise;
 mod lut;
 mod pack;
 mod quantize;
+mod shuffle;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use dense::DenseKernel;
 use depthwise::Grid;
 pub use lut::Lut;
 pub use quantize::{Dequantize, Quantize};
+pub use shuffle::PixelShuffle;
 
 /// What [`install`] replaced, and what it left to tract, with the reason.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -47,6 +49,12 @@ pub struct Installed {
     /// Element-wise float graphs from a dequantize to a quantize folded
     /// into a [`Lut`].
     pub tables: usize,
+    /// Tables (tract's or ours) that map every int8 value to itself,
+    /// removed: a dequantize and a quantize with the same parameters, as
+    /// around a `DepthToSpace` whose reshapes tract moved to the int8 side.
+    pub identities: usize,
+    /// int8 `DepthToSpace`s now [`PixelShuffle`].
+    pub pixel_shuffles: usize,
 }
 
 /// Replaces every quantized convolution of `model` that [`Int8Conv`] can
@@ -79,7 +87,8 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     }
     *model = std::mem::take(model).into_decluttered()?;
     quantize::install_quantizers(model, &mut report)?;
-    report.tables = lut::fold_into_tables(model)?;
+    (report.tables, report.identities) = lut::fold_into_tables(model)?;
+    report.pixel_shuffles = shuffle::install_pixel_shuffles(model)?;
     Ok(report)
 }
 
