@@ -561,7 +561,8 @@ impl Plan {
 
 /// Chooses the convolutions of a [`prepare`]d model to quantize: those with a
 /// constant float weight and a computed input, except where `keep_float`
-/// says (given the node index and node, it returns why to keep it float).
+/// says (given the node index and node, it returns why to keep it float)
+/// and those that compute scores' logits ([`scores_read_by`]).
 pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) -> Plan {
     let g = &model.graph;
     let readers = readers_of(model);
@@ -574,6 +575,13 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
         }
         let label = g.node_label(ix);
         if let Some(reason) = keep_float(ix, node) {
+            plan.float.push((label, reason));
+            continue;
+        }
+        if let Some(reader) = scores_read_by(model, &readers, &node.outputs[0]) {
+            let reason = format!(
+                "it computes logits that {reader} turns into scores: int8 would clip them to the range calibration saw"
+            );
             plan.float.push((label, reason));
             continue;
         }
@@ -610,6 +618,52 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
         });
     }
     plan
+}
+
+/// The `Sigmoid`, `Softmax` or `Exp` (as `op node`) that reads `value`,
+/// directly or through layout-only ops, if one does.
+///
+/// Such a value holds logits, and quantizing them is what ruins INT8
+/// detectors most: calibration photos where nothing is found (PP-OCRv4 on
+/// small images sees no positive text logit) set a range whose top is
+/// below every real detection's logit, and the clip caps every score. Kept
+/// in float, the convolution costs little: it has the head's fewest
+/// output channels.
+fn scores_read_by(
+    model: &Model,
+    readers: &HashMap<String, Vec<usize>>,
+    value: &str,
+) -> Option<String> {
+    const LAYOUT: &[&str] = &[
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Reshape",
+        "Transpose",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+    ];
+    const SCORES: &[&str] = &["Sigmoid", "Softmax", "LogSoftmax", "Exp"];
+    let g = &model.graph;
+    let mut todo = vec![value.to_string()];
+    let mut seen = HashSet::new();
+    while let Some(v) = todo.pop() {
+        for &r in readers.get(&v).into_iter().flatten() {
+            let node = &g.nodes[r];
+            if !seen.insert(r) || !node.domain.is_empty() {
+                continue;
+            }
+            if SCORES.contains(&node.op_type.as_str()) {
+                return Some(format!("{} {}", node.op_type, g.node_label(r)));
+            }
+            // Only the data input of a layout op carries the values on.
+            if LAYOUT.contains(&node.op_type.as_str()) && node.inputs[0] == v {
+                todo.extend(node.outputs.iter().cloned());
+            }
+        }
+    }
+    None
 }
 
 /// Whether node `ix` is a `Relu` or a `Clip` with a lower bound of zero.
@@ -1067,6 +1121,38 @@ mod tests {
         let plan = plan(&m, |_, _| None);
         assert_eq!(plan.convs.len(), 1);
         assert!(plan.convs[0].absorbed.is_some());
+    }
+
+    /// A convolution whose output a `Sigmoid` reads, here through a
+    /// `Reshape` and a `Transpose`, computes logits: it stays float, and the
+    /// one before it does not.
+    #[test]
+    fn convolutions_computing_logits_stay_float() {
+        let mut b = ModelBuilder::new(13);
+        let x = b.input("x", &[1, 4, 6, 6]);
+        let conv = |b: &mut ModelBuilder, x: &str, out: usize| {
+            let w = b.random(out * 4, 0.5);
+            let w = b.initializer("w", Tensor::from_shape(&[out, 4, 1, 1], &w).unwrap());
+            b.op("Conv", &[x, &w], vec![])
+        };
+        let features = conv(&mut b, &x, 4);
+        let logits = conv(&mut b, &features, 2);
+        let shape = b.initializer("shape", tensor1(&[1i64, 2, 36]));
+        let flat = b.op("Reshape", &[&logits, &shape], vec![]);
+        let t = b.op(
+            "Transpose",
+            &[&flat],
+            vec![("perm", AttributeValue::Ints(vec![0, 2, 1]))],
+        );
+        let scores = b.op("Sigmoid", &[&t], vec![]);
+        b.output(&scores);
+        b.output(&features);
+        let m = b.finish();
+        let plan = plan(&m, |_, _| None);
+        assert_eq!(plan.convs.len(), 1);
+        assert_eq!(plan.convs[0].output, features);
+        assert_eq!(plan.float.len(), 1, "{:?}", plan.float);
+        assert!(plan.float[0].1.contains("Sigmoid"), "{:?}", plan.float);
     }
 
     #[test]
