@@ -620,15 +620,16 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
     plan
 }
 
-/// The `Sigmoid`, `Softmax` or `Exp` (as `op node`) that reads `value`,
-/// directly or through layout-only ops, if one does.
+/// The `Sigmoid`, `Softmax` or `Exp` (as `op node`) that alone reads
+/// `value`, directly or through a chain of layout-only ops, if one does.
 ///
 /// Such a value holds logits, and quantizing them is what ruins INT8
 /// detectors most: calibration photos where nothing is found (PP-OCRv4 on
 /// small images sees no positive text logit) set a range whose top is
 /// below every real detection's logit, and the clip caps every score. Kept
 /// in float, the convolution costs little: it has the head's fewest
-/// output channels.
+/// output channels. A value read by anything else as well is a feature
+/// map, not logits: SiLU reads its input twice (`x * Sigmoid(x)`).
 fn scores_read_by(
     model: &Model,
     readers: &HashMap<String, Vec<usize>>,
@@ -646,22 +647,24 @@ fn scores_read_by(
     ];
     const SCORES: &[&str] = &["Sigmoid", "Softmax", "LogSoftmax", "Exp"];
     let g = &model.graph;
-    let mut todo = vec![value.to_string()];
-    let mut seen = HashSet::new();
-    while let Some(v) = todo.pop() {
-        for &r in readers.get(&v).into_iter().flatten() {
-            let node = &g.nodes[r];
-            if !seen.insert(r) || !node.domain.is_empty() {
-                continue;
-            }
-            if SCORES.contains(&node.op_type.as_str()) {
-                return Some(format!("{} {}", node.op_type, g.node_label(r)));
-            }
-            // Only the data input of a layout op carries the values on.
-            if LAYOUT.contains(&node.op_type.as_str()) && node.inputs[0] == v {
-                todo.extend(node.outputs.iter().cloned());
-            }
+    let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+    let mut v = value;
+    // A chain visits each node once at most: the model is acyclic.
+    for _ in 0..g.nodes.len() {
+        let &[r] = readers.get(v)?.as_slice() else {
+            return None;
+        };
+        let node = &g.nodes[r];
+        if outputs.contains(v) || !node.domain.is_empty() || node.inputs[0] != v {
+            return None;
         }
+        if SCORES.contains(&node.op_type.as_str()) {
+            return Some(format!("{} {}", node.op_type, g.node_label(r)));
+        }
+        if !LAYOUT.contains(&node.op_type.as_str()) || node.outputs.len() != 1 {
+            return None;
+        }
+        v = &node.outputs[0];
     }
     None
 }
@@ -1123,9 +1126,9 @@ mod tests {
         assert!(plan.convs[0].absorbed.is_some());
     }
 
-    /// A convolution whose output a `Sigmoid` reads, here through a
+    /// A convolution whose output a `Sigmoid` alone reads, here through a
     /// `Reshape` and a `Transpose`, computes logits: it stays float, and the
-    /// one before it does not.
+    /// one before it, in a SiLU, does not.
     #[test]
     fn convolutions_computing_logits_stay_float() {
         let mut b = ModelBuilder::new(13);
@@ -1135,7 +1138,10 @@ mod tests {
             let w = b.initializer("w", Tensor::from_shape(&[out, 4, 1, 1], &w).unwrap());
             b.op("Conv", &[x, &w], vec![])
         };
-        let features = conv(&mut b, &x, 4);
+        // SiLU reads its convolution twice: a feature map, quantized.
+        let pre = conv(&mut b, &x, 4);
+        let gate = b.op("Sigmoid", &[&pre], vec![]);
+        let features = b.op("Mul", &[&pre, &gate], vec![]);
         let logits = conv(&mut b, &features, 2);
         let shape = b.initializer("shape", tensor1(&[1i64, 2, 36]));
         let flat = b.op("Reshape", &[&logits, &shape], vec![]);
@@ -1150,7 +1156,7 @@ mod tests {
         let m = b.finish();
         let plan = plan(&m, |_, _| None);
         assert_eq!(plan.convs.len(), 1);
-        assert_eq!(plan.convs[0].output, features);
+        assert_eq!(plan.convs[0].output, pre);
         assert_eq!(plan.float.len(), 1, "{:?}", plan.float);
         assert!(plan.float[0].1.contains("Sigmoid"), "{:?}", plan.float);
     }
