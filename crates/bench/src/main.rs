@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use edgewise_bench::measure::{Budget, Target, measure};
+use edgewise_bench::measure::{Budget, Target, measure_side_by_side};
 use edgewise_bench::render::{self, Format, Options};
 use edgewise_bench::report::{Report, Variant};
 use edgewise_bench::study::{self, Study};
@@ -215,7 +215,8 @@ impl Timing {
     }
 }
 
-/// Measures each target at its thread count, with a progress bar.
+/// Measures the targets side by side, each at its thread count, with a
+/// progress bar.
 fn measure_all(targets: &[(Target, usize)], timing: &Timing) -> Result<Vec<Variant>> {
     let board = timing.board.as_deref().map(Board::resolve).transpose()?;
     if timing.image.is_some() && targets.iter().all(|(t, _)| t.source.manifest.is_none()) {
@@ -223,34 +224,29 @@ fn measure_all(targets: &[(Target, usize)], timing: &Timing) -> Result<Vec<Varia
             "--image needs a manifest to know how to preprocess; give models/<name>.toml instead of the .onnx file"
         );
     }
-    let mut variants = vec![];
-    for (i, (target, threads)) in targets.iter().enumerate() {
-        let budget = timing.budget(*threads)?;
-        // Drawn only when stderr is a terminal; logs and pipes stay clean.
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")
-                .expect("valid template"),
-        );
-        bar.set_prefix(format!(
-            "measuring {} ({}/{}, {threads} thread(s))",
-            target.label,
-            i + 1,
-            targets.len()
-        ));
-        let variant = measure(
-            target,
-            timing.image.as_deref(),
-            budget,
-            board.as_ref(),
-            &mut |done, planned| {
-                bar.set_length(planned as u64);
-                bar.set_position(done as u64);
-            },
-        )
-        .with_context(|| format!("cannot measure {}", target.source.onnx.display()))?;
-        bar.finish_and_clear();
-        variants.push(variant);
-    }
+    let lanes = targets
+        .iter()
+        .map(|(target, threads)| Ok((target, timing.budget(*threads)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Drawn only when stderr is a terminal; logs and pipes stay clean.
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} frames, {elapsed}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(match targets {
+        [(target, threads)] => format!("measuring {} ({threads} thread(s))", target.label),
+        _ => format!("measuring {} variants side by side", targets.len()),
+    });
+    let variants = measure_side_by_side(
+        &lanes,
+        timing.image.as_deref(),
+        board.as_ref(),
+        &mut |done, planned| {
+            bar.set_length(planned as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
     Ok(variants)
 }
 

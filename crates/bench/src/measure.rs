@@ -1,6 +1,7 @@
-//! Measuring one variant: whole frames run plain and with per-node timing,
-//! interleaved so both kinds see the same machine conditions; node times are
-//! attributed to ONNX nodes and summed per stage.
+//! Measuring variants side by side: whole frames run plain and with
+//! per-node timing, every model's and both kinds interleaved so all see the
+//! same machine conditions; node times are attributed to ONNX nodes and
+//! summed per stage.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -262,27 +263,108 @@ pub fn measure(
     board: Option<&Board>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Variant> {
-    budget.check()?;
+    let mut variants = measure_side_by_side(&[(target, budget)], image, board, progress)?;
+    Ok(variants.remove(0))
+}
+
+/// Measures several targets side by side, as [`measure`] does one: every
+/// model is loaded first, then each round runs one frame pair of each,
+/// starting with a different model every round. Measured one after the
+/// other, the first model ran while the machine was slowest (PP-OCRv4's
+/// FP32 model took 171-234 ms first in line and 164-173 ms second, in
+/// five runs on 2026-12-02), which no ratio between variants should carry.
+pub fn measure_side_by_side(
+    targets: &[(&Target, Budget)],
+    image: Option<&Path>,
+    board: Option<&Board>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Variant>> {
+    let mut lanes = vec![];
+    for &(target, budget) in targets {
+        budget.check()?;
+        lanes.push(Lane::new(target, budget, image).with_context(|| cannot_measure(target))?);
+    }
+    run_frames(&mut lanes, progress)?;
+    lanes
+        .into_iter()
+        .map(|lane| {
+            let target = lane.target;
+            summarize(lane, image, board).with_context(|| cannot_measure(target))
+        })
+        .collect()
+}
+
+fn cannot_measure(target: &Target) -> String {
+    format!("cannot measure {}", target.source.onnx.display())
+}
+
+/// One target being measured: its runner and the frames run so far.
+struct Lane<'a> {
+    target: &'a Target,
+    budget: Budget,
+    inputs: Vec<(String, Vec<usize>)>,
+    runner: Runner,
+    image_label: String,
+    machine_before: Machine,
+    plain: Vec<Sample>,
+    profiled: Vec<Sample>,
+    /// Time spent in measured frames, against `budget.max_seconds`.
+    spent: Duration,
+}
+
+impl<'a> Lane<'a> {
+    fn new(target: &'a Target, budget: Budget, image: Option<&Path>) -> Result<Lane<'a>> {
+        let model = target.staged.model.clone();
+        let inputs = resolve_input_shapes(&model, &target.shapes)?;
+        let machine_before = Machine::detect();
+        let (runner, image_label) = Runner::new(
+            &target.source,
+            model,
+            &inputs,
+            &target.shapes,
+            image,
+            &EngineOptions {
+                threads: budget.threads,
+                qdq: budget.qdq,
+                precision: budget.precision,
+                keep_f32: vec![],
+            },
+        )?;
+        Ok(Lane {
+            target,
+            budget,
+            inputs,
+            runner,
+            image_label,
+            machine_before,
+            plain: vec![],
+            profiled: vec![],
+            spent: Duration::ZERO,
+        })
+    }
+
+    /// Whether it has all its runs, or has spent its time budget.
+    fn finished(&self) -> Result<bool> {
+        let limit = Duration::try_from_secs_f64(self.budget.max_seconds)?;
+        Ok(self.profiled.len() >= self.budget.runs || self.spent > limit)
+    }
+}
+
+/// The report of one lane's frames.
+fn summarize(lane: Lane, image: Option<&Path>, board: Option<&Board>) -> Result<Variant> {
+    let Lane {
+        target,
+        budget,
+        inputs,
+        runner,
+        image_label,
+        machine_before,
+        plain,
+        profiled,
+        spent: _,
+    } = lane;
     let source = &target.source;
     let staged = &target.staged;
-    let model = staged.model.clone();
-    let inputs = resolve_input_shapes(&model, &target.shapes)?;
-    let machine_before = Machine::detect();
-    let (mut runner, image_label) = Runner::new(
-        source,
-        model,
-        &inputs,
-        &target.shapes,
-        image,
-        &EngineOptions {
-            threads: budget.threads,
-            qdq: budget.qdq,
-            precision: budget.precision,
-            keep_f32: vec![],
-        },
-    )?;
-
-    let (plain, profiled) = run_frames(&mut runner, budget, progress)?;
 
     let Attributed {
         rows: row_samples,
@@ -486,43 +568,53 @@ fn machine_warnings(before: &Machine, machine: &Machine) -> Vec<String> {
     warnings
 }
 
-/// Warm-up frames, then plain and profiled frames interleaved until the runs
-/// or the time budget are spent: `(plain, profiled)`.
-fn run_frames(
-    runner: &mut Runner,
-    budget: Budget,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Vec<Sample>, Vec<Sample>)> {
-    // Warm up both kinds, then interleave them, alternating which goes
-    // first, so drift (clock, temperature, neighbours) hits both alike.
-    let planned = 2 * (budget.warmup + budget.runs);
+/// Warm-up frames, then plain and profiled frames interleaved until each
+/// lane has its runs or has spent its time budget. Every round runs one
+/// pair per lane, starting from the next lane each round, and alternates
+/// which kind goes first, so drift (clock, temperature, neighbours) hits
+/// every model and both kinds alike.
+fn run_frames(lanes: &mut [Lane], progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    let planned = lanes
+        .iter()
+        .map(|l| 2 * (l.budget.warmup + l.budget.runs))
+        .sum();
     let mut done = 0;
-    for _ in 0..budget.warmup {
-        runner.run(false)?;
-        runner.run(true)?;
-        done += 2;
-        progress(done, planned);
-    }
-    let mut plain = vec![];
-    let mut profiled = vec![];
-    let started = Instant::now();
-    let limit = Duration::try_from_secs_f64(budget.max_seconds)?;
-    for i in 0..budget.runs {
-        for profile in [i % 2 == 1, i % 2 == 0] {
-            let sample = runner.run(profile)?;
-            if profile {
-                profiled.push(sample);
-            } else {
-                plain.push(sample);
-            }
-            done += 1;
+    let warmup = lanes.iter().map(|l| l.budget.warmup).max().unwrap_or(0);
+    for round in 0..warmup {
+        for lane in lanes.iter_mut().filter(|l| round < l.budget.warmup) {
+            lane.runner.run(false)?;
+            lane.runner.run(true)?;
+            done += 2;
             progress(done, planned);
         }
-        if started.elapsed() > limit {
+    }
+    let n = lanes.len();
+    for round in 0.. {
+        let mut ran = false;
+        for k in 0..n {
+            let lane = &mut lanes[(round + k) % n];
+            if lane.finished()? {
+                continue;
+            }
+            let started = Instant::now();
+            for profile in [round % 2 == 1, round % 2 == 0] {
+                let sample = lane.runner.run(profile)?;
+                if profile {
+                    lane.profiled.push(sample);
+                } else {
+                    lane.plain.push(sample);
+                }
+                done += 1;
+                progress(done, planned);
+            }
+            lane.spent += started.elapsed();
+            ran = true;
+        }
+        if !ran {
             break;
         }
     }
-    Ok((plain, profiled))
+    Ok(())
 }
 
 /// Profiled frames summed per stage row and per ONNX node.
