@@ -220,6 +220,8 @@ impl Engine {
         shapes: &[InputShape],
         options: &EngineOptions,
     ) -> Result<Engine, RuntimeError> {
+        // Each frame frees and reallocates megabytes of feature maps.
+        crate::memory::keep_freed_memory();
         let (threads, mode) = (options.threads, options.qdq);
         let with_mode = |mode| {
             let options = EngineOptions {

@@ -6,6 +6,7 @@ pub mod detector;
 pub mod draw;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod preprocess;
 pub mod selftest;
 pub mod source;
