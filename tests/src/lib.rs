@@ -1,8 +1,11 @@
-//! Helpers for the workspace-level integration tests in `tests/tests/`: where
-//! the fetched models and photos are, failing with the command that fetches
-//! them when they are missing (CI fetches them first).
+//! Helpers for the workspace's integration tests, those in `tests/tests/` and
+//! the command-line tests of the crates' binaries: where the repository, the
+//! fetched models and photos are (failing with the command that fetches them
+//! when they are missing; CI fetches them first), and running a binary as a
+//! user does, from the repository root.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use edgewise_manifest::Manifest;
 
@@ -12,6 +15,30 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("tests/ is inside the repository")
         .to_path_buf()
+}
+
+/// Runs `binary` with `args` from the repository root, as a user runs it:
+/// whether it succeeded, its standard output, its standard error.
+///
+/// `binary` is a binary crate's `env!("CARGO_BIN_EXE_<name>")`, which only
+/// that crate's own tests see, so each of them keeps a one-line wrapper:
+///
+/// ```text
+/// fn edge_run(args: &[&str]) -> (bool, String, String) {
+///     edgewise_tests::run(env!("CARGO_BIN_EXE_edge-run"), args)
+/// }
+/// ```
+pub fn run(binary: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(binary)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).expect("standard output is UTF-8"),
+        String::from_utf8(out.stderr).expect("standard error is UTF-8"),
+    )
 }
 
 /// A model manifest from `models/`.

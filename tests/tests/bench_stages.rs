@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use edgewise_bench::measure::{Budget, Target, measure};
 use edgewise_bench::render::{Format, Options, render};
-use edgewise_bench::report::{MAX_STAGE_GAP_PCT, Report};
 use edgewise_convert::inspect::inspect;
+use edgewise_measure::measure::{Budget, Target, measure};
+use edgewise_measure::report::{MAX_STAGE_GAP_PCT, Report};
 use edgewise_runtime::{ModelSource, QdqMode};
 use edgewise_tests::{photo, root};
 

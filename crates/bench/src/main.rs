@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use edgewise_bench::measure::{Budget, Target, measure_side_by_side};
 use edgewise_bench::render::{self, Format, Options};
-use edgewise_bench::report::{Report, Variant};
 use edgewise_bench::study::{self, Study};
 use edgewise_boards::Board;
+use edgewise_measure::measure::{Budget, Target, measure_side_by_side};
+use edgewise_measure::report::{Report, Variant};
 use edgewise_runtime::{FloatPrecision, ModelSource, QdqMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -63,12 +63,12 @@ struct Timing {
     /// `integer` (convolutions on Edgewise's INT8 convolution, element-wise
     /// work as int8 tables), `float` (activation quantize/dequantize pairs
     /// as clips) or `integer-tract` (convolutions on tract's own).
-    #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
+    #[arg(long, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
     /// The float type of the float work: `f32`, or `f16` (tract's f16
     /// kernels; native on CPUs with half-precision arithmetic, such as the
     /// Raspberry Pi 5's, emulated and slow elsewhere).
-    #[arg(long, value_enum, default_value_t = FloatPrecision::F32)]
+    #[arg(long, default_value_t = FloatPrecision::F32)]
     precision: FloatPrecision,
 }
 

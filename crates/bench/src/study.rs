@@ -11,10 +11,10 @@ use edgewise_runtime::ModelSource;
 use edgewise_stages::Overrides;
 use edgewise_zoo::{Options, Spec, backbones, heads, necks};
 
-use crate::measure::Target;
 use crate::render::tables::TextTable;
 use crate::render::{Format, markdown, terminal};
-use crate::report::{Report, Variant};
+use edgewise_measure::measure::Target;
+use edgewise_measure::report::{Report, Variant};
 
 /// The part a study swaps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use edgewise_bench::stats::Summary;
 use edgewise_decode::Detection;
 use edgewise_graph::InputShape;
 use edgewise_graph::model::write_atomically;
 use edgewise_manifest::Manifest;
+use edgewise_measure::stats::Summary;
 use edgewise_runtime::{Detector, ModelSource, QdqMode, load_image};
 use edgewise_stages::Stage;
 use image::DynamicImage;

@@ -160,7 +160,7 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
     let mut model = edgewise_graph::Model::load(&source.onnx)?;
     // Exporters such as Paddle2ONNX write weights as `Constant` nodes.
     model.constants_to_initializers();
-    edgewise_quant::ptq::fold_batch_norms(&mut model)?;
+    edgewise_graph::passes::fold_batch_norms(&mut model)?;
     let overrides = source.stage_boundaries(&[], &[]);
     let shapes = std::slice::from_ref(&options.shape);
     let before = StagedModel::new(model, shapes, &overrides)?;
@@ -294,13 +294,13 @@ fn stage_medians(
     image: Option<&Path>,
     options: &Options,
 ) -> Result<HashMap<String, f64>> {
-    let target = edgewise_bench::measure::Target::new(
+    let target = edgewise_measure::measure::Target::new(
         source.onnx.display().to_string(),
         source.clone(),
         vec![shape.clone()],
         &source.stage_boundaries(&[], &[]),
     )?;
-    let budget = edgewise_bench::measure::Budget {
+    let budget = edgewise_measure::measure::Budget {
         warmup: 1,
         runs: options.bench_runs,
         max_seconds: 120.0,
@@ -308,7 +308,7 @@ fn stage_medians(
         qdq: edgewise_runtime::QdqMode::Float,
         precision: Default::default(),
     };
-    let variant = edgewise_bench::measure::measure(&target, image, budget, None, &mut |_, _| {})
+    let variant = edgewise_measure::measure::measure(&target, image, budget, None, &mut |_, _| {})
         .with_context(|| format!("timing {}", source.onnx.display()))?;
     Ok(variant
         .stages

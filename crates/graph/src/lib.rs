@@ -4,6 +4,11 @@
 //!   and metadata; loaded with clear errors ([`GraphError`]) and saved back
 //!   atomically.
 //! - [`Topology`]: producers, consumers and an execution order.
+//! - [`Edit`]: drops, replacements, insertions and rewirings of nodes,
+//!   applied at once; [`Names`] for new names that clash with none.
+//! - [`passes`]: rewrites that keep a model's values (BatchNorm and bias
+//!   folding, deconvolutions as convolutions), shared by pruning and
+//!   quantization.
 //! - [`analysis`]: the type and shape of every value at a fixed input shape,
 //!   computed by tract itself.
 //! - [`cost`]: parameters, multiply-accumulates and output bytes per node.
@@ -12,8 +17,10 @@
 pub mod analysis;
 pub mod builder;
 pub mod cost;
+pub mod edit;
 pub mod error;
 pub mod model;
+pub mod passes;
 pub mod simd;
 pub mod tensor;
 pub mod topology;
@@ -21,6 +28,7 @@ pub mod units;
 
 pub use analysis::{Facts, InputShape, ValueFact, analyze};
 pub use cost::NodeCost;
+pub use edit::{Edit, Names};
 pub use error::{GraphError, Result};
 pub use model::{
     Attribute, AttributeValue, Dim, Graph, Initializer, Model, Node, Opset, ValueInfo,

@@ -8,7 +8,7 @@
 //! `DequantizeLinear` needs it) when that changes no operator's meaning.
 //! [`plan`] chooses the convolutions to quantize and the activations to
 //! calibrate; [`quantize`] writes, for each chosen convolution, the form
-//! onnxruntime and TensorRT read and that [`crate::qdq`] turns into
+//! onnxruntime and TensorRT read and that `edgewise_kernels::qdq` turns into
 //! `QLinearConv`:
 //!
 //! ```text
@@ -22,9 +22,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use edgewise_graph::Model;
 use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node};
+use edgewise_graph::passes::{self, starts_at_zero};
 use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::{Edit, GraphError, Model, Names};
 use serde::Serialize;
 
 use crate::calib::int8_params;
@@ -53,6 +54,9 @@ pub enum QuantError {
     /// A tensor the rewrite needs is unreadable.
     #[error("{0}")]
     Tensor(String),
+    /// A graph pass failed.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
 }
 
 /// What [`prepare`] changed.
@@ -112,24 +116,10 @@ pub fn prepare(model: &mut Model) -> Result<Prepared, QuantError> {
         report.opset_raised = Some((opset, 13));
     }
     report.constants = model.constants_to_initializers();
-    report.folded_bias_adds = fold_bias_adds(model)?;
-    report.folded_batch_norms = fold_batch_norms(model)?;
-    report.deconvs_as_convs = deconvs_to_convs(model)?;
+    report.folded_bias_adds = passes::fold_bias_adds(model)?;
+    report.folded_batch_norms = passes::fold_batch_norms(model)?;
+    report.deconvs_as_convs = passes::deconvs_to_convs(model)?;
     Ok(report)
-}
-
-fn readers_of(model: &Model) -> HashMap<String, Vec<usize>> {
-    let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
-    for (ix, node) in model.graph.nodes.iter().enumerate() {
-        for i in node.inputs.iter().filter(|i| !i.is_empty()) {
-            readers.entry(i.clone()).or_default().push(ix);
-        }
-    }
-    readers
-}
-
-fn initializer<'a>(model: &'a Model, name: &str) -> Option<&'a Initializer> {
-    model.graph.initializers.iter().find(|i| i.name == name)
 }
 
 fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
@@ -139,388 +129,6 @@ fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
 
 fn tensor_err(e: impl std::fmt::Display) -> QuantError {
     QuantError::Tensor(e.to_string())
-}
-
-/// Folds `Conv -> BatchNormalization` (and `ConvTranspose` with one group)
-/// into the convolution: `w' = w·γ/√(σ²+ε)` along the output channels, `b' =
-/// (b − μ)·γ/√(σ²+ε) + β`.
-pub fn fold_batch_norms(model: &mut Model) -> Result<usize, QuantError> {
-    let readers = readers_of(model);
-    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let producers: HashMap<String, usize> = model
-        .graph
-        .nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(ix, n)| n.outputs.iter().map(move |o| (o.clone(), ix)))
-        .collect();
-    let mut folds: Vec<(usize, usize, Tensor, Vec<f32>)> = vec![];
-    for (bn_ix, bn) in model.graph.nodes.iter().enumerate() {
-        if bn.op_type != "BatchNormalization" || bn.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-            continue;
-        }
-        let Some(&conv_ix) = producers.get(&bn.inputs[0]) else {
-            continue;
-        };
-        let conv = &model.graph.nodes[conv_ix];
-        let out_axis = match conv.op_type.as_str() {
-            "Conv" => 0,
-            "ConvTranspose" if conv.int_attr("group", 1) == 1 => 1,
-            _ => continue,
-        };
-        let only_reader = readers.get(&bn.inputs[0]).is_some_and(|r| r.len() == 1)
-            && !outputs.contains(&bn.inputs[0]);
-        let params: Option<Vec<Vec<f32>>> = bn.inputs[1..5]
-            .iter()
-            .map(|p| initializer(model, p).and_then(|i| f32s(&i.tensor)))
-            .collect();
-        let weight = conv.inputs.get(1).and_then(|w| initializer(model, w));
-        let (true, Some(params), Some(weight)) = (only_reader, params, weight) else {
-            continue;
-        };
-        let Some(w) = f32s(&weight.tensor) else {
-            continue;
-        };
-        let [gamma, beta, mean, var] = [&params[0], &params[1], &params[2], &params[3]];
-        let eps = match bn.attribute("epsilon") {
-            Some(AttributeValue::Float(e)) => *e,
-            _ => 1e-5,
-        };
-        let shape = weight.tensor.shape().to_vec();
-        let channels = shape[out_axis];
-        if [gamma, beta, mean, var].iter().any(|p| p.len() != channels) {
-            continue;
-        }
-        let factor: Vec<f32> = (0..channels)
-            .map(|c| gamma[c] / (var[c] + eps).sqrt())
-            .collect();
-        let inner: usize = shape[out_axis + 1..].iter().product();
-        let folded: Vec<f32> = w
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v * factor[(i / inner) % channels])
-            .collect();
-        let bias = match conv.inputs.get(2).filter(|b| !b.is_empty()) {
-            Some(b) => initializer(model, b)
-                .and_then(|i| f32s(&i.tensor))
-                .filter(|b| b.len() == channels),
-            None => Some(vec![0.0; channels]),
-        };
-        let Some(bias) = bias else { continue };
-        let bias = (0..channels)
-            .map(|c| (bias[c] - mean[c]) * factor[c] + beta[c])
-            .collect();
-        let weight = Tensor::from_shape(&shape, &folded).map_err(tensor_err)?;
-        folds.push((conv_ix, bn_ix, weight, bias));
-    }
-    let mut names = Names::of(model);
-    let count = folds.len();
-    let mut dropped = HashSet::new();
-    for (conv_ix, bn_ix, weight, bias) in folds {
-        let bn_out = model.graph.nodes[bn_ix].outputs[0].clone();
-        let conv = &model.graph.nodes[conv_ix];
-        let w_name = names.fresh(&format!("{}_bn_folded", conv.inputs[1]));
-        let b_name = names.fresh(&format!("{}_bn_folded_bias", conv.inputs[1]));
-        model.graph.initializers.push(Initializer {
-            name: w_name.clone(),
-            tensor: weight,
-        });
-        model.graph.initializers.push(Initializer {
-            name: b_name.clone(),
-            tensor: tensor1(&bias),
-        });
-        let conv = &mut model.graph.nodes[conv_ix];
-        conv.inputs[1] = w_name;
-        conv.inputs.resize(2, String::new());
-        conv.inputs.push(b_name);
-        conv.outputs[0] = bn_out;
-        dropped.insert(bn_ix);
-    }
-    remove_nodes(model, &dropped);
-    drop_unread_initializers(model);
-    Ok(count)
-}
-
-/// The number of output channels of `Conv` or `ConvTranspose` node `conv`,
-/// read off its constant weight.
-fn output_channels(model: &Model, conv: &Node) -> Option<usize> {
-    let shape = initializer(model, conv.inputs.get(1)?)?
-        .tensor
-        .shape()
-        .to_vec();
-    match conv.op_type.as_str() {
-        "Conv" => shape.first().copied(),
-        "ConvTranspose" => Some(shape.get(1)? * conv.int_attr("group", 1) as usize),
-        _ => None,
-    }
-}
-
-/// Folds `Conv|ConvTranspose -> Add(c)`, where `c` is a constant holding one
-/// value per output channel (shape `[C, 1, 1]` or `[1, C, 1, 1]`), into the
-/// convolution's bias. Paddle's exports write a deconvolution's bias this
-/// way, which kept the BatchNormalization after it from folding.
-pub fn fold_bias_adds(model: &mut Model) -> Result<usize, QuantError> {
-    let readers = readers_of(model);
-    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let mut folds: Vec<(usize, usize, Vec<f32>)> = vec![];
-    for (conv_ix, conv) in model.graph.nodes.iter().enumerate() {
-        if !matches!(conv.op_type.as_str(), "Conv" | "ConvTranspose") || !conv.domain.is_empty() {
-            continue;
-        }
-        let y = &conv.outputs[0];
-        let (Some(&[add_ix]), false) = (readers.get(y).map(Vec::as_slice), outputs.contains(y))
-        else {
-            continue;
-        };
-        let add = &model.graph.nodes[add_ix];
-        if add.op_type != "Add" || add.inputs.len() != 2 {
-            continue;
-        }
-        let other = if add.inputs[0] == *y {
-            &add.inputs[1]
-        } else {
-            &add.inputs[0]
-        };
-        let (Some(channels), Some(constant)) =
-            (output_channels(model, conv), initializer(model, other))
-        else {
-            continue;
-        };
-        let shape = constant.tensor.shape();
-        let per_channel = shape.len() <= 4
-            && shape.len() >= 3
-            && shape[shape.len() - 3] == channels
-            && shape[shape.len() - 2..] == [1, 1]
-            && shape[..shape.len() - 3].iter().all(|&d| d == 1);
-        let Some(values) = f32s(&constant.tensor).filter(|_| per_channel) else {
-            continue;
-        };
-        let bias = match conv.inputs.get(2).filter(|b| !b.is_empty()) {
-            Some(b) => initializer(model, b)
-                .and_then(|i| f32s(&i.tensor))
-                .filter(|b| b.len() == channels),
-            None => Some(vec![0.0; channels]),
-        };
-        let Some(bias) = bias else { continue };
-        let bias = bias.iter().zip(&values).map(|(b, v)| b + v).collect();
-        folds.push((conv_ix, add_ix, bias));
-    }
-    let mut names = Names::of(model);
-    let count = folds.len();
-    let mut dropped = HashSet::new();
-    for (conv_ix, add_ix, bias) in folds {
-        let add_out = model.graph.nodes[add_ix].outputs[0].clone();
-        let conv = &model.graph.nodes[conv_ix];
-        let b_name = names.fresh(&format!("{}_bias_folded", conv.name));
-        model.graph.initializers.push(Initializer {
-            name: b_name.clone(),
-            tensor: tensor1(&bias),
-        });
-        let conv = &mut model.graph.nodes[conv_ix];
-        conv.inputs.resize(2, String::new());
-        conv.inputs.push(b_name);
-        conv.outputs[0] = add_out;
-        dropped.insert(add_ix);
-    }
-    remove_nodes(model, &dropped);
-    drop_unread_initializers(model);
-    Ok(count)
-}
-
-/// Rewrites each `ConvTranspose` whose kernel equals its stride (`k x k`,
-/// no padding, dilation or output padding, one group) as a pointwise
-/// `Conv` to `C_out * k * k` channels and a `DepthToSpace` of block `k`
-/// (mode CRD): every output pixel then takes exactly one tap, so the two
-/// compute the same values. A `Relu` (or `Clip` from zero) reading the
-/// deconvolution alone moves before the `DepthToSpace`, where the
-/// quantizer absorbs it into the convolution's output.
-pub fn deconvs_to_convs(model: &mut Model) -> Result<usize, QuantError> {
-    let outputs: HashSet<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
-    let mut names = Names::of(model);
-    let mut count = 0;
-    // Each rewrite adds nodes; walk from the end so that the indices still
-    // to visit stay valid.
-    for ix in (0..model.graph.nodes.len()).rev() {
-        let node = &model.graph.nodes[ix];
-        if node.op_type != "ConvTranspose" || !node.domain.is_empty() {
-            continue;
-        }
-        let Some(weight) = node.inputs.get(1).and_then(|w| initializer(model, w)) else {
-            continue;
-        };
-        let shape = weight.tensor.shape().to_vec();
-        let Some(w) = f32s(&weight.tensor).filter(|_| shape.len() == 4) else {
-            continue;
-        };
-        let (c_in, c_out, k) = (shape[0], shape[1], shape[2]);
-        let all = |name: &str, value: i64| {
-            node.ints_attr(name)
-                .is_none_or(|v| v.iter().all(|&x| x == value))
-        };
-        let auto_pad = match node.attribute("auto_pad") {
-            Some(AttributeValue::String(s)) => s.as_slice() != b"NOTSET",
-            _ => false,
-        };
-        let eligible = shape[3] == k
-            && k > 1
-            && node.int_attr("group", 1) == 1
-            && node
-                .ints_attr("kernel_shape")
-                .is_none_or(|s| s == [k as i64, k as i64])
-            && node.ints_attr("strides") == Some(&[k as i64, k as i64][..])
-            && all("pads", 0)
-            && all("dilations", 1)
-            && all("output_padding", 0)
-            && node.attribute("output_shape").is_none()
-            && !auto_pad;
-        if !eligible {
-            continue;
-        }
-        let bias = match node.inputs.get(2).filter(|b| !b.is_empty()) {
-            Some(b) => match initializer(model, b).and_then(|i| f32s(&i.tensor)) {
-                Some(b) if b.len() == c_out => Some(b),
-                _ => continue,
-            },
-            None => None,
-        };
-        let taps = k * k;
-        // w'[co * k * k + t, ci] = w[ci, co, t]
-        let mut pointwise = vec![0f32; c_out * taps * c_in];
-        for ci in 0..c_in {
-            for co in 0..c_out {
-                for t in 0..taps {
-                    pointwise[(co * taps + t) * c_in + ci] = w[(ci * c_out + co) * taps + t];
-                }
-            }
-        }
-        let weight =
-            Tensor::from_shape(&[c_out * taps, c_in, 1, 1], &pointwise).map_err(tensor_err)?;
-        let w_name = names.fresh(&format!("{}_pointwise", node.inputs[1]));
-        model.graph.initializers.push(Initializer {
-            name: w_name.clone(),
-            tensor: weight,
-        });
-        let mut inputs = vec![node.inputs[0].clone(), w_name];
-        if let Some(bias) = bias {
-            let repeated: Vec<f32> = bias
-                .iter()
-                .flat_map(|&b| std::iter::repeat_n(b, taps))
-                .collect();
-            let b_name = names.fresh(&format!("{}_pointwise_bias", node.name));
-            model.graph.initializers.push(Initializer {
-                name: b_name.clone(),
-                tensor: tensor1(&repeated),
-            });
-            inputs.push(b_name);
-        }
-        let y = node.outputs[0].clone();
-        let label = model.graph.node_label(ix);
-        let conv_out = names.fresh(&format!("{label}_channels"));
-        let conv = Node {
-            name: node.name.clone(),
-            op_type: "Conv".into(),
-            domain: String::new(),
-            inputs,
-            outputs: vec![conv_out.clone()],
-            attributes: vec![Attribute {
-                name: "kernel_shape".into(),
-                value: AttributeValue::Ints(vec![1, 1]),
-            }],
-            doc_string: node.doc_string.clone(),
-        };
-        // The activation reading the deconvolution alone, if it moves.
-        let readers = readers_of(model);
-        let activation = match readers.get(&y).map(Vec::as_slice) {
-            Some(&[r]) if !outputs.contains(&y) && starts_at_zero(model, r) => Some(r),
-            _ => None,
-        };
-        let shuffle = |input: String, output: String| Node {
-            name: String::new(),
-            op_type: "DepthToSpace".into(),
-            domain: String::new(),
-            inputs: vec![input],
-            outputs: vec![output],
-            attributes: vec![
-                Attribute {
-                    name: "blocksize".into(),
-                    value: AttributeValue::Int(k as i64),
-                },
-                Attribute {
-                    name: "mode".into(),
-                    value: AttributeValue::String(b"CRD".to_vec()),
-                },
-            ],
-            doc_string: String::new(),
-        };
-        let mut d2s = match activation {
-            Some(a) => {
-                let act_out = model.graph.nodes[a].outputs[0].clone();
-                let moved = names.fresh(&format!("{label}_channels_activated"));
-                let act = &mut model.graph.nodes[a];
-                act.inputs[0] = conv_out;
-                act.outputs[0] = moved.clone();
-                shuffle(moved, act_out)
-            }
-            None => shuffle(conv_out, y),
-        };
-        d2s.name = names.fresh(&format!("{label}_depth_to_space"));
-        model.graph.nodes[ix] = conv;
-        let at = activation.map_or(ix, |a| a.max(ix)) + 1;
-        model.graph.nodes.insert(at, d2s);
-        count += 1;
-    }
-    drop_unread_initializers(model);
-    Ok(count)
-}
-
-fn remove_nodes(model: &mut Model, drop: &HashSet<usize>) {
-    let old = std::mem::take(&mut model.graph.nodes);
-    model.graph.nodes = old
-        .into_iter()
-        .enumerate()
-        .filter(|(ix, _)| !drop.contains(ix))
-        .map(|(_, n)| n)
-        .collect();
-}
-
-fn drop_unread_initializers(model: &mut Model) {
-    let read: HashSet<String> = model
-        .graph
-        .nodes
-        .iter()
-        .flat_map(|n| n.inputs.iter().cloned())
-        .chain(model.graph.outputs.iter().map(|o| o.name.clone()))
-        .collect();
-    model.graph.initializers.retain(|i| read.contains(&i.name));
-}
-
-/// Names in use in a model, to make new ones that do not clash.
-struct Names(HashSet<String>);
-
-impl Names {
-    fn of(model: &Model) -> Names {
-        let g = &model.graph;
-        Names(
-            g.nodes
-                .iter()
-                .flat_map(|n| n.inputs.iter().chain(&n.outputs).chain([&n.name]))
-                .chain(g.initializers.iter().map(|i| &i.name))
-                .chain(g.inputs.iter().chain(&g.outputs).map(|v| &v.name))
-                .cloned()
-                .collect(),
-        )
-    }
-
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut n = 1;
-        while self.0.contains(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        self.0.insert(name.clone());
-        name
-    }
 }
 
 /// One convolution chosen for int8.
@@ -565,7 +173,7 @@ impl Plan {
 /// and those that compute scores' logits ([`scores_read_by`]).
 pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) -> Plan {
     let g = &model.graph;
-    let readers = readers_of(model);
+    let readers = model.graph.readers();
     let outputs: HashSet<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
     let constants: HashSet<&str> = g.initializers.iter().map(|i| i.name.as_str()).collect();
     let mut plan = Plan::default();
@@ -585,7 +193,7 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
             plan.float.push((label, reason));
             continue;
         }
-        let weight = node.inputs.get(1).and_then(|w| initializer(model, w));
+        let weight = node.inputs.get(1).and_then(|w| model.graph.initializer(w));
         let reason = match weight {
             None => Some("its weight is not a constant".to_string()),
             Some(w) if w.tensor.datum_type() != DatumType::F32 => Some(format!(
@@ -598,7 +206,7 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
             Some(_) => node
                 .inputs
                 .get(2)
-                .filter(|b| !b.is_empty() && initializer(model, b).is_none())
+                .filter(|b| !b.is_empty() && model.graph.initializer(b).is_none())
                 .map(|_| "its bias is not a constant".to_string()),
         };
         if let Some(reason) = reason {
@@ -607,7 +215,9 @@ pub fn plan(model: &Model, keep_float: impl Fn(usize, &Node) -> Option<String>) 
         }
         let y = &node.outputs[0];
         let absorbed = match readers.get(y).map(Vec::as_slice) {
-            Some([r]) if !outputs.contains(y.as_str()) && starts_at_zero(model, *r) => Some(*r),
+            Some([r]) if !outputs.contains(y.as_str()) && starts_at_zero(&model.graph, *r) => {
+                Some(*r)
+            }
             _ => None,
         };
         plan.convs.push(PlannedConv {
@@ -669,28 +279,6 @@ fn scores_read_by(
     None
 }
 
-/// Whether node `ix` is a `Relu` or a `Clip` with a lower bound of zero.
-fn starts_at_zero(model: &Model, ix: usize) -> bool {
-    let node = &model.graph.nodes[ix];
-    match node.op_type.as_str() {
-        "Relu" => true,
-        "Clip" => {
-            let min = match node.attribute("min") {
-                Some(AttributeValue::Float(m)) => Some(*m),
-                _ => node
-                    .inputs
-                    .get(1)
-                    .filter(|m| !m.is_empty())
-                    .and_then(|m| model.graph.constant(m))
-                    .and_then(|t| f32s(&t))
-                    .and_then(|v| v.first().copied()),
-            };
-            min == Some(0.0)
-        }
-        _ => false,
-    }
-}
-
 /// What [`quantize`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Quantized {
@@ -718,18 +306,12 @@ pub fn quantize(
             .copied()
             .ok_or_else(|| QuantError::MissingRange(v.to_string()))
     };
-    let mut names = Names::of(model);
+    let mut names = Names::of(&model.graph);
     let mut report = Quantized::default();
     let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
         .map(|ix| (model.graph.node_label(ix), ix))
         .collect();
-    let producers: HashMap<String, usize> = model
-        .graph
-        .nodes
-        .iter()
-        .enumerate()
-        .flat_map(|(ix, n)| n.outputs.iter().map(move |o| (o.clone(), ix)))
-        .collect();
+    let producers = model.graph.producers();
 
     // Pairs to emit after a node (`None`: at the start of the graph).
     let mut after: HashMap<Option<usize>, Vec<Node>> = HashMap::new();
@@ -824,19 +406,22 @@ pub fn quantize(
         report.convs += 1;
     }
 
-    // Absorbed activations: the conv now writes (through its pair) their output.
-    let old = std::mem::take(&mut model.graph.nodes);
-    let mut nodes = after.remove(&None).unwrap_or_default();
-    for (ix, node) in old.into_iter().enumerate() {
-        if absorbed.contains(&ix) {
-            continue;
+    let mut edit = Edit::new();
+    for (at, nodes) in after {
+        match at {
+            None => edit.insert_first(nodes),
+            Some(ix) => edit.insert_after(ix, nodes),
         }
-        nodes.push(node);
-        nodes.extend(after.remove(&Some(ix)).unwrap_or_default());
     }
-    model.graph.nodes = nodes;
-    model.graph.initializers.extend(new_inits);
-    drop_unread_initializers(model);
+    // Absorbed activations: the conv now writes (through its pair) their output.
+    for ix in absorbed {
+        edit.drop(ix);
+    }
+    for init in new_inits {
+        edit.add_initializer(init);
+    }
+    edit.apply(&mut model.graph);
+    model.graph.drop_unread_initializers();
     Ok(report)
 }
 
@@ -870,7 +455,9 @@ fn quantize_weights(
 ) -> Result<(Vec<Node>, bool), QuantError> {
     let conv = &model.graph.nodes[ix];
     let w_name = conv.inputs[1].clone();
-    let weight = &initializer(model, &w_name)
+    let weight = &model
+        .graph
+        .initializer(&w_name)
         .ok_or_else(|| QuantError::Tensor(format!("weight {w_name} is gone")))?
         .tensor;
     let shape = weight.shape().to_vec();
@@ -924,7 +511,9 @@ fn quantize_weights(
     let mut new_bias = None;
     let mut float_bias = false;
     if let Some(b_name) = conv.inputs.get(2).filter(|b| !b.is_empty()).cloned() {
-        let bias = initializer(model, &b_name)
+        let bias = model
+            .graph
+            .initializer(&b_name)
             .and_then(|i| f32s(&i.tensor))
             .ok_or_else(|| QuantError::Tensor(format!("bias {b_name} unreadable")))?;
         let b_scales: Vec<f32> = scales.iter().map(|s| s * input_scale).collect();
@@ -1215,7 +804,7 @@ mod tests {
 
         // The integer path takes every quantized conv.
         let mut fused = m.clone();
-        let fusion = crate::fuse_qdq_convs(&mut fused);
+        let fusion = edgewise_kernels::fuse_qdq_convs(&mut fused);
         assert_eq!((fusion.fused, fusion.skipped.len()), (2, 0), "{fusion:?}");
         let cos = cosine(&run(&float, &[])[0], &run(&fused, &[])[0]);
         assert!(cos > 0.999, "integer cosine {cos}");

@@ -2,9 +2,9 @@
 //! shapes, then run many times with the same state (no re-planning, and
 //! tract reuses its buffers between runs). A QDQ (INT8) model runs one of
 //! two ways, [`QdqMode`]: in float, its activation quantize/dequantize pairs
-//! turned into clips ([`edgewise_quant::float`]), or with its convolutions
-//! rewritten into `QLinearConv` ([`edgewise_quant::qdq`]) and then run as
-//! integer by [`edgewise_quant::Int8Conv`] ([`edgewise_quant::kernels`]).
+//! turned into clips ([`edgewise_kernels::float`]), or with its convolutions
+//! rewritten into `QLinearConv` ([`edgewise_kernels::qdq`]) and then run as
+//! integer by [`edgewise_kernels::Int8Conv`] ([`edgewise_kernels::int8`]).
 //! Its float work runs in f32, or in f16 ([`FloatPrecision`]) on CPUs with
 //! half-precision arithmetic.
 
@@ -16,8 +16,8 @@ use edgewise_graph::simd::clear_upper_vector_state;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
-use edgewise_quant::{
-    Dequantized, Fusion, Installed, dequantize_activations, fuse_qdq_convs, kernels,
+use edgewise_kernels::{
+    Dequantized, Fusion, Installed, dequantize_activations, fuse_qdq_convs, int8,
 };
 use tract_linalg::multithread::Executor;
 
@@ -41,17 +41,7 @@ pub struct Engine {
 }
 
 /// The float type of a model's float work.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FloatPrecision {
     /// Single precision, as the model is written. The default.
@@ -105,21 +95,11 @@ pub struct HalfPrecision {
 const F32_OPS: [&str; 5] = ["Reduce", "Softmax", "Exp", "Ln", "Pow"];
 
 /// How a model with QuantizeLinear/DequantizeLinear (QDQ) nodes runs.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QdqMode {
     /// [`QdqMode::Integer`] when every quantized convolution runs on
-    /// [`edgewise_quant::Int8Conv`], else [`QdqMode::Float`]: tract's own
+    /// [`edgewise_kernels::Int8Conv`], else [`QdqMode::Float`]: tract's own
     /// quantized convolution, which would take the rest, is slower than
     /// float (grouped convolutions that are not depthwise are such a
     /// case). The default.
@@ -129,17 +109,58 @@ pub enum QdqMode {
     /// its range, weights keep their quantized values. Runs at FP32 speed;
     /// it measures what the weights' quantization alone costs.
     Float,
-    /// Convolutions as `QLinearConv`, then run by [`edgewise_quant::Int8Conv`]
+    /// Convolutions as `QLinearConv`, then run by [`edgewise_kernels::Int8Conv`]
     /// on tract-linalg's integer kernels (a direct loop for depthwise), the
     /// element-wise work between quantized tensors as int8 tables
-    /// ([`edgewise_quant::kernels::install`]). PP-OCRv4 det runs 1.7x faster
-    /// than in FP32 (`docs/benchmarks.md`).
+    /// ([`edgewise_kernels::int8::install`]). Speed: `docs/benchmarks.md`.
     Integer,
     /// Convolutions as `QLinearConv` run by tract's own quantized
     /// convolution (im2col, then separate zero-point and requantization
     /// passes): for comparison.
     IntegerTract,
 }
+
+/// Names as words (the command lines' `--qdq` and `--precision` values)
+/// for the engine's plain enums: each list in the enum's order.
+macro_rules! named {
+    ($ty:ident, $what:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            /// Every value's name, as [`std::str::FromStr`] reads it.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $name),+
+                })
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<$ty, String> {
+                match text {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", $what, " `{}`; use one of: {}"),
+                        text,
+                        $ty::NAMES.join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+named!(QdqMode, "QDQ mode", [
+    Auto => "auto",
+    Float => "float",
+    Integer => "integer",
+    IntegerTract => "integer-tract",
+]);
+named!(FloatPrecision, "precision", [F32 => "f32", F16 => "f16"]);
 
 /// What the engine did to a QDQ model before tract optimized it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -271,7 +292,7 @@ impl Engine {
             .into_typed()
             .map_err(engine_err("analyse the model"))?;
         let int8_kernels = if mode == QdqMode::Integer {
-            Some(kernels::install(&mut typed).map_err(engine_err("install the INT8 kernels"))?)
+            Some(int8::install(&mut typed).map_err(engine_err("install the INT8 kernels"))?)
         } else {
             None
         };
@@ -342,7 +363,7 @@ impl Engine {
     }
 
     /// With [`QdqMode::Integer`]: the quantized convolutions moved onto
-    /// [`edgewise_quant::Int8Conv`], and those left to tract.
+    /// [`edgewise_kernels::Int8Conv`], and those left to tract.
     pub fn int8_kernels(&self) -> Option<&Installed> {
         self.int8_kernels.as_ref()
     }
@@ -571,11 +592,11 @@ mod tests {
             panic!("{:?}", engine.qdq_rewrite());
         };
         assert_eq!(fusion.fused, 1);
-        let uses = edgewise_quant::audit(engine.plan());
+        let uses = edgewise_kernels::audit(engine.plan());
         assert!(!uses.is_empty());
         assert!(
             uses.iter()
-                .all(|u| u.precision == edgewise_quant::Precision::Integer),
+                .all(|u| u.precision == edgewise_kernels::Precision::Integer),
             "{uses:?}"
         );
         let x = Tensor::from_shape(&[1, 2, 4, 4], &input).unwrap();

@@ -51,13 +51,13 @@ struct Cli {
     /// `integer` (convolutions on Edgewise's INT8 convolution, element-wise
     /// work as int8 tables), `float` (activation quantize/dequantize pairs
     /// removed) or `integer-tract` (convolutions on tract's own).
-    #[arg(long, value_enum, default_value_t = QdqMode::Auto)]
+    #[arg(long, default_value_t = QdqMode::Auto)]
     qdq: QdqMode,
     /// The float type of the model's float work: `f32`, or `f16` for CPUs
     /// with half-precision arithmetic (Raspberry Pi 5, Jetson Orin; elsewhere
     /// tract emulates it, slower than f32). Reductions, softmax, exp, log
     /// and pow stay in f32.
-    #[arg(long, value_enum, default_value_t = FloatPrecision::F32)]
+    #[arg(long, default_value_t = FloatPrecision::F32)]
     precision: FloatPrecision,
     /// With `--precision f16`: nodes whose name contains one of these stay
     /// in f32 (comma-separated or repeated), e.g. `--keep-f32 Sigmoid,Conv.61`.
@@ -141,13 +141,13 @@ fn parse_size(text: &str) -> Result<[usize; 2]> {
 }
 
 /// For a QDQ (INT8) model: how it ran, and the kernels its convolutions got
-/// (the audit of [`edgewise_quant::audit`]).
+/// (the audit of [`edgewise_kernels::audit`]).
 fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
     let rewrite = engine.qdq_rewrite()?;
-    let kernels = edgewise_quant::audit(engine.plan());
+    let kernels = edgewise_kernels::audit(engine.plan());
     let integer = kernels
         .iter()
-        .filter(|k| k.precision == edgewise_quant::Precision::Integer)
+        .filter(|k| k.precision == edgewise_kernels::Precision::Integer)
         .count();
     let mode = engine.qdq_fallback().map_or_else(
         || "--qdq float".to_string(),
@@ -214,14 +214,14 @@ fn cpu_has_f16_arithmetic() -> bool {
 /// kernels its convolutions and matrix products got.
 fn describe_half(engine: &edgewise_runtime::Engine) -> Option<String> {
     let half = engine.half_precision()?;
-    let kernels = edgewise_quant::audit(engine.plan());
+    let kernels = edgewise_kernels::audit(engine.plan());
     let in_f16 = kernels
         .iter()
-        .filter(|k| k.precision == edgewise_quant::Precision::Half)
+        .filter(|k| k.precision == edgewise_kernels::Precision::Half)
         .count();
     let mut names: Vec<&str> = kernels
         .iter()
-        .filter(|k| k.precision == edgewise_quant::Precision::Half)
+        .filter(|k| k.precision == edgewise_kernels::Precision::Half)
         .flat_map(|k| k.kernels.iter().map(String::as_str))
         .collect();
     names.sort_unstable();

@@ -90,6 +90,7 @@ fn raise_thresholds() -> AllocatorTuning {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     use super::*;
 
     /// Minor page faults of the calling thread so far.
@@ -106,13 +107,27 @@ mod tests {
     /// Blocks above glibc's largest automatic mmap threshold (32 MiB),
     /// allocated and freed frame after frame, fault their pages in once
     /// rather than every time.
+    ///
+    /// Fails, rather than passing unchecked, when the tuning was not applied
+    /// (`EDGEWISE_MALLOC=system` or malloc tunables in `GLIBC_TUNABLES` in
+    /// the test's environment, or a glibc refusing the thresholds).
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn freed_feature_maps_are_reused_without_page_faults() {
-        if !matches!(keep_freed_memory(), AllocatorTuning::KeepFreed { .. }) {
-            return;
-        }
         const SIZE: usize = 48 << 20;
+        let mmap_threshold = match keep_freed_memory() {
+            AllocatorTuning::KeepFreed { mmap_threshold, .. } => *mmap_threshold,
+            AllocatorTuning::Untouched(why) => panic!(
+                "the allocator was left as it was ({why}), so there is nothing to measure: \
+                 run this test without EDGEWISE_MALLOC=system and without glibc.malloc.* \
+                 tunables in GLIBC_TUNABLES"
+            ),
+        };
+        assert!(
+            mmap_threshold > SIZE,
+            "this glibc accepts an mmap threshold of only {mmap_threshold} bytes, so the \
+             {SIZE}-byte blocks of this test get their own mmap whatever the tuning"
+        );
         let pages = (SIZE / 4096) as i64;
         let frame = |value: u8| {
             let map = vec![value; SIZE];
@@ -128,6 +143,17 @@ mod tests {
             faults < pages / 10,
             "8 frames of a {SIZE}-byte block took {faults} page faults; without the tuning they take {}",
             8 * pages
+        );
+    }
+
+    /// Other allocators are left alone (`raise_thresholds`): listed as
+    /// ignored there rather than passing without a check.
+    #[test]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[ignore = "needs glibc's malloc on Linux: other allocators are not tuned"]
+    fn freed_feature_maps_are_reused_without_page_faults() {
+        eprintln!(
+            "skipped: the allocator is not glibc's, and keep_freed_memory tunes only glibc's"
         );
     }
 }

@@ -1,23 +1,13 @@
 //! `edge-run` as a user runs it, including bad images and wrong decoders.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use edgewise_tests::root;
 
+/// Runs `edge-run` from the repository root: success, stdout, stderr.
 fn edge_run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-run"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    edgewise_tests::run(env!("CARGO_BIN_EXE_edge-run"), args)
 }
 
 const MODEL: &str = "models/ppocr_v4_det.toml";

@@ -1,5 +1,5 @@
 //! The build options as command-line flags, shared by `edge-convert zoo`
-//! and `edge-bench study`.
+//! and `edge-bench study` (feature `cli`: the library needs no clap).
 
 use crate::{Init, Options, ZooError};
 
@@ -19,28 +19,22 @@ pub struct BuildArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Weight initialisation: kaiming, xavier or normal.
-    #[arg(long, default_value = "kaiming", value_parser = parse_init)]
+    #[arg(long, default_value = "kaiming")]
     pub init: Init,
 }
 
-fn parse_init(text: &str) -> Result<Init, String> {
-    Init::parse(text).ok_or_else(|| format!("unknown init `{text}`; use kaiming, xavier or normal"))
-}
-
 impl BuildArgs {
-    /// The options, refusing zero classes or channels.
+    /// The options, refusing zero classes or channels (the input size is
+    /// checked when building, after the spec).
     pub fn options(&self) -> Result<Options, ZooError> {
-        if self.classes == 0 || self.neck_channels == 0 {
-            return Err(ZooError::Spec(
-                "--classes and --neck-channels must be at least 1".into(),
-            ));
-        }
-        Ok(Options {
+        let options = Options {
             size: self.input,
             classes: self.classes,
             neck_channels: self.neck_channels,
             seed: self.seed,
             init: self.init,
-        })
+        };
+        options.check_counts()?;
+        Ok(options)
     }
 }

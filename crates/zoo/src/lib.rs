@@ -8,6 +8,23 @@
 //! heads/      box and class predictors (SSDLite, RetinaNet, YOLO, EfficientDet)
 //! ```
 
+/// The `name` of every entry of a registry table, in order, as an array
+/// built at compile time: lists of names derive from the table, so adding a
+/// part means adding its entry and nothing else.
+macro_rules! registry_names {
+    ($registry:expr) => {{
+        let mut names = [""; $registry.len()];
+        let mut i = 0;
+        while i < names.len() {
+            names[i] = $registry[i].name;
+            i += 1;
+        }
+        names
+    }};
+}
+pub(crate) use registry_names;
+
+#[cfg(feature = "cli")]
 mod args;
 pub mod backbones;
 pub mod heads;
@@ -16,6 +33,7 @@ pub mod net;
 pub mod rng;
 mod save;
 
+#[cfg(feature = "cli")]
 pub use args::BuildArgs;
 pub use save::Saved;
 
@@ -151,6 +169,35 @@ pub struct Options {
     pub init: Init,
 }
 
+impl Options {
+    /// Refuses options no detector can be built with: zero classes or neck
+    /// channels, or an input size that is not a multiple of 32 of at least
+    /// 64. [`build`] checks them; callers taking options from people can
+    /// check them before any work.
+    pub fn check(&self) -> Result<(), ZooError> {
+        self.check_counts()?;
+        if self.size < 64 || !self.size.is_multiple_of(32) {
+            return Err(ZooError::Spec(format!(
+                "input size {} must be a multiple of 32, at least 64",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses zero classes or neck channels: what the command line checks
+    /// before reading the spec (the size waits for [`build`]), so its flags
+    /// name the error.
+    pub(crate) fn check_counts(&self) -> Result<(), ZooError> {
+        if self.classes == 0 || self.neck_channels == 0 {
+            return Err(ZooError::Spec(
+                "--classes and --neck-channels must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A built detector.
 pub struct Detector {
     /// What it was built from.
@@ -215,12 +262,7 @@ pub fn build(spec: &Spec, options: &Options) -> Result<Detector, ZooError> {
         .ok_or_else(|| ZooError::Spec(format!("unknown neck `{}`", spec.neck)))?;
     let head = heads::by_name(&spec.head)
         .ok_or_else(|| ZooError::Spec(format!("unknown head `{}`", spec.head)))?;
-    if options.size < 64 || !options.size.is_multiple_of(32) {
-        return Err(ZooError::Spec(format!(
-            "input size {} must be a multiple of 32, at least 64",
-            options.size
-        )));
-    }
+    options.check()?;
     let mut net = Net::new(options.seed, options.init);
     let image = net.input("image", 3, options.size, options.size);
     let [_, c3, c4, c5] = backbone.build(&mut net, &image);

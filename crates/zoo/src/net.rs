@@ -86,6 +86,17 @@ impl Init {
     }
 }
 
+/// [`Init::parse`], saying what is known when the name is not: what
+/// command lines parse `--init` with.
+impl std::str::FromStr for Init {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Init, String> {
+        Init::parse(text)
+            .ok_or_else(|| format!("unknown init `{text}`; use kaiming, xavier or normal"))
+    }
+}
+
 /// Padding of a convolution or pooling window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pad {

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use edgewise_bench::attribution::{Attributor, Origin};
 use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_graph::{InputShape, Model, Topology, analyze};
+use edgewise_measure::attribution::{Attributor, Origin};
 use edgewise_runtime::Engine;
 use edgewise_stages::{Overrides, Stage, partition};
 use edgewise_tests::model_path;

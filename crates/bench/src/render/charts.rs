@@ -5,7 +5,7 @@ use anyhow::{Result, anyhow};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
-use crate::report::{STAGE_ROWS, Variant};
+use edgewise_measure::report::{STAGE_ROWS, Variant};
 
 /// The colour of each stage row, in [`STAGE_ROWS`] order (Okabe–Ito palette,
 /// readable by colour-blind readers).

@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use crate::report::Report;
-use crate::stats::Summary;
+use edgewise_measure::report::Report;
+use edgewise_measure::stats::Summary;
 
 /// Column names.
 pub const HEADER: [&str; 17] = [

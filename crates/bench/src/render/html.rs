@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use super::tables::{self, TextTable};
 use super::{Options, charts};
-use crate::report::Report;
+use edgewise_measure::report::Report;
 
 /// Escapes text for HTML content and attributes.
 pub fn escape(text: &str) -> String {

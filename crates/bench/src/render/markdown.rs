@@ -2,7 +2,7 @@
 
 use super::Options;
 use super::tables::{self, TextTable};
-use crate::report::Report;
+use edgewise_measure::report::Report;
 
 /// A pipe table; `|` in cells is escaped.
 pub fn table(t: &TextTable) -> String {

@@ -3,8 +3,8 @@
 use edgewise_graph::units::si;
 
 use super::{ms, pct};
-use crate::report::{MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, Report, STAGE_ROWS, Variant};
-use crate::stats::Summary;
+use edgewise_measure::report::{MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, Report, STAGE_ROWS, Variant};
+use edgewise_measure::stats::Summary;
 
 /// A table of text cells.
 pub struct TextTable {
@@ -260,8 +260,8 @@ pub fn nodes(v: &Variant, top: usize) -> TextTable {
     }
 }
 
-/// Stage medians of every variant side by side, with the speedup of each
-/// over the first.
+/// Stage medians of every variant side by side, each after the first with
+/// its speedup over the first (`vs first`: the first's time over its own).
 pub fn comparison(report: &Report) -> TextTable {
     let variants = &report.variants;
     let base = &variants[0];
@@ -269,7 +269,7 @@ pub fn comparison(report: &Report) -> TextTable {
     for (i, v) in variants.iter().enumerate() {
         header.push(v.label.clone());
         if i > 0 {
-            header.push(format!("speedup ({} / {})", base.label, v.label));
+            header.push("vs first".to_string());
         }
     }
     let speedup = |b: Option<f64>, x: Option<f64>| match (b, x) {

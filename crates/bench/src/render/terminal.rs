@@ -4,7 +4,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::Options;
 use super::tables::{self, TextTable};
-use crate::report::Report;
+use edgewise_measure::report::Report;
 
 /// `t` with box-drawing borders, numbers aligned right.
 pub fn boxed(t: &TextTable) -> Table {

@@ -1,25 +1,12 @@
 //! `edge-bench` as a user runs it: variants side by side, every output
 //! format, the JSON schema, `merge`, and clear errors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use edgewise_tests::root;
 
-fn edge_bench(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-bench"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use super::edge_bench;
 
 fn validate(report: &serde_json::Value) {
     let schema_text =
@@ -150,7 +137,7 @@ fn two_variants_side_by_side_in_every_format_and_merged() {
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(md.contains("### Side by side"), "{md}");
     assert!(
-        md.contains("| speedup (ppocr_v4_det / ch_PP-OCRv4_det_infer) |"),
+        md.contains("| ppocr_v4_det | ch_PP-OCRv4_det_infer | vs first |"),
         "{md}"
     );
 

@@ -2,14 +2,13 @@
 //! page out, every chart has a size, and the screenshot shows the stage
 //! colours. The screenshot is kept in `target/test-artifacts/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use edgewise_bench::render::charts::STAGE_COLORS;
+use edgewise_tests::root;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use super::edge_bench;
 
 fn chromium() -> &'static str {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -55,27 +54,19 @@ fn url(path: &Path) -> String {
 fn the_html_report_renders_its_charts_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-bench"))
-        .args([
-            "models/ppocr_v4_det.toml",
-            "models/.cache/ch_PP-OCRv4_det_infer.onnx",
-            "--input-shape",
-            "1x3x320x320",
-            "--warmup",
-            "1",
-            "--runs",
-            "2",
-            "--save",
-        ])
-        .arg(&page)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = edge_bench(&[
+        "models/ppocr_v4_det.toml",
+        "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+        "--input-shape",
+        "1x3x320x320",
+        "--warmup",
+        "1",
+        "--runs",
+        "2",
+        "--save",
+        page.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
 
     // A probe page beside the report loads it in a frame and writes the
     // laid-out size of every chart into its own DOM, which Chromium dumps.

@@ -3,3 +3,8 @@
 
 mod cli;
 mod html_in_chromium;
+
+/// Runs `edge-bench` from the repository root: success, stdout, stderr.
+fn edge_bench(args: &[&str]) -> (bool, String, String) {
+    edgewise_tests::run(env!("CARGO_BIN_EXE_edge-bench"), args)
+}

@@ -7,25 +7,12 @@ mod optimize;
 mod quantize;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// The repository root.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use edgewise_tests::root;
 
 /// Runs `edge-convert` from the repository root: success, stdout, stderr.
 fn edge_convert(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-convert"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    edgewise_tests::run(env!("CARGO_BIN_EXE_edge-convert"), args)
 }
 
 /// A folder holding copies of the named sample photos.

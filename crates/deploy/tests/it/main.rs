@@ -1,22 +1,19 @@
-//! `edge-deploy` against a real OpenSSH server on loopback, with a throw-away
-//! host key and user key. The "device" is a folder of this machine whose
-//! sessions run the aarch64 build through qemu-user
-//! (`EDGEWISE_EXEC_PREFIX`, set by the server); it has no systemd, so the
-//! device script runs the service from a pid file. The model is PP-OCRv4
-//! det at 320x320, its self-test on page.png.
+//! `edge-deploy` against a real OpenSSH server on loopback ([`sshd`]): the
+//! "device" is a folder of this machine whose sessions run the aarch64 build
+//! through qemu-user. The model is PP-OCRv4 det at 320x320, its self-test on
+//! page.png. `flash` is tested on an SD-card image, without a device.
+
+mod sshd;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use sshd::Device;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
-
-/// A path that a careless shell command would split, unquote or execute.
-const HOSTILE: &str = "dev ice; it's $(touch /tmp/edgewise-pwned) \"q\"";
 
 fn edge_deploy(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edge-deploy"))
@@ -39,152 +36,8 @@ fn run_ok(command: &mut Command) -> Output {
     output
 }
 
-/// An sshd on loopback, the keys, a client configuration naming it
-/// `device` (and `device-cut` through a proxy that drops the connection
-/// after 1 MiB from the client), and a board profile installing into `dir`.
-struct Device {
-    root: tempfile::TempDir,
-    sshd: Child,
-    /// The device's service folder.
-    dir: PathBuf,
-    /// Where sessions see the service folder: through /proc when the server
-    /// runs in its own mount namespace.
-    view: PathBuf,
-    ssh_config: PathBuf,
-    board: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// What the tests do to the device with edge-deploy.
 impl Device {
-    /// A device whose service folder is on a filesystem of `disk_mib` MiB
-    /// when given (a tmpfs in the server's own mount namespace: needs root).
-    fn start(disk_mib: Option<u64>) -> Device {
-        let root = tempfile::tempdir().unwrap();
-        let base = root.path().to_path_buf();
-        let dir = base.join(HOSTILE).join("edgewise");
-        std::fs::create_dir_all(&dir).unwrap();
-        for key in ["host_key", "user_key"] {
-            run_ok(
-                Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(base.join(key)),
-            );
-        }
-        std::fs::copy(base.join("user_key.pub"), base.join("authorized_keys")).unwrap();
-        let host_key = std::fs::read_to_string(base.join("host_key.pub")).unwrap();
-        std::fs::write(base.join("known_hosts"), format!("device {host_key}")).unwrap();
-        let port = free_port();
-        let user = String::from_utf8(run_ok(Command::new("id").arg("-un")).stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        let b = base.display();
-        std::fs::write(
-            base.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {b}/host_key\nPidFile {b}/sshd.pid\n\
-                 AuthorizedKeysFile {b}/authorized_keys\nStrictModes no\nUsePAM no\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\n\
-                 SetEnv \"EDGEWISE_EXEC_PREFIX=qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu\"\n"
-            ),
-        )
-        .unwrap();
-        let proxy_port = cutting_proxy(port, 1 << 20);
-        let client = |name: &str, port: u16| {
-            format!(
-                "Host {name}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  \
-                 IdentityFile {b}/user_key\n  IdentitiesOnly yes\n  HostKeyAlias device\n  \
-                 UserKnownHostsFile {b}/known_hosts\n  StrictHostKeyChecking yes\n"
-            )
-        };
-        let ssh_config = base.join("ssh_config");
-        std::fs::write(
-            &ssh_config,
-            client("device", port)
-                + &client("device-cut", proxy_port)
-                + &client("unreachable", free_port()),
-        )
-        .unwrap();
-        // The privilege separation folder sshd wants when it runs as root.
-        if user == "root" {
-            std::fs::create_dir_all("/run/sshd").unwrap();
-        }
-        let sshd_args = ["-D", "-e", "-f"];
-        let mut sshd = match disk_mib {
-            None => Command::new("/usr/sbin/sshd"),
-            Some(mib) => {
-                assert_eq!(
-                    user, "root",
-                    "a small disk for the device needs root (mount)"
-                );
-                let mut c = Command::new("unshare");
-                c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                    .arg(r#"mount -t tmpfs -o size="$1"m tmpfs "$2" && shift 2 && exec /usr/sbin/sshd "$@""#)
-                    .arg("sh")
-                    .arg(mib.to_string())
-                    .arg(&dir);
-                c
-            }
-        };
-        let sshd = sshd
-            .args(sshd_args)
-            .arg(base.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(base.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("starting /usr/sbin/sshd (Debian: openssh-server)");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sshd did not start: {}",
-                std::fs::read_to_string(base.join("sshd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let view = match disk_mib {
-            None => dir.clone(),
-            Some(_) => PathBuf::from(format!("/proc/{}/root", sshd.id()))
-                .join(dir.strip_prefix("/").unwrap()),
-        };
-        // The board: a Pi 4 whose service lives in the hostile folder and
-        // runs as this user.
-        let boards = base.join("boards");
-        std::fs::create_dir_all(&boards).unwrap();
-        let rpi4 = std::fs::read_to_string(workspace().join("boards/rpi4.toml")).unwrap();
-        let mut profile: toml::Table = rpi4.parse().unwrap();
-        let deploy = profile["deploy"].as_table_mut().unwrap();
-        deploy.insert("service_dir".into(), dir.display().to_string().into());
-        deploy.insert("user".into(), user.into());
-        let board = boards.join("rpi4.toml");
-        std::fs::write(&board, toml::to_string(&profile).unwrap()).unwrap();
-        Device {
-            root,
-            sshd,
-            dir,
-            view,
-            ssh_config,
-            board,
-        }
-    }
-
-    fn ssh(&self, host: &str, words: &[&str]) -> Output {
-        let ssh = edgewise_deploy::ssh::Ssh::new(
-            host,
-            vec!["-F".into(), self.ssh_config.display().to_string()],
-        )
-        .unwrap();
-        ssh.command(words).output().unwrap()
-    }
-
     fn push(&self, bundle: &Path, host: &str) -> Output {
         edge_deploy(&[
             "push",
@@ -212,16 +65,6 @@ impl Device {
         ]);
         assert!(out.status.success(), "{}", text(&out));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// The releases on the device, sorted.
-    fn releases(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.view.join("releases"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// A bundle of PP-OCRv4 det for this device, on `threads` threads (a
@@ -266,62 +109,6 @@ impl Device {
         let stdout = String::from_utf8_lossy(&out.stdout);
         PathBuf::from(stdout.split(": release").next().unwrap())
     }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        let dir = self.dir.display().to_string();
-        self.ssh(
-            "device",
-            &[
-                "sh",
-                "-c",
-                r#"kill "$(cat "$1/run/edgewise.pid")""#,
-                "stop",
-                &dir,
-            ],
-        );
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
-    }
-}
-
-/// A TCP proxy to `port` that cuts each connection once the client has sent
-/// `budget` bytes: an upload interrupted by the network.
-fn cutting_proxy(port: u16, budget: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy_port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
-            let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)) else {
-                return;
-            };
-            let (mut client_reader, mut server_writer) =
-                (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let mut sent = 0;
-                let mut buf = [0u8; 16384];
-                while sent < budget {
-                    match client_reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if server_writer.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            sent += n;
-                        }
-                    }
-                }
-                let _ = client_reader.shutdown(Shutdown::Both);
-                let _ = server_writer.shutdown(Shutdown::Both);
-            });
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut server, &mut client);
-            });
-        }
-    });
-    proxy_port
 }
 
 /// The aarch64 build for the Pi 4 (a no-op when CI's arm-check made it).
@@ -538,9 +325,9 @@ fn a_cut_upload_and_a_corrupt_bundle_leave_the_running_release() {
     assert!(out.status.success(), "{}", text(&out));
     let report = std::fs::read_to_string(&report).unwrap();
     // edge-bench's own reader takes it, so `edge-bench merge` does.
-    let parsed = edgewise_bench::report::Report::from_json(&report, "pi4.json").unwrap();
+    let parsed = edgewise_measure::report::Report::from_json(&report, "pi4.json").unwrap();
     assert_eq!(
-        edgewise_bench::report::Report::merge(vec![parsed.clone(), parsed])
+        edgewise_measure::report::Report::merge(vec![parsed.clone(), parsed])
             .variants
             .len(),
         2

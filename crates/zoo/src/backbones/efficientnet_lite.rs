@@ -36,10 +36,6 @@ fn mbconv(net: &mut Net, x: &Feature, k: usize, stride: usize, e: usize, out: us
 }
 
 impl Backbone for EfficientNetLite0 {
-    fn name(&self) -> &'static str {
-        "efficientnet_lite0"
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let stem = net.conv(image, 32, 3, 2, 1, false, Pad::SameUpper);
         let stem = net.bn(&stem, 1.0);

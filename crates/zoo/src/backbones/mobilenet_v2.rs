@@ -36,10 +36,6 @@ fn inverted_residual(net: &mut Net, x: &Feature, out: usize, stride: usize, t: u
 }
 
 impl Backbone for MobileNetV2 {
-    fn name(&self) -> &'static str {
-        "mobilenet_v2"
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let w = self.width;
         let mut x = net.conv_bn_act(image, make_divisible(32.0 * w, 8), 3, 2, 1, Act::Relu6);

@@ -44,7 +44,6 @@ const SMALL: [Block; 11] = [
 
 /// MobileNetV3 Small or Large at a width multiplier.
 pub struct MobileNetV3 {
-    name: &'static str,
     blocks: &'static [Block],
     /// Channels of the classifier's hidden layer.
     hidden: usize,
@@ -55,7 +54,6 @@ impl MobileNetV3 {
     /// MobileNetV3-Large (5.5 M parameters at width 1).
     pub fn large(width: f32) -> MobileNetV3 {
         MobileNetV3 {
-            name: "mobilenet_v3_large",
             blocks: &LARGE,
             hidden: 1280,
             width,
@@ -65,7 +63,6 @@ impl MobileNetV3 {
     /// MobileNetV3-Small (2.5 M parameters at width 1).
     pub fn small(width: f32) -> MobileNetV3 {
         MobileNetV3 {
-            name: "mobilenet_v3_small",
             blocks: &SMALL,
             hidden: 1024,
             width,
@@ -95,10 +92,6 @@ fn bottleneck(net: &mut Net, x: &Feature, b: Block, expanded: usize, out: usize)
 }
 
 impl Backbone for MobileNetV3 {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let mut x = net.conv_bn_act(image, self.channels(16), 3, 2, 1, Act::HardSwish);
         let mut taps: Vec<Feature> = vec![];

@@ -6,7 +6,6 @@ use crate::net::{Act, Feature, Net, Pad};
 
 /// A ResNet.
 pub struct ResNet {
-    name: &'static str,
     /// Blocks per stage.
     layers: [usize; 4],
     /// Bottleneck blocks (expansion 4) rather than basic ones.
@@ -17,7 +16,6 @@ impl ResNet {
     /// ResNet-18: basic blocks, [2, 2, 2, 2].
     pub fn resnet18() -> ResNet {
         ResNet {
-            name: "resnet18",
             layers: [2, 2, 2, 2],
             bottleneck: false,
         }
@@ -26,7 +24,6 @@ impl ResNet {
     /// ResNet-50: bottlenecks, [3, 4, 6, 3].
     pub fn resnet50() -> ResNet {
         ResNet {
-            name: "resnet50",
             layers: [3, 4, 6, 3],
             bottleneck: true,
         }
@@ -61,10 +58,6 @@ fn block(net: &mut Net, x: &Feature, planes: usize, stride: usize, bottleneck: b
 }
 
 impl Backbone for ResNet {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let x = conv_bn(net, image, 64, 7, 2, 1.0);
         let x = net.act(&x, Act::Relu);

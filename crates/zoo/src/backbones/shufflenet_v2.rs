@@ -61,10 +61,6 @@ fn unit(net: &mut Net, x: &Feature, out: usize, stride: usize) -> Feature {
 }
 
 impl Backbone for ShuffleNetV2 {
-    fn name(&self) -> &'static str {
-        "shufflenet_v2"
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let c = self.channels;
         let stem = net.conv_bn_act(image, c[0], 3, 2, 1, Act::Relu);

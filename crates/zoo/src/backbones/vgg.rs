@@ -17,10 +17,6 @@ const STAGES: [&[usize]; 5] = [
 ];
 
 impl Backbone for Vgg16 {
-    fn name(&self) -> &'static str {
-        "vgg16"
-    }
-
     fn build(&self, net: &mut Net, image: &Feature) -> [Feature; 4] {
         let mut x = image.clone();
         let mut taps = vec![];

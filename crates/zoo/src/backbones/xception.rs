@@ -30,10 +30,6 @@ fn down_block(net: &mut Net, x: &Feature, mid: usize, out: usize, relu_first: bo
 }
 
 impl Backbone for Xception {
-    fn name(&self) -> &'static str {
-        "xception"
-    }
-
     fn native_size(&self) -> usize {
         299
     }

@@ -57,10 +57,6 @@ fn net_on_levels(
 }
 
 impl Head for EfficientDet {
-    fn name(&self) -> &'static str {
-        "efficientdet"
-    }
-
     fn levels(&self) -> usize {
         5
     }

@@ -21,11 +21,8 @@ pub struct HeadOutput {
     pub params: Vec<String>,
 }
 
-/// A detection head.
+/// A detection head. Its name is its [`REGISTRY`] entry's.
 pub trait Head {
-    /// The registry name (`retinanet`).
-    fn name(&self) -> &'static str;
-
     /// Pyramid levels it reads, from stride 8 upwards.
     fn levels(&self) -> usize;
 
@@ -56,18 +53,42 @@ pub trait Head {
 /// (`-ln(0.99 / 0.01)`, RetinaNet's prior).
 pub(crate) const CLASS_PRIOR_BIAS: f32 = -4.59512;
 
+/// A registered head.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// The name specs use (`retinanet`).
+    pub name: &'static str,
+    /// Builds it.
+    pub make: fn() -> Box<dyn Head>,
+}
+
+/// Every head, in the order tables list them: the one list to extend.
+/// [`NAMES`] and [`by_name`] read it.
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "ssdlite",
+        make: || Box::new(ssdlite::SsdLite),
+    },
+    Entry {
+        name: "retinanet",
+        make: || Box::new(retinanet::RetinaNet),
+    },
+    Entry {
+        name: "yolo",
+        make: || Box::new(yolo::Yolo),
+    },
+    Entry {
+        name: "efficientdet",
+        make: || Box::new(efficientdet::EfficientDet),
+    },
+];
+
 /// Registry names.
-pub const NAMES: [&str; 4] = ["ssdlite", "retinanet", "yolo", "efficientdet"];
+pub const NAMES: [&str; REGISTRY.len()] = crate::registry_names!(REGISTRY);
 
 /// The head `name`.
 pub fn by_name(name: &str) -> Option<Box<dyn Head>> {
-    Some(match name {
-        "ssdlite" => Box::new(ssdlite::SsdLite),
-        "retinanet" => Box::new(retinanet::RetinaNet),
-        "yolo" => Box::new(yolo::Yolo),
-        "efficientdet" => Box::new(efficientdet::EfficientDet),
-        _ => return None,
-    })
+    REGISTRY.iter().find(|e| e.name == name).map(|e| (e.make)())
 }
 
 /// `[1, A·k, H, W]` to `[1, H·W·A, k]`: the per-location, per-anchor order
@@ -118,4 +139,23 @@ pub(crate) fn concat_names(net: &mut Net, names: &[String], axis: i64) -> String
 pub(crate) fn toml_list<T: std::fmt::Display>(xs: &[T]) -> String {
     let items: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
     format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_builds_under_a_unique_name() {
+        for (i, entry) in REGISTRY.iter().enumerate() {
+            assert!(
+                !NAMES[..i].contains(&entry.name),
+                "`{}` is registered twice",
+                entry.name
+            );
+            assert!(by_name(entry.name).is_some(), "{}", entry.name);
+        }
+        let names: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
+        assert_eq!(NAMES.to_vec(), names);
+    }
 }

@@ -48,10 +48,6 @@ pub(crate) fn subnet(
 }
 
 impl Head for RetinaNet {
-    fn name(&self) -> &'static str {
-        "retinanet"
-    }
-
     fn levels(&self) -> usize {
         5
     }

@@ -27,10 +27,6 @@ fn predictor(net: &mut Net, x: &Feature, out: usize) -> Feature {
 }
 
 impl Head for SsdLite {
-    fn name(&self) -> &'static str {
-        "ssdlite"
-    }
-
     fn levels(&self) -> usize {
         3 + EXTRAS.len()
     }

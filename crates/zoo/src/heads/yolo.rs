@@ -32,10 +32,6 @@ fn branch(net: &mut Net, x: &Feature, hidden: usize, out: usize, bias: f32) -> F
 }
 
 impl Head for Yolo {
-    fn name(&self) -> &'static str {
-        "yolo"
-    }
-
     fn levels(&self) -> usize {
         3
     }

@@ -47,10 +47,6 @@ fn layer(net: &mut Net, p: &[Feature]) -> Vec<Feature> {
 }
 
 impl Neck for BiFpn {
-    fn name(&self) -> &'static str {
-        "bifpn"
-    }
-
     fn build(
         &self,
         net: &mut Net,

@@ -22,10 +22,6 @@ pub(crate) fn top_down(net: &mut Net, taps: &[Feature; 3], channels: usize) -> V
 }
 
 impl Neck for Fpn {
-    fn name(&self) -> &'static str {
-        "fpn"
-    }
-
     fn build(
         &self,
         net: &mut Net,

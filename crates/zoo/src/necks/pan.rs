@@ -9,10 +9,6 @@ use crate::net::{Act, Feature, Net};
 pub struct Pan;
 
 impl Neck for Pan {
-    fn name(&self) -> &'static str {
-        "pan"
-    }
-
     fn build(
         &self,
         net: &mut Net,

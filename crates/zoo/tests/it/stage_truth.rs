@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use edgewise_graph::InputShape;
 use edgewise_stages::{Overrides, StagedModel};
-use edgewise_zoo::{Init, Options, Spec, backbones, build, heads, necks};
+use edgewise_zoo::{Init, Options, Spec, build, heads};
 
 /// Input size: large enough that the deepest level of SSDLite (stride 256)
 /// is still a 2x2 map, not a global one.
@@ -21,57 +21,49 @@ fn check(head: &str) {
         seed: 7,
         init: Init::Kaiming,
     };
-    let only = std::env::var("ZOO_ONLY").ok();
     let shape = InputShape::parse(&format!("1x3x{SIZE}x{SIZE}")).unwrap();
     let mut failures = vec![];
-    for backbone in backbones::NAMES {
-        for neck in necks::NAMES {
-            let text = format!("{backbone}+{neck}+{head}");
-            if only.as_deref().is_some_and(|o| !text.contains(o)) {
-                continue;
-            }
-            let started = Instant::now();
-            let mut d = build(&Spec::parse(&text).unwrap(), &options).unwrap();
-            d.anonymize();
-            let staged = StagedModel::new(
-                d.model.clone(),
-                std::slice::from_ref(&shape),
-                &Overrides::default(),
-            )
-            .unwrap();
-            let p = &staged.partition;
-            let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
-            let found_out: Vec<String> =
-                p.backbone_outputs.iter().map(|b| b.value.clone()).collect();
-            let found_in: Vec<String> = p.head_inputs.iter().map(|b| b.value.clone()).collect();
-            let mut wrong = vec![];
-            if set(&found_out) != set(&d.backbone_out) {
-                wrong.push(format!(
-                    "backbone out {:?} (strides {:?}), truth {:?}",
-                    found_out,
-                    p.backbone_outputs
-                        .iter()
-                        .map(|b| b.stride)
-                        .collect::<Vec<_>>(),
-                    d.backbone_out
-                ));
-            }
-            if set(&found_in) != set(&d.head_in) {
-                wrong.push(format!(
-                    "head in {:?} (strides {:?}), truth {:?}",
-                    found_in,
-                    p.head_inputs.iter().map(|b| b.stride).collect::<Vec<_>>(),
-                    d.head_in
-                ));
-            }
-            eprintln!(
-                "{text}: {} in {:.1} s",
-                if wrong.is_empty() { "ok" } else { "WRONG" },
-                started.elapsed().as_secs_f64()
-            );
-            if !wrong.is_empty() {
-                failures.push(format!("{text}: {}", wrong.join("; ")));
-            }
+    for text in crate::combinations(head) {
+        let started = Instant::now();
+        let mut d = build(&Spec::parse(&text).unwrap(), &options).unwrap();
+        d.anonymize();
+        let staged = StagedModel::new(
+            d.model.clone(),
+            std::slice::from_ref(&shape),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let p = &staged.partition;
+        let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+        let found_out: Vec<String> = p.backbone_outputs.iter().map(|b| b.value.clone()).collect();
+        let found_in: Vec<String> = p.head_inputs.iter().map(|b| b.value.clone()).collect();
+        let mut wrong = vec![];
+        if set(&found_out) != set(&d.backbone_out) {
+            wrong.push(format!(
+                "backbone out {:?} (strides {:?}), truth {:?}",
+                found_out,
+                p.backbone_outputs
+                    .iter()
+                    .map(|b| b.stride)
+                    .collect::<Vec<_>>(),
+                d.backbone_out
+            ));
+        }
+        if set(&found_in) != set(&d.head_in) {
+            wrong.push(format!(
+                "head in {:?} (strides {:?}), truth {:?}",
+                found_in,
+                p.head_inputs.iter().map(|b| b.stride).collect::<Vec<_>>(),
+                d.head_in
+            ));
+        }
+        eprintln!(
+            "{text}: {} in {:.1} s",
+            if wrong.is_empty() { "ok" } else { "WRONG" },
+            started.elapsed().as_secs_f64()
+        );
+        if !wrong.is_empty() {
+            failures.push(format!("{text}: {}", wrong.join("; ")));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -53,6 +53,18 @@ pub fn check(
             board.core
         ));
     }
+    // Without a core name (x86 reports none), the vendor tells a profile
+    // written for another CPU: its peak is not this machine's.
+    let vendor = board.soc.split_whitespace().next().unwrap_or_default();
+    if machine.core.is_none()
+        && !vendor.is_empty()
+        && !machine.cpu.to_lowercase().contains(&vendor.to_lowercase())
+    {
+        warnings.push(format!(
+            "the CPU is an {}, the `{name}` profile describes an {} ({}): its peak is not this CPU's",
+            machine.cpu, board.soc, board.core
+        ));
+    }
     if same_arch {
         let has = |f: &str| machine.features.iter().any(|m| m == f);
         let missing: Vec<&str> = board
@@ -176,6 +188,33 @@ mod tests {
         assert_eq!(check.clock_source, "profile");
         let (_, warnings) = check_x86(&board);
         assert!(warnings[0].contains("is for aarch64"), "{warnings:?}");
+    }
+
+    #[test]
+    fn an_x86_profile_of_another_vendor_is_named() {
+        let board = Board::builtin("host").unwrap();
+        let mut m = pi4_machine();
+        m.arch = "x86_64".into();
+        m.core = None;
+        m.cores = board.cores;
+        m.features = board.cpu.features.clone();
+        m.max_clock_mhz = None;
+        m.cpu = "Intel(R) Xeon(R) Processor".into();
+        let (found, warnings) = check(&board, &m, Precision::F32, 1);
+        let all = warnings.join("\n");
+        assert!(
+            all.contains(
+                "the CPU is an Intel(R) Xeon(R) Processor, the `host` profile describes an AMD"
+            ),
+            "{all}"
+        );
+        assert!(!found.matches);
+        m.cpu = board.soc.clone();
+        let (_, warnings) = check(&board, &m, Precision::F32, 1);
+        assert!(
+            !warnings.iter().any(|w| w.contains("describes")),
+            "{warnings:?}"
+        );
     }
 
     fn check_x86(board: &Board) -> (BoardCheck, Vec<String>) {

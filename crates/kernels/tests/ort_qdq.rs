@@ -14,7 +14,7 @@ use edgewise_graph::Model;
 use edgewise_graph::analysis::tract_model;
 use edgewise_graph::model::{Attribute, AttributeValue, Node};
 use edgewise_graph::tract_onnx::prelude::*;
-use edgewise_quant::{Precision, audit, dequantize_activations, fuse_qdq_convs, kernels};
+use edgewise_kernels::{Precision, audit, dequantize_activations, fuse_qdq_convs, int8};
 use edgewise_zoo::{Init, Options, Spec, build};
 
 const SIZE: usize = 128;
@@ -154,7 +154,7 @@ fn check_integer_and_faithful(weights: Weights) {
         .collect();
     // tract's own quantized convolution, then Edgewise's in its place.
     let mut ours = typed.clone();
-    let installed = kernels::install(&mut ours).unwrap();
+    let installed = int8::install(&mut ours).unwrap();
     eprintln!("Int8Conv: {installed:?}");
     let left_to_tract: Vec<&str> = installed.skipped.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

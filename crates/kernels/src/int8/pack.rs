@@ -169,7 +169,8 @@ fn interleave4(rows: [Option<&[i8]>; 4], cols: usize, r: usize, panel: usize, ou
 #[inline(always)]
 unsafe fn interleave16(rows: [*const i8; 4], out: *mut i8) {
     use std::arch::x86_64::*;
-    // SSE2 is part of the x86-64 baseline.
+    // SAFETY: SSE2 is part of the x86-64 baseline; the caller keeps the
+    // 16-byte loads and the four 16-byte stores in bounds.
     unsafe {
         let load = |p: *const i8| _mm_loadu_si128(p as *const __m128i);
         let (r0, r1, r2, r3) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
@@ -193,7 +194,8 @@ unsafe fn interleave16(rows: [*const i8; 4], out: *mut i8) {
 #[inline(always)]
 unsafe fn interleave16(rows: [*const i8; 4], out: *mut i8) {
     use std::arch::aarch64::*;
-    // NEON is part of the aarch64 baseline.
+    // SAFETY: NEON is part of the aarch64 baseline; the caller keeps the
+    // 16-byte loads and the four 16-byte stores in bounds.
     unsafe {
         let (r0, r1) = (vld1q_s8(rows[0]), vld1q_s8(rows[1]));
         let (r2, r3) = (vld1q_s8(rows[2]), vld1q_s8(rows[3]));
@@ -246,6 +248,8 @@ mod tests {
                 let mut ours = vec![99i8; panels * layout.panel_bytes(k)];
                 pack_rows(layout, &src, stride, k, cols, &mut ours);
                 for p in 0..panels {
+                    // SAFETY: tract's packed input holds `panel_bytes(k)`
+                    // bytes per panel, and i8 has no invalid values.
                     let expected = unsafe {
                         std::slice::from_raw_parts(
                             theirs.panel_bytes(p, None).unwrap() as *const i8,

@@ -15,9 +15,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use edgewise_graph::Model;
 use edgewise_graph::model::{Initializer, Node};
 use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::{Edit, Model};
 
 /// What [`fuse_qdq_convs`] did.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -126,18 +126,17 @@ pub fn fuse_qdq_convs(model: &mut Model) -> Fusion {
         return report;
     }
     // The QuantizeLinear after each fused conv is replaced by the fused node.
-    let fused_q: HashSet<usize> = replaced
-        .values()
-        .filter_map(|n| producer.get(n.outputs[0].as_str()).copied())
-        .collect();
-    let old = std::mem::take(&mut model.graph.nodes);
-    model.graph.nodes = old
-        .into_iter()
-        .enumerate()
-        .filter(|(ix, _)| !fused_q.contains(ix))
-        .map(|(ix, node)| replaced.remove(&ix).unwrap_or(node))
-        .collect();
-    model.graph.initializers.extend(new_constants);
+    let mut edit = Edit::new();
+    for (ix, node) in replaced {
+        if let Some(&q) = producer.get(node.outputs[0].as_str()) {
+            edit.drop(q);
+        }
+        edit.replace(ix, node);
+    }
+    for constant in new_constants {
+        edit.add_initializer(constant);
+    }
+    edit.apply(&mut model.graph);
     remove_unread_qdq(model);
     report
 }
@@ -344,13 +343,10 @@ fn remove_unread_qdq(model: &mut Model) {
         if unread.is_empty() {
             return;
         }
-        let drop: HashSet<usize> = unread.into_iter().collect();
-        let old = std::mem::take(&mut model.graph.nodes);
-        model.graph.nodes = old
-            .into_iter()
-            .enumerate()
-            .filter(|(ix, _)| !drop.contains(ix))
-            .map(|(_, n)| n)
-            .collect();
+        let mut edit = Edit::new();
+        for ix in unread {
+            edit.drop(ix);
+        }
+        edit.apply(&mut model.graph);
     }
 }

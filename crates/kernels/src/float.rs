@@ -3,8 +3,10 @@
 //! tract 0.23 runs a quantized convolution as im2col, zero-point sums and a
 //! requantization chain in separate passes over the tensor, and quantizes
 //! every activation with a scalar loop: onnxruntime's INT8 model of PP-OCRv4
-//! det runs 4-7 times slower than the FP32 model (`docs/benchmarks.md`). Until
-//! our own integer kernels beat float, a QDQ model is run here as float:
+//! det runs several times slower than the FP32 model (`docs/benchmarks.md`).
+//! Where [`crate::int8::install`] cannot take every quantized convolution
+//! (`--qdq auto` falls back), or on request (`--qdq float`), a QDQ model runs
+//! as float:
 //!
 //! ```text
 //! x ─QuantizeLinear(s, z)─▶ q ─DequantizeLinear(s, z)─▶ y
@@ -22,9 +24,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use edgewise_graph::Model;
 use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node};
 use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::{Edit, Model};
 
 /// What [`dequantize_activations`] did.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -162,26 +164,22 @@ pub fn dequantize_activations(model: &mut Model) -> Dequantized {
         return report;
     }
     // Each clip or identity takes the place of its QuantizeLinear, which keeps the nodes
-    // in topological order. Renames are followed to the end: a pair may read
+    // in topological order. Rewirings are followed to the end: a pair may read
     // the output of another.
-    let mut clips: HashMap<usize, Node> = clips.into_iter().collect();
-    let old = std::mem::take(&mut model.graph.nodes);
-    model.graph.nodes = old
-        .into_iter()
-        .enumerate()
-        .filter_map(|(ix, node)| match clips.remove(&ix) {
-            Some(clip) => Some(clip),
-            None => (!dropped.contains(&ix)).then_some(node),
-        })
-        .collect();
-    for node in &mut model.graph.nodes {
-        for input in &mut node.inputs {
-            while let Some(new) = renamed.get(input) {
-                *input = new.clone();
-            }
-        }
+    let mut edit = Edit::new();
+    for ix in dropped {
+        edit.drop(ix);
     }
-    model.graph.initializers.extend(constants);
+    for (ix, clip) in clips {
+        edit.replace(ix, clip);
+    }
+    for (from, to) in renamed {
+        edit.rewire(from, to);
+    }
+    for constant in constants {
+        edit.add_initializer(constant);
+    }
+    edit.apply(&mut model.graph);
     report
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Dense convolutions run on tract-linalg's i8 x i8 -> i32 kernels (VNNI on
 //! x86, SDOT or SMLAL on aarch64), picked through tract's dispatch (AMX
-//! passed over, `super::pick_kernel`), with the weights packed once;
+//! passed over, `super::install`), with the weights packed once;
 //! depthwise ones on [`super::depthwise`].
 
 use edgewise_graph::tract_onnx::prelude::*;
@@ -13,87 +13,9 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 use super::dense::DenseKernel;
 use super::depthwise::{Grid, depthwise_plane};
-
-/// The shape of one convolution, NCHW.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Geometry {
-    pub batch: usize,
-    pub in_c: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_c: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub dilation_h: usize,
-    pub dilation_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
-impl Geometry {
-    /// The output rows that kernel row `ky` reads inside the input.
-    pub fn valid_rows(&self, ky: usize) -> (usize, usize) {
-        valid_range(
-            ky * self.dilation_h,
-            self.pad_top,
-            self.stride_h,
-            self.in_h,
-            self.out_h,
-        )
-    }
-
-    /// For each kernel column, the output columns it reads inside the input.
-    pub fn valid_columns(&self) -> Vec<(usize, usize)> {
-        (0..self.kernel_w)
-            .map(|kx| {
-                valid_range(
-                    kx * self.dilation_w,
-                    self.pad_left,
-                    self.stride_w,
-                    self.in_w,
-                    self.out_w,
-                )
-            })
-            .collect()
-    }
-
-    pub fn is_pointwise(&self) -> bool {
-        self.kernel_h == 1
-            && self.kernel_w == 1
-            && self.stride_h == 1
-            && self.stride_w == 1
-            && self.pad_top == 0
-            && self.pad_left == 0
-            && self.out_h == self.in_h
-            && self.out_w == self.in_w
-    }
-}
-
-/// The output positions `o` in `0..out_len` whose input position
-/// `o * stride + offset - pad` falls inside `0..in_len`.
-fn valid_range(
-    offset: usize,
-    pad: usize,
-    stride: usize,
-    in_len: usize,
-    out_len: usize,
-) -> (usize, usize) {
-    let lo = if pad > offset {
-        (pad - offset).div_ceil(stride)
-    } else {
-        0
-    };
-    let hi = if in_len + pad > offset {
-        ((in_len - 1 + pad - offset) / stride + 1).min(out_len)
-    } else {
-        0
-    };
-    (lo.min(hi), hi)
-}
+use crate::geometry::Geometry;
+use crate::round::{round_half_even, to_int};
+use crate::tensor::{new_tensor, numbers};
 
 /// How the products are computed.
 #[derive(Clone, Debug)]
@@ -278,18 +200,17 @@ impl Int8Conv {
     ) -> TractResult<Tensor> {
         let g = &self.geo;
         let shape = self.output_shape();
-        let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, &shape)? };
-        let input = unsafe { input.try_as_plain_ram()?.as_slice_unchecked::<i8>() };
+        let input = numbers::<i8>(input)?;
         let mut scratch = vec![];
         let in_len = g.in_c * g.in_h * g.in_w;
         let out_len = g.out_c * g.out_h * g.out_w;
-        let mut view = output.try_as_plain_ram_mut()?;
-        let out = unsafe { view.as_slice_mut_unchecked::<T>() };
-        for b in 0..g.batch {
-            let image = self.image_i8(&input[b * in_len..(b + 1) * in_len], &mut scratch);
-            self.eval_image(image, &mut out[b * out_len..(b + 1) * out_len], cast)?;
-        }
-        Ok(output)
+        new_tensor(self.output_dt, &shape, |out: &mut [T]| {
+            for b in 0..g.batch {
+                let image = self.image_i8(&input[b * in_len..(b + 1) * in_len], &mut scratch);
+                self.eval_image(image, &mut out[b * out_len..(b + 1) * out_len], cast)?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -373,6 +294,10 @@ impl Requantize {
         self.run_loop(acc, less, out, cast);
     }
 
+    /// The portable loop, compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn run_avx2<T: Copy>(
@@ -385,6 +310,10 @@ impl Requantize {
         self.run_loop(acc, less, out, cast);
     }
 
+    /// The portable loop, compiled for AVX-512BW.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512BW.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512bw")]
     unsafe fn run_avx512<T: Copy>(
@@ -448,27 +377,4 @@ fn window_sums(g: &Geometry, x0: i32, image: &[i8]) -> Vec<i32> {
         }
     }
     sums
-}
-
-/// `x` clamped to `lo..=hi` (NaN to `lo`) and converted to i32. With the
-/// clamp first, the conversion needs no saturation, and the loops around it
-/// vectorize (a saturating `as` is one scalar conversion per lane).
-#[inline(always)]
-pub(crate) fn to_int(x: f32, lo: f32, hi: f32) -> i32 {
-    let x = x.max(lo).min(hi);
-    // SAFETY: `max` replaced a NaN by `lo`, and `lo..=hi` is inside i32.
-    unsafe { x.to_int_unchecked::<i32>() }
-}
-
-/// `x` rounded to the nearest integer, ties to even, for the range that
-/// matters before an int8 clamp. `f32::round_ties_even` is a libm call on
-/// x86-64's baseline (SSE2 has no rounding instruction), which keeps the loop
-/// scalar; adding and taking away 1.5 * 2^23 rounds in the FPU's default
-/// mode (nearest, ties to even) and vectorizes. Values beyond +-2^22 saturate
-/// first: they clamp to the int8 range anyway.
-#[inline(always)]
-pub(crate) fn round_half_even(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
-    let x = x.clamp(-4_194_304.0, 4_194_304.0);
-    (x + MAGIC) - MAGIC
 }

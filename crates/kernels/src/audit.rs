@@ -11,7 +11,7 @@
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
-use crate::kernels::Int8Conv;
+use crate::int8::Int8Conv;
 
 /// The arithmetic a kernel runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -633,7 +633,7 @@ struct Attributed {
     unattributed: Vec<String>,
 }
 
-/// The audit of `plan` ([`edgewise_quant::audit`]): every convolution and
+/// The audit of `plan` ([`edgewise_kernels::audit`]): every convolution and
 /// matrix product with its kernel's precision, its ONNX node and stage, and
 /// its median time; slowest first.
 fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> Vec<KernelRow> {
@@ -655,7 +655,7 @@ fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> 
             times
         })
         .collect();
-    let mut rows: Vec<KernelRow> = edgewise_quant::audit(plan)
+    let mut rows: Vec<KernelRow> = edgewise_kernels::audit(plan)
         .into_iter()
         .map(|k| {
             let id = ids.get(k.node.as_str()).copied();
@@ -676,9 +676,9 @@ fn kernel_rows(profiled: &[Sample], plan: &TypedModel, staged: &StagedModel) -> 
                 stage,
                 op: k.op,
                 precision: match k.precision {
-                    edgewise_quant::Precision::Integer => "integer",
-                    edgewise_quant::Precision::Float => "float",
-                    edgewise_quant::Precision::Half => "f16",
+                    edgewise_kernels::Precision::Integer => "integer",
+                    edgewise_kernels::Precision::Float => "float",
+                    edgewise_kernels::Precision::Half => "f16",
                 }
                 .into(),
                 kernels: k.kernels,

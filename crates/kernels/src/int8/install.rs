@@ -1,21 +1,8 @@
-//! INT8 convolutions tract runs slowly, swapped for [`Int8Conv`] in the
-//! typed model before tract optimizes it.
-//!
-//! tract 0.23.9 turns a quantized convolution into im2col, an i32 matrix
-//! product, and then separate full-tensor passes for the zero-point sums
-//! and the per-channel requantization (`docs/benchmarks.md`: 5x the FP32
-//! time on PP-OCRv4 det). [`install`] replaces each quantized `Conv` whose
-//! quantization parameters are constants by one op that folds the zero-point correction into the bias, runs
-//! tract-linalg's integer kernel (or a direct loop for depthwise filters)
-//! and requantizes in the same pass.
-
-mod conv;
-mod dense;
-mod depthwise;
-mod lut;
-mod pack;
-mod quantize;
-mod shuffle;
+//! The rewrite that puts Edgewise's integer operators into a typed model:
+//! every quantized `Conv` tract would run through im2col becomes an
+//! [`Int8Conv`], quantize and dequantize nodes become [`Quantize`](super::Quantize) and
+//! [`Dequantize`](super::Dequantize), element-wise float graphs between them become [`Lut`](super::Lut)s,
+//! and int8 `DepthToSpace` chains become [`PixelShuffle`](super::PixelShuffle)s.
 
 use std::sync::Arc;
 
@@ -25,13 +12,12 @@ use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_linalg::MmmDispatch;
 use tract_linalg::mmm::{Query, retain_best};
 
-pub use conv::Int8Conv;
-use conv::{Geometry, Kernel};
-use dense::DenseKernel;
-use depthwise::Grid;
-pub use lut::Lut;
-pub use quantize::{Dequantize, Quantize};
-pub use shuffle::PixelShuffle;
+use super::conv::{Int8Conv, Kernel};
+use super::dense::DenseKernel;
+use super::depthwise::Grid;
+use super::{lut, pack, quantize, shuffle};
+use crate::geometry::Geometry;
+use crate::tensor::numbers;
 
 /// What [`install`] replaced, and what it left to tract, with the reason.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -42,26 +28,26 @@ pub struct Installed {
     pub depthwise: usize,
     /// Quantized convolutions left to tract: node and why.
     pub skipped: Vec<(String, String)>,
-    /// tract's f32 `QuantizeLinear` nodes now [`Quantize`].
+    /// tract's f32 `QuantizeLinear` nodes now [`Quantize`](super::Quantize).
     pub quantize: usize,
-    /// tract's int8 `DequantizeLinear` nodes now [`Dequantize`].
+    /// tract's int8 `DequantizeLinear` nodes now [`Dequantize`](super::Dequantize).
     pub dequantize: usize,
     /// Element-wise float graphs from a dequantize to a quantize folded
-    /// into a [`Lut`].
+    /// into a [`Lut`](super::Lut).
     pub tables: usize,
     /// Tables (tract's or ours) that map every int8 value to itself,
     /// removed: a dequantize and a quantize with the same parameters, as
     /// around a `DepthToSpace` whose reshapes tract moved to the int8 side.
     pub identities: usize,
-    /// int8 `DepthToSpace`s now [`PixelShuffle`].
+    /// int8 `DepthToSpace`s now [`PixelShuffle`](super::PixelShuffle).
     pub pixel_shuffles: usize,
 }
 
 /// Replaces every quantized convolution of `model` that [`Int8Conv`] can
 /// run, declutters the model (which folds `DequantizeLinear -> element-wise
 /// -> QuantizeLinear` chains into lookup tables), replaces the remaining
-/// quantize and dequantize nodes by [`Quantize`] and [`Dequantize`], and
-/// folds the element-wise graphs between them into [`Lut`]s.
+/// quantize and dequantize nodes by [`Quantize`](super::Quantize) and [`Dequantize`](super::Dequantize), and
+/// folds the element-wise graphs between them into [`Lut`](super::Lut)s.
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     let mut report = Installed::default();
     let candidates: Vec<usize> = model
@@ -192,13 +178,7 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         DatumType::U8 => true,
         dt => return Err(format!("its weights are {dt:?}, not int8")),
     };
-    // SAFETY: i8 and u8 have the same layout and no invalid values.
-    let raw = unsafe {
-        weights_tensor
-            .try_as_plain_ram()
-            .map_err(|e| e.to_string())?
-            .as_slice_unchecked::<i8>()
-    };
+    let raw = numbers::<i8>(&weights_tensor).map_err(|e| e.to_string())?;
     // The kernels read i8: u8 weights move to i8 with their zero point.
     let weights: Vec<i8> = if weights_u8 {
         raw.iter().map(|&w| (w as u8 ^ 0x80) as i8).collect()

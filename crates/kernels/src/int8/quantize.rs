@@ -17,7 +17,8 @@ use edgewise_graph::tract_onnx::tract_core::ops::quant::{
     DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8,
 };
 
-use super::conv::{round_half_even, to_int};
+use crate::round::{round_half_even, to_int};
+use crate::tensor::{new_tensor, numbers};
 
 /// f32 to int8: `clamp(round_half_even(x * inv_scale) + zero_point)`, as
 /// tract's `QuantizeLinearI8`/`U8` compute it.
@@ -47,7 +48,7 @@ impl Eq for Dequantize {}
 /// in `report`.
 pub(crate) fn install_quantizers(
     model: &mut TypedModel,
-    report: &mut super::Installed,
+    report: &mut super::install::Installed,
 ) -> TractResult<()> {
     for id in model.eval_order()? {
         let node = model.node(id);
@@ -116,8 +117,6 @@ impl EvalOp for Quantize {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
         let xs = input.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, input.shape())? };
-        let mut view = output.try_as_plain_ram_mut()?;
         // i8 and u8 are the same bytes: compute in the i8 domain with the
         // zero point moved by 128, then flip the top bit for u8.
         let unsigned = self.output_dt.unquantized() == DatumType::U8;
@@ -126,13 +125,15 @@ impl EvalOp for Quantize {
         } else {
             self.zero_point
         };
-        let ys = unsafe { view.as_slice_mut_unchecked::<i8>() };
-        quantize(xs, self.inv_scale, z as f32, ys);
-        if unsigned {
-            for y in ys.iter_mut() {
-                *y = (*y as u8 ^ 0x80) as i8;
+        let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [i8]| {
+            quantize(xs, self.inv_scale, z as f32, ys);
+            if unsigned {
+                for y in ys.iter_mut() {
+                    *y = (*y as u8 ^ 0x80) as i8;
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -166,11 +167,8 @@ impl EvalOp for Dequantize {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
         let unsigned = input.datum_type().unquantized() == DatumType::U8;
-        let xs = unsafe { input.try_as_plain_ram()?.as_slice_unchecked::<i8>() };
-        let mut output = unsafe { Tensor::uninitialized::<f32>(input.shape())? };
-        {
-            let mut view = output.try_as_plain_ram_mut()?;
-            let ys = view.as_slice_mut::<f32>()?;
+        let xs = numbers::<i8>(input)?;
+        let output = new_tensor(DatumType::F32, input.shape(), |ys: &mut [f32]| {
             if unsigned {
                 // u8 bytes read as i8 are x - 128 once their top bit flips:
                 // move the zero point by the same.
@@ -178,7 +176,8 @@ impl EvalOp for Dequantize {
             } else {
                 dequantize(xs, self.zero_point as f32, self.scale, ys);
             }
-        }
+            Ok(())
+        })?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -208,12 +207,20 @@ fn quantize(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
     quantize_loop(xs, inv_scale, z, ys);
 }
 
+/// The portable loop, compiled for AVX-512BW.
+///
+/// # Safety
+/// The CPU must have AVX-512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 unsafe fn quantize_avx512(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
     quantize_loop(xs, inv_scale, z, ys);
 }
 
+/// The portable loop, compiled for AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn quantize_avx2(xs: &[f32], inv_scale: f32, z: f32, ys: &mut [i8]) {
@@ -244,12 +251,20 @@ fn dequantize(xs: &[i8], z: f32, scale: f32, ys: &mut [f32]) {
     dequantize_loop(xs, z, scale, ys);
 }
 
+/// The portable loop, compiled for AVX-512BW.
+///
+/// # Safety
+/// The CPU must have AVX-512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 unsafe fn dequantize_avx512(xs: &[i8], z: f32, scale: f32, ys: &mut [f32]) {
     dequantize_loop(xs, z, scale, ys);
 }
 
+/// The portable loop, compiled for AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn dequantize_avx2(xs: &[i8], z: f32, scale: f32, ys: &mut [f32]) {

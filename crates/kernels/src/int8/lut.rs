@@ -26,6 +26,7 @@ use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use edgewise_graph::tract_onnx::tract_core::ops::quant::LookupTable;
 
 use super::quantize::{Dequantize, Quantize};
+use crate::tensor::{new_tensor, numbers};
 
 /// int8 to int8 through a table: `y = table[x as u8]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,9 +245,8 @@ fn tabulate(
     let result = SimplePlan::new(adhoc)?
         .run(tvec!(values.into_tvalue()))?
         .remove(0);
-    let out = unsafe { result.try_as_plain_ram()?.as_slice_unchecked::<u8>() };
     let mut table = [0u8; 256];
-    table.copy_from_slice(&out[..256]);
+    table.copy_from_slice(&numbers::<u8>(&result)?[..256]);
     Ok(table)
 }
 
@@ -267,15 +267,13 @@ impl EvalOp for Lut {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
-        let xs = unsafe { input.try_as_plain_ram()?.as_slice_unchecked::<u8>() };
-        let mut output = unsafe { Tensor::uninitialized_dt(self.output_dt, input.shape())? };
-        {
-            let mut view = output.try_as_plain_ram_mut()?;
-            let ys = unsafe { view.as_slice_mut_unchecked::<u8>() };
+        let xs = numbers::<u8>(input)?;
+        let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [u8]| {
             for (y, &x) in ys.iter_mut().zip(xs) {
                 *y = self.table[x as usize];
             }
-        }
+            Ok(())
+        })?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -294,7 +292,7 @@ mod tests {
     use edgewise_graph::builder::ModelBuilder;
     use edgewise_graph::model::AttributeValue;
 
-    use super::super::install;
+    use super::super::install::install;
     use super::*;
 
     /// `x -> Q -> DQ -> affine -> hard-swish (its input read twice) ->

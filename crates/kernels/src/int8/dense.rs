@@ -22,8 +22,8 @@ use tract_linalg::mmm::{
     AsInputValue, EagerPackedInput, FusedSpec, MMMInputValue, MatMatMul, PackedExoticFact,
 };
 
-use super::conv::Geometry;
 use super::pack::{Layout, pack_rows};
+use crate::geometry::Geometry;
 
 /// Bytes of scratch a chunk may use: the unfolded rows, the packed panels
 /// and the accumulators. Well inside the L2 of the boards we target (1 MiB
@@ -87,10 +87,14 @@ impl DenseKernel {
             let packed_len = chunk.div_ceil(r) * layout.panel_bytes(k);
             let mut blob = match scratch.packed.take() {
                 Some(b) if b.len() >= packed_len => b,
+                // SAFETY: uninitialized bytes; `pack_rows` writes every panel
+                // the kernel reads before each run.
                 _ => Arc::new(unsafe { Blob::new_for_size_and_align(packed_len, PANEL_ALIGN) }),
             };
             let acc = match scratch.acc.take() {
                 Some(t) if t.len() >= m * chunk => t,
+                // SAFETY: i32 has no invalid values, and the kernel's store
+                // writes the `m * len` accumulators read after each run.
                 _ => unsafe { Tensor::uninitialized::<i32>(&[m * chunk])? },
             };
             if !pointwise {
@@ -122,6 +126,10 @@ impl DenseKernel {
                     panel_bytes: layout.panel_bytes(k),
                     mn: len,
                 };
+                // SAFETY: the store is `m` rows of `len` i32s with row stride
+                // `len`, inside `acc` (`m * chunk` values); the weights and the
+                // input are packed in this kernel's packing `self.packing`,
+                // and the scratch space was allocated by this kernel.
                 unsafe {
                     let store = self
                         .mmm

@@ -21,7 +21,7 @@
 //! asymmetric ones) may reach 255 and take the wide loop, which multiplies
 //! in i32.
 
-use super::conv::Geometry;
+use crate::geometry::Geometry;
 
 /// Outputs accumulated together: four AVX-512 registers of i32, eight
 /// AVX2 ones, sixteen NEON ones.
@@ -185,6 +185,9 @@ fn plane_best<const WIDE: bool>(
 
 /// [`accumulate`] compiled for AVX-512 (BW for the 16-bit lanes): twice
 /// AVX2's lanes.
+///
+/// # Safety
+/// The CPU must have AVX-512BW.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw")]
 unsafe fn plane_avx512<const WIDE: bool>(
@@ -199,6 +202,9 @@ unsafe fn plane_avx512<const WIDE: bool>(
 
 /// [`accumulate`] compiled for AVX2: the baseline x86-64 target has no 32-bit
 /// vector multiply (SSE4.1's `pmulld`) and only 4 lanes.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn plane_avx2<const WIDE: bool>(
