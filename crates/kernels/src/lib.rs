@@ -19,14 +19,16 @@
 //!   convolution and matrix product got, integer or float.
 //!
 //! Under them: [`geometry`] (the shape of a convolution and the input
-//! ranges its taps read), [`round`] (vectorizable float-to-int conversions)
-//! and [`tensor`] (tensors written and read as plain number slices, where
+//! ranges its taps read), [`round`] (vectorizable float-to-int conversions),
+//! [`parallel`] (an operator's work split over the plan's threads) and
+//! [`tensor`] (tensors written and read as plain number slices, where
 //! the unchecked access lives). Speed figures are in `docs/benchmarks.md`.
 
 pub mod audit;
 pub mod float;
 pub mod geometry;
 pub mod int8;
+pub mod parallel;
 pub mod qdq;
 pub mod round;
 pub mod tensor;

@@ -38,6 +38,7 @@ pub struct Engine {
     int8_kernels: Option<Installed>,
     fallback: Option<String>,
     half: Option<HalfPrecision>,
+    executor: Executor,
 }
 
 /// The float type of a model's float work.
@@ -180,15 +181,24 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-fn run_options(threads: usize) -> RunOptions {
-    let executor = if threads > 1 {
+/// The pool tract splits its work over: none for one thread.
+fn executor(threads: usize) -> Executor {
+    if threads > 1 {
         Executor::multithread(threads)
     } else {
         Executor::SingleThread
-    };
-    RunOptions {
-        executor: Some(executor),
-        ..Default::default()
+    }
+}
+
+/// Runs `work` on a thread of `executor`'s pool. Run from outside the
+/// pool, every parallel step of the plan would queue its tasks, park the
+/// calling thread and wake it again: one thread more than the pool's, and
+/// two context switches per step. Inside the pool, the caller is one of the
+/// workers: it takes its share of every step, and nested steps run inline.
+fn on_pool<R: Send>(executor: &Executor, work: impl FnOnce() -> R + Send) -> R {
+    match executor {
+        Executor::MultiThread(pool) => pool.install(work),
+        _ => work(),
     }
 }
 
@@ -306,8 +316,13 @@ impl Engine {
         let optimized = typed
             .into_optimized()
             .map_err(engine_err("optimize the model"))?;
+        let executor = executor(threads);
+        let run_options = RunOptions {
+            executor: Some(executor.clone()),
+            ..Default::default()
+        };
         let plan: Plan = optimized
-            .into_runnable_with_options(&run_options(threads))
+            .into_runnable_with_options(&run_options)
             .map_err(engine_err("plan the model"))?;
         let state = plan.spawn().map_err(engine_err("prepare a run"))?;
         Ok(Engine {
@@ -319,6 +334,7 @@ impl Engine {
             int8_kernels,
             fallback: None,
             half,
+            executor,
         })
     }
 
@@ -411,16 +427,17 @@ impl Engine {
     pub fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(&inputs)?;
         let inputs = self.plan_inputs(inputs)?;
+        let state = &mut self.state;
         // Node by node, to clear the vector state tract's x86 kernels leave
         // behind before the next node's Rust code runs (see `simd`).
-        let outputs = self
-            .state
-            .run_plan_with_eval(inputs, |ctx, state, node, input| {
+        let outputs = on_pool(&self.executor, || {
+            state.run_plan_with_eval(inputs, |ctx, state, node, input| {
                 let result = tract_core::plan::eval(ctx, state, node, input);
                 clear_upper_vector_state();
                 result
             })
-            .map_err(engine_err("run the model"))?;
+        })
+        .map_err(engine_err("run the model"))?;
         self.model_outputs(outputs)
     }
 
@@ -451,16 +468,17 @@ impl Engine {
         self.check_inputs(&inputs)?;
         let inputs = self.plan_inputs(inputs)?;
         let mut times = Vec::with_capacity(self.state.model().nodes().len());
-        let outputs = self
-            .state
-            .run_plan_with_eval(inputs, |ctx, state, node, input| {
+        let state = &mut self.state;
+        let outputs = on_pool(&self.executor, || {
+            state.run_plan_with_eval(inputs, |ctx, state, node, input| {
                 let started = std::time::Instant::now();
                 let result = tract_core::plan::eval(ctx, state, node, input);
                 clear_upper_vector_state();
                 times.push((node.id, started.elapsed()));
                 result
             })
-            .map_err(engine_err("run the model"))?;
+        })
+        .map_err(engine_err("run the model"))?;
         Ok((self.model_outputs(outputs)?, times))
     }
 }

@@ -14,6 +14,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use super::dense::DenseKernel;
 use super::depthwise::{Grid, depthwise_plane};
 use crate::geometry::Geometry;
+use crate::parallel::{self, DisjointWriter};
 use crate::round::{round_half_even, to_int};
 use crate::tensor::{new_tensor, numbers};
 
@@ -143,26 +144,41 @@ impl Int8Conv {
         step.run(acc, less, out, cast);
     }
 
+    /// One image. A dense convolution splits its output pixels over the
+    /// plan's threads (each part unfolds, packs and multiplies its own
+    /// pixels), a depthwise one its channels; small ones stay on one thread
+    /// ([`parallel::parts`]).
     fn eval_image<T: Datum + Copy>(
         &self,
         image: &[i8],
         out: &mut [T],
-        cast: impl Fn(i32) -> T + Copy,
+        cast: impl Fn(i32) -> T + Copy + Sync + Send,
     ) -> TractResult<()> {
         let g = &self.geo;
         let n = g.out_h * g.out_w;
+        let taps = g.kernel_h * g.kernel_w;
         match &self.kernel {
             Kernel::Dense(dense) => {
                 let sums = self
                     .weight_zero
                     .as_ref()
                     .map(|_| window_sums(g, self.x0, image));
-                dense.run(g, self.x0 as i8, image, &self.bias, |c, n0, acc| {
-                    let out = &mut out[c * n + n0..c * n + n0 + acc.len()];
-                    let less = (self.weight_zero.as_ref())
-                        .zip(sums.as_ref())
-                        .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
-                    self.requantize(acc, less, self.scales[c], out, cast);
+                let chunk = dense.chunk_len(g);
+                let chunks = n.div_ceil(chunk);
+                let parts = parallel::parts(g.out_c * n * g.in_c * taps, chunks);
+                let writer = DisjointWriter::new(out);
+                parallel::for_each_part(parts, |p| {
+                    let pixels =
+                        (p * chunks / parts * chunk)..((p + 1) * chunks / parts * chunk).min(n);
+                    dense.run(g, self.x0 as i8, image, &self.bias, pixels, |c, n0, acc| {
+                        // SAFETY: each part runs on its own pixel range, so
+                        // the parts' ranges of channel `c` never overlap.
+                        let out = unsafe { writer.range(c * n + n0, acc.len()) };
+                        let less = (self.weight_zero.as_ref())
+                            .zip(sums.as_ref())
+                            .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
+                        self.requantize(acc, less, self.scales[c], out, cast);
+                    })
                 })?;
             }
             Kernel::Depthwise {
@@ -170,24 +186,32 @@ impl Int8Conv {
                 wide,
                 grid,
             } => {
-                let taps = g.kernel_h * g.kernel_w;
                 let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
-                DEPTHWISE_SCRATCH.with_borrow_mut(|scratch| {
-                    let DepthwiseScratch { padded, row, acc } = scratch;
-                    padded.resize(grid.len(g), 0);
-                    acc.resize(grid.outputs, 0);
-                    for c in 0..g.out_c {
-                        let plane = &image[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
-                        grid.fill(g, plane, self.x0 as i16, padded, row);
-                        let w = &weights[c * taps..(c + 1) * taps];
-                        depthwise_plane(grid, padded, w, *wide, bias[c], acc);
-                        let out = &mut out[c * n..(c + 1) * n];
-                        for (row, sums) in out.chunks_exact_mut(g.out_w).zip(acc.chunks(grid.width))
-                        {
-                            self.requantize(&sums[..g.out_w], None, self.scales[c], row, cast);
+                let parts = parallel::parts(g.out_c * n * taps, g.out_c);
+                let planes = g.out_c.div_ceil(parts);
+                let plane_len = g.in_h * g.in_w;
+                let writer = DisjointWriter::new(out);
+                parallel::for_each_part(parts, |p| {
+                    DEPTHWISE_SCRATCH.with_borrow_mut(|scratch| {
+                        let DepthwiseScratch { padded, row, acc } = scratch;
+                        padded.resize(grid.len(g), 0);
+                        acc.resize(grid.outputs, 0);
+                        for c in (p * planes)..((p + 1) * planes).min(g.out_c) {
+                            let plane = &image[c * plane_len..(c + 1) * plane_len];
+                            grid.fill(g, plane, self.x0 as i16, padded, row);
+                            let w = &weights[c * taps..(c + 1) * taps];
+                            depthwise_plane(grid, padded, w, *wide, bias[c], acc);
+                            // SAFETY: each part writes its own channels.
+                            let out = unsafe { writer.range(c * n, n) };
+                            for (row, sums) in
+                                out.chunks_exact_mut(g.out_w).zip(acc.chunks(grid.width))
+                            {
+                                self.requantize(&sums[..g.out_w], None, self.scales[c], row, cast);
+                            }
                         }
-                    }
-                });
+                    });
+                    Ok(())
+                })?;
             }
         }
         Ok(())
@@ -196,7 +220,7 @@ impl Int8Conv {
     fn eval_typed<T: Datum + Copy>(
         &self,
         input: &Tensor,
-        cast: impl Fn(i32) -> T + Copy,
+        cast: impl Fn(i32) -> T + Copy + Sync + Send,
     ) -> TractResult<Tensor> {
         let g = &self.geo;
         let shape = self.output_shape();

@@ -13,6 +13,7 @@
 //! per thread and reused from frame to frame.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::Arc;
 
 use edgewise_graph::simd::clear_upper_vector_state;
@@ -61,27 +62,41 @@ impl DenseKernel {
         self.mmm.name()
     }
 
-    /// Runs the convolution on one image (`[in_c, in_h * in_w]`, i8, zero
-    /// point `x0`), adding `bias` per output channel. For every chunk, calls
-    /// `emit(channel, first_pixel, accumulators)` once per output channel
-    /// with that channel's i32 sums for the chunk's pixels.
+    /// The output pixels one chunk takes for `geo`: a multiple of the
+    /// kernel's panel width whose scratch fits in [`CHUNK_BYTES`].
+    pub fn chunk_len(&self, geo: &Geometry) -> usize {
+        let (m, n) = (geo.out_c, geo.out_h * geo.out_w);
+        let k = geo.in_c * geo.kernel_h * geo.kernel_w;
+        let r = self.layout.r();
+        let unfolded = if geo.is_pointwise() { 0 } else { k };
+        let per_column = unfolded + self.layout.panel_bytes(k) / r + 4 * m;
+        let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
+        chunk.min(n.next_multiple_of(r))
+    }
+
+    /// Runs the convolution on the output pixels `pixels` of one image
+    /// (`[in_c, in_h * in_w]`, i8, zero point `x0`), adding `bias` per
+    /// output channel, [`DenseKernel::chunk_len`] pixels at a time. For every
+    /// chunk, calls `emit(channel, first_pixel, accumulators)` once per
+    /// output channel with that channel's i32 sums for the chunk's pixels.
+    /// The kernel runs on the calling thread: callers split the pixels.
     pub fn run(
         &self,
         geo: &Geometry,
         x0: i8,
         image: &[i8],
         bias: &Tensor,
+        pixels: Range<usize>,
         mut emit: impl FnMut(usize, usize, &[i32]),
     ) -> TractResult<()> {
-        let (m, n) = (geo.out_c, geo.out_h * geo.out_w);
+        let m = geo.out_c;
         let k = geo.in_c * geo.kernel_h * geo.kernel_w;
         let layout = self.layout;
         let r = layout.r();
         let pointwise = geo.is_pointwise();
-        let per_column = if pointwise { 0 } else { k } + layout.panel_bytes(k) / r + 4 * m;
-        let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
-        let chunk = chunk.min(n.next_multiple_of(r));
+        let chunk = self.chunk_len(geo);
         let columns = geo.valid_columns();
+        let n = geo.out_h * geo.out_w;
 
         SCRATCH.with_borrow_mut(|scratch| -> TractResult<()> {
             let packed_len = chunk.div_ceil(r) * layout.panel_bytes(k);
@@ -102,8 +117,8 @@ impl DenseKernel {
             }
             // SAFETY: the scratch space is used with this kernel only.
             let mut scratch_space = unsafe { self.mmm.allocate_scratch_space() };
-            for n0 in (0..n).step_by(chunk) {
-                let len = chunk.min(n - n0);
+            for n0 in pixels.clone().step_by(chunk) {
+                let len = chunk.min(pixels.end - n0);
                 let (rows, stride) = if pointwise {
                     (&image[n0..], n)
                 } else {

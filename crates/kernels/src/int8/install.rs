@@ -703,6 +703,56 @@ mod tests {
         );
     }
 
+    /// Split over two threads (dense by pixels, depthwise by channels), a
+    /// convolution gives the same bytes as on one: the parts are the same
+    /// sums, written to different places.
+    #[test]
+    fn two_threads_give_the_same_outputs_as_one() {
+        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        let dense = Case {
+            input: [1, 32, 48, 40],
+            out_c: 24,
+            weight_zero: 3,
+            ..DENSE
+        };
+        let depthwise = Case {
+            input: [1, 64, 64, 64],
+            out_c: 64,
+            group: 64,
+            unsigned: true,
+            ..DENSE
+        };
+        for case in [dense, depthwise] {
+            let g = [
+                case.out_c,
+                case.input[1] / case.group * 9,
+                case.input[2] * case.input[3],
+            ];
+            assert!(
+                g.iter().product::<usize>() >= 2 * crate::parallel::MIN_WORK_PER_PART,
+                "the case must be worth two parts"
+            );
+            let model = case.model();
+            let shapes = vec![("x".to_string(), case.input.to_vec())];
+            let mut typed = tract_model(&model, &shapes).unwrap().into_typed().unwrap();
+            install(&mut typed).unwrap();
+            let plan = typed.into_optimized().unwrap().into_runnable().unwrap();
+            let len: usize = case.input.iter().product();
+            let x: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 97) as f32 - 45.0) * 0.05)
+                .collect();
+            let x = Tensor::from_shape(&case.input, &x).unwrap();
+            let run = || {
+                plan.run(tvec!(x.clone().into())).unwrap()[0]
+                    .clone()
+                    .into_tensor()
+            };
+            let one = run();
+            let two = multithread_tract_scope(Executor::multithread(2), run);
+            assert_eq!(one, two);
+        }
+    }
+
     #[test]
     fn grouped_convolutions_are_left_to_tract() {
         let (_, _, installed) = Case {

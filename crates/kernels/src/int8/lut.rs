@@ -26,6 +26,7 @@ use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use edgewise_graph::tract_onnx::tract_core::ops::quant::LookupTable;
 
 use super::quantize::{Dequantize, Quantize};
+use crate::parallel;
 use crate::tensor::{new_tensor, numbers};
 
 /// int8 to int8 through a table: `y = table[x as u8]`.
@@ -269,10 +270,11 @@ impl EvalOp for Lut {
         let input = &inputs[0];
         let xs = numbers::<u8>(input)?;
         let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [u8]| {
-            for (y, &x) in ys.iter_mut().zip(xs) {
-                *y = self.table[x as usize];
-            }
-            Ok(())
+            parallel::for_each_chunk(ys, |first, ys| {
+                for (y, &x) in ys.iter_mut().zip(&xs[first..]) {
+                    *y = self.table[x as usize];
+                }
+            })
         })?;
         Ok(tvec!(output.into_tvalue()))
     }

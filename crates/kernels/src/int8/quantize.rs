@@ -17,6 +17,7 @@ use edgewise_graph::tract_onnx::tract_core::ops::quant::{
     DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8,
 };
 
+use crate::parallel;
 use crate::round::{round_half_even, to_int};
 use crate::tensor::{new_tensor, numbers};
 
@@ -126,13 +127,14 @@ impl EvalOp for Quantize {
             self.zero_point
         };
         let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [i8]| {
-            quantize(xs, self.inv_scale, z as f32, ys);
-            if unsigned {
-                for y in ys.iter_mut() {
-                    *y = (*y as u8 ^ 0x80) as i8;
+            parallel::for_each_chunk(ys, |first, ys| {
+                quantize(&xs[first..first + ys.len()], self.inv_scale, z as f32, ys);
+                if unsigned {
+                    for y in ys.iter_mut() {
+                        *y = (*y as u8 ^ 0x80) as i8;
+                    }
                 }
-            }
-            Ok(())
+            })
         })?;
         Ok(tvec!(output.into_tvalue()))
     }
@@ -169,14 +171,16 @@ impl EvalOp for Dequantize {
         let unsigned = input.datum_type().unquantized() == DatumType::U8;
         let xs = numbers::<i8>(input)?;
         let output = new_tensor(DatumType::F32, input.shape(), |ys: &mut [f32]| {
-            if unsigned {
-                // u8 bytes read as i8 are x - 128 once their top bit flips:
-                // move the zero point by the same.
-                flip_and_dequantize(xs, self.zero_point - 128, self.scale, ys);
-            } else {
-                dequantize(xs, self.zero_point as f32, self.scale, ys);
-            }
-            Ok(())
+            parallel::for_each_chunk(ys, |first, ys| {
+                let xs = &xs[first..first + ys.len()];
+                if unsigned {
+                    // u8 bytes read as i8 are x - 128 once their top bit
+                    // flips: move the zero point by the same.
+                    flip_and_dequantize(xs, self.zero_point - 128, self.scale, ys);
+                } else {
+                    dequantize(xs, self.zero_point as f32, self.scale, ys);
+                }
+            })
         })?;
         Ok(tvec!(output.into_tvalue()))
     }
