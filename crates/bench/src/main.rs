@@ -81,7 +81,7 @@ struct StudyArgs {
     specs: String,
     #[command(flatten)]
     build: edgewise_zoo::BuildArgs,
-    /// Threads tract runs on (default: all cores).
+    /// Threads tract runs on (default: the physical cores).
     #[arg(long)]
     threads: Option<usize>,
     #[command(flatten)]
@@ -116,7 +116,7 @@ struct MeasureArgs {
     /// Input shape(s), e.g. `1x3x640x640`; default: each manifest's size.
     #[arg(long)]
     input_shape: Option<String>,
-    /// Threads tract runs on (default: all cores); a list such as `1,2`
+    /// Threads tract runs on (default: the physical cores); a list such as `1,2`
     /// measures every model at each count, side by side.
     #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,

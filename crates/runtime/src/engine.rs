@@ -173,12 +173,36 @@ pub enum QdqRewrite {
     Integer(Fusion),
 }
 
-/// The default thread count: every core the process may use. Measured on
-/// PP-OCRv4 det (docs/benchmarks.md): two threads beat one on a 2-core host.
+/// The default thread count: the physical cores the process may use (a
+/// second hardware thread of a core shares its vector units, and splitting
+/// work over it slows a matrix kernel down), at most the CPUs it may use.
+/// On a board, the profile's core count is the better choice
+/// (`edge-deploy` writes it into the service's `--threads`).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    physical_cores().map_or(usable, |cores| cores.clamp(1, usable))
+}
+
+/// Distinct (package, core) pairs among the online CPUs, from Linux's sysfs;
+/// `None` where it cannot be read.
+fn physical_cores() -> Option<usize> {
+    let cpus = std::fs::read_dir("/sys/devices/system/cpu").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    for cpu in cpus.flatten() {
+        let name = cpu.file_name();
+        let Some(index) = name.to_str().and_then(|n| n.strip_prefix("cpu")) else {
+            continue;
+        };
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let read = |file: &str| std::fs::read_to_string(cpu.path().join("topology").join(file));
+        // An offline CPU has no topology.
+        if let (Ok(package), Ok(core)) = (read("physical_package_id"), read("core_id")) {
+            cores.insert((package.trim().to_string(), core.trim().to_string()));
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
 }
 
 /// The pool tract splits its work over: none for one thread.
@@ -565,6 +589,17 @@ mod tests {
     use edgewise_graph::model::AttributeValue;
 
     use super::*;
+
+    #[test]
+    fn the_default_is_the_physical_cores_within_the_usable_cpus() {
+        let usable = std::thread::available_parallelism().unwrap().get();
+        let threads = default_threads();
+        assert!((1..=usable).contains(&threads), "{threads} of {usable}");
+        if cfg!(target_os = "linux") {
+            let cores = physical_cores().expect("sysfs lists the CPU topology on Linux");
+            assert_eq!(threads, cores.min(usable));
+        }
+    }
 
     /// `Q(x) -> DQ -> Conv(DQ(w_q), b) -> Q -> DQ`: one 3x3 convolution in
     /// the QDQ form, with per-channel int8 weights.

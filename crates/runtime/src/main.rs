@@ -43,7 +43,7 @@ struct Cli {
     /// Fix the input size (`HxW`, e.g. `640x640`) instead of the model's or the manifest's rule.
     #[arg(long)]
     input_size: Option<String>,
-    /// Threads tract runs on (default: all cores).
+    /// Threads tract runs on (default: the physical cores).
     #[arg(long)]
     threads: Option<usize>,
     /// How a QDQ (INT8) model runs: `auto` (integer when every quantized
