@@ -2,6 +2,10 @@
 //! tap reads inside the input: what every convolution loop, integer or
 //! float, is written against.
 
+use edgewise_graph::tract_onnx::prelude::ShapeFact;
+use edgewise_graph::tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
+
 /// The shape of one convolution, NCHW.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Geometry {
@@ -38,6 +42,44 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of tract's convolution `conv` on an input of `shape`:
+    /// 2-D, NCHW with OIHW weights, of fixed shape; otherwise why not.
+    pub fn of_conv(conv: &Conv, shape: &ShapeFact) -> Result<Geometry, String> {
+        let spec = &conv.pool_spec;
+        if spec.data_format != DataFormat::NCHW || conv.kernel_fmt != KernelFormat::OIHW {
+            return Err("its layout is not NCHW with OIHW weights".into());
+        }
+        if spec.kernel_shape.len() != 2 {
+            return Err("it is not 2-D".into());
+        }
+        let shape = shape
+            .as_concrete()
+            .ok_or("its input shape is not fixed")?
+            .to_vec();
+        let [batch, in_c, in_h, in_w] = shape[..] else {
+            return Err(format!("its input has rank {}", shape.len()));
+        };
+        let padding = spec.computed_padding(&[in_h, in_w]);
+        let (strides, dilations) = (spec.strides(), spec.dilations());
+        Ok(Geometry {
+            batch,
+            in_c,
+            in_h,
+            in_w,
+            out_c: spec.output_channels,
+            out_h: padding[0].convoluted,
+            out_w: padding[1].convoluted,
+            kernel_h: spec.kernel_shape[0],
+            kernel_w: spec.kernel_shape[1],
+            stride_h: strides[0],
+            stride_w: strides[1],
+            dilation_h: dilations[0],
+            dilation_w: dilations[1],
+            pad_top: padding[0].pad_before,
+            pad_left: padding[1].pad_before,
+        })
+    }
+
     /// The output rows that kernel row `ky` reads inside the input.
     pub fn valid_rows(&self, ky: usize) -> (usize, usize) {
         valid_range(

@@ -19,12 +19,14 @@
 //!   convolution and matrix product got, integer or float.
 //!
 //! Under them: [`geometry`] (the shape of a convolution and the input
-//! ranges its taps read), [`round`] (vectorizable float-to-int conversions),
+//! ranges its taps read), [`unfold`] (im2col, a chunk of pixels at a
+//! time), [`constant`] (constant inputs of typed-model nodes), [`round`] (vectorizable float-to-int conversions),
 //! [`parallel`] (an operator's work split over the plan's threads) and
 //! [`tensor`] (tensors written and read as plain number slices, where
 //! the unchecked access lives). Speed figures are in `docs/benchmarks.md`.
 
 pub mod audit;
+pub mod constant;
 pub mod float;
 pub mod geometry;
 pub mod int8;
@@ -32,6 +34,7 @@ pub mod parallel;
 pub mod qdq;
 pub mod round;
 pub mod tensor;
+pub mod unfold;
 
 pub use audit::{KernelUse, Precision, audit};
 pub use float::{Dequantized, dequantize_activations};

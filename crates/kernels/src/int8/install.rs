@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use edgewise_graph::tract_onnx::prelude::*;
-use edgewise_graph::tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
-use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
+use edgewise_graph::tract_onnx::tract_core::ops::cnn::Conv;
 use tract_linalg::MmmDispatch;
 use tract_linalg::mmm::{Query, retain_best};
 
@@ -16,6 +15,7 @@ use super::conv::{Int8Conv, Kernel};
 use super::dense::DenseKernel;
 use super::depthwise::Grid;
 use super::{lut, pack, quantize, shuffle};
+use crate::constant::{const_value, constant};
 use crate::geometry::Geometry;
 use crate::tensor::numbers;
 
@@ -78,43 +78,6 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     Ok(report)
 }
 
-/// The value of `outlet` when it depends on constants only. Before
-/// decluttering, tract has not folded them yet: a bias is still a `Const`
-/// behind a `Cast` and a reshape.
-fn const_value(model: &TypedModel, outlet: OutletId, depth: usize) -> Option<Arc<Tensor>> {
-    let fact = model.outlet_fact(outlet).ok()?;
-    if let Some(k) = &fact.konst {
-        return Some(k.clone());
-    }
-    let node = model.node(outlet.node);
-    if depth == 0 || node.inputs.is_empty() {
-        return None;
-    }
-    let inputs = node
-        .inputs
-        .iter()
-        .map(|i| const_value(model, *i, depth - 1).map(|t| t.into_tvalue()))
-        .collect::<Option<TVec<TValue>>>()?;
-    let outputs = node.op.eval_out_of_plan(inputs).ok()??;
-    Some(Arc::new(outputs.get(outlet.slot)?.clone().into_tensor()))
-}
-
-/// A constant input of `node` as a flat vector of `T`.
-fn constant<T: Datum + Copy>(
-    model: &TypedModel,
-    node: &TypedNode,
-    ix: usize,
-) -> Result<Vec<T>, String> {
-    let konst = const_value(model, node.inputs[ix], 4)
-        .ok_or_else(|| format!("input {ix} is not a constant"))?;
-    let cast = konst
-        .cast_to::<T>()
-        .map_err(|e| format!("input {ix}: {e}"))?;
-    cast.try_as_plain_ram()
-        .and_then(|r| r.as_slice::<T>().map(<[T]>::to_vec))
-        .map_err(|e| e.to_string())
-}
-
 fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
     let conv = node.op_as::<Conv>().expect("a Conv");
     let output_dt = model
@@ -127,13 +90,6 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
     if node.inputs.len() != 9 {
         return Err(format!("{} inputs, not 9", node.inputs.len()));
     }
-    let spec = &conv.pool_spec;
-    if spec.data_format != DataFormat::NCHW || conv.kernel_fmt != KernelFormat::OIHW {
-        return Err("its layout is not NCHW with OIHW weights".into());
-    }
-    if spec.kernel_shape.len() != 2 {
-        return Err("it is not 2-D".into());
-    }
     let x_fact = model
         .outlet_fact(node.inputs[0])
         .map_err(|e| e.to_string())?;
@@ -142,34 +98,8 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         DatumType::U8 => true,
         dt => return Err(format!("its input is {dt:?}")),
     };
-    let shape = x_fact
-        .shape
-        .as_concrete()
-        .ok_or("its input shape is not fixed")?
-        .to_vec();
-    let [batch, in_c, in_h, in_w] = shape[..] else {
-        return Err(format!("its input has rank {}", shape.len()));
-    };
-    let padding = spec.computed_padding(&[in_h, in_w]);
-    let (strides, dilations) = (spec.strides(), spec.dilations());
-    let out_c = spec.output_channels;
-    let geo = Geometry {
-        batch,
-        in_c,
-        in_h,
-        in_w,
-        out_c,
-        out_h: padding[0].convoluted,
-        out_w: padding[1].convoluted,
-        kernel_h: spec.kernel_shape[0],
-        kernel_w: spec.kernel_shape[1],
-        stride_h: strides[0],
-        stride_w: strides[1],
-        dilation_h: dilations[0],
-        dilation_w: dilations[1],
-        pad_top: padding[0].pad_before,
-        pad_left: padding[1].pad_before,
-    };
+    let geo = Geometry::of_conv(conv, &x_fact.shape)?;
+    let (in_c, out_c) = (geo.in_c, geo.out_c);
 
     let weights_tensor =
         const_value(model, node.inputs[1], 4).ok_or("its weights are not constant")?;
