@@ -10,6 +10,8 @@
 //!   into one pass), [`int8::Quantize`] and [`int8::Dequantize`], 256-entry
 //!   tables for element-wise chains ([`int8::Lut`]) and
 //!   [`int8::PixelShuffle`]. [`int8::install`] puts them into a typed model.
+//! - [`fp32`]: float operators where tract's are slow: [`fp32::AxisSoftmax`]
+//!   (a softmax over an axis that is not the last); [`fp32::install`].
 //! - [`qdq`]: a model in the portable QDQ form (`DequantizeLinear -> Conv ->
 //!   QuantizeLinear`, as quantizers write it) rewritten so that its
 //!   convolutions reach tract as `QLinearConv`, which [`int8::install`] then
@@ -28,6 +30,7 @@
 pub mod audit;
 pub mod constant;
 pub mod float;
+pub mod fp32;
 pub mod geometry;
 pub mod int8;
 pub mod parallel;

@@ -17,7 +17,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core;
 use edgewise_graph::{InputShape, Model};
 use edgewise_kernels::{
-    Dequantized, Fusion, Installed, dequantize_activations, fuse_qdq_convs, int8,
+    Dequantized, Fusion, Installed, dequantize_activations, fp32, fuse_qdq_convs, int8,
 };
 use tract_linalg::multithread::Executor;
 
@@ -36,6 +36,7 @@ pub struct Engine {
     threads: usize,
     qdq: Option<QdqRewrite>,
     int8_kernels: Option<Installed>,
+    fp32_kernels: Option<fp32::Installed>,
     fallback: Option<String>,
     half: Option<HalfPrecision>,
     executor: Executor,
@@ -330,6 +331,14 @@ impl Engine {
         } else {
             None
         };
+        // Float operators of ours where tract's are slow (f32 only: the f16
+        // translation knows tract's).
+        let fp32_kernels = match options.precision {
+            FloatPrecision::F32 => {
+                Some(fp32::install(&mut typed).map_err(engine_err("install the FP32 kernels"))?)
+            }
+            FloatPrecision::F16 => None,
+        };
         let half = match options.precision {
             FloatPrecision::F32 => None,
             FloatPrecision::F16 => Some(
@@ -356,6 +365,7 @@ impl Engine {
             threads: threads.max(1),
             qdq,
             int8_kernels,
+            fp32_kernels,
             fallback: None,
             half,
             executor,
@@ -406,6 +416,12 @@ impl Engine {
     /// [`edgewise_kernels::Int8Conv`], and those left to tract.
     pub fn int8_kernels(&self) -> Option<&Installed> {
         self.int8_kernels.as_ref()
+    }
+
+    /// In f32: the float operators moved onto Edgewise's
+    /// ([`edgewise_kernels::fp32`]).
+    pub fn fp32_kernels(&self) -> Option<&fp32::Installed> {
+        self.fp32_kernels.as_ref()
     }
 
     /// Threads the engine runs on.

@@ -1,0 +1,56 @@
+//! Float operators of Edgewise's own, swapped for tract's in the typed
+//! model where tract's are slow: [`AxisSoftmax`], a softmax over an axis
+//! that is not the last (a YOLOv8 head's distribution). [`install`] puts
+//! them in.
+
+mod softmax;
+
+pub use softmax::AxisSoftmax;
+
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
+
+/// What [`install`] replaced.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Installed {
+    /// Softmaxes over an axis that is not the last, now [`AxisSoftmax`].
+    pub axis_softmaxes: usize,
+}
+
+/// Replaces every f32 softmax of `model` over one axis that is not the
+/// last, on a fixed shape, by an [`AxisSoftmax`].
+pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
+    let mut report = Installed::default();
+    let candidates: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<Softmax>())
+        .map(|n| n.id)
+        .collect();
+    for id in candidates {
+        let node = model.node(id);
+        let softmax = node.op_as::<Softmax>().expect("a Softmax");
+        let fact = model.outlet_fact(node.inputs[0])?;
+        let Some(shape) = fact.shape.as_concrete() else {
+            continue;
+        };
+        let [axis] = softmax.axes[..] else {
+            continue;
+        };
+        if softmax.kind != SoftmaxKind::Softmax
+            || softmax.quant_output_dt.is_some()
+            || fact.datum_type != f32::datum_type()
+            || axis + 1 >= shape.len()
+        {
+            continue;
+        }
+        let op = AxisSoftmax {
+            shape: shape.into(),
+            axis,
+        };
+        let patch = TypedModelPatch::replace_single_op(model, node, &node.inputs, op)?;
+        patch.apply(model)?;
+        report.axis_softmaxes += 1;
+    }
+    Ok(report)
+}
