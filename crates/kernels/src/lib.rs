@@ -9,7 +9,7 @@
 //!   depthwise ones on a direct loop, zero points and requantization folded
 //!   into one pass), [`int8::Quantize`] and [`int8::Dequantize`], 256-entry
 //!   tables for element-wise chains ([`int8::Lut`]) and
-//!   [`int8::PixelShuffle`]. [`int8::install`] puts them into a typed model.
+//!   [`shuffle::PixelShuffle`] (any element size). [`int8::install`] puts them into a typed model.
 //! - [`fp32`]: float operators where tract's are slow: [`fp32::AxisSoftmax`]
 //!   (a softmax over an axis that is not the last); [`fp32::install`].
 //! - [`qdq`]: a model in the portable QDQ form (`DequantizeLinear -> Conv ->
@@ -36,6 +36,7 @@ pub mod int8;
 pub mod parallel;
 pub mod qdq;
 pub mod round;
+pub mod shuffle;
 pub mod tensor;
 pub mod unfold;
 

@@ -1,11 +1,15 @@
 //! Float operators of Edgewise's own, swapped for tract's in the typed
 //! model where tract's are slow: [`AxisSoftmax`], a softmax over an axis
-//! that is not the last (a YOLOv8 head's distribution). [`install`] puts
-//! them in.
+//! that is not the last (a YOLOv8 head's distribution), and
+//! [`PixelShuffle`] for `DepthToSpace` (DBNet's upsampling head once its
+//! deconvolution is a convolution). [`install`] puts them in.
 
 mod softmax;
 
 pub use softmax::AxisSoftmax;
+
+pub use crate::shuffle::PixelShuffle;
+use crate::shuffle::install_pixel_shuffles;
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
@@ -15,12 +19,20 @@ use edgewise_graph::tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 pub struct Installed {
     /// Softmaxes over an axis that is not the last, now [`AxisSoftmax`].
     pub axis_softmaxes: usize,
+    /// Float `DepthToSpace`s now [`PixelShuffle`].
+    pub pixel_shuffles: usize,
 }
 
-/// Replaces every f32 softmax of `model` over one axis that is not the
-/// last, on a fixed shape, by an [`AxisSoftmax`].
+/// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
+/// form there), then replaces every f32 softmax over one axis that is not
+/// the last, on a fixed shape, by an [`AxisSoftmax`], and every CRD
+/// `DepthToSpace` by a [`PixelShuffle`].
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
-    let mut report = Installed::default();
+    *model = std::mem::take(model).into_decluttered()?;
+    let mut report = Installed {
+        pixel_shuffles: install_pixel_shuffles(model)?,
+        ..Installed::default()
+    };
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

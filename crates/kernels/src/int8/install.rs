@@ -2,7 +2,7 @@
 //! every quantized `Conv` tract would run through im2col becomes an
 //! [`Int8Conv`], quantize and dequantize nodes become [`Quantize`](super::Quantize) and
 //! [`Dequantize`](super::Dequantize), element-wise float graphs between them become [`Lut`](super::Lut)s,
-//! and int8 `DepthToSpace` chains become [`PixelShuffle`](super::PixelShuffle)s.
+//! and int8 `DepthToSpace` chains become [`PixelShuffle`](shuffle::PixelShuffle)s.
 
 use std::sync::Arc;
 
@@ -14,9 +14,10 @@ use tract_linalg::mmm::{Query, retain_best};
 use super::conv::{Int8Conv, Kernel};
 use super::dense::DenseKernel;
 use super::depthwise::Grid;
-use super::{lut, pack, quantize, shuffle};
+use super::{lut, pack, quantize};
 use crate::constant::{const_value, constant};
 use crate::geometry::Geometry;
+use crate::shuffle;
 use crate::tensor::numbers;
 
 /// What [`install`] replaced, and what it left to tract, with the reason.
@@ -39,7 +40,7 @@ pub struct Installed {
     /// removed: a dequantize and a quantize with the same parameters, as
     /// around a `DepthToSpace` whose reshapes tract moved to the int8 side.
     pub identities: usize,
-    /// int8 `DepthToSpace`s now [`PixelShuffle`](super::PixelShuffle).
+    /// int8 `DepthToSpace`s now [`PixelShuffle`](shuffle::PixelShuffle).
     pub pixel_shuffles: usize,
 }
 

@@ -16,10 +16,8 @@ mod install;
 mod lut;
 mod pack;
 mod quantize;
-mod shuffle;
 
 pub use conv::Int8Conv;
 pub use install::{Installed, install};
 pub use lut::Lut;
 pub use quantize::{Dequantize, Quantize};
-pub use shuffle::PixelShuffle;

@@ -1,18 +1,19 @@
-//! `DepthToSpace` on int8 tensors in one pass.
+//! `DepthToSpace` in one pass, on int8, f16 or f32 tensors.
 //!
 //! tract expands ONNX's `DepthToSpace` into a reshape, two axis moves and a
 //! reshape, and runs the moves as a generic six-dimensional copy: 1.9 ms for
 //! the 2.4 MB int8 tensor that PP-OCRv4 det's head upsamples once its
 //! `ConvTranspose` is a pointwise convolution and a `DepthToSpace`
-//! (`edgewise_graph::passes::deconvs_to_convs`). [`PixelShuffle`] writes each output row
-//! by interleaving `block` input rows.
+//! (`edgewise_graph::passes::deconvs_to_convs`), 5.1 ms in f32
+//! (`docs/benchmarks.md`). [`PixelShuffle`] writes each output row by
+//! interleaving `block` input rows.
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 use crate::tensor::{new_tensor, numbers};
 
-/// `[n, c * b * b, h, w] -> [n, c, h * b, w * b]` for one-byte values,
+/// `[n, c * b * b, h, w] -> [n, c, h * b, w * b]` for values of 1, 2 or 4 bytes,
 /// input channel `(c * b + dy) * b + dx` going to row offset `dy` and
 /// column offset `dx` (ONNX's CRD mode).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,9 +23,9 @@ pub struct PixelShuffle {
 }
 
 /// Replaces each chain of axis ops that tract makes of a CRD
-/// `DepthToSpace` on a one-byte tensor by a [`PixelShuffle`]. Returns how
-/// many it replaced.
-pub(crate) fn install_pixel_shuffles(model: &mut TypedModel) -> TractResult<usize> {
+/// `DepthToSpace` on a tensor of 1, 2 or 4-byte values by a
+/// [`PixelShuffle`]. Returns how many it replaced.
+pub fn install_pixel_shuffles(model: &mut TypedModel) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let Some((block, last)) = depth_to_space_chain(model, id)? else {
@@ -43,7 +44,7 @@ pub(crate) fn install_pixel_shuffles(model: &mut TypedModel) -> TractResult<usiz
 }
 
 /// If node `id` starts tract's expansion of a CRD `DepthToSpace` on a
-/// rank-4, one-byte tensor (`Reshape(1, [c*b*b], [c, b, b])`, `Move(3, 5)`,
+/// rank-4 tensor of 1, 2 or 4-byte values (`Reshape(1, [c*b*b], [c, b, b])`, `Move(3, 5)`,
 /// `Move(2, 3)`, `Reshape(2, [h, b, w, b], [h*b, w*b])`, each the only
 /// reader of the one before), the block size and the chain's last node.
 fn depth_to_space_chain(model: &TypedModel, id: usize) -> TractResult<Option<(usize, usize)>> {
@@ -52,7 +53,8 @@ fn depth_to_space_chain(model: &TypedModel, id: usize) -> TractResult<Option<(us
         return Ok(None);
     };
     let fact = model.outlet_fact(node.inputs[0])?;
-    if fact.datum_type.size_of() != 1 || fact.rank() != 4 || from.len() != 1 || to.len() != 3 {
+    let sized = matches!(fact.datum_type.size_of(), 1 | 2 | 4) && fact.datum_type.is_number();
+    if !sized || fact.rank() != 4 || from.len() != 1 || to.len() != 3 {
         return Ok(None);
     }
     let Ok(block) = to[1].to_usize() else {
@@ -122,21 +124,36 @@ impl EvalOp for PixelShuffle {
         };
         let b = self.block;
         let c = c_in / (b * b);
-        let xs = numbers::<u8>(input)?;
-        let output = new_tensor(
-            input.datum_type(),
-            &[n, c, h * b, w * b],
-            |ys: &mut [u8]| {
+        let shape = [n, c, h * b, w * b];
+        let dt = input.datum_type();
+        fn run<T: Datum + Copy>(
+            input: &Tensor,
+            dt: DatumType,
+            shape: &[usize; 4],
+            b: usize,
+        ) -> TractResult<Tensor> {
+            let [n, c, _, _] = *shape;
+            let [_, _, h, w] = *input.shape() else {
+                unreachable!("checked rank 4")
+            };
+            let xs = numbers::<T>(input)?;
+            new_tensor(dt, shape, |ys: &mut [T]| {
                 shuffle(xs, ys, c * n, b, h, w);
                 Ok(())
-            },
-        )?;
+            })
+        }
+        let output = match dt.size_of() {
+            1 => run::<u8>(input, dt, &shape, b)?,
+            2 => run::<u16>(input, dt, &shape, b)?,
+            4 => run::<u32>(input, dt, &shape, b)?,
+            size => bail!("PixelShuffle takes 1, 2 or 4-byte values, not {size}"),
+        };
         Ok(tvec!(output.into_tvalue()))
     }
 }
 
 /// The loops: `planes` output planes, each of `h * b` rows of `w * b`.
-fn shuffle(xs: &[u8], ys: &mut [u8], planes: usize, b: usize, h: usize, w: usize) {
+fn shuffle<T: Copy>(xs: &[T], ys: &mut [T], planes: usize, b: usize, h: usize, w: usize) {
     let (plane_in, row_out) = (h * w, w * b);
     for (p, out_plane) in ys
         .chunks_exact_mut(h * b * row_out)
@@ -188,9 +205,15 @@ mod tests {
     /// replaced in a decluttered model, for blocks 2 and 3.
     #[test]
     fn pixel_shuffle_matches_tracts_depth_to_space() {
-        for (block, shape) in [(2usize, [2usize, 12, 3, 5]), (3, [1, 18, 4, 2])] {
+        let cases = [
+            (2usize, [2usize, 12, 3, 5], DatumType::I8),
+            (3, [1, 18, 4, 2], DatumType::I8),
+            (2, [1, 8, 3, 7], DatumType::F32),
+            (2, [1, 4, 2, 3], DatumType::F16),
+        ];
+        for (block, shape, dt) in cases {
             let mut model = TypedModel::default();
-            let x = model.add_source("x", i8::fact(shape)).unwrap();
+            let x = model.add_source("x", dt.fact(shape)).unwrap();
             let [_, c, h, w] = shape;
             let b = block;
             let ops = [
@@ -214,7 +237,11 @@ mod tests {
             model.select_output_outlets(&[wire]).unwrap();
             let len: usize = shape.iter().product();
             let values: Vec<i8> = (0..len).map(|i| (i * 7 % 251) as i8).collect();
-            let input = Tensor::from_shape(&shape, &values).unwrap();
+            let input = Tensor::from_shape(&shape, &values)
+                .unwrap()
+                .cast_to_dt(dt)
+                .unwrap()
+                .into_owned();
             let run = |m: TypedModel| {
                 m.into_runnable()
                     .unwrap()
@@ -228,7 +255,7 @@ mod tests {
             assert_eq!(install_pixel_shuffles(&mut ours).unwrap(), 1);
             assert!(ours.nodes().iter().any(|n| n.op_is::<PixelShuffle>()));
             assert!(!ours.nodes().iter().any(|n| n.op_is::<AxisOp>()));
-            assert_eq!(run(ours), expected, "block {block}");
+            assert_eq!(run(ours), expected, "block {block}, {dt:?}");
         }
     }
 }
