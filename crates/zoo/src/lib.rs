@@ -24,6 +24,20 @@ macro_rules! registry_names {
 }
 pub(crate) use registry_names;
 
+/// Checks a registry table's names (`registered`, in table order): none
+/// twice, `names` derived from them in order, and every one builds.
+#[cfg(test)]
+pub(crate) fn check_registry(registered: &[&str], names: &[&str], builds: impl Fn(&str) -> bool) {
+    for (i, name) in registered.iter().enumerate() {
+        assert!(
+            !registered[..i].contains(name),
+            "`{name}` is registered twice"
+        );
+        assert!(builds(name), "`{name}` does not build");
+    }
+    assert_eq!(names, registered);
+}
+
 #[cfg(feature = "cli")]
 mod args;
 pub mod backbones;

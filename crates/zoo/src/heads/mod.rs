@@ -147,15 +147,7 @@ mod tests {
 
     #[test]
     fn every_entry_builds_under_a_unique_name() {
-        for (i, entry) in REGISTRY.iter().enumerate() {
-            assert!(
-                !NAMES[..i].contains(&entry.name),
-                "`{}` is registered twice",
-                entry.name
-            );
-            assert!(by_name(entry.name).is_some(), "{}", entry.name);
-        }
-        let names: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
-        assert_eq!(NAMES.to_vec(), names);
+        let registered: Vec<&str> = REGISTRY.iter().map(|e| e.name).collect();
+        crate::check_registry(&registered, &NAMES, |name| by_name(name).is_some());
     }
 }
