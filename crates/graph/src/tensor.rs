@@ -283,6 +283,13 @@ pub fn values<T: Datum>(tensor: &Tensor) -> Option<&[T]> {
     tensor.as_plain_ram()?.as_slice::<T>().ok()
 }
 
+/// The elements of `tensor` converted to f32, or `None` when they do not
+/// convert.
+pub fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
+    let t = tensor.cast_to::<f32>().ok()?;
+    values::<f32>(&t).map(<[f32]>::to_vec)
+}
+
 /// Encodes a tensor as a `TensorProto` named `name`, with its data inline.
 pub fn encode(name: &str, tensor: &Tensor) -> Result<pb::TensorProto> {
     let dt = tensor.datum_type();

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use edgewise_graph::model::{Attribute, AttributeValue, Initializer, Node};
 use edgewise_graph::passes::{self, starts_at_zero};
+use edgewise_graph::tensor::f32s;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{Edit, GraphError, Model, Names};
 use serde::Serialize;
@@ -120,11 +121,6 @@ pub fn prepare(model: &mut Model) -> Result<Prepared, QuantError> {
     report.folded_batch_norms = passes::fold_batch_norms(model)?;
     report.deconvs_as_convs = passes::deconvs_to_convs(model)?;
     Ok(report)
-}
-
-fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
-    let t = tensor.cast_to::<f32>().ok()?;
-    edgewise_graph::tensor::values::<f32>(&t).map(<[f32]>::to_vec)
 }
 
 fn tensor_err(e: impl std::fmt::Display) -> QuantError {

@@ -15,18 +15,12 @@ pub use batch_norm::fold_batch_norms;
 pub use bias_add::fold_bias_adds;
 pub use deconv::deconvs_to_convs;
 
-use tract_onnx::prelude::*;
-
 use crate::error::GraphError;
 #[cfg(doc)]
 use crate::model::Model;
 use crate::model::{AttributeValue, Graph};
 
-/// The values of `tensor` as f32, when it converts.
-pub(crate) fn f32s(tensor: &Tensor) -> Option<Vec<f32>> {
-    let t = tensor.cast_to::<f32>().ok()?;
-    crate::tensor::values::<f32>(&t).map(<[f32]>::to_vec)
-}
+pub(crate) use crate::tensor::f32s;
 
 /// A rewritten tensor that tract refused to build.
 fn bad_tensor(name: &str, reason: impl std::fmt::Display) -> GraphError {
