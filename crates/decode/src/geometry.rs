@@ -220,6 +220,113 @@ pub fn convex_iou(a: &[[f64; 2]], b: &[[f64; 2]]) -> f64 {
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
+/// Clipper's rounding: half away from zero.
+fn clipper_round(v: f64) -> i64 {
+    if v < 0.0 {
+        (v - 0.5) as i64
+    } else {
+        (v + 0.5) as i64
+    }
+}
+
+/// The polygon grown by `delta` with round joins, as Clipper's
+/// `ClipperOffset` (`JT_ROUND`, `ET_CLOSEDPOLYGON`, arc tolerance 0.25)
+/// computes it for a convex polygon: vertices truncated to integers first
+/// (as pyclipper does), output vertices rounded to integers. PaddleOCR's
+/// "unclip" of text boxes; following it vertex for vertex keeps boxes within
+/// a pixel of PaddleOCR's.
+pub fn offset_round(polygon: &[[f64; 2]], delta: f64) -> Vec<[f64; 2]> {
+    let mut src: Vec<[i64; 2]> = Vec::with_capacity(polygon.len());
+    for p in polygon {
+        let q = [p[0] as i64, p[1] as i64];
+        if src.last() != Some(&q) {
+            src.push(q);
+        }
+    }
+    while src.len() > 1 && src.first() == src.last() {
+        src.pop();
+    }
+    if src.len() < 3 || delta == 0.0 {
+        return src.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+    }
+    // Clipper orients outer paths counter-clockwise in its y-up sense.
+    let area: f64 = (0..src.len())
+        .map(|i| {
+            let (a, b) = (src[(i + src.len() - 1) % src.len()], src[i]);
+            (a[0] as f64 + b[0] as f64) * (a[1] as f64 - b[1] as f64)
+        })
+        .sum();
+    if -area * 0.5 < 0.0 {
+        src.reverse();
+    }
+    let tolerance = if 0.25 > delta.abs() * 0.25 {
+        delta.abs() * 0.25
+    } else {
+        0.25
+    };
+    let steps = (std::f64::consts::PI / (1.0 - tolerance / delta.abs()).acos())
+        .min(delta.abs() * std::f64::consts::PI);
+    let (mut sin, cos) = (
+        (2.0 * std::f64::consts::PI / steps).sin(),
+        (2.0 * std::f64::consts::PI / steps).cos(),
+    );
+    let steps_per_rad = steps / (2.0 * std::f64::consts::PI);
+    if delta < 0.0 {
+        sin = -sin;
+    }
+    let n = src.len();
+    let normals: Vec<[f64; 2]> = (0..n)
+        .map(|j| {
+            let (a, b) = (src[j], src[(j + 1) % n]);
+            let (dx, dy) = ((b[0] - a[0]) as f64, (b[1] - a[1]) as f64);
+            if dx == 0.0 && dy == 0.0 {
+                [0.0, 0.0]
+            } else {
+                let f = 1.0 / dx.hypot(dy);
+                [dy * f, -dx * f]
+            }
+        })
+        .collect();
+    let at = |j: usize, normal: [f64; 2]| {
+        [
+            clipper_round(src[j][0] as f64 + normal[0] * delta) as f64,
+            clipper_round(src[j][1] as f64 + normal[1] * delta) as f64,
+        ]
+    };
+    let mut out = Vec::new();
+    let mut k = n - 1;
+    for j in 0..n {
+        let (nk, nj) = (normals[k], normals[j]);
+        let mut sin_a = nk[0] * nj[1] - nj[0] * nk[1];
+        let cos_a = nk[0] * nj[0] + nk[1] * nj[1];
+        if (sin_a * delta).abs() < 1.0 {
+            if cos_a > 0.0 {
+                // Nearly collinear: one vertex (Clipper keeps k unchanged here).
+                out.push(at(j, nk));
+                continue;
+            }
+        } else {
+            sin_a = sin_a.clamp(-1.0, 1.0);
+        }
+        if sin_a * delta < 0.0 {
+            out.push(at(j, nk));
+            out.push([src[j][0] as f64, src[j][1] as f64]);
+            out.push(at(j, nj));
+        } else {
+            let angle = sin_a.atan2(cos_a);
+            let count = clipper_round(steps_per_rad * angle.abs()).max(1);
+            let [mut x, mut y] = nk;
+            for _ in 0..count {
+                out.push(at(j, [x, y]));
+                (x, y) = (x * cos - sin * y, x * sin + y * cos);
+            }
+            out.push(at(j, nj));
+        }
+        k = j;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +382,27 @@ mod tests {
         assert!(in_convex_polygon([1.0, 1.0], &square));
         assert!(in_convex_polygon([2.0, 1.0], &square));
         assert!(!in_convex_polygon([2.5, 1.0], &square));
+    }
+
+    #[test]
+    fn round_offset_of_a_square_is_its_grown_box_with_rounded_corners() {
+        // A 10x10 square grown by 2: sides at -2 and 12, corners on arcs.
+        let square = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
+        let grown = offset_round(&square, 2.0);
+        let xs = grown.iter().map(|p| p[0]);
+        let (lo, hi) = (
+            xs.clone().fold(f64::MAX, f64::min),
+            xs.fold(f64::MIN, f64::max),
+        );
+        assert_eq!((lo, hi), (-2.0, 12.0));
+        assert!(grown.len() > 8, "round joins add vertices: {grown:?}");
+        assert!(
+            grown
+                .iter()
+                .all(|p| p[0].fract() == 0.0 && p[1].fract() == 0.0)
+        );
+        // Vertices are truncated first: 0.9 counts as 0.
+        let nudged = [[0.9, 0.9], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
+        assert_eq!(offset_round(&nudged, 2.0), grown);
     }
 }

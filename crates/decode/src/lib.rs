@@ -7,8 +7,11 @@
 
 pub mod dbnet;
 pub mod geometry;
+pub mod gfl;
 pub mod nms;
+pub mod retinaface;
 pub mod retinanet;
+pub mod scrfd;
 pub mod ssd;
 pub mod yolo;
 pub mod yunet;
@@ -161,6 +164,30 @@ pub fn describe(outputs: &[Output]) -> String {
         .join(", ")
 }
 
+/// Rows and row width of a `[1, N, W]` or `[N, W]` output.
+pub(crate) fn rows_of(o: &Output) -> Option<(usize, usize)> {
+    match *o.shape {
+        [1, n, w] | [n, w] => Some((n, w)),
+        _ => None,
+    }
+}
+
+/// The outputs with `n` rows (any width), in output order: how the decoders
+/// of per-level outputs find a level's tensors whatever order the exporter
+/// wrote them in.
+pub(crate) fn outputs_with_rows<'a>(outputs: &[Output<'a>], n: usize) -> Vec<Output<'a>> {
+    outputs
+        .iter()
+        .filter(|o| rows_of(o).is_some_and(|(rows, _)| rows == n))
+        .copied()
+        .collect()
+}
+
+/// The logistic function.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 /// A detector family's decoding.
 pub trait Decoder: Send {
     /// Decodes `outputs` of a model fed an input of `input_hw` (height,
@@ -191,41 +218,180 @@ pub trait Decoder: Send {
     }
 }
 
-/// Builds the decoder of `family` from the manifest's `[decoder]` parameters.
-pub fn from_params(family: &str, params: &toml::Table) -> Result<Box<dyn Decoder>, DecodeError> {
-    fn parse<T: serde::de::DeserializeOwned>(
-        family: &str,
-        params: &toml::Table,
-    ) -> Result<T, DecodeError> {
-        toml::Value::Table(params.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| DecodeError::Config {
-                family: family.to_string(),
-                message: e.message().to_string(),
-            })
+/// The decoder families [`from_params`] knows, in the order messages list them.
+pub const FAMILIES: [&str; 11] = [
+    "dbnet",
+    "yolox",
+    "yolov5",
+    "yolov8",
+    "yolo_e2e",
+    "ssd",
+    "retinanet",
+    "retinaface",
+    "yunet",
+    "scrfd",
+    "gfl",
+];
+
+/// Reads a family's parameters: the family's own defaults, overlaid with the
+/// keys the manifest gives. (Merging before deserializing keeps the
+/// defaults of flattened settings too: a YuNet table naming only `family`
+/// keeps YuNet's own score threshold, not the generic NMS one.)
+fn parse<T>(family: &str, params: &toml::Table) -> Result<T, DecodeError>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Default,
+{
+    let config_error = |message: String| DecodeError::Config {
+        family: family.to_string(),
+        message,
+    };
+    let defaults = toml::Table::try_from(T::default())
+        .map_err(|e| config_error(format!("internal: defaults do not serialize: {e}")))?;
+    if let Some(unknown) = params.keys().find(|k| !defaults.contains_key(*k)) {
+        let mut known: Vec<&str> = defaults.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        return Err(config_error(format!(
+            "unknown key `{unknown}`; the {family} decoder takes {}",
+            known.join(", ")
+        )));
     }
+    let with = |keys: &mut dyn Iterator<Item = (&String, &toml::Value)>| {
+        let mut merged = defaults.clone();
+        merged.extend(keys.map(|(k, v)| (k.clone(), v.clone())));
+        toml::Value::Table(merged).try_into::<T>()
+    };
+    with(&mut params.iter()).map_err(|e| {
+        // Values lose their key in the message; find the key that fails alone.
+        let culprit = params
+            .iter()
+            .find(|entry| with(&mut std::iter::once(*entry)).is_err());
+        match culprit {
+            Some((key, _)) => config_error(format!("`{key}`: {}", e.message())),
+            None => config_error(e.message().to_string()),
+        }
+    })
+}
+
+/// Builds the decoder of `family` from the manifest's `[decoder]` parameters;
+/// parameters not given take the family's defaults.
+pub fn from_params(family: &str, params: &toml::Table) -> Result<Box<dyn Decoder>, DecodeError> {
+    let config_error = |message: String| DecodeError::Config {
+        family: family.to_string(),
+        message,
+    };
     Ok(match family {
         "dbnet" => Box::new(dbnet::DbNet::new(parse(family, params)?)),
         "yolox" => Box::new(yolo::YoloX::new(parse(family, params)?)),
         "yolov5" => Box::new(yolo::YoloV5::new(parse(family, params)?)),
         "yolov8" => Box::new(yolo::YoloV8::new(parse(family, params)?)),
-        "ssd" => {
-            Box::new(
-                ssd::Ssd::new(parse(family, params)?).map_err(|m| DecodeError::Config {
-                    family: family.into(),
-                    message: m,
-                })?,
-            )
-        }
+        "yolo_e2e" => Box::new(yolo::YoloEndToEnd::new(parse(family, params)?)),
+        "ssd" => Box::new(ssd::Ssd::new(parse(family, params)?).map_err(config_error)?),
         "retinanet" => Box::new(retinanet::RetinaNet::new(parse(family, params)?)),
+        "retinaface" => {
+            Box::new(retinaface::RetinaFace::new(parse(family, params)?).map_err(config_error)?)
+        }
         "yunet" => Box::new(yunet::YuNet::new(parse(family, params)?)),
+        "scrfd" => Box::new(scrfd::Scrfd::new(parse(family, params)?)),
+        "gfl" => Box::new(gfl::Gfl::new(parse(family, params)?)),
         other => {
             return Err(DecodeError::Config {
                 family: other.to_string(),
-                message:
-                    "unknown family; use dbnet, yolox, yolov5, yolov8, ssd, retinanet or yunet"
-                        .into(),
+                message: format!("unknown family; use one of {}", FAMILIES.join(", ")),
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `[decoder]` table of a manifest, without its `family` key.
+    fn table(text: &str) -> toml::Table {
+        let mut t: toml::Table = toml::from_str(text).unwrap();
+        t.remove("family");
+        t
+    }
+
+    fn defaults_hold<T>(family: &str)
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + Default + PartialEq + std::fmt::Debug,
+    {
+        let only_family = table(&format!("family = \"{family}\""));
+        assert_eq!(
+            parse::<T>(family, &only_family).unwrap(),
+            T::default(),
+            "{family}"
+        );
+        assert!(from_params(family, &only_family).is_ok(), "{family}");
+    }
+
+    #[test]
+    fn a_table_naming_only_the_family_gives_the_family_defaults() {
+        defaults_hold::<dbnet::DbNetConfig>("dbnet");
+        defaults_hold::<yolo::YoloXConfig>("yolox");
+        defaults_hold::<yolo::YoloV5Config>("yolov5");
+        defaults_hold::<yolo::YoloV8Config>("yolov8");
+        defaults_hold::<yolo::YoloEndToEndConfig>("yolo_e2e");
+        defaults_hold::<ssd::SsdConfig>("ssd");
+        defaults_hold::<retinanet::RetinaNetConfig>("retinanet");
+        defaults_hold::<retinaface::RetinaFaceConfig>("retinaface");
+        defaults_hold::<yunet::YuNetConfig>("yunet");
+        defaults_hold::<scrfd::ScrfdConfig>("scrfd");
+        defaults_hold::<gfl::GflConfig>("gfl");
+        assert_eq!(FAMILIES.len(), 11);
+    }
+
+    #[test]
+    fn given_keys_override_only_themselves() {
+        let t = table("family = \"yunet\"\nscore_threshold = 0.5");
+        let config: yunet::YuNetConfig = parse("yunet", &t).unwrap();
+        assert_eq!(config.nms.score_threshold, 0.5);
+        // YuNet's own suppression settings stay.
+        assert_eq!(config.nms.iou_threshold, 0.3);
+        assert!(config.nms.class_agnostic);
+        let err = parse::<yunet::YuNetConfig>("yunet", &table("strides = \"eight\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("yunet") && err.contains("strides"), "{err}");
+        let err = parse::<yunet::YuNetConfig>("yunet", &table("score_thresh = 0.5"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `score_thresh`") && err.contains("score_threshold"),
+            "{err}"
+        );
+        let err = from_params("yolo9000", &toml::Table::new()).err().unwrap();
+        assert!(err.to_string().contains("gfl"), "{err}");
+    }
+
+    /// The bug this guards against: a YuNet manifest naming only the family
+    /// returned faces scoring 0.25 (the generic NMS default) instead of 0.9.
+    #[test]
+    fn a_yunet_manifest_keeps_its_score_threshold() {
+        // One level (stride 8) on an 8x8 input: one cell.
+        let decoder = from_params("yunet", &table("family = \"yunet\"\nstrides = [8]")).unwrap();
+        let faces = |cls: f32| {
+            let shapes = [[1, 1, 1], [1, 1, 1], [1, 1, 4], [1, 1, 10]];
+            let data = [
+                vec![cls],
+                vec![1.0],
+                vec![0.5, 0.5, 0.0, 0.0],
+                vec![0.0; 10],
+            ];
+            let outputs: Vec<Output> = shapes
+                .iter()
+                .zip(&data)
+                .map(|(s, d)| Output {
+                    name: "o",
+                    shape: s,
+                    data: d,
+                })
+                .collect();
+            decoder.decode(&outputs, [8, 8]).unwrap().len()
+        };
+        // sqrt(0.5 * 1) = 0.71: above the generic 0.25, below YuNet's 0.9.
+        assert_eq!(faces(0.5), 0);
+        assert_eq!(faces(0.9), 1);
+    }
 }

@@ -1,12 +1,12 @@
 //! Non-maximum suppression: per class, with a score threshold, a cap on the
 //! candidates kept before suppression (top-k) and on the detections after.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Detection;
 
 /// NMS settings, shared by the box decoders (all optional in a manifest).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct NmsConfig {
     /// Candidates scoring below this are dropped first.

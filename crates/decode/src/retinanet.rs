@@ -6,14 +6,14 @@
 //! aspect ratio and scale (ratio-major), of area `(size_l * scale)^2`.
 //! Decoding: `cx = acx + dx aw`, `w = aw exp(min(dw, ln(1000/16)))`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
 use crate::ssd::boxes_and_scores;
 use crate::{BBox, DecodeError, Decoder, Detection, Output, describe};
 
 /// RetinaNet parameters (torchvision's defaults).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct RetinaNetConfig {
     /// Stride of each level.
@@ -136,7 +136,7 @@ impl Decoder for RetinaNet {
             let row = &scores.data[i * classes..(i + 1) * classes];
             for (c, &s) in row.iter().enumerate() {
                 let score = if self.config.logits {
-                    1.0 / (1.0 + (-s).exp())
+                    crate::sigmoid(s)
                 } else {
                     s
                 };

@@ -8,13 +8,13 @@
 //! `a`; scales evenly spaced from `min_ratio` to `max_ratio`.
 //! Decoding: `cx = pcx + dx v0 pw`, `w = pw exp(dw v1)`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
 use crate::{BBox, DecodeError, Decoder, Detection, Output, describe};
 
 /// How scores are turned into probabilities.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ScoreKind {
     /// Softmax over classes; class 0 is the background.
@@ -26,7 +26,7 @@ pub enum ScoreKind {
 }
 
 /// SSD parameters.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct SsdConfig {
     /// Stride of each level's feature map.
@@ -128,6 +128,38 @@ impl Ssd {
     }
 }
 
+/// Decodes box offsets `dx dy dw dh` against `prior` (`cx cy w h` as
+/// fractions of the input), into input pixels: `cx = pcx + dx v0 pw`,
+/// `w = pw exp(dw v1)`. SSD and RetinaFace share it.
+pub(crate) fn box_from_prior(
+    prior: &[f32; 4],
+    offsets: &[f32],
+    [v0, v1]: [f32; 2],
+    [h, w]: [usize; 2],
+) -> BBox {
+    let [pcx, pcy, pw, ph] = *prior;
+    let cx = (pcx + offsets[0] * v0 * pw) * w as f32;
+    let cy = (pcy + offsets[1] * v0 * ph) * h as f32;
+    let bw = pw * (offsets[2] * v1).exp() * w as f32;
+    let bh = ph * (offsets[3] * v1).exp() * h as f32;
+    BBox::from_center(cx, cy, bw, bh)
+}
+
+/// Decodes a point offset `dx dy` against `prior`, into input pixels:
+/// `x = pcx + dx v0 pw` (RetinaFace's landmarks).
+pub(crate) fn point_from_prior(
+    prior: &[f32; 4],
+    offset: &[f32],
+    v0: f32,
+    [h, w]: [usize; 2],
+) -> [f32; 2] {
+    let [pcx, pcy, pw, ph] = *prior;
+    [
+        (pcx + offset[0] * v0 * pw) * w as f32,
+        (pcy + offset[1] * v0 * ph) * h as f32,
+    ]
+}
+
 /// Finds the `[1, N, 4]` box output and the `[1, N, C]` score output.
 pub(crate) fn boxes_and_scores<'a>(
     family: &'static str,
@@ -173,7 +205,6 @@ impl Decoder for Ssd {
             });
         }
         let classes = scores.shape[2];
-        let [v0, v1] = self.config.variances;
         let skip_background = matches!(self.config.scores, ScoreKind::Softmax)
             || (self.config.scores == ScoreKind::Probabilities && self.config.background);
         let first = usize::from(skip_background);
@@ -207,16 +238,11 @@ impl Decoder for Ssd {
             if score < self.config.nms.score_threshold {
                 continue;
             }
-            let d = &boxes.data[i * 4..i * 4 + 4];
-            let [pcx, pcy, pw, ph] = *prior;
-            let cx = (pcx + d[0] * v0 * pw) * w as f32;
-            let cy = (pcy + d[1] * v0 * ph) * h as f32;
-            let bw = pw * (d[2] * v1).exp() * w as f32;
-            let bh = ph * (d[3] * v1).exp() * h as f32;
+            let offsets = &boxes.data[i * 4..i * 4 + 4];
             candidates.push(Detection::new(
                 c - first,
                 score,
-                BBox::from_center(cx, cy, bw, bh),
+                box_from_prior(prior, offsets, self.config.variances, [h, w]),
             ));
         }
         Ok(nms(candidates, &self.config.nms))

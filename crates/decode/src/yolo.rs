@@ -10,14 +10,10 @@
 //! - YOLOv8 / YOLO11 (Ultralytics): `[1, 4+C, N]`, `cx cy w h` in input
 //!   pixels and class scores, no objectness. `[1, N, 4+C]` is accepted too.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
-use crate::{BBox, DecodeError, Decoder, Detection, Output, describe};
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+use crate::{BBox, DecodeError, Decoder, Detection, Output, describe, sigmoid};
 
 /// The best class of a row of class scores, and its score.
 fn best_class(scores: impl Iterator<Item = f32>) -> (usize, f32) {
@@ -45,7 +41,7 @@ fn rows_of<'a>(
 }
 
 /// YOLOX parameters.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct YoloXConfig {
     /// Strides of the levels, in output order.
@@ -124,7 +120,7 @@ impl Decoder for YoloX {
 }
 
 /// YOLOv5 parameters.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct YoloV5Config {
     /// The export decoded the boxes (the usual `export.py` output).
@@ -238,7 +234,7 @@ impl Decoder for YoloV5 {
 }
 
 /// YOLOv8 / YOLO11 parameters.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct YoloV8Config {
     /// Suppression.
@@ -298,6 +294,74 @@ impl Decoder for YoloV8 {
             }
         }
         Ok(nms(candidates, &self.config.nms))
+    }
+}
+
+/// NMS-free YOLO parameters.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub struct YoloEndToEndConfig {
+    /// Rows scoring below this are dropped.
+    pub score_threshold: f32,
+    /// At most this many detections come out (the best).
+    pub max_detections: usize,
+}
+
+impl Default for YoloEndToEndConfig {
+    fn default() -> Self {
+        // Ultralytics' predict defaults (conf 0.25, max_det 300).
+        YoloEndToEndConfig {
+            score_threshold: 0.25,
+            max_detections: 300,
+        }
+    }
+}
+
+/// The NMS-free (end-to-end) YOLO decoder: YOLOv10, YOLO26 and Ultralytics
+/// `end2end` exports give `[1, K, 6]` rows `x1 y1 x2 y2 score class`, in
+/// input pixels, already one per object: no suppression.
+pub struct YoloEndToEnd {
+    config: YoloEndToEndConfig,
+}
+
+impl YoloEndToEnd {
+    /// A decoder with these parameters.
+    pub fn new(config: YoloEndToEndConfig) -> YoloEndToEnd {
+        YoloEndToEnd { config }
+    }
+}
+
+impl Decoder for YoloEndToEnd {
+    fn decode(
+        &self,
+        outputs: &[Output],
+        _input_hw: [usize; 2],
+    ) -> Result<Vec<Detection>, DecodeError> {
+        let rows = match outputs {
+            [o] if matches!(*o.shape, [1, _, 6] | [_, 6]) => o.data.chunks_exact(6),
+            _ => {
+                return Err(DecodeError::Layout {
+                    family: "yolo_e2e",
+                    expected: "one output [1, K, 6] (x1 y1 x2 y2 score class)".into(),
+                    found: describe(outputs),
+                });
+            }
+        };
+        let mut found: Vec<Detection> = rows
+            .filter(|r| r[4] >= self.config.score_threshold && r[4].is_finite())
+            .map(|r| {
+                let bbox = BBox {
+                    x1: r[0],
+                    y1: r[1],
+                    x2: r[2],
+                    y2: r[3],
+                };
+                Detection::new(r[5].max(0.0).round() as usize, r[4], bbox)
+            })
+            .collect();
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
+        found.truncate(self.config.max_detections);
+        Ok(found)
     }
 }
 
@@ -447,5 +511,24 @@ mod tests {
                 .unwrap(),
             found
         );
+    }
+
+    #[test]
+    fn end_to_end_rows_pass_through_without_suppression() {
+        let data = [
+            10.0, 20.0, 30.0, 40.0, 0.9, 2.0, // kept
+            12.0, 22.0, 30.0, 40.0, 0.8, 2.0, // overlaps, kept: no NMS
+            0.0, 0.0, 5.0, 5.0, 0.1, 0.0, // below the threshold
+        ];
+        let found = YoloEndToEnd::new(YoloEndToEndConfig::default())
+            .decode(&out(&[1, 3, 6], &data), [64, 64])
+            .unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].class_id, 2);
+        assert_eq!(found[1].bbox.x1, 12.0);
+        let err = YoloEndToEnd::new(YoloEndToEndConfig::default())
+            .decode(&out(&[1, 3, 7], &[0.0; 21]), [64, 64])
+            .unwrap_err();
+        assert!(err.to_string().contains("[1, K, 6]"), "{err}");
     }
 }

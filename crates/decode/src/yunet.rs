@@ -4,13 +4,13 @@
 //! then all obj, bbox, kps). `score = sqrt(cls * obj)`;
 //! `cx = (col + b0) s`, `w = exp(b2) s`; landmark `k = ((col + kx) s, (row + ky) s)`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
 use crate::{BBox, DecodeError, Decoder, Detection, Output, describe};
 
 /// YuNet parameters.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default)]
 pub struct YuNetConfig {
     /// Strides, in output order.

@@ -63,7 +63,7 @@ struct Cli {
     /// in f32 (comma-separated or repeated), e.g. `--keep-f32 Sigmoid,Conv.61`.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     keep_f32: Vec<String>,
-    /// Decoder family, overriding the manifest's.
+    /// Decoder family, overriding the manifest's (with that family's default parameters, and --set).
     #[arg(long)]
     family: Option<String>,
     /// Decoder parameters, overriding the manifest's: `--set score_threshold=0.5`.
@@ -255,8 +255,15 @@ fn load_manifest(cli: &Cli) -> Result<(PathBuf, Manifest)> {
         }
     };
     let mut manifest = manifest;
-    if let Some(family) = &cli.family {
+    if let Some(family) = cli
+        .family
+        .as_ref()
+        .filter(|f| **f != manifest.decoder.family)
+    {
+        // The manifest's parameters belong to its own family; the new one
+        // starts from its defaults (and --set).
         manifest.decoder.family = family.clone();
+        manifest.decoder.params.clear();
     }
     for kv in &cli.params {
         let (key, value) = kv
