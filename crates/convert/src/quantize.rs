@@ -139,6 +139,9 @@ pub(crate) fn write_manifest_beside(
     derived.source = Source {
         pip: None,
         member: None,
+        sdist: false,
+        python_version: None,
+        python_literal: None,
         path: Some(file.clone()),
         file,
         sha256: sha256_hex(bytes),

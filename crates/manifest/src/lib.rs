@@ -71,9 +71,20 @@ pub struct Source {
     /// A PyPI requirement whose wheel holds the model (`rapidocr-onnxruntime==1.4.4`).
     #[serde(default)]
     pub pip: Option<String>,
-    /// Path of the model inside the wheel.
+    /// Path of the model inside the wheel (or the source archive).
     #[serde(default)]
     pub member: Option<String>,
+    /// The model is in the package's source archive, not its wheel.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sdist: bool,
+    /// The wheel for this Python version (`3.12`), for packages without a
+    /// wheel for every Python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_version: Option<String>,
+    /// `member` is a Python file and the model is the bytes literal assigned
+    /// to this name in it (parsed by `models/fetch.py`, never imported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_literal: Option<String>,
     /// Path of the model relative to the manifest, for models kept in the repository.
     #[serde(default)]
     pub path: Option<String>,
@@ -101,6 +112,10 @@ pub enum ColorOrder {
     Rgb,
     /// Blue, green, red (OpenCV-trained models).
     Bgr,
+    /// Grey in all three channels: Pillow's `convert("L")` luma
+    /// (`(19595 R + 38470 G + 7471 B + 32768) >> 16`), before resizing, for
+    /// pipelines that drop color first.
+    Gray,
 }
 
 /// How an image is brought to the input size.
@@ -114,6 +129,26 @@ pub enum ResizeMode {
     /// Keep the aspect ratio, longest side at most the input size, each side
     /// rounded to a multiple of `align` (dynamic-shape models).
     KeepRatio,
+    /// No resizing: a dynamic-shape model takes each image at its own size
+    /// (padded bottom-right up to a multiple of `align`). On a fixed shape it
+    /// behaves as `letterbox` at the top-left.
+    None,
+}
+
+/// How pixels are resampled when an image is resized.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// Bilinear between the 2x2 nearest pixels, bit for bit as OpenCV's
+    /// `INTER_LINEAR` (most exporters' preprocessing).
+    #[default]
+    Linear,
+    /// The pixel whose centre is nearest: Pillow's `NEAREST`, OpenCV's
+    /// `INTER_NEAREST_EXACT`.
+    Nearest,
+    /// Pillow's `BILINEAR`: a triangle filter widened by the scale when
+    /// shrinking, so every source pixel contributes (antialiased).
+    Antialiased,
 }
 
 /// How to feed the model.
@@ -146,12 +181,44 @@ pub struct Input {
     /// Padding value (0 to 255) for letterboxing.
     #[serde(default)]
     pub pad_value: u8,
+    /// Where `letterbox` puts the resized image on the canvas.
+    #[serde(default)]
+    pub pad_position: PadPosition,
+    /// How `letterbox` turns the scaled size into whole pixels.
+    #[serde(default)]
+    pub resize_rounding: Rounding,
+    /// How pixels are resampled.
+    #[serde(default)]
+    pub interpolation: Interpolation,
     /// Factor applied to 0..255 pixel values before mean and std.
     pub scale: f32,
     /// Per-channel mean, in the model's channel order, subtracted after scaling.
     pub mean: [f32; 3],
     /// Per-channel standard deviation, in the model's channel order.
     pub std: [f32; 3],
+}
+
+/// Where the resized image sits on a letterbox canvas.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PadPosition {
+    /// Centred, the padding split between both sides (Ultralytics' `LetterBox`;
+    /// an odd padding leaves the extra pixel after the image).
+    #[default]
+    Center,
+    /// At the top-left corner, padded at the right and bottom (YOLOX's `preproc`).
+    TopLeft,
+}
+
+/// How a scaled side length becomes whole pixels.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// To the nearest (Ultralytics: `round(w * r)`).
+    #[default]
+    Round,
+    /// Down (YOLOX: `int(w * r)`).
+    Floor,
 }
 
 /// Which side `limit_side` bounds.

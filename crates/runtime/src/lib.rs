@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod memory;
 pub mod preprocess;
+pub mod resize;
 pub mod selftest;
 pub mod source;
 

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use edgewise_graph::tract_onnx::prelude::Tensor;
-use edgewise_manifest::{ColorOrder, Input, Layout, LimitType, ResizeMode};
+use edgewise_manifest::{
+    ColorOrder, Input, Interpolation, Layout, LimitType, PadPosition, ResizeMode, Rounding,
+};
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, RgbImage};
@@ -86,14 +88,30 @@ fn plan(input: &Input, (w0, h0): (usize, usize), fixed: Option<[usize; 2]>) -> P
             canvas: (tw, th),
             pad: (0, 0),
         },
-        (ResizeMode::Letterbox, _) => {
+        (ResizeMode::None, None) => {
+            let (nw, nh) = (w0.next_multiple_of(align), h0.next_multiple_of(align));
+            Plan {
+                resized: (w0, h0),
+                canvas: (nw, nh),
+                pad: (0, 0),
+            }
+        }
+        (ResizeMode::Letterbox | ResizeMode::None, _) => {
             let scale = (tw as f64 / w0 as f64).min(th as f64 / h0 as f64);
-            let nw = ((w0 as f64 * scale).round() as usize).clamp(1, tw);
-            let nh = ((h0 as f64 * scale).round() as usize).clamp(1, th);
+            let whole = |v: f64| match input.resize_rounding {
+                Rounding::Round => v.round(),
+                Rounding::Floor => v.floor(),
+            };
+            let nw = (whole(w0 as f64 * scale) as usize).clamp(1, tw);
+            let nh = (whole(h0 as f64 * scale) as usize).clamp(1, th);
+            let pad = match (input.resize, input.pad_position) {
+                (ResizeMode::Letterbox, PadPosition::Center) => ((tw - nw) / 2, (th - nh) / 2),
+                _ => (0, 0),
+            };
             Plan {
                 resized: (nw, nh),
                 canvas: (tw, th),
-                pad: ((tw - nw) / 2, (th - nh) / 2),
+                pad,
             }
         }
         (ResizeMode::KeepRatio, Some(_)) => {
@@ -134,12 +152,24 @@ fn plan(input: &Input, (w0, h0): (usize, usize), fixed: Option<[usize; 2]>) -> P
     }
 }
 
-/// Resizes an RGB buffer with bilinear interpolation (OpenCV's `INTER_LINEAR`
-/// sampling, without antialiasing), using SIMD where the CPU has it.
-fn resize_rgb(rgb: RgbImage, (nw, nh): (usize, usize)) -> Result<Vec<u8>, RuntimeError> {
+/// Resizes an RGB buffer as `interpolation` says, using SIMD where the CPU
+/// has it.
+fn resize_rgb(
+    rgb: RgbImage,
+    (nw, nh): (usize, usize),
+    interpolation: Interpolation,
+) -> Result<Vec<u8>, RuntimeError> {
     let (w, h) = rgb.dimensions();
     if (w as usize, h as usize) == (nw, nh) {
         return Ok(rgb.into_raw());
+    }
+    if interpolation == Interpolation::Linear {
+        return Ok(crate::resize::resize_linear(
+            rgb.as_raw(),
+            (w as usize, h as usize),
+            (nw, nh),
+            3,
+        ));
     }
     let err = |e: String| RuntimeError::Preprocess {
         what: "resize".into(),
@@ -148,7 +178,12 @@ fn resize_rgb(rgb: RgbImage, (nw, nh): (usize, usize)) -> Result<Vec<u8>, Runtim
     let src = Image::from_vec_u8(w, h, rgb.into_raw(), PixelType::U8x3)
         .map_err(|e| err(e.to_string()))?;
     let mut dst = Image::new(nw as u32, nh as u32, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
+    let algorithm = match interpolation {
+        Interpolation::Linear => unreachable!("resized above"),
+        Interpolation::Nearest => ResizeAlg::Nearest,
+        Interpolation::Antialiased => ResizeAlg::Convolution(FilterType::Bilinear),
+    };
+    let options = ResizeOptions::new().resize_alg(algorithm);
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| err(e.to_string()))?;
@@ -179,7 +214,15 @@ pub fn preprocess(
         canvas: (cw, ch),
         pad: (px, py),
     } = plan(input, (w0, h0), fixed);
-    let pixels = resize_rgb(image.to_rgb8(), (nw, nh))?;
+    let mut rgb = image.to_rgb8();
+    if input.color == ColorOrder::Gray {
+        for p in rgb.pixels_mut() {
+            let [r, g, b] = p.0.map(u32::from);
+            let luma = ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16) as u8;
+            p.0 = [luma; 3];
+        }
+    }
+    let pixels = resize_rgb(rgb, (nw, nh), input.interpolation)?;
     let letterbox = Letterbox {
         scale_x: nw as f32 / w0 as f32,
         scale_y: nh as f32 / h0 as f32,
@@ -193,7 +236,7 @@ pub fn preprocess(
     let a: [f32; 3] = std::array::from_fn(|c| input.scale / input.std[c]);
     let b: [f32; 3] = std::array::from_fn(|c| -input.mean[c] / input.std[c]);
     let source: [usize; 3] = match input.color {
-        ColorOrder::Rgb => [0, 1, 2],
+        ColorOrder::Rgb | ColorOrder::Gray => [0, 1, 2],
         ColorOrder::Bgr => [2, 1, 0],
     };
     let pad = input.pad_value as f32;
@@ -254,6 +297,9 @@ mod tests {
             limit_side: None,
             limit_type: LimitType::Max,
             pad_value: 114,
+            pad_position: PadPosition::Center,
+            resize_rounding: Rounding::Round,
+            interpolation: Interpolation::Linear,
             scale: 1.0 / 255.0,
             mean: [0.5, 0.5, 0.5],
             std: [0.5, 0.5, 0.5],
@@ -280,6 +326,78 @@ mod tests {
         // Red channel: 1.0 inside the image, the pad value outside.
         assert!((v[16 * 32 + 16] - 1.0).abs() < 1e-6);
         assert!((v[0] - (114.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn yolox_letterbox_truncates_and_pads_bottom_right() {
+        // 100x30 into 32x32: r = 0.32, int(9.6) = 9 rows (round would give 10).
+        let mut spec = input(ResizeMode::Letterbox, ColorOrder::Rgb);
+        spec.pad_position = PadPosition::TopLeft;
+        spec.resize_rounding = Rounding::Floor;
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(100, 30, image::Rgb([255, 0, 0])));
+        let p = preprocess(&img, &spec, Some([32, 32])).unwrap();
+        assert_eq!((p.letterbox.pad_x, p.letterbox.pad_y), (0.0, 0.0));
+        assert_eq!(p.letterbox.scale_y, 9.0 / 30.0);
+        let v = values(&p.tensor);
+        let pad = (114.0 / 255.0 - 0.5) / 0.5;
+        assert!((v[8 * 32] - 1.0).abs() < 1e-6, "row 8 is image");
+        assert!((v[9 * 32] - pad).abs() < 1e-6, "row 9 is padding");
+        spec.resize_rounding = Rounding::Round;
+        let p = preprocess(&img, &spec, Some([32, 32])).unwrap();
+        assert_eq!(p.letterbox.scale_y, 10.0 / 30.0);
+    }
+
+    #[test]
+    fn none_keeps_the_size_and_pads_to_the_alignment() {
+        let mut spec = input(ResizeMode::None, ColorOrder::Rgb);
+        let img = DynamicImage::ImageRgb8(RgbImage::new(100, 30));
+        let p = preprocess(&img, &spec, None).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 32, 128]);
+        assert_eq!((p.letterbox.scale_x, p.letterbox.pad_x), (1.0, 0.0));
+        spec.align = 1;
+        let p = preprocess(&img, &spec, None).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 30, 100]);
+        // A fixed shape: fitted at the top-left.
+        let p = preprocess(&img, &spec, Some([32, 32])).unwrap();
+        assert_eq!(p.tensor.shape(), &[1, 3, 32, 32]);
+        assert_eq!((p.letterbox.pad_x, p.letterbox.pad_y), (0.0, 0.0));
+    }
+
+    #[test]
+    fn resampling_follows_opencv_and_pillow() {
+        // Columns 0 and 4 white, quartered: OpenCV's INTER_LINEAR and
+        // Pillow's NEAREST sample black pixels only (0, 0); Pillow's BILINEAR
+        // averages every column under its widened triangle (73, 46).
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(8, 8, |x, _| {
+            image::Rgb([if x % 4 == 0 { 255 } else { 0 }; 3])
+        }));
+        let mut spec = input(ResizeMode::Stretch, ColorOrder::Rgb);
+        spec.scale = 1.0;
+        spec.mean = [0.0; 3];
+        spec.std = [1.0; 3];
+        let mut first_row = |interpolation| {
+            spec.interpolation = interpolation;
+            values(&preprocess(&img, &spec, Some([2, 2])).unwrap().tensor)[..2].to_vec()
+        };
+        assert_eq!(first_row(Interpolation::Linear), [0.0, 0.0]);
+        assert_eq!(first_row(Interpolation::Nearest), [0.0, 0.0]);
+        let pillow = first_row(Interpolation::Antialiased);
+        assert!(
+            (pillow[0] - 73.0).abs() <= 1.0 && (pillow[1] - 46.0).abs() <= 1.0,
+            "{pillow:?}"
+        );
+    }
+
+    #[test]
+    fn gray_is_pillows_luma_in_every_channel() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, image::Rgb([200, 100, 50])));
+        let mut spec = input(ResizeMode::Stretch, ColorOrder::Gray);
+        spec.scale = 1.0;
+        spec.mean = [0.0; 3];
+        spec.std = [1.0; 3];
+        let p = preprocess(&img, &spec, Some([2, 2])).unwrap();
+        // Pillow: Image.new("RGB", (1, 1), (200, 100, 50)).convert("L") == 124.
+        assert_eq!(values(&p.tensor)[..12], [124.0; 12]);
     }
 
     #[test]

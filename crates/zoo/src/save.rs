@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use edgewise_graph::model::write_atomically;
 use edgewise_manifest::{
-    ColorOrder, Decoder, Input, Layout, LimitType, Manifest, ResizeMode, Source,
+    ColorOrder, Decoder, Input, Interpolation, Layout, LimitType, Manifest, PadPosition,
+    ResizeMode, Rounding, Source,
 };
 use sha2::{Digest, Sha256};
 
@@ -57,6 +58,9 @@ impl Detector {
             source: Source {
                 pip: None,
                 member: None,
+                sdist: false,
+                python_version: None,
+                python_literal: None,
                 path: Some(onnx_file.to_string()),
                 file: onnx_file.to_string(),
                 sha256: sha256.to_string(),
@@ -71,6 +75,9 @@ impl Detector {
                 limit_side: None,
                 limit_type: LimitType::Max,
                 pad_value: 114,
+                pad_position: PadPosition::Center,
+                resize_rounding: Rounding::Round,
+                interpolation: Interpolation::Linear,
                 scale: 1.0 / 255.0,
                 mean: IMAGENET_MEAN,
                 std: IMAGENET_STD,
