@@ -8,4 +8,5 @@ mod ppocr_prune;
 mod ppocr_reference;
 mod ppocr_stages;
 mod profile_attribution;
+mod real_references;
 mod round_trip;
