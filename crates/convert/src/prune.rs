@@ -160,6 +160,10 @@ pub fn prune(source: &ModelSource, out: &Path, options: &Options) -> Result<Repo
     let mut model = edgewise_graph::Model::load(&source.onnx)?;
     // Exporters such as Paddle2ONNX write weights as `Constant` nodes.
     model.constants_to_initializers();
+    // Paddle's exports reshape every per-channel constant at run time and add
+    // biases after the convolution: folded, their channels can be pruned.
+    edgewise_graph::passes::fold_reshaped_initializers(&mut model)?;
+    edgewise_graph::passes::fold_bias_adds(&mut model)?;
     edgewise_graph::passes::fold_batch_norms(&mut model)?;
     let overrides = source.stage_boundaries(&[], &[]);
     let shapes = std::slice::from_ref(&options.shape);

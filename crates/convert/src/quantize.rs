@@ -191,7 +191,16 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
     let original_bytes = std::fs::metadata(&source.onnx)?.len();
     let mut model = Model::load(&source.onnx)?;
-    let prepared = ptq::prepare(&mut model)?;
+    model.constants_to_initializers();
+    // Raised here, where the input shape is known (Softmax's axis needs the
+    // rank); the report says so as if `prepare` had done it.
+    let raised =
+        edgewise_graph::passes::raise_opset_to_13(&mut model, std::slice::from_ref(&shape))?;
+    edgewise_graph::passes::fold_reshaped_initializers(&mut model)?;
+    let mut prepared = ptq::prepare(&mut model)?;
+    if let Some(old) = raised {
+        prepared.opset_raised = Some((old, 13));
+    }
 
     let staged = StagedModel::new(
         model.clone(),

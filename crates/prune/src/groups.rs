@@ -619,15 +619,26 @@ impl ChannelGraph {
             }
             "Resize" | "Upsample" => {
                 self.tie(&x, &y, 0, 1)?;
-                // `sizes` (Resize input 3) holds the channel count.
-                if op == "Resize" && input(3).is_some() {
-                    self.rewrites.push(Rewrite::ShapeInput {
-                        node: ix,
-                        input: 3,
-                        block: 1,
-                    });
+                // `sizes` (Resize input 3) holds the channel count: a constant
+                // is rewritten; computed, it must copy the count from the
+                // resized tensor itself.
+                match input(3) {
+                    Some(sizes) if graph.constant(&sizes).is_some() => {
+                        self.rewrites.push(Rewrite::ShapeInput {
+                            node: ix,
+                            input: 3,
+                            block: 1,
+                        });
+                        Ok(())
+                    }
+                    Some(sizes) if op == "Resize" && sizes_follow_input(graph, &sizes, &x) => {
+                        Ok(())
+                    }
+                    Some(_) if op == "Resize" => {
+                        Err("Resize sizes computed at run time from other tensors".into())
+                    }
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             "Pad" => {
                 let pads: Vec<i64> = match input(1) {
@@ -653,6 +664,12 @@ impl ChannelGraph {
                     facts.shape(&x).ok_or("unknown input shape")?,
                     facts.shape(&y).ok_or("unknown output shape")?,
                 );
+                if si.len() < 2 {
+                    return Err("reshaping a tensor without a channel axis".into());
+                }
+                if input(1).and_then(|t| graph.constant(&t)).is_none() {
+                    return Err("a Reshape whose target shape is computed at run time".into());
+                }
                 let block = si[2..].iter().product::<usize>();
                 if so.len() == 2 && si.len() >= 2 && so[0] == si[0] && so[1] == si[1] * block {
                     self.tie(&x, &y, 0, block)?;
@@ -746,6 +763,39 @@ enum Blocked {
 
 /// A layout change: the head's prediction layout, or a channel shuffle.
 const MOVES_CHANNELS: &str = "moves channels off axis 1 (a prediction layout or a channel shuffle)";
+
+/// Whether a computed `Resize` `sizes` value takes its first two entries
+/// (batch and channels) from the shape of the resized tensor `x`, as
+/// PyTorch exports `F.interpolate(x, size=...)`:
+/// `Concat(Slice(Shape(x), 0, 2), target)`, casts allowed.
+fn sizes_follow_input(graph: &edgewise_graph::Graph, sizes: &str, x: &str) -> bool {
+    let producers = graph.producers();
+    let through_casts = |value: &str| -> Option<&Node> {
+        let mut node = &graph.nodes[*producers.get(value)?];
+        while node.op_type == "Cast" {
+            node = &graph.nodes[*producers.get(node.inputs.first()?)?];
+        }
+        Some(node)
+    };
+    let Some(concat) = through_casts(sizes).filter(|n| n.op_type == "Concat") else {
+        return false;
+    };
+    let Some(slice) = concat.inputs.first().and_then(|v| through_casts(v)) else {
+        return false;
+    };
+    let from_shape_of_x = slice.op_type == "Slice"
+        && through_casts(&slice.inputs[0])
+            .is_some_and(|s| s.op_type == "Shape" && s.inputs[0] == x);
+    let constant = |k: usize| {
+        slice
+            .inputs
+            .get(k)
+            .and_then(|v| graph.constant(v))
+            .and_then(|t| t.cast_to::<i64>().ok().map(|t| t.into_owned()))
+            .and_then(|t| edgewise_graph::tensor::values::<i64>(&t).map(<[i64]>::to_vec))
+    };
+    from_shape_of_x && constant(1) == Some(vec![0]) && constant(2).is_some_and(|e| e[0] >= 2)
+}
 
 /// The integers of a constant input.
 pub(crate) fn ints_of(model: &Model, name: &str) -> Option<Vec<i64>> {

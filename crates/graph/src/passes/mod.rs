@@ -1,6 +1,7 @@
 //! Graph rewrites that keep a model's values and make it simpler to
-//! optimize, prune or quantize: BatchNormalization and constant bias `Add`s
-//! folded into the convolution before them, and deconvolutions whose kernel
+//! optimize, prune or quantize: reshapes of constants folded into the
+//! constant, BatchNormalization and constant bias `Add`s folded into the
+//! convolution before them, and deconvolutions whose kernel
 //! equals their stride turned into a pointwise `Conv` and a `DepthToSpace`.
 //! (`Constant` nodes to initializers is [`Model::constants_to_initializers`].)
 //!
@@ -10,10 +11,14 @@
 mod batch_norm;
 mod bias_add;
 mod deconv;
+mod opset13;
+mod reshaped_constant;
 
 pub use batch_norm::fold_batch_norms;
 pub use bias_add::fold_bias_adds;
 pub use deconv::deconvs_to_convs;
+pub use opset13::raise_opset_to_13;
+pub use reshaped_constant::fold_reshaped_initializers;
 
 use crate::error::GraphError;
 #[cfg(doc)]
