@@ -417,3 +417,54 @@ fn a_qdq_model_reports_the_kernel_of_every_convolution() {
         }
     }
 }
+
+/// One real model of every decoder family (fetched by models/fetch.py), each
+/// benched stage by stage on a photo: every stage timed, every node
+/// attributed to one, and the decoder run on the real outputs.
+#[test]
+fn a_real_model_of_every_family_benches_stage_by_stage() {
+    for (model, shape, photo) in [
+        ("yolox_ddddocr", "1x3x416x416", "text.png"),
+        ("yolov8n_nudenet", "1x3x320x320", "astronaut.png"),
+        ("yolo26n_isbnx", "1x3x320x320", "page.png"),
+        ("picodet_layout_cdla", "1x3x800x608", "page.png"),
+        ("scrfd", "1x3x640x640", "astronaut.png"),
+        ("retinaface_mnet025", "1x3x320x320", "astronaut.png"),
+        ("ppocr_v5_det", "1x3x320x320", "page.png"),
+    ] {
+        let manifest = format!("models/{model}.toml");
+        let image = format!("models/.cache/photos/{photo}");
+        let (ok, out, err) = edge_bench(&[
+            &manifest,
+            "--input-shape",
+            shape,
+            "--image",
+            &image,
+            "--warmup",
+            "1",
+            "--runs",
+            "1",
+            "--threads",
+            "1",
+            "--format",
+            "json",
+        ]);
+        assert!(ok, "{model}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let variant = &report["variants"][0];
+        assert_eq!(variant["unattributed"], serde_json::json!([]), "{model}");
+        assert_eq!(
+            stage_names(variant),
+            ["pre", "backbone", "neck", "head", "post", "decode+nms"],
+            "{model}"
+        );
+        for stage in variant["stages"].as_array().unwrap() {
+            let name = stage["stage"].as_str().unwrap();
+            let ms = stage["time"]["median_ms"].as_f64().unwrap();
+            // The stages with layers take real time; post may be nothing.
+            if ["backbone", "neck", "head"].contains(&name) {
+                assert!(ms > 0.0, "{model}: {stage}");
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 mod cli;
 mod optimize;
 mod quantize;
+mod real_models;
 
 use std::path::{Path, PathBuf};
 
