@@ -1,7 +1,7 @@
 //! What the stage finder knows about the graph: data edges (constants left
 //! out), strides of spatial values, and which nodes are layers with weights.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use edgewise_graph::{Facts, Graph, Producer, Topology};
 
@@ -30,6 +30,10 @@ pub const RESAMPLING_OPS: &[&str] = &[
     "DepthToSpace",
     "SpaceToDepth",
 ];
+
+/// Operators whose output mixes tokens (rows against columns) rather than
+/// filtering a neighbourhood: attention's query-key and weight-value products.
+const TOKEN_MIXING_OPS: &[&str] = &["MatMul", "Gemm", "Einsum", "MatMulInteger", "QLinearMatMul"];
 
 /// Graph facts in the form the stage finder needs.
 pub struct Context<'a> {
@@ -76,7 +80,8 @@ impl<'a> Context<'a> {
             }
             data_inputs.push(inputs);
         }
-        let stride = spatial_strides(graph, facts);
+        let tokens = token_values(graph, topo, &constant, &data_inputs);
+        let stride = spatial_strides(graph, facts, &tokens);
         let mut ctx = Context {
             graph,
             topo,
@@ -165,10 +170,65 @@ fn is_per_channel(shape: &[usize]) -> bool {
     shape.iter().filter(|&&d| d > 1).count() <= 1
 }
 
-/// The input's spatial height, and the stride of every rank-4 value relative to it.
-fn spatial_strides<'a>(graph: &'a Graph, facts: &Facts) -> HashMap<&'a str, f32> {
+/// Values that are token products, never feature maps: the outputs of
+/// [`TOKEN_MIXING_OPS`] and, transitively, of any node other than a `Reshape`
+/// whose data inputs are all token products (Softmax, Transpose, scaling).
+///
+/// Why: attention blocks inside a backbone or neck (Ultralytics' C2PSA and
+/// C3k2 with PSA in YOLO11/YOLO26, `ultralytics/nn/modules/block.py`
+/// `Attention`) reshape a map into `[1, heads, dim, HW]` and multiply query by
+/// key into `[1, heads, HW, HW]`. Those are rank 4 and, at some input sizes,
+/// exactly the shape of a map (`[1, 2, 256, 256]` at 512), so their strides
+/// made every attention residual look like a cross-scale fusion. A `Reshape`
+/// may turn tokens back into a map (PSA's `view(B, C, H, W)`), so it ends the
+/// token region.
+fn token_values<'a>(
+    graph: &'a Graph,
+    topo: &Topology,
+    constant: &[bool],
+    data_inputs: &[Vec<&'a str>],
+) -> HashSet<&'a str> {
+    let mut tokens = HashSet::new();
+    for &ix in topo.order() {
+        if constant[ix] {
+            continue;
+        }
+        let node = &graph.nodes[ix];
+        let inputs = &data_inputs[ix];
+        let mixes = TOKEN_MIXING_OPS.contains(&node.op_type.as_str());
+        let carries = node.op_type != "Reshape"
+            && !inputs.is_empty()
+            && inputs.iter().all(|v| tokens.contains(v));
+        if mixes || carries {
+            tokens.extend(node.present_outputs());
+        }
+    }
+    tokens
+}
+
+/// The stride of every feature map relative to the image input: a rank-4
+/// value with H·W > 1 whose height and width both come from the input's by
+/// one integer stride k (each rounded down or up, as strided convolutions
+/// and pooling round), and which is not a token product ([`token_values`]).
+/// The stride is the height ratio, in_H / H.
+///
+/// Why the integer-stride test: decoding in the body of Ultralytics YOLOv8
+/// exports (`ultralytics/nn/modules/head.py` `Detect` with `DFL`) reshapes the
+/// box branch into rank-4 values that are not maps, `[1, 4, 16, A]`,
+/// `[1, A, 4, 16]` and `[1, 1, 4, A]` (A anchors). Read as maps, they had
+/// strides of 20 or 80 at a 320 input, so the box branch seemed to make a
+/// coarser map and was not taken for a prediction branch. Odd sizes still
+/// pass: PicoDet's 13×10 level at 800×608 (k = 64, both rounded up), and
+/// YOLOX's Focus slices (k = 2).
+fn spatial_strides<'a>(
+    graph: &'a Graph,
+    facts: &Facts,
+    tokens: &HashSet<&str>,
+) -> HashMap<&'a str, f32> {
     let mut strides = HashMap::new();
-    let Some(input_height) = facts.inputs.iter().find_map(|(_, dims)| input_height(dims)) else {
+    let Some((input_height, input_width)) =
+        facts.inputs.iter().find_map(|(_, dims)| input_size(dims))
+    else {
         return strides;
     };
     let values = graph
@@ -180,6 +240,8 @@ fn spatial_strides<'a>(graph: &'a Graph, facts: &Facts) -> HashMap<&'a str, f32>
         if let Some(shape) = facts.shape(value)
             && shape.len() == 4
             && shape[2] * shape[3] > 1
+            && !tokens.contains(value)
+            && one_integer_stride(input_height, input_width, shape[2], shape[3])
         {
             strides.insert(value, input_height as f32 / shape[2] as f32);
         }
@@ -187,17 +249,28 @@ fn spatial_strides<'a>(graph: &'a Graph, facts: &Facts) -> HashMap<&'a str, f32>
     strides
 }
 
-/// Height of an image input, NCHW (or NHWC when the last axis looks like channels).
-fn input_height(dims: &[usize]) -> Option<usize> {
+/// Whether some integer k ≥ 1 gives `h` from `input_height` and `w` from
+/// `input_width`, each divided by k and rounded down or up.
+fn one_integer_stride(input_height: usize, input_width: usize, h: usize, w: usize) -> bool {
+    let ratio = input_height as f64 / h as f64;
+    let candidates = [ratio.floor(), ratio.ceil()].map(|k| (k as usize).max(1));
+    let by = |side: usize, k: usize| [side / k, side.div_ceil(k)];
+    candidates
+        .iter()
+        .any(|&k| by(input_height, k).contains(&h) && by(input_width, k).contains(&w))
+}
+
+/// Height and width of an image input, NCHW (or NHWC when the last axis looks like channels).
+fn input_size(dims: &[usize]) -> Option<(usize, usize)> {
     if dims.len() != 4 {
         return None;
     }
     if dims[1] <= 4 && dims[3] > 4 {
-        Some(dims[2])
+        Some((dims[2], dims[3]))
     } else if dims[3] <= 4 {
-        Some(dims[1])
+        Some((dims[1], dims[2]))
     } else {
-        Some(dims[2])
+        Some((dims[2], dims[3]))
     }
 }
 

@@ -9,12 +9,16 @@
 //! input ─ pre ─ backbone ──taps──▶ neck (cross-scale fusion) ──▶ head ─ post ─ outputs
 //! ```
 
+mod blocks;
 mod context;
 pub mod error;
+mod head;
 pub mod partition;
 pub mod stage;
 pub mod staged;
 pub mod summary;
+#[cfg(test)]
+mod tests;
 
 pub use error::StageError;
 pub use partition::{Overrides, partition};

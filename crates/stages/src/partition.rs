@@ -7,16 +7,21 @@
 //!    ancestor, travelled through strides outside the range spanned by that
 //!    ancestor and the join itself (a coarse map brought back up, or a fine map
 //!    brought down by another path). A residual join inside a backbone block
-//!    never does; an FPN, PAN or BiFPN join always does.
+//!    never does; an FPN, PAN or BiFPN join always does. Maps are values
+//!    with one integer stride that are not attention token products, and
+//!    the paths do not follow shape-only reads (`Shape`, `Size`).
 //! 4. With fusions: the neck is the fusions, what lies between them, and on
 //!    each lateral path the last block (the last convolution and what follows
-//!    it) before the first fusion; the backbone is the rest upstream. After
-//!    the fusions, the head is the prediction branches: where a map is read by
-//!    two or more branches that never meet again before decoding and never
-//!    make a coarser map (class and box branches), the branches are head and
-//!    what leads to that map (output convolutions, extra levels such as P6
-//!    and P7) is neck. With no such map (a single prediction chain, as in
-//!    DBNet), everything after the last fusion is head.
+//!    it) before the first fusion, unless that convolution closes a concat
+//!    block of the backbone (a tap read as is); the backbone is the rest
+//!    upstream. After the fusions, the head is the prediction branches: where
+//!    a map is read by two or more branches that never meet again before
+//!    decoding and never make a coarser map (class and box branches), the
+//!    branches are head, as is the plain per-level chain just before the map
+//!    (YOLOX stems, a shared head tower), and the rest of what leads to that
+//!    map (output convolutions, extra levels such as P6 and P7) is neck.
+//!    With no such map (a single prediction chain, as in DBNet), everything
+//!    after the last fusion is head (`head.rs`).
 //! 5. Without fusions (SSD heads straight on backbone taps, classifiers): the
 //!    backbone runs up to the end of the deepest trunk (extra levels made from
 //!    it included), the neck is empty, and the head is the rest.
@@ -25,8 +30,10 @@ use std::collections::{HashMap, HashSet};
 
 use edgewise_graph::{Facts, Graph, Topology};
 
+use crate::blocks::Blocks;
 use crate::context::{Context, RESAMPLING_OPS, is_graph_input};
 use crate::error::StageError;
+use crate::head::prediction_branches;
 use crate::stage::{Boundary, Method, Partition, Stage};
 
 /// Boundary tensors given by the user, overriding the structural search.
@@ -49,7 +56,7 @@ impl Overrides {
 }
 
 const PRE_OPS: &[&str] = &["Sub", "Div", "Mul", "Add", "Transpose", "Cast", "Identity"];
-const STRIDE_TOLERANCE: f32 = 1.01;
+pub(crate) const STRIDE_TOLERANCE: f32 = 1.01;
 
 /// Labels every node of `graph` with its stage.
 pub fn partition(
@@ -316,7 +323,11 @@ fn structural_body(ctx: &Context, body: &[usize]) -> BodyLabels {
 }
 
 /// Node sets reachable downstream (descendants) from `seeds`, within `within`.
-fn descendants(ctx: &Context, seeds: &[usize], within: &HashSet<usize>) -> HashSet<usize> {
+pub(crate) fn descendants(
+    ctx: &Context,
+    seeds: &[usize],
+    within: &HashSet<usize>,
+) -> HashSet<usize> {
     let mut seen: HashSet<usize> = HashSet::new();
     let mut stack: Vec<usize> = seeds.to_vec();
     while let Some(n) = stack.pop() {
@@ -332,7 +343,7 @@ fn descendants(ctx: &Context, seeds: &[usize], within: &HashSet<usize>) -> HashS
 }
 
 /// Node sets reachable upstream (ancestors) from `seeds`, within `within`.
-fn ancestors(ctx: &Context, seeds: &[usize], within: &HashSet<usize>) -> HashSet<usize> {
+pub(crate) fn ancestors(ctx: &Context, seeds: &[usize], within: &HashSet<usize>) -> HashSet<usize> {
     let mut seen: HashSet<usize> = HashSet::new();
     let mut stack: Vec<usize> = seeds.to_vec();
     while let Some(n) = stack.pop() {
@@ -357,6 +368,14 @@ fn stride_bit(stride: f32) -> u64 {
 
 /// For every ancestor value of `value`, the strides met on the paths from it to
 /// `value` (both ends included; non-spatial values are transparent), as bits.
+///
+/// The paths do not go through `Shape` or `Size`: those read only a map's
+/// dimensions, not its contents. Why: `F.interpolate(x, size=[H, W] of the
+/// finer map)`, as in RetinaFace's FPN (biubug6 Pytorch_Retinaface,
+/// `models/net.py` `FPN.forward`), exports as a `Resize` whose sizes are
+/// computed from `Shape(lateral)`. Followed, that edge made the lateral map a
+/// common ancestor of both inputs of the top-down add, on both paths at the
+/// same stride, and hid the fusion.
 fn path_strides<'a>(
     ctx: &Context<'a>,
     value: &'a str,
@@ -374,6 +393,9 @@ fn path_strides<'a>(
     nodes.push(start);
     nodes.sort_by_key(|&n| std::cmp::Reverse(ctx.position[n]));
     for n in nodes {
+        if matches!(ctx.op(n), "Shape" | "Size") {
+            continue;
+        }
         let below = ctx
             .outputs(n)
             .filter_map(|o| visited.get(o).copied())
@@ -450,13 +472,19 @@ fn with_neck(
             before_fusion.contains(n) && !after_fusion.contains(n) && !fusion_set.contains(n)
         })
         .collect();
-    let layers_below = deepest_stride_below(ctx, &upstream, true);
+    let trunk = trunk(ctx, fusions, &upstream);
+    let layers_below = deepest_stride_below(ctx, &trunk, true);
 
+    let blocks = Blocks::new(ctx);
     let mut lateral_seeds: Vec<usize> = Vec::new();
+    let mut walked: HashSet<usize> = HashSet::new();
     for &f in fusions {
         for &input in &ctx.data_inputs[f] {
             if ctx.producer(input).is_some_and(|p| upstream.contains(&p)) {
-                lateral_seeds.extend(last_block_start(ctx, input, &upstream, &layers_below));
+                let (seeds, through) =
+                    last_block_start(ctx, &blocks, input, &upstream, &layers_below);
+                lateral_seeds.extend(seeds);
+                walked.extend(through);
             }
         }
     }
@@ -464,6 +492,20 @@ fn with_neck(
     lateral_seeds.dedup();
     let mut lateral = descendants(ctx, &lateral_seeds, &upstream);
     lateral.extend(lateral_seeds.iter().copied());
+    // The neck's resampling on the walked paths, and what was walked after
+    // it, is neck even where no lateral block was seeded (a tap read as it
+    // is, then upsampled into the fusion).
+    let resamples: Vec<usize> = walked
+        .iter()
+        .copied()
+        .filter(|&n| matches!(ctx.op(n), "Resize" | "Upsample"))
+        .collect();
+    lateral.extend(
+        descendants(ctx, &resamples, &upstream)
+            .into_iter()
+            .filter(|n| walked.contains(n)),
+    );
+    lateral.extend(resamples);
 
     let core = |n: &usize| {
         fusion_set.contains(n) || (after_fusion.contains(n) && before_fusion.contains(n))
@@ -475,7 +517,7 @@ fn with_neck(
         .copied()
         .filter(|n| !core(n) && !upstream.contains(n))
         .collect();
-    let head = prediction_branches(ctx, &tail, in_body);
+    let head = prediction_branches(ctx, &blocks, &tail, in_body, &upstream);
 
     let mut labels = Vec::with_capacity(body.len());
     for &n in body {
@@ -542,71 +584,10 @@ fn with_neck(
     BodyLabels { labels, reasons }
 }
 
-/// Within `tail` (what follows or sits beside the fusions), the prediction
-/// branches: where a map is read by two or more branches that never meet
-/// again before decoding and never make a coarser map (a class and a box
-/// branch), those branches are the head, and the layers leading to that map
-/// (an FPN's output convolutions, extra levels) are neck. Where no map fans
-/// out like this (one prediction chain, as in DBNet), the whole tail is head.
-fn prediction_branches(
-    ctx: &Context,
-    tail: &HashSet<usize>,
-    in_body: &HashSet<usize>,
-) -> HashSet<usize> {
-    let deepest = deepest_stride_below(ctx, in_body, false);
-    let mut head: HashSet<usize> = HashSet::new();
-    let mut feeds_head: Vec<usize> = Vec::new();
-    let mut values: Vec<&str> = in_body.iter().flat_map(|&n| ctx.outputs(n)).collect();
-    values.sort_by_key(|v| ctx.producer(v).map(|p| ctx.position[p]));
-    for value in values {
-        let Some(stride) = ctx.stride_of(value) else {
-            continue;
-        };
-        if ctx.producer(value).is_some_and(|p| head.contains(&p)) {
-            continue;
-        }
-        let branches: Vec<usize> = ctx
-            .readers(value)
-            .iter()
-            .copied()
-            .filter(|r| tail.contains(r) && !head.contains(r))
-            .filter(|&r| {
-                ctx.outputs(r)
-                    .filter_map(|o| deepest.get(o))
-                    .all(|&d| d <= stride * STRIDE_TOLERANCE)
-            })
-            .collect();
-        if branches.len() < 2 {
-            continue;
-        }
-        let reach: Vec<HashSet<usize>> = branches
-            .iter()
-            .map(|&r| {
-                let mut d = descendants(ctx, &[r], in_body);
-                d.insert(r);
-                d
-            })
-            .collect();
-        let parted =
-            (0..reach.len()).any(|i| (i + 1..reach.len()).any(|j| reach[i].is_disjoint(&reach[j])));
-        if parted {
-            for r in reach {
-                head.extend(r.into_iter().filter(|n| tail.contains(n)));
-            }
-            feeds_head.extend(ctx.producer(value));
-        }
-    }
-    let leads_to_head = ancestors(ctx, &feeds_head, tail);
-    tail.iter()
-        .copied()
-        .filter(|n| head.contains(n) || !(leads_to_head.contains(n) || feeds_head.contains(n)))
-        .collect()
-}
-
 /// For each value produced in `region`, the deepest stride reachable downstream
 /// of it within `region` (its own stride included); with `layers_only`, the
 /// deepest output of a layer with weights (pooling alone does not count).
-fn deepest_stride_below<'a>(
+pub(crate) fn deepest_stride_below<'a>(
     ctx: &Context<'a>,
     region: &HashSet<usize>,
     layers_only: bool,
@@ -634,16 +615,58 @@ fn deepest_stride_below<'a>(
     deepest
 }
 
+/// The part of `upstream` that the top-down path grows from: the ancestors
+/// of the fusions whose inputs all come from `upstream` (the first fusions of
+/// the neck, which fuse nothing the neck made). When there are none, all of
+/// `upstream`.
+///
+/// Why: `upstream` also holds neck branches that feed only a later fusion,
+/// such as the extra level of PP-PicoDet's CSP-PAN
+/// (PaddleDetection `ppdet/modeling/necks/csp_pan.py`,
+/// `first_top_conv(inputs[-1]) + second_top_conv(outs[-1])`), a strided
+/// conv from the top lateral map to stride 64. Counted as trunk, it made that
+/// lateral map look like a tap from which the backbone goes on deeper, so the
+/// lateral conv, the upsample and the extra level stayed in the backbone.
+fn trunk(ctx: &Context, fusions: &[usize], upstream: &HashSet<usize>) -> HashSet<usize> {
+    let first: Vec<usize> = fusions
+        .iter()
+        .copied()
+        .filter(|&f| {
+            ctx.data_inputs[f]
+                .iter()
+                .all(|v| ctx.producer(v).is_none_or(|p| upstream.contains(&p)))
+        })
+        .collect();
+    let trunk = ancestors(ctx, &first, upstream);
+    if trunk.is_empty() {
+        upstream.clone()
+    } else {
+        trunk
+    }
+}
+
 /// Walking back from a fusion input along its lateral path: the convolution(s)
-/// that start the last block before the fusion. The walk stops, with no block,
-/// at a value from which the trunk goes on deeper (a backbone tap read as is).
+/// that start the last block before the fusion, and the nodes walked through
+/// on the way. The walk stops, with no block, at a value from which the trunk
+/// goes on deeper (a backbone tap read as is), and at a convolution that
+/// closes a concat block ([`Blocks::closes_concat`]).
+///
+/// Why the closing convolution: the deepest tap is read as is too, but no
+/// trunk goes on below it, so the walk used to enter the backbone's last
+/// block. In Ultralytics YOLOv8 and YOLO26 (`ultralytics/cfg/models/v8/yolov8.yaml`,
+/// `26/yolo26.yaml`) the neck reads SPPF (layer 9) or C2PSA (layer 10) and
+/// upsamples it, and their `cv2` (which fuses a concat) was taken for a
+/// lateral block. A lateral 1x1 on a residual `Add` (an FPN on a MobileNetV2
+/// block) is still a block of the neck: residuals are not concat blocks.
 fn last_block_start(
     ctx: &Context,
+    blocks: &Blocks,
     value: &str,
     upstream: &HashSet<usize>,
     layers_below: &HashMap<&str, f32>,
-) -> Vec<usize> {
+) -> (Vec<usize>, Vec<usize>) {
     let mut seeds = Vec::new();
+    let mut walked = Vec::new();
     let mut stack = vec![value];
     let mut seen: HashSet<&str> = HashSet::new();
     while let Some(v) = stack.pop() {
@@ -664,8 +687,11 @@ fn last_block_start(
         }
         let op = ctx.op(p);
         if op == "Conv" || op == "ConvTranspose" {
-            seeds.push(extend_to_depthwise(ctx, p, upstream));
+            if !blocks.closes_concat(p) {
+                seeds.push(extend_to_depthwise(ctx, p, upstream));
+            }
         } else if !RESAMPLING_OPS.contains(&op) || op == "Resize" || op == "Upsample" {
+            walked.push(p);
             stack.extend(
                 ctx.data_inputs[p]
                     .iter()
@@ -674,7 +700,7 @@ fn last_block_start(
             );
         }
     }
-    seeds
+    (seeds, walked)
 }
 
 /// A pointwise convolution fed (through activations) by a depthwise one forms

@@ -9,4 +9,5 @@ mod ppocr_reference;
 mod ppocr_stages;
 mod profile_attribution;
 mod real_references;
+mod real_stages;
 mod round_trip;
