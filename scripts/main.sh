@@ -15,7 +15,8 @@ out=target/main-job
 photos=models/.cache/photos
 fetched=false
 if [ "${EDGEWISE_OFFLINE:-0}" != 1 ]; then
-    python3 models/fetch.py && fetched=true ||
+    # Only what the job runs: the default detector and the photos.
+    python3 models/fetch.py --only ppocr_v4_det photos && fetched=true ||
         echo "main: fetching failed (offline?); using the zoo's default detector instead" >&2
 fi
 cargo build --release --bins
