@@ -13,6 +13,9 @@ Every number comes from the project's own commands, run here:
 Usage: python3 scripts/real_models_table.py [--runs 10] [--out target/real]
        [--only NAME ...]  (needs `cargo build --release --bins` and
        `python3 models/fetch.py`)
+       python3 scripts/real_models_table.py --render target/real/table.json
+The measurements are kept in OUT/table.json as each model finishes; --render
+prints the table from such a file.
 """
 
 import argparse
@@ -56,7 +59,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "target/real")
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--render", type=Path, help="print the table of a saved table.json")
     args = parser.parse_args()
+    if args.render:
+        render(json.loads(args.render.read_text()))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, shape, photo in MODELS:
@@ -93,12 +100,18 @@ def main() -> None:
             "macs": (macs_before, macs_after),
             "ms": (ms_before, ms_after),
         })
+        saved = args.out / "table.json"
+        saved.write_text(json.dumps(rows, indent=1))
+    render(rows)
+
+
+def render(rows: list) -> None:
     print("| model | input | backbone FP32 / INT8 | neck FP32 / INT8 | head FP32 / INT8 | frame FP32 / INT8 | INT8 F1 | INT8 mAP@.5:.95 | FP32 boxes | pruned 30%: MACs | pruned: layers ms |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         cell = lambda s: f"{r['fp32'].get(s, 0):.1f} / {r['int8'].get(s, 0):.1f}"
         shape = "x".join(str(d) for d in r["shape"][-2:]) if isinstance(r["shape"], list) else r["shape"]
-        m = "n/a" if r["map"] is None else f"{r['map']:.3f}"
+        m = "n/a" if r["map"] is None else f"{r['map']['map50_95']:.3f}"
         (mb, ma), (tb, ta) = r["macs"], r["ms"]
         print(f"| {r['name']} | {shape} | {cell('backbone')} | {cell('neck')} | {cell('head')} | "
               f"{r['frame'][0]:.1f} / {r['frame'][1]:.1f} | {r['f1']:.3f} | {m} | {r['boxes']} | "

@@ -11,7 +11,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
-use crate::{BBox, DecodeError, Decoder, Detection, Output, describe, outputs_with_rows, rows_of};
+use crate::{
+    BBox, DecodeError, Decoder, Detection, Output, best_class, describe, outputs_with_rows, rows_of,
+};
 
 /// GFL parameters.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -111,10 +113,7 @@ impl Decoder for Gfl {
             let (sf, offset) = (s as f32, self.config.cell_offset);
             for i in 0..n {
                 let row = &scores.data[i * classes..(i + 1) * classes];
-                let (class, score) = row
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (c, &v)| if v > b.1 { (c, v) } else { b });
+                let (class, score) = best_class(row.iter().copied());
                 if score < self.config.nms.score_threshold {
                     continue;
                 }
@@ -162,16 +161,8 @@ mod tests {
             dist16[16 + side * 4 + bin] = 50.0;
         }
         let shapes = [[1, 24, 2], [1, 6, 2], [1, 24, 16], [1, 6, 16]];
-        let data = [&scores8, &scores16, &dist8, &dist16];
-        let outputs: Vec<Output> = shapes
-            .iter()
-            .zip(data)
-            .map(|(s, d)| Output {
-                name: "o",
-                shape: s,
-                data: d,
-            })
-            .collect();
+        let data: [&[f32]; 4] = [&scores8, &scores16, &dist8, &dist16];
+        let outputs = crate::test_outputs(&shapes, &data);
         let decoder = Gfl::new(config);
         let found = decoder.decode(&outputs, [32, 48]).unwrap();
         assert_eq!(found.len(), 1);

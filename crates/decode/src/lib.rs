@@ -183,6 +183,31 @@ pub(crate) fn outputs_with_rows<'a>(outputs: &[Output<'a>], n: usize) -> Vec<Out
         .collect()
 }
 
+/// The best class of a row of class scores, and its score.
+pub(crate) fn best_class(scores: impl Iterator<Item = f32>) -> (usize, f32) {
+    scores.enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, s)| if s > best.1 { (i, s) } else { best },
+    )
+}
+
+/// Test outputs named `o` from shapes and values, in order.
+#[cfg(test)]
+pub(crate) fn test_outputs<'a, S: AsRef<[usize]>>(
+    shapes: &'a [S],
+    data: &[&'a [f32]],
+) -> Vec<Output<'a>> {
+    shapes
+        .iter()
+        .zip(data)
+        .map(|(s, d)| Output {
+            name: "o",
+            shape: s.as_ref(),
+            data: d,
+        })
+        .collect()
+}
+
 /// The logistic function.
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -379,15 +404,8 @@ mod tests {
                 vec![0.5, 0.5, 0.0, 0.0],
                 vec![0.0; 10],
             ];
-            let outputs: Vec<Output> = shapes
-                .iter()
-                .zip(&data)
-                .map(|(s, d)| Output {
-                    name: "o",
-                    shape: s,
-                    data: d,
-                })
-                .collect();
+            let data: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+            let outputs = test_outputs(&shapes, &data);
             decoder.decode(&outputs, [8, 8]).unwrap().len()
         };
         // sqrt(0.5 * 1) = 0.71: above the generic 0.25, below YuNet's 0.9.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
 use crate::ssd::{ScoreKind, box_from_prior, point_from_prior};
-use crate::{DecodeError, Decoder, Detection, Output, describe, rows_of, sigmoid};
+use crate::{DecodeError, Decoder, Detection, Output, best_class, describe, rows_of, sigmoid};
 
 /// RetinaFace parameters.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -126,12 +126,12 @@ impl Decoder for RetinaFace {
         for (i, prior) in priors.iter().enumerate() {
             let row = &conf.data[i * classes..(i + 1) * classes];
             let (class, score) = match self.config.scores {
-                ScoreKind::Sigmoid => best(row.iter().map(|&v| sigmoid(v)), 0),
-                ScoreKind::Probabilities => best(row.iter().copied(), 1),
+                ScoreKind::Sigmoid => best_class(row.iter().map(|&v| sigmoid(v))),
+                ScoreKind::Probabilities => best_class(row.iter().copied().skip(1)),
                 ScoreKind::Softmax => {
                     let max = row.iter().copied().fold(f32::MIN, f32::max);
                     let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                    best(row.iter().map(|v| (v - max).exp() / sum), 1)
+                    best_class(row.iter().map(|v| (v - max).exp() / sum).skip(1))
                 }
             };
             if score < self.config.nms.score_threshold {
@@ -150,16 +150,6 @@ impl Decoder for RetinaFace {
         }
         Ok(nms(candidates, &self.config.nms))
     }
-}
-
-/// The best class from `first` on (renumbered from 0), and its score.
-fn best(scores: impl Iterator<Item = f32>, first: usize) -> (usize, f32) {
-    scores.enumerate().skip(first).fold(
-        (0, f32::MIN),
-        |b, (c, v)| {
-            if v > b.1 { (c - first, v) } else { b }
-        },
-    )
 }
 
 #[cfg(test)]
@@ -191,16 +181,8 @@ mod tests {
         loc[12..16].copy_from_slice(&[1.0, 0.0, std::f32::consts::LN_2 / 0.2, 0.0]);
         marks[30..32].copy_from_slice(&[-10.0, 10.0]);
         let shapes = [[1, 18, 4], [1, 18, 2], [1, 18, 10]];
-        let data = [&loc, &conf, &marks];
-        let outputs: Vec<Output> = shapes
-            .iter()
-            .zip(data)
-            .map(|(s, d)| Output {
-                name: "o",
-                shape: s,
-                data: d,
-            })
-            .collect();
+        let data: [&[f32]; 3] = [&loc, &conf, &marks];
+        let outputs = crate::test_outputs(&shapes, &data);
         let found = decoder.decode(&outputs, [32, 64]).unwrap();
         assert_eq!(found.len(), 1);
         let (d, want) = (

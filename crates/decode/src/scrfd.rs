@@ -149,16 +149,8 @@ mod tests {
             [1, 8, 10],
             [1, 2, 10],
         ];
-        let data = [&s16, &s32, &b16, &b32, &k16, &k32];
-        let outputs: Vec<Output> = shapes
-            .iter()
-            .zip(data)
-            .map(|(s, d)| Output {
-                name: "o",
-                shape: s,
-                data: d,
-            })
-            .collect();
+        let data: [&[f32]; 6] = [&s16, &s32, &b16, &b32, &k16, &k32];
+        let outputs = crate::test_outputs(&shapes, &data);
         let decoder = Scrfd::new(config);
         let found = decoder.decode(&outputs, [32, 32]).unwrap();
         assert_eq!(found.len(), 1);

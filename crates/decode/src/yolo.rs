@@ -13,15 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::nms::{NmsConfig, nms};
-use crate::{BBox, DecodeError, Decoder, Detection, Output, describe, sigmoid};
-
-/// The best class of a row of class scores, and its score.
-fn best_class(scores: impl Iterator<Item = f32>) -> (usize, f32) {
-    scores.enumerate().fold(
-        (0, f32::MIN),
-        |best, (i, s)| if s > best.1 { (i, s) } else { best },
-    )
-}
+use crate::{BBox, DecodeError, Decoder, Detection, Output, best_class, describe, sigmoid};
 
 fn rows_of<'a>(
     family: &'static str,
