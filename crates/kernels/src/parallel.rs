@@ -43,9 +43,11 @@ pub fn for_each_part(
     part: impl Fn(usize) -> TractResult<()> + Sync + Send,
 ) -> TractResult<()> {
     let single = |i| {
+        // A worker may come from a kernel that left the upper vector state
+        // dirty, and a part may end in one; SSE code on either side would
+        // pay for it (see `edgewise_graph::simd`).
+        clear_upper_vector_state();
         let done = multithread_tract_scope(Executor::SingleThread, || part(i));
-        // A part may end in an AVX kernel; the worker's next task may be
-        // SSE code (see `edgewise_graph::simd`).
         clear_upper_vector_state();
         done
     };
