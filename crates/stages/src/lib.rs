@@ -17,8 +17,6 @@ pub mod partition;
 pub mod stage;
 pub mod staged;
 pub mod summary;
-#[cfg(test)]
-mod tests;
 
 pub use error::StageError;
 pub use partition::{Overrides, partition};

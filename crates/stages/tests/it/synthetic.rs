@@ -2,40 +2,10 @@
 //! known by construction. Every model is also checked with its names replaced
 //! by meaningless ones: the finder must not read names.
 
+use crate::common::{boundary_names, check_both, stage_of};
 use edgewise_graph::builder::ModelBuilder;
-use edgewise_graph::{AttributeValue, Model, Topology, analyze};
-use edgewise_stages::{Overrides, Partition, Stage, partition};
-
-fn stages_of(model: &Model) -> Partition {
-    let topo = Topology::new(&model.graph).unwrap();
-    let facts = analyze(model, &[]).unwrap();
-    partition(&model.graph, &topo, &facts, &Overrides::default()).unwrap()
-}
-
-/// Stage of the node producing `value`.
-fn stage_of(model: &Model, p: &Partition, value: &str) -> Stage {
-    let ix = model
-        .graph
-        .nodes
-        .iter()
-        .position(|n| n.outputs.iter().any(|o| o == value))
-        .unwrap();
-    p.stages[ix]
-}
-
-fn boundary_names(list: &[edgewise_stages::Boundary]) -> Vec<String> {
-    list.iter().map(|b| b.value.clone()).collect()
-}
-
-/// Checks `expect` on the model and on an anonymized copy.
-fn check_both(model: Model, expect: impl Fn(&Model, &Partition, &dyn Fn(&str) -> String)) {
-    let p = stages_of(&model);
-    expect(&model, &p, &|v: &str| v.to_string());
-    let mut anonymous = model.clone();
-    let map = anonymous.anonymize();
-    let p = stages_of(&anonymous);
-    expect(&anonymous, &p, &|v: &str| map[v].clone());
-}
+use edgewise_graph::{AttributeValue, Topology, analyze};
+use edgewise_stages::{Overrides, Stage, partition};
 
 struct Trunk {
     c3: String,

@@ -3,42 +3,11 @@
 //! nothing else unusual. Every model is also checked with its names replaced
 //! by meaningless ones.
 
+use crate::common::{boundary_names, check_both, stage_of};
+use edgewise_graph::AttributeValue;
 use edgewise_graph::builder::ModelBuilder;
 use edgewise_graph::tract_onnx::prelude::tensor1;
-use edgewise_graph::{AttributeValue, Model, Topology, analyze};
-
-use crate::{Overrides, Partition, Stage, partition};
-
-fn stages_of(model: &Model) -> Partition {
-    let topo = Topology::new(&model.graph).unwrap();
-    let facts = analyze(model, &[]).unwrap();
-    partition(&model.graph, &topo, &facts, &Overrides::default()).unwrap()
-}
-
-/// Stage of the node producing `value`.
-fn stage_of(model: &Model, p: &Partition, value: &str) -> Stage {
-    let ix = model
-        .graph
-        .nodes
-        .iter()
-        .position(|n| n.outputs.iter().any(|o| o == value))
-        .unwrap();
-    p.stages[ix]
-}
-
-fn names(list: &[crate::Boundary]) -> Vec<String> {
-    list.iter().map(|b| b.value.clone()).collect()
-}
-
-/// Checks `expect` on the model and on an anonymized copy.
-fn check_both(model: Model, expect: impl Fn(&Model, &Partition, &dyn Fn(&str) -> String)) {
-    let p = stages_of(&model);
-    expect(&model, &p, &|v: &str| v.to_string());
-    let mut anonymous = model.clone();
-    let map = anonymous.anonymize();
-    let p = stages_of(&anonymous);
-    expect(&anonymous, &p, &|v: &str| map[v].clone());
-}
+use edgewise_stages::Stage;
 
 /// Taps of a small backbone at strides 8, 16 and 32 (16, 24, 32 channels).
 struct Taps {
@@ -169,7 +138,7 @@ fn attention_in_a_backbone_is_not_a_fusion() {
         assert!(p.nodes_in(Stage::Neck).is_empty(), "no fusion");
         assert_eq!(stage_of(m, p, &name(&weights)), Stage::Backbone);
         assert_eq!(
-            names(&p.backbone_outputs),
+            boundary_names(&p.backbone_outputs),
             vec![name(&t.c4), name(&attended)]
         );
     });
@@ -222,7 +191,7 @@ fn a_yolov8_detect_with_dfl_starts_the_head_at_the_levels() {
     b.output(&scores);
     check_both(b.finish(), |m, p, name| {
         assert_eq!(
-            names(&p.head_inputs),
+            boundary_names(&p.head_inputs),
             vec![name(&n.p3), name(&n.n4), name(&n.n5)]
         );
         assert_eq!(stage_of(m, p, &name(&n.n5)), Stage::Neck);
@@ -252,8 +221,11 @@ fn an_fpn_sized_by_shape_is_found() {
     check_both(b.finish(), |m, p, name| {
         assert_eq!(stage_of(m, p, &name(&p4)), Stage::Neck, "the fusion");
         assert_eq!(stage_of(m, p, &name(&l4)), Stage::Neck, "lateral conv");
-        assert_eq!(names(&p.backbone_outputs), vec![name(&t.c4), name(&t.c5)]);
-        let mut heads = names(&p.head_inputs);
+        assert_eq!(
+            boundary_names(&p.backbone_outputs),
+            vec![name(&t.c4), name(&t.c5)]
+        );
+        let mut heads = boundary_names(&p.head_inputs);
         heads.sort();
         let mut expected = vec![name(&p4), name(&l5)];
         expected.sort();
@@ -274,13 +246,13 @@ fn a_closing_conv_of_the_deepest_tap_stays_in_the_backbone() {
     two_branch_heads(&mut b, &[(&n.p3, 16), (&n.n4, 16), (&n.n5, 16)]);
     check_both(b.finish(), |m, p, name| {
         assert_eq!(
-            names(&p.backbone_outputs),
+            boundary_names(&p.backbone_outputs),
             vec![name(&t.c3), name(&t.c4), name(&top)]
         );
         assert_eq!(stage_of(m, p, &name(&top)), Stage::Backbone);
         assert_eq!(stage_of(m, p, &name(&n.up5)), Stage::Neck);
         assert_eq!(
-            names(&p.head_inputs),
+            boundary_names(&p.head_inputs),
             vec![name(&n.p3), name(&n.n4), name(&n.n5)]
         );
     });
@@ -313,14 +285,14 @@ fn an_extra_level_from_a_lateral_map_is_neck() {
     }
     check_both(b.finish(), |m, p, name| {
         assert_eq!(
-            names(&p.backbone_outputs),
+            boundary_names(&p.backbone_outputs),
             vec![name(&t.c3), name(&t.c4), name(&t.c5)]
         );
         for v in [&t5, &n.up5, &first] {
             assert_eq!(stage_of(m, p, &name(v)), Stage::Neck, "{v}");
         }
         assert_eq!(
-            names(&p.head_inputs),
+            boundary_names(&p.head_inputs),
             vec![name(&n.p3), name(&n.n4), name(&n.n5), name(&p6)]
         );
     });
@@ -351,7 +323,7 @@ fn per_level_stems_before_the_fork_are_head() {
     }
     check_both(b.finish(), |m, p, name| {
         assert_eq!(
-            names(&p.head_inputs),
+            boundary_names(&p.head_inputs),
             vec![name(&n.p3), name(&n.n4), name(&n.n5)]
         );
         for stem in &stems {
