@@ -191,7 +191,7 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
     let original_bytes = std::fs::metadata(&source.onnx)?.len();
     let mut model = Model::load(&source.onnx)?;
-    model.constants_to_initializers();
+    let constants = model.constants_to_initializers();
     // Raised here, where the input shape is known (Softmax's axis needs the
     // rank); the report says so as if `prepare` had done it.
     let raised =
@@ -201,6 +201,8 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
     if let Some(old) = raised {
         prepared.opset_raised = Some((old, 13));
     }
+    // Made initializers above, before `prepare`, which would have counted them.
+    prepared.constants += constants;
 
     let staged = StagedModel::new(
         model.clone(),
