@@ -2,50 +2,15 @@
 //! known by construction. Every model is also checked with its names replaced
 //! by meaningless ones: the finder must not read names.
 
-use crate::common::{boundary_names, check_both, stage_of};
+use crate::common::{backbone, boundary_names, check_both, stage_of};
 use edgewise_graph::builder::ModelBuilder;
 use edgewise_graph::{AttributeValue, Topology, analyze};
 use edgewise_stages::{Overrides, Stage, partition};
 
-struct Trunk {
-    c3: String,
-    c4: String,
-    c5: String,
-}
-
-/// A small backbone: stem to stride 4, then stages at 8, 16, 32, each a
-/// strided conv and a residual block. Input normalized in-graph.
-fn backbone(b: &mut ModelBuilder, size: i64) -> Trunk {
-    let input = b.input("image", &[1, 3, size, size]);
-    let mean = b.initializer(
-        "mean",
-        edgewise_graph::tract_onnx::prelude::tensor1(&[0.5f32]),
-    );
-    let x = b.op("Sub", &[&input, &mean], vec![]);
-    let stem = b.conv_relu(&x, 3, 8, 3, 2);
-    let s4 = b.conv_relu(&stem, 8, 8, 3, 2);
-    let mut x = s4;
-    let mut taps = vec![];
-    for (cin, cout) in [(8, 16), (16, 24), (24, 32)] {
-        let down = b.conv_relu(&x, cin, cout, 3, 2);
-        // Residual block: two convs and an add.
-        let r1 = b.conv_relu(&down, cout, cout, 3, 1);
-        let r2 = b.conv(&r1, cout, cout, 3, 1, 1);
-        let sum = b.op("Add", &[&down, &r2], vec![]);
-        x = b.op("Relu", &[&sum], vec![]);
-        taps.push(x.clone());
-    }
-    Trunk {
-        c3: taps[0].clone(),
-        c4: taps[1].clone(),
-        c5: taps[2].clone(),
-    }
-}
-
 #[test]
 fn fpn_detector_with_a_decoding_tail() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, true);
     let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
     let l4 = b.conv(&t.c4, 24, 16, 1, 1, 1);
     let l3 = b.conv(&t.c3, 16, 16, 1, 1, 1);
@@ -103,7 +68,7 @@ fn fpn_detector_with_a_decoding_tail() {
 #[test]
 fn ssd_style_heads_on_backbone_taps_have_no_neck() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, true);
     let mut outs = vec![];
     for (tap, c) in [(&t.c4, 24), (&t.c5, 32)] {
         let cls = b.conv(tap, c, 6, 3, 1, 1);
@@ -131,7 +96,7 @@ fn ssd_style_heads_on_backbone_taps_have_no_neck() {
 #[test]
 fn classifier_top_is_the_head_and_softmax_is_post() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, true);
     let pooled = b.op("GlobalAveragePool", &[&t.c5], vec![]);
     let flat = b.op("Flatten", &[&pooled], vec![]);
     let w = b.random(32 * 10, 0.1);
@@ -153,7 +118,7 @@ fn classifier_top_is_the_head_and_softmax_is_post() {
 #[test]
 fn pan_bottom_up_path_is_neck_and_residuals_inside_it_are_not_fusions() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, true);
     // Top-down.
     let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
     let up5 = b.upsample2(&l5);
@@ -209,7 +174,7 @@ fn pan_bottom_up_path_is_neck_and_residuals_inside_it_are_not_fusions() {
 #[test]
 fn overrides_move_the_boundaries_and_unknown_names_are_refused() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, true);
     let head = b.conv(&t.c5, 32, 4, 1, 1, 1);
     b.output(&head);
     let model = b.finish();

@@ -3,40 +3,11 @@
 //! nothing else unusual. Every model is also checked with its names replaced
 //! by meaningless ones.
 
-use crate::common::{boundary_names, check_both, stage_of};
+use crate::common::{backbone, boundary_names, check_both, stage_of};
 use edgewise_graph::AttributeValue;
 use edgewise_graph::builder::ModelBuilder;
 use edgewise_graph::tract_onnx::prelude::tensor1;
 use edgewise_stages::Stage;
-
-/// Taps of a small backbone at strides 8, 16 and 32 (16, 24, 32 channels).
-struct Taps {
-    c3: String,
-    c4: String,
-    c5: String,
-}
-
-/// A stem to stride 4, then a strided conv and a residual block per stage,
-/// on a `size`×`size` input.
-fn backbone(b: &mut ModelBuilder, size: i64) -> Taps {
-    let input = b.input("image", &[1, 3, size, size]);
-    let stem = b.conv_relu(&input, 3, 8, 3, 2);
-    let mut x = b.conv_relu(&stem, 8, 8, 3, 2);
-    let mut taps = vec![];
-    for (cin, cout) in [(8, 16), (16, 24), (24, 32)] {
-        let down = b.conv_relu(&x, cin, cout, 3, 2);
-        let r1 = b.conv_relu(&down, cout, cout, 3, 1);
-        let r2 = b.conv(&r1, cout, cout, 3, 1, 1);
-        let sum = b.op("Add", &[&down, &r2], vec![]);
-        x = b.op("Relu", &[&sum], vec![]);
-        taps.push(x.clone());
-    }
-    Taps {
-        c3: taps[0].clone(),
-        c4: taps[1].clone(),
-        c5: taps[2].clone(),
-    }
-}
 
 fn ints(b: &mut ModelBuilder, values: &[i64]) -> String {
     b.initializer("ints", tensor1(values))
@@ -119,7 +90,7 @@ fn sppf(b: &mut ModelBuilder, x: &str, channels: usize) -> String {
 #[test]
 fn attention_in_a_backbone_is_not_a_fusion() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, false);
     let shape = ints(&mut b, &[1, 1, 32, 4]);
     let q = b.op("Reshape", &[&t.c5, &shape], vec![]);
     let k = b.op(
@@ -153,7 +124,7 @@ fn attention_in_a_backbone_is_not_a_fusion() {
 #[test]
 fn a_yolov8_detect_with_dfl_starts_the_head_at_the_levels() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, false);
     let n = pan(&mut b, (&t.c3, 16), (&t.c4, 24), (&t.c5, 32));
     let mut flat = vec![];
     for level in [&n.p3, &n.n4, &n.n5] {
@@ -207,7 +178,7 @@ fn a_yolov8_detect_with_dfl_starts_the_head_at_the_levels() {
 #[test]
 fn an_fpn_sized_by_shape_is_found() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, false);
     let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
     let l4 = b.conv(&t.c4, 24, 16, 1, 1, 1);
     let sizes = b.op("Shape", &[&l4], vec![]);
@@ -240,7 +211,7 @@ fn an_fpn_sized_by_shape_is_found() {
 #[test]
 fn a_closing_conv_of_the_deepest_tap_stays_in_the_backbone() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, false);
     let top = sppf(&mut b, &t.c5, 32);
     let n = pan(&mut b, (&t.c3, 16), (&t.c4, 24), (&top, 32));
     two_branch_heads(&mut b, &[(&n.p3, 16), (&n.n4, 16), (&n.n5, 16)]);
@@ -267,7 +238,7 @@ fn a_closing_conv_of_the_deepest_tap_stays_in_the_backbone() {
 fn an_extra_level_from_a_lateral_map_is_neck() {
     let mut b = ModelBuilder::new(13);
     // Large enough for a 2x2 map at stride 64.
-    let t = backbone(&mut b, 128);
+    let t = backbone(&mut b, 128, false);
     let t3 = b.conv(&t.c3, 16, 16, 1, 1, 1);
     let t4 = b.conv(&t.c4, 24, 16, 1, 1, 1);
     let t5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
@@ -306,7 +277,7 @@ fn an_extra_level_from_a_lateral_map_is_neck() {
 #[test]
 fn per_level_stems_before_the_fork_are_head() {
     let mut b = ModelBuilder::new(13);
-    let t = backbone(&mut b, 64);
+    let t = backbone(&mut b, 64, false);
     let l5 = b.conv(&t.c5, 32, 16, 1, 1, 1);
     let n = pan(&mut b, (&t.c3, 16), (&t.c4, 24), (&l5, 16));
     let mut stems = vec![];
