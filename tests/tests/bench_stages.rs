@@ -26,6 +26,7 @@ fn ppocr_det_stage_report_is_complete_consistent_and_agrees_with_inspect() {
         threads: 1,
         qdq: QdqMode::Float,
         precision: Default::default(),
+        float_conv: Default::default(),
     };
     let run = || {
         measure(

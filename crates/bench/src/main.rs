@@ -10,7 +10,7 @@ use edgewise_bench::study::{self, Study};
 use edgewise_boards::Board;
 use edgewise_measure::measure::{Budget, Target, measure_side_by_side};
 use edgewise_measure::report::{Report, Variant};
-use edgewise_runtime::{FloatPrecision, ModelSource, QdqMode};
+use edgewise_runtime::{FloatConv, FloatPrecision, ModelSource, QdqMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where a detector's time goes: pre, backbone, neck, head, post and
@@ -70,6 +70,11 @@ struct Timing {
     /// Raspberry Pi 5's, emulated and slow elsewhere).
     #[arg(long, default_value_t = FloatPrecision::F32)]
     precision: FloatPrecision,
+    /// Whose kernels run the dense float convolutions: `edgewise` (the input
+    /// read in place, bias and activation fused) or `tract` (its own, for
+    /// comparison).
+    #[arg(long, default_value_t = FloatConv::Edgewise)]
+    float_conv: FloatConv,
 }
 
 #[derive(Args)]
@@ -209,6 +214,7 @@ impl Timing {
             threads,
             qdq: self.qdq,
             precision: self.precision,
+            float_conv: self.float_conv,
         };
         budget.check()?;
         Ok(budget)

@@ -311,6 +311,7 @@ fn stage_medians(
         threads: options.threads,
         qdq: edgewise_runtime::QdqMode::Float,
         precision: Default::default(),
+        float_conv: Default::default(),
     };
     let variant = edgewise_measure::measure::measure(&target, image, budget, None, &mut |_, _| {})
         .with_context(|| format!("timing {}", source.onnx.display()))?;

@@ -6,11 +6,12 @@
 //! `arm64simd_mmm_i32_8x8_dot`...); float ones as an `OptMatMul` with f32
 //! kernels or as one of tract's direct convolutions (depthwise, blocked,
 //! spatial), which exist in float only. Our own [`Int8Conv`] is integer
-//! by construction.
+//! by construction, our [`F32Conv`] float.
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
 
+use crate::fp32::F32Conv;
 use crate::int8::Int8Conv;
 
 /// The arithmetic a kernel runs in.
@@ -74,6 +75,13 @@ pub fn audit(plan: &TypedModel) -> Vec<KernelUse> {
                 op: "Int8Conv".into(),
                 precision: Precision::Integer,
                 kernels: vec![op.kernel_name()],
+            });
+        } else if let Some(op) = node.op_as::<F32Conv>() {
+            uses.push(KernelUse {
+                node: node.name.clone(),
+                op: "F32Conv".into(),
+                precision: Precision::Float,
+                kernels: vec![op.kernel.name.to_string()],
             });
         } else if DIRECT_CONVS.contains(&node.op.name().as_ref()) {
             let half = node.outputs[0].fact.datum_type == DatumType::F16;

@@ -43,19 +43,28 @@ pub struct Geometry {
 
 impl Geometry {
     /// The geometry of tract's convolution `conv` on an input of `shape`:
-    /// 2-D, NCHW with OIHW weights, of fixed shape; otherwise why not.
+    /// 2-D, NCHW (or CHW, as tract writes a batch of one once decluttered)
+    /// with OIHW weights, of fixed shape; otherwise why not.
     pub fn of_conv(conv: &Conv, shape: &ShapeFact) -> Result<Geometry, String> {
         let spec = &conv.pool_spec;
-        if spec.data_format != DataFormat::NCHW || conv.kernel_fmt != KernelFormat::OIHW {
-            return Err("its layout is not NCHW with OIHW weights".into());
+        let batched = match spec.data_format {
+            DataFormat::NCHW => true,
+            DataFormat::CHW => false,
+            _ => return Err("its layout is not NCHW or CHW".into()),
+        };
+        if conv.kernel_fmt != KernelFormat::OIHW {
+            return Err("its weights are not OIHW".into());
         }
         if spec.kernel_shape.len() != 2 {
             return Err("it is not 2-D".into());
         }
-        let shape = shape
+        let mut shape = shape
             .as_concrete()
             .ok_or("its input shape is not fixed")?
             .to_vec();
+        if !batched {
+            shape.insert(0, 1);
+        }
         let [batch, in_c, in_h, in_w] = shape[..] else {
             return Err(format!("its input has rank {}", shape.len()));
         };

@@ -14,7 +14,7 @@ use edgewise_graph::tract_onnx::prelude::{Tensor, TypedModel};
 use edgewise_graph::{InputShape, Model};
 use edgewise_runtime::engine::NodeTimes;
 use edgewise_runtime::{
-    Detector, Engine, EngineOptions, FloatPrecision, ModelSource, QdqMode, load_image,
+    Detector, Engine, EngineOptions, FloatConv, FloatPrecision, ModelSource, QdqMode, load_image,
 };
 use edgewise_stages::{Overrides, Stage, StagedModel};
 use image::DynamicImage;
@@ -43,6 +43,8 @@ pub struct Budget {
     pub qdq: QdqMode,
     /// The float type of the float work.
     pub precision: FloatPrecision,
+    /// Whose kernels run the dense float convolutions.
+    pub float_conv: FloatConv,
 }
 
 impl Budget {
@@ -174,7 +176,8 @@ impl Runner {
                     .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
                 let detector = Detector::new(model, manifest.clone(), Some(hw), options.threads)?
                     .with_qdq_mode(options.qdq)
-                    .with_precision(options.precision, options.keep_f32.clone());
+                    .with_precision(options.precision, options.keep_f32.clone())
+                    .with_float_conv(options.float_conv);
                 let runner = Runner::Detector {
                     detector: Box::new(detector),
                     frame,
@@ -328,6 +331,7 @@ impl<'a> Lane<'a> {
                 qdq: budget.qdq,
                 precision: budget.precision,
                 keep_f32: vec![],
+                float_conv: budget.float_conv,
             },
         )?;
         Ok(Lane {

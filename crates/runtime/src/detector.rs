@@ -11,7 +11,7 @@ use edgewise_manifest::Manifest;
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineOptions, FloatPrecision, NodeTimes, QdqMode};
+use crate::engine::{Engine, EngineOptions, FloatConv, FloatPrecision, NodeTimes, QdqMode};
 use crate::error::RuntimeError;
 use crate::preprocess::preprocess;
 
@@ -92,6 +92,13 @@ impl Detector {
     pub fn with_precision(mut self, precision: FloatPrecision, keep_f32: Vec<String>) -> Detector {
         self.options.precision = precision;
         self.options.keep_f32 = keep_f32;
+        self.engines.clear();
+        self
+    }
+
+    /// Runs the dense float convolutions on `float_conv`'s kernels.
+    pub fn with_float_conv(mut self, float_conv: FloatConv) -> Detector {
+        self.options.float_conv = float_conv;
         self.engines.clear();
         self
     }

@@ -69,6 +69,22 @@ pub struct EngineOptions {
     /// With [`FloatPrecision::F16`]: nodes whose name contains one of these
     /// stay in f32, besides the sensitive ones.
     pub keep_f32: Vec<String>,
+    /// Whose kernels run the dense float convolutions.
+    pub float_conv: FloatConv,
+}
+
+/// Whose kernels run a model's dense float convolutions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloatConv {
+    /// Edgewise's [`edgewise_kernels::fp32::F32Conv`] where this CPU has a
+    /// tile loop of ours (AVX-512, AVX2, NEON): the input read in place,
+    /// bias and activation fused. The default, in f32.
+    #[default]
+    Edgewise,
+    /// tract's own (im2col packed panel by panel, then a matrix product):
+    /// for comparison. Always the case with [`FloatPrecision::F16`].
+    Tract,
 }
 
 impl EngineOptions {
@@ -163,6 +179,7 @@ named!(QdqMode, "QDQ mode", [
     IntegerTract => "integer-tract",
 ]);
 named!(FloatPrecision, "precision", [F32 => "f32", F16 => "f16"]);
+named!(FloatConv, "float convolution", [Edgewise => "edgewise", Tract => "tract"]);
 
 /// What the engine did to a QDQ model before tract optimized it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -348,7 +365,11 @@ impl Engine {
         // translation knows tract's).
         let fp32_kernels = match options.precision {
             FloatPrecision::F32 => {
-                Some(fp32::install(&mut typed).map_err(engine_err("install the FP32 kernels"))?)
+                let convs = options.float_conv == FloatConv::Edgewise;
+                Some(
+                    fp32::install(&mut typed, convs)
+                        .map_err(engine_err("install the FP32 kernels"))?,
+                )
             }
             FloatPrecision::F16 => None,
         };

@@ -13,7 +13,9 @@ pub mod selftest;
 pub mod source;
 
 pub use detector::{Detector, Timing};
-pub use engine::{Engine, EngineOptions, FloatPrecision, HalfPrecision, QdqMode, QdqRewrite};
+pub use engine::{
+    Engine, EngineOptions, FloatConv, FloatPrecision, HalfPrecision, QdqMode, QdqRewrite,
+};
 pub use error::RuntimeError;
 pub use preprocess::{Letterbox, Prepared, load_image, preprocess};
 pub use source::ModelSource;

@@ -12,7 +12,9 @@ use edgewise_runtime::actions::LogPin;
 use edgewise_runtime::actions::{Act, ActionsFile, Event};
 use edgewise_runtime::draw::draw_detections;
 use edgewise_runtime::selftest::{self, Recorded};
-use edgewise_runtime::{Detector, FloatPrecision, ModelSource, QdqMode, QdqRewrite, load_image};
+use edgewise_runtime::{
+    Detector, FloatConv, FloatPrecision, ModelSource, QdqMode, QdqRewrite, load_image,
+};
 
 /// Run a detector on images: one JSON line per detection on stdout, one
 /// timing line per image on stderr.
@@ -59,6 +61,11 @@ struct Cli {
     /// and pow stay in f32.
     #[arg(long, default_value_t = FloatPrecision::F32)]
     precision: FloatPrecision,
+    /// Whose kernels run the dense float convolutions: `edgewise` (the input
+    /// read in place, bias and activation fused) or `tract` (its own, for
+    /// comparison).
+    #[arg(long, default_value_t = FloatConv::Edgewise)]
+    float_conv: FloatConv,
     /// With `--precision f16`: nodes whose name contains one of these stay
     /// in f32 (comma-separated or repeated), e.g. `--keep-f32 Sigmoid,Conv.61`.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
@@ -471,7 +478,8 @@ fn run(cli: Cli) -> Result<bool> {
     }
     let detector = Detector::new(model, manifest, fixed, threads)?
         .with_qdq_mode(cli.qdq)
-        .with_precision(cli.precision, cli.keep_f32.clone());
+        .with_precision(cli.precision, cli.keep_f32.clone())
+        .with_float_conv(cli.float_conv);
     let images = if cli.watch || cli.self_test.is_some() {
         vec![]
     } else {

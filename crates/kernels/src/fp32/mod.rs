@@ -1,11 +1,17 @@
 //! Float operators of Edgewise's own, swapped for tract's in the typed
-//! model where tract's are slow: [`AxisSoftmax`], a softmax over an axis
-//! that is not the last (a YOLOv8 head's distribution), and
-//! [`PixelShuffle`] for `DepthToSpace` (DBNet's upsampling head once its
-//! deconvolution is a convolution). [`install`] puts them in.
+//! model where tract's are slow: [`F32Conv`], dense convolutions that read
+//! their input in place with bias and activation fused ([`conv`],
+//! [`activation`]); [`AxisSoftmax`], a softmax over an axis that is not the
+//! last (a YOLOv8 head's distribution); and [`PixelShuffle`] for
+//! `DepthToSpace` (DBNet's upsampling head once its deconvolution is a
+//! convolution). [`install`] puts them in.
 
+pub mod activation;
+pub mod conv;
 mod softmax;
 
+pub use activation::Activation;
+pub use conv::{ConvsInstalled, F32Conv};
 pub use softmax::AxisSoftmax;
 
 pub use crate::shuffle::PixelShuffle;
@@ -17,22 +23,31 @@ use edgewise_graph::tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 /// What [`install`] replaced.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Installed {
+    /// Dense float convolutions now [`F32Conv`], and those left to tract.
+    pub convs: ConvsInstalled,
     /// Softmaxes over an axis that is not the last, now [`AxisSoftmax`].
     pub axis_softmaxes: usize,
     /// Float `DepthToSpace`s now [`PixelShuffle`].
     pub pixel_shuffles: usize,
 }
 
-/// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
-/// form there), then replaces every f32 softmax over one axis that is not
+/// With `convs`, puts every dense float convolution on [`F32Conv`]
+/// ([`conv::install_convs`]); declutters `model` (tract's expansion of
+/// `DepthToSpace` takes its final form there, `Silu` is found) and folds
+/// what follows each [`F32Conv`] into it ([`conv::fuse_into_convs`]); then
+/// replaces every f32 softmax over one axis that is not
 /// the last, on a fixed shape, by an [`AxisSoftmax`], and every CRD
 /// `DepthToSpace` by a [`PixelShuffle`].
-pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
+pub fn install(model: &mut TypedModel, convs: bool) -> TractResult<Installed> {
+    let mut report = Installed::default();
+    if convs {
+        report.convs = conv::install_convs(model)?;
+    }
     *model = std::mem::take(model).into_decluttered()?;
-    let mut report = Installed {
-        pixel_shuffles: install_pixel_shuffles(model)?,
-        ..Installed::default()
-    };
+    if convs {
+        conv::fuse_into_convs(model, &mut report.convs)?;
+    }
+    report.pixel_shuffles = install_pixel_shuffles(model)?;
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

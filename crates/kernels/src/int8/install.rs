@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::cnn::Conv;
+use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_linalg::MmmDispatch;
 use tract_linalg::mmm::{Query, retain_best};
 
@@ -99,6 +100,9 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         DatumType::U8 => true,
         dt => return Err(format!("its input is {dt:?}")),
     };
+    if conv.pool_spec.data_format != DataFormat::NCHW {
+        return Err("its layout is not NCHW".into());
+    }
     let geo = Geometry::of_conv(conv, &x_fact.shape)?;
     let (in_c, out_c) = (geo.in_c, geo.out_c);
 

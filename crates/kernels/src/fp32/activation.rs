@@ -1,0 +1,258 @@
+//! The activations a float convolution runs on its sums before it stores
+//! them, in one pass instead of one more over the whole feature map.
+//!
+//! Written as plain loops over a tile's rows with no branches and no
+//! division, so that the compiler vectorizes them; the callers compile them
+//! with the CPU's widest vectors and its fused multiply-add (see
+//! [`super::conv`]): without FMA, `mul_add` is a slow library call.
+
+/// What a convolution applies to each of its outputs, after the bias.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Activation {
+    /// `min(max(x, lo), hi)`: none (infinite bounds), `Relu`, `Clip`/`Relu6`.
+    Clamp {
+        /// Lower bound.
+        lo: f32,
+        /// Upper bound.
+        hi: f32,
+    },
+    /// The logistic function.
+    Sigmoid,
+    /// `x * sigmoid(x)` (SiLU, Swish), as YOLOv5 to YOLO11 and YOLOX write it.
+    Silu,
+    /// `x * clamp(alpha * x + beta, 0, 1)` (`HardSwish` is 1/6, 1/2).
+    HardSwish {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `clamp(alpha * x + beta, 0, 1)` (ONNX's default 0.2, 0.5).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// `x` for `x >= 0`, else `alpha * x`.
+    LeakyRelu {
+        /// Slope below zero.
+        alpha: f32,
+    },
+}
+
+impl Default for Activation {
+    fn default() -> Activation {
+        Activation::IDENTITY
+    }
+}
+
+impl Activation {
+    /// No activation.
+    pub const IDENTITY: Activation = Activation::Clamp {
+        lo: f32::NEG_INFINITY,
+        hi: f32::INFINITY,
+    };
+
+    /// Whether this is no activation at all.
+    pub fn is_identity(&self) -> bool {
+        *self == Activation::IDENTITY
+    }
+
+    /// This activation followed by a clamp to `lo..=hi`, if one activation
+    /// can do both.
+    pub fn then_clamp(self, lo: f32, hi: f32) -> Option<Activation> {
+        match self {
+            Activation::Clamp { lo: l, hi: h } => Some(Activation::Clamp {
+                lo: l.max(lo).min(hi),
+                hi: h.min(hi).max(lo),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The activation of one value.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Clamp { lo, hi } => min(max(x, lo), hi),
+            Activation::Sigmoid => sigmoid(x),
+            Activation::Silu => x * sigmoid(x),
+            Activation::HardSwish { alpha, beta } => x * min(max(alpha * x + beta, 0.0), 1.0),
+            Activation::HardSigmoid { alpha, beta } => min(max(alpha * x + beta, 0.0), 1.0),
+            Activation::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+        }
+    }
+
+    /// `row = self.apply(row + bias)` on every row of `tile` (rows of
+    /// `width` values, one bias each), in place.
+    #[inline(always)]
+    pub fn apply_tile(self, tile: &mut [f32], width: usize, biases: &[f32]) {
+        for (row, &bias) in tile.chunks_exact_mut(width).zip(biases) {
+            self.apply_row(row, bias);
+        }
+    }
+
+    /// `row[i] = self.apply(row[i] + bias)`, for every `i`.
+    #[inline(always)]
+    pub fn apply_row(self, row: &mut [f32], bias: f32) {
+        // One loop per kind, so each vectorizes without a branch inside.
+        macro_rules! each {
+            (|$x:ident| $e:expr) => {
+                for v in row.iter_mut() {
+                    let $x = *v + bias;
+                    *v = $e;
+                }
+            };
+        }
+        match self {
+            Activation::Clamp { lo, hi } => each!(|x| min(max(x, lo), hi)),
+            Activation::Sigmoid => each!(|x| sigmoid(x)),
+            Activation::Silu => each!(|x| x * sigmoid(x)),
+            Activation::HardSwish { alpha, beta } => {
+                each!(|x| x * min(max(alpha * x + beta, 0.0), 1.0))
+            }
+            Activation::HardSigmoid { alpha, beta } => {
+                each!(|x| min(max(alpha * x + beta, 0.0), 1.0))
+            }
+            Activation::LeakyRelu { alpha } => each!(|x| if x >= 0.0 { x } else { alpha * x }),
+        }
+    }
+}
+
+/// The logistic function `1 / (1 + exp(-x))`, to about 1e-7, with no branch
+/// and no division (a vector division costs as much as the rest of a SiLU).
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    // Below -69, 1 + exp(-x) would leave the range `reciprocal` covers;
+    // sigmoid is under 1e-30 there.
+    reciprocal(1.0 + exp(-max(x, -69.0)))
+}
+
+/// The larger of `a` and `b` (`b` if either is NaN): one vector
+/// instruction, where `f32::max`'s NaN rule costs three.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+/// The smaller of `a` and `b` (`b` if either is NaN).
+#[inline(always)]
+fn min(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
+}
+
+/// `1 / d` for `d` in `[1, 1e30]`, to about 1e-7: a first guess from the
+/// float's bits (within 12%), then three Newton steps, each squaring the
+/// error.
+#[inline(always)]
+fn reciprocal(d: f32) -> f32 {
+    let r = f32::from_bits(0x7EF3_11C7 - d.to_bits());
+    // r + r * (1 - d * r): two fused multiply-adds a step.
+    let r = r.mul_add((-d).mul_add(r, 1.0), r);
+    let r = r.mul_add((-d).mul_add(r, 1.0), r);
+    r.mul_add((-d).mul_add(r, 1.0), r)
+}
+
+/// `exp(x)` to about 2 ulps for `x` in the float range, with no branch or
+/// table: `2^n * p(r)`, `r = x - n ln 2` in `[-ln2/2, ln2/2]`, `p` Cephes'
+/// degree-6 polynomial. Saturates to about 1e-38 below -87.3 and to about
+/// 2e38 (not infinity) above 88.3.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = min(max(x, -87.3), 88.3);
+    let t = x.mul_add(std::f32::consts::LOG2_E, ROUND);
+    let n = t - ROUND;
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
+    let p = 1.987_569_1e-4f32;
+    let p = p.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 0.166_666_65);
+    let p = p.mul_add(r, 0.5);
+    let p = (p * r).mul_add(r, r) + 1.0;
+    // The integer n sits in t's low mantissa bits.
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    p * f32::from_bits(((n + 127) << 23) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_sigmoid_are_close_to_std() {
+        let mut worst_exp = 0f32;
+        let mut worst_sigmoid = 0f32;
+        // Inside the range where neither saturates.
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.0043;
+            let (ours, std) = (exp(x), x.exp());
+            worst_exp = worst_exp.max(((ours - std) / std).abs());
+            let std_sigmoid = 1.0 / (1.0 + (-x).exp());
+            worst_sigmoid = worst_sigmoid.max((sigmoid(x) - std_sigmoid).abs());
+        }
+        assert!(worst_exp < 4e-7, "relative error of exp {worst_exp}");
+        assert!(worst_sigmoid < 2e-7, "error of sigmoid {worst_sigmoid}");
+        let extremes = [
+            (-200.0, 0.0, 1e-29),
+            (f32::NEG_INFINITY, 0.0, 1e-29),
+            (200.0, 1.0 - 1e-7, 1.0),
+            (f32::INFINITY, 1.0 - 1e-7, 1.0),
+        ];
+        for (x, low, high) in extremes {
+            let y = sigmoid(x);
+            assert!((low..=high).contains(&y), "sigmoid({x}) = {y}");
+        }
+    }
+
+    #[test]
+    fn rows_match_single_values() {
+        let sums: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.7).collect();
+        let kinds = [
+            Activation::IDENTITY,
+            Activation::Clamp { lo: 0.0, hi: 6.0 },
+            Activation::Sigmoid,
+            Activation::Silu,
+            Activation::HardSwish {
+                alpha: 1.0 / 6.0,
+                beta: 0.5,
+            },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+        ];
+        for kind in kinds {
+            let mut out = sums.clone();
+            kind.apply_row(&mut out, 0.25);
+            for (s, o) in sums.iter().zip(&out) {
+                assert_eq!(*o, kind.apply(s + 0.25), "{kind:?} at {s}");
+            }
+        }
+        let mut tile = vec![1.0; 6];
+        Activation::IDENTITY.apply_tile(&mut tile, 3, &[1.0, 2.0]);
+        assert_eq!(tile, [2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+        assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
+    }
+
+    #[test]
+    fn clamps_combine_and_others_do_not() {
+        let relu6 = Activation::IDENTITY
+            .then_clamp(0.0, f32::INFINITY)
+            .and_then(|a| a.then_clamp(f32::NEG_INFINITY, 6.0));
+        assert_eq!(relu6, Some(Activation::Clamp { lo: 0.0, hi: 6.0 }));
+        assert_eq!(Activation::Silu.then_clamp(0.0, 6.0), None);
+        assert!(Activation::default().is_identity());
+    }
+}

@@ -1,0 +1,618 @@
+//! `F32Conv`: Edgewise's dense (group 1) float convolution, with its bias
+//! and activation applied as it stores.
+//!
+//! tract runs a float convolution as a matrix product over an im2col of
+//! its input, packed panel by panel, on a 16x12 AVX-512 tile that needs 13
+//! loads per 12 FMAs. `F32Conv` reads the input where it lies instead:
+//!
+//! - a 1x1 convolution with stride 1 reads the input itself;
+//! - any other is first copied once into a zero-padded image, split into
+//!   `stride_h * stride_w` phases (the even and odd rows and columns of a
+//!   stride-2 convolution), where every tap of every output pixel is a
+//!   fixed offset and the pixels of a row run on into the next row
+//!   ("flat" pixels, with a few columns of the padded width computed and
+//!   dropped);
+//! - the tile loops ([`tile`]) keep 12x32 (AVX-512), 6x16 (AVX2) or 8x12
+//!   (NEON) sums in registers, fed by 2-3 pixel loads and one broadcast
+//!   weight per channel row;
+//! - the bias and the activation ([`Activation`]: ReLU, Clip, SiLU,
+//!   sigmoid, hard-swish...) run on the tile while it is in cache, so the
+//!   feature map is written once.
+//!
+//! Threads split the output pixels; every thread runs all output channels
+//! of its pixels, so each reads only its share of the input.
+
+mod install;
+mod tile;
+
+use std::sync::Arc;
+
+use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::internal::*;
+
+pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
+pub use self::tile::{TileArgs, TileKernel};
+use super::activation::Activation;
+use crate::geometry::{Geometry, valid_range};
+use crate::parallel::{self, DisjointWriter};
+use crate::tensor::{new_tensor, numbers};
+
+thread_local! {
+    /// The padded, phase-split input of the convolution running on this
+    /// thread: one buffer that grows to the largest, instead of an
+    /// allocation (and its page faults) per convolution.
+    static IMAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A dense float convolution on Edgewise's tile loops, bias and activation
+/// fused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct F32Conv {
+    /// Its shape.
+    pub geo: Geometry,
+    /// The tile loop it runs on.
+    pub kernel: TileKernel,
+    /// The weights packed for `kernel`: per block of `kernel.mr` output
+    /// channels, `[in_c][taps][mr]`, zeros past the last channel.
+    weights: Arc<Vec<f32>>,
+    /// One bias per output channel.
+    bias: Arc<Vec<f32>>,
+    /// What runs on each output after the bias.
+    pub activation: Activation,
+    layout: Layout,
+    /// The output's shape: `[batch, out_c, out_h, out_w]`, or the shape of
+    /// the node it replaced (tract drops a batch of one).
+    shape: Vec<usize>,
+}
+
+impl Eq for F32Conv {}
+
+/// Where a convolution's taps read: the image they read from and each
+/// tap's offset in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Layout {
+    /// Reads the input itself (a 1x1 convolution with stride 1, no padding).
+    direct: bool,
+    /// Rows of each phase image.
+    rows: usize,
+    /// Width of every row of the image, and of the flat output pixels.
+    width: usize,
+    /// Offset of each tap from an output pixel's flat position, in floats.
+    taps: Vec<isize>,
+}
+
+impl Layout {
+    fn of(g: &Geometry) -> Layout {
+        if g.is_pointwise() {
+            return Layout {
+                direct: true,
+                rows: g.in_h,
+                width: g.in_w,
+                taps: vec![0],
+            };
+        }
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        // Tap (ky, kx) of output (y, x) reads padded row s*y + ky*d: phase
+        // row (ky*d) % s, row y + (ky*d) / s of that phase.
+        let cells: Vec<(usize, usize, usize)> = (0..g.kernel_h)
+            .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| {
+                let (dy, dx) = (ky * g.dilation_h, kx * g.dilation_w);
+                ((dy % sh) * sw + dx % sw, dy / sh, dx / sw)
+            })
+            .collect();
+        let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
+        let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
+        // One spare row: the last pixels of a tile run past the last row.
+        let rows = g.out_h + max_row + 1;
+        let width = g.out_w + max_col;
+        let plane = (g.in_c * rows * width) as isize;
+        let taps = cells
+            .iter()
+            .map(|&(phase, r, c)| phase as isize * plane + (r * width + c) as isize)
+            .collect();
+        Layout {
+            direct: false,
+            rows,
+            width,
+            taps,
+        }
+    }
+
+    /// Distance between two input channels of the image.
+    fn channel_stride(&self) -> usize {
+        self.rows * self.width
+    }
+
+    /// Flat output pixels: every output row, padded to the image's width.
+    fn flat_pixels(&self, g: &Geometry) -> usize {
+        g.out_h * self.width
+    }
+}
+
+impl F32Conv {
+    /// The convolution of `geo` with `weights` (OIHW, as ONNX stores them)
+    /// and `bias` (one per output channel) on `kernel`, its output of
+    /// `shape` (as many values as `geo` makes, in NCHW order).
+    pub fn new(
+        geo: Geometry,
+        kernel: TileKernel,
+        weights: &[f32],
+        bias: Vec<f32>,
+        activation: Activation,
+        shape: Vec<usize>,
+    ) -> Result<F32Conv, String> {
+        if shape.iter().product::<usize>() != geo.batch * geo.out_c * geo.out_h * geo.out_w {
+            return Err(format!("an output of {shape:?} for {geo:?}"));
+        }
+        let taps = geo.kernel_h * geo.kernel_w;
+        if weights.len() != geo.out_c * geo.in_c * taps {
+            return Err(format!(
+                "{} weights for {} x {} x {}x{}",
+                weights.len(),
+                geo.out_c,
+                geo.in_c,
+                geo.kernel_h,
+                geo.kernel_w
+            ));
+        }
+        if bias.len() != geo.out_c {
+            return Err(format!(
+                "{} biases for {} output channels",
+                bias.len(),
+                geo.out_c
+            ));
+        }
+        let mr = kernel.mr;
+        let blocks = geo.out_c.div_ceil(mr);
+        let mut packed = vec![0f32; blocks * geo.in_c * taps * mr];
+        for o in 0..geo.out_c {
+            for c in 0..geo.in_c {
+                for t in 0..taps {
+                    packed[(((o / mr) * geo.in_c + c) * taps + t) * mr + o % mr] =
+                        weights[(o * geo.in_c + c) * taps + t];
+                }
+            }
+        }
+        Ok(F32Conv {
+            layout: Layout::of(&geo),
+            geo,
+            kernel,
+            weights: Arc::new(packed),
+            bias: Arc::new(bias),
+            activation,
+            shape,
+        })
+    }
+
+    /// The output's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Folds `y * scale + offset` into the weights and bias, one
+    /// `(scale, offset)` per output channel in order.
+    ///
+    /// Only before an activation: the activation runs after it.
+    pub fn fold_affine(&mut self, per_channel: impl Iterator<Item = (f32, f32)>) {
+        debug_assert!(self.activation.is_identity());
+        let mr = self.kernel.mr;
+        let block_len = self.geo.in_c * self.geo.kernel_h * self.geo.kernel_w * mr;
+        let weights = Arc::make_mut(&mut self.weights);
+        let bias = Arc::make_mut(&mut self.bias);
+        for (o, (scale, offset)) in per_channel.enumerate().take(self.geo.out_c) {
+            bias[o] = bias[o] * scale + offset;
+            if scale != 1.0 {
+                let block = &mut weights[(o / mr) * block_len..][..block_len];
+                block
+                    .iter_mut()
+                    .skip(o % mr)
+                    .step_by(mr)
+                    .for_each(|w| *w *= scale);
+            }
+        }
+    }
+
+    /// Copies one image into its zero-padded phases.
+    fn fill_image(&self, x: &[f32], image: &mut [f32]) -> TractResult<()> {
+        let (g, l) = (&self.geo, &self.layout);
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let plane = l.channel_stride();
+        let writer = DisjointWriter::new(image);
+        let parts = parallel::parts(g.in_c * plane * sh * sw * parallel::ELEMENT_WORK, g.in_c);
+        parallel::for_each_part(parts, |p| {
+            let channels = (g.in_c * p / parts)..(g.in_c * (p + 1) / parts);
+            for phase in 0..sh * sw {
+                let (a, b) = (phase / sw, phase % sw);
+                for c in channels.clone() {
+                    let start = (phase * g.in_c + c) * plane;
+                    // SAFETY: each part writes its own channels of each phase.
+                    let out = unsafe { writer.range(start, plane) };
+                    let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
+                    // The output columns whose phase column lands in the input.
+                    let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, l.width);
+                    for (i, row) in out.chunks_exact_mut(l.width).enumerate() {
+                        let y = (sh * i + a) as isize - g.pad_top as isize;
+                        if y < 0 || y as usize >= g.in_h {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        let src = &src[y as usize * g.in_w..][..g.in_w];
+                        row[..lo].fill(0.0);
+                        row[hi..].fill(0.0);
+                        if lo == hi {
+                            continue;
+                        }
+                        let first = lo * sw + b - g.pad_left;
+                        let n = hi - lo;
+                        if sw == 1 {
+                            row[lo..hi].copy_from_slice(&src[first..][..n]);
+                        } else {
+                            // Every sw-th value; whole groups of sw first, so
+                            // that the loop vectorizes into shuffles.
+                            let whole = ((g.in_w - first) / sw).min(n);
+                            let groups = src[first..].chunks_exact(sw);
+                            for (o, group) in row[lo..lo + whole].iter_mut().zip(groups) {
+                                *o = group[0];
+                            }
+                            for (i, o) in row[lo + whole..hi].iter_mut().enumerate() {
+                                *o = src[first + (whole + i) * sw];
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The convolution of one image `x` into `y`.
+    fn eval_image(&self, x: &[f32], y: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
+        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let npx = l.flat_pixels(g);
+        let tiles = npx.div_ceil(k.nt);
+        let (image, channel_stride) = if l.direct {
+            (x, l.channel_stride())
+        } else {
+            let size = g.stride_h * g.stride_w * g.in_c * l.channel_stride() + k.nt + l.width;
+            // Kept from call to call: every plane is rewritten whole, and the
+            // tail past them is only read for pixels that are dropped.
+            if scratch.len() < size {
+                scratch.resize(size, 0.0);
+            }
+            self.fill_image(x, scratch)?;
+            (&scratch[..], l.channel_stride())
+        };
+        let taps = g.kernel_h * g.kernel_w;
+        let work = g.out_c * g.in_c * taps * npx;
+        let parts = parallel::parts(work, tiles);
+        let writer = DisjointWriter::new(y);
+        let out_plane = g.out_h * g.out_w;
+        parallel::for_each_part(parts, |p| {
+            let mut sums = vec![0f32; k.mr * k.nt];
+            let mut tail = vec![];
+            for tile in (tiles * p / parts)..(tiles * (p + 1) / parts) {
+                let first = tile * k.nt;
+                let len = k.nt.min(npx - first);
+                // A direct convolution's last tile would read past the input:
+                // it reads a zero-padded copy of its pixels.
+                let (src, stride) = if l.direct && len < k.nt {
+                    tail.clear();
+                    tail.resize(g.in_c * k.nt, 0.0);
+                    for c in 0..g.in_c {
+                        tail[c * k.nt..][..len]
+                            .copy_from_slice(&image[c * channel_stride + first..][..len]);
+                    }
+                    (&tail[..], k.nt)
+                } else {
+                    (&image[first..], channel_stride)
+                };
+                for block in 0..g.out_c.div_ceil(k.mr) {
+                    let args = TileArgs {
+                        weights: self.weights[block * g.in_c * taps * k.mr..].as_ptr(),
+                        taps: l.taps.as_ptr(),
+                        tap_count: taps,
+                        image: src.as_ptr(),
+                        channel_stride: stride as isize,
+                        in_c: g.in_c,
+                        out: sums.as_mut_ptr(),
+                    };
+                    // SAFETY: the packed weights hold a block of `in_c * taps
+                    // * mr`; the image holds every tap's `nt` pixels of every
+                    // channel (spare row and tail, or the zero-padded copy);
+                    // `sums` holds `mr * nt`; `kernel` came from
+                    // `TileKernel::native`, so the CPU has its features.
+                    unsafe { (k.run)(&args) };
+                    // The bias and activation on the whole tile, full vectors
+                    // (rows past the last channel finish too, unread).
+                    let biases = &self.bias[block * k.mr..];
+                    // SAFETY: the CPU has the kernel's features (above).
+                    unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases) };
+                    for r in 0..k.mr.min(g.out_c - block * k.mr) {
+                        let o = block * k.mr + r;
+                        self.store(o, first, &sums[r * k.nt..][..len], &writer, out_plane);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes the finished flat pixels `first..` of output channel `o` into
+    /// the output, dropping the padded columns.
+    fn store(&self, o: usize, first: usize, values: &[f32], y: &DisjointWriter<f32>, plane: usize) {
+        let (g, w) = (&self.geo, self.layout.width);
+        if w == g.out_w {
+            // SAFETY: this part owns flat pixels `first..first + len` of
+            // every output channel.
+            unsafe { y.range(o * plane + first, values.len()) }.copy_from_slice(values);
+            return;
+        }
+        let mut j = first;
+        let end = first + values.len();
+        while j < end {
+            let (row, col) = (j / w, j % w);
+            let next = ((row + 1) * w).min(end);
+            if col < g.out_w {
+                let n = (g.out_w - col).min(next - j);
+                // SAFETY: as above; the columns are this part's.
+                unsafe { y.range(o * plane + row * g.out_w + col, n) }
+                    .copy_from_slice(&values[j - first..][..n]);
+            }
+            j = next;
+        }
+    }
+}
+
+impl Op for F32Conv {
+    fn name(&self) -> StaticName {
+        "F32Conv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let g = &self.geo;
+        Ok(vec![format!(
+            "{}x{} stride {}x{}, {} -> {} channels, {:?}, kernel {}",
+            g.kernel_h,
+            g.kernel_w,
+            g.stride_h,
+            g.stride_w,
+            g.in_c,
+            g.out_c,
+            self.activation,
+            self.kernel.name
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for F32Conv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = numbers::<f32>(&inputs[0])?;
+        let g = &self.geo;
+        let (in_len, out_len) = (g.in_c * g.in_h * g.in_w, g.out_c * g.out_h * g.out_w);
+        if x.len() != g.batch * in_len {
+            bail!("F32Conv: {} input values for {:?}", x.len(), g);
+        }
+        let y = new_tensor::<f32>(DatumType::F32, &self.shape, |y| {
+            IMAGE.with_borrow_mut(|image| {
+                for b in 0..g.batch {
+                    let (x, y) = (&x[b * in_len..][..in_len], &mut y[b * out_len..][..out_len]);
+                    self.eval_image(x, y, image)?;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl TypedOp for F32Conv {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(&self.shape)))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geo;
+        let macs = g.batch * g.out_c * g.out_h * g.out_w * g.in_c * g.kernel_h * g.kernel_w;
+        Ok(tvec!((Cost::FMA(DatumType::F32), macs.into())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_linalg::multithread::{Executor, multithread_tract_scope};
+
+    use super::*;
+
+    /// The convolution by its definition, with an activation.
+    fn reference(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32], act: Activation) -> Vec<f32> {
+        let mut y = vec![0f32; g.batch * g.out_c * g.out_h * g.out_w];
+        for n in 0..g.batch {
+            for o in 0..g.out_c {
+                for oy in 0..g.out_h {
+                    for ox in 0..g.out_w {
+                        let mut sum = 0f64;
+                        for c in 0..g.in_c {
+                            for ky in 0..g.kernel_h {
+                                for kx in 0..g.kernel_w {
+                                    let iy = (oy * g.stride_h + ky * g.dilation_h) as isize
+                                        - g.pad_top as isize;
+                                    let ix = (ox * g.stride_w + kx * g.dilation_w) as isize
+                                        - g.pad_left as isize;
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= g.in_h
+                                        || ix as usize >= g.in_w
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.in_c + c) * g.in_h + iy as usize) * g.in_w
+                                        + ix as usize];
+                                    let wv =
+                                        w[((o * g.in_c + c) * g.kernel_h + ky) * g.kernel_w + kx];
+                                    sum += (xv * wv) as f64;
+                                }
+                            }
+                        }
+                        let v = act.apply(sum as f32 + bias[o]);
+                        y[((n * g.out_c + o) * g.out_h + oy) * g.out_w + ox] = v;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// A geometry: `(batch, in_c, in_h, in_w, out_c, kernel, stride, dilation, pad_top, pad_left)`;
+    /// the bottom and right padding make the output size below.
+    #[allow(clippy::too_many_arguments)]
+    fn geometry(
+        (batch, in_c, in_h, in_w): (usize, usize, usize, usize),
+        out_c: usize,
+        (kernel_h, kernel_w): (usize, usize),
+        (stride_h, stride_w): (usize, usize),
+        dilation: usize,
+        (pad_top, pad_left): (usize, usize),
+        (pad_bottom, pad_right): (usize, usize),
+    ) -> Geometry {
+        let out = |len: usize, k: usize, s: usize, before: usize, after: usize| {
+            (len + before + after - dilation * (k - 1) - 1) / s + 1
+        };
+        Geometry {
+            batch,
+            in_c,
+            in_h,
+            in_w,
+            out_c,
+            out_h: out(in_h, kernel_h, stride_h, pad_top, pad_bottom),
+            out_w: out(in_w, kernel_w, stride_w, pad_left, pad_right),
+            kernel_h,
+            kernel_w,
+            stride_h,
+            stride_w,
+            dilation_h: dilation,
+            dilation_w: dilation,
+            pad_top,
+            pad_left,
+        }
+    }
+
+    fn run(op: &F32Conv, x: &[f32]) -> Vec<f32> {
+        let g = &op.geo;
+        let x = Tensor::from_shape(&[g.batch, g.in_c, g.in_h, g.in_w], x).unwrap();
+        let y = op
+            .eval(&EvalContext::out_of_plan(), tvec!(x.into_tvalue()))
+            .unwrap();
+        numbers::<f32>(&y[0]).unwrap().to_vec()
+    }
+
+    #[test]
+    fn every_geometry_matches_the_definition_on_every_kernel_and_thread_count() {
+        let cases = [
+            // A stem: 3 channels, 3x3 stride 2, odd sizes.
+            geometry((1, 3, 37, 45), 16, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            // 3x3 stride 1, channel counts no tile divides, a batch of two.
+            geometry((2, 13, 19, 23), 29, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            // Pointwise (read in place), a last tile of a few pixels.
+            geometry((1, 17, 9, 11), 25, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
+            // Pointwise with stride 2 (through the phases).
+            geometry((1, 8, 10, 12), 8, (1, 1), (2, 2), 1, (0, 0), (0, 0)),
+            // 5x5, asymmetric padding, rectangular stride.
+            geometry((1, 6, 21, 18), 7, (5, 5), (2, 1), 1, (2, 1), (1, 3)),
+            // Dilated 3x3, wide 7x1 and 1x7, a 2x2 stride-2 with no padding.
+            geometry((1, 5, 16, 16), 9, (3, 3), (1, 1), 2, (2, 2), (2, 2)),
+            geometry((1, 4, 15, 20), 6, (7, 1), (1, 1), 1, (3, 0), (3, 0)),
+            geometry((1, 4, 15, 20), 6, (1, 7), (1, 1), 1, (0, 3), (0, 3)),
+            geometry((1, 12, 14, 14), 12, (2, 2), (2, 2), 1, (0, 0), (0, 0)),
+            // One output pixel; a tiny map with more padding than input.
+            geometry((1, 3, 3, 3), 5, (3, 3), (1, 1), 1, (0, 0), (0, 0)),
+            geometry((1, 2, 2, 1), 3, (3, 3), (1, 1), 1, (2, 2), (2, 2)),
+        ];
+        let activations = [
+            Activation::IDENTITY,
+            Activation::Silu,
+            Activation::Clamp { lo: 0.0, hi: 6.0 },
+            Activation::HardSwish {
+                alpha: 1.0 / 6.0,
+                beta: 0.5,
+            },
+        ];
+        for kernel in TileKernel::all_native() {
+            for (i, g) in cases.iter().enumerate() {
+                let act = activations[i % activations.len()];
+                let x: Vec<f32> = (0..g.batch * g.in_c * g.in_h * g.in_w)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
+                    .collect();
+                let w: Vec<f32> = (0..g.out_c * g.in_c * g.kernel_h * g.kernel_w)
+                    .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.01)
+                    .collect();
+                let bias: Vec<f32> = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
+                let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
+                let op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
+                let expected = reference(g, &x, &w, &bias, act);
+                let one = run(&op, &x);
+                let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(
+                    one, two,
+                    "{}, case {i}: two threads give the bytes one does",
+                    kernel.name
+                );
+                let worst = expected
+                    .iter()
+                    .zip(&one)
+                    .map(|(e, o)| (e - o).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    worst < 2e-5,
+                    "{}, case {i} {g:?} {act:?}: off by {worst}",
+                    kernel.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_weights_and_shapes_are_refused() {
+        let Some(kernel) = TileKernel::native() else {
+            return;
+        };
+        let g = geometry((1, 2, 4, 4), 3, (3, 3), (1, 1), 1, (1, 1), (1, 1));
+        let shape = vec![1, 3, 4, 4];
+        let err = F32Conv::new(
+            g.clone(),
+            kernel,
+            &[0.0; 5],
+            vec![0.0; 3],
+            Activation::IDENTITY,
+            shape.clone(),
+        )
+        .unwrap_err();
+        assert!(err.contains("5 weights"), "{err}");
+        let err = F32Conv::new(
+            g.clone(),
+            kernel,
+            &[0.0; 54],
+            vec![0.0; 2],
+            Activation::IDENTITY,
+            shape,
+        )
+        .unwrap_err();
+        assert!(err.contains("2 biases"), "{err}");
+        let err = F32Conv::new(
+            g,
+            kernel,
+            &[0.0; 54],
+            vec![0.0; 3],
+            Activation::IDENTITY,
+            vec![1, 3, 4, 5],
+        )
+        .unwrap_err();
+        assert!(err.contains("an output of"), "{err}");
+    }
+}
