@@ -2,9 +2,9 @@
 # edge-run and edge-bench on ARM: cross-build for aarch64 (Pi 4/5, Jetson) and
 # armv7 (Pi 3, Zero 2 W on a 32-bit OS) with `edge-deploy build` (the boards'
 # profiles: Debian's cross linkers, target-cpu), run the aarch64 build under
-# qemu on PP-OCRv4 det and
-# page.png, and check its detections against the x86 build's (and the armv7
-# build's, at 320x640): boxes within 1 px, scores within 1e-3; the same for an
+# qemu on PP-OCRv4 det and page.png and on YOLOX (SiLU, every convolution on
+# F32Conv's NEON loop), and check its detections against the x86 build's (and
+# the armv7 build's, at 320x640): boxes within 1 px, scores within 1e-3; the same for an
 # INT8 model on integer kernels on two aarch64 CPUs, and FP16 on a Cortex-A76. edge-bench runs
 # under qemu too: the same stages and nodes as on x86, nothing unattributed.
 # qemu shows that the binaries work and agree, not how fast they are.
@@ -31,6 +31,22 @@ args=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1)
 ./target/release/edge-run "${args[@]}" >"$out/x86_64.jsonl"
 "${qemu_a64[@]}" "$a64"/edge-run "${args[@]}" >"$out/aarch64.jsonl"
 python3 scripts/compare_detections.py "$out/x86_64.jsonl" "$out/aarch64.jsonl"
+
+# A SiLU detector (YOLOX, every convolution on F32Conv with SiLU fused):
+# the same detections, and the NEON tile loop under every convolution.
+yolox=(models/yolox_ddddocr.toml models/.cache/photos/astronaut.png --threads 1)
+./target/release/edge-run "${yolox[@]}" >"$out/x86_64-yolox.jsonl"
+"${qemu_a64[@]}" "$a64"/edge-run "${yolox[@]}" >"$out/aarch64-yolox.jsonl"
+python3 scripts/compare_detections.py "$out/x86_64-yolox.jsonl" "$out/aarch64-yolox.jsonl"
+"${qemu_a64[@]}" "$a64"/edge-bench models/yolox_ddddocr.toml --threads 1 --warmup 1 --runs 1 \
+    --format json >"$out/bench-yolox.json"
+python3 - "$out/bench-yolox.json" <<'PY'
+import json, sys
+kernels = json.load(open(sys.argv[1]))["variants"][0]["kernels"]
+convs = {(k["op"], tuple(k["kernels"])) for k in kernels}
+assert convs == {("F32Conv", ("edgewise_f32_conv_neon_8x12",))}, f"aarch64 YOLOX convolutions on {convs}"
+print(f"FP32 on aarch64: {len(kernels)} convolutions on F32Conv's NEON loop; detections as on x86_64")
+PY
 
 # armv7 too, at a smaller input so that the emulated run stays short.
 small=(models/ppocr_v4_det.toml models/.cache/photos/page.png --threads 1 --input-size 320x640)
