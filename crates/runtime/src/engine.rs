@@ -356,21 +356,30 @@ impl Engine {
         let mut typed = inference
             .into_typed()
             .map_err(engine_err("analyse the model"))?;
+        // Our float convolutions go in first, while tract's are still
+        // `Conv`s: the INT8 rewrite and the float install both declutter,
+        // which makes 1x1 convolutions matrix products (f32 only: the f16
+        // translation knows tract's).
+        let float_convs =
+            options.precision == FloatPrecision::F32 && options.float_conv == FloatConv::Edgewise;
+        let convs = if float_convs {
+            Some(
+                fp32::install_convs(&mut typed)
+                    .map_err(engine_err("install the FP32 convolutions"))?,
+            )
+        } else {
+            None
+        };
         let int8_kernels = if mode == QdqMode::Integer {
             Some(int8::install(&mut typed).map_err(engine_err("install the INT8 kernels"))?)
         } else {
             None
         };
-        // Float operators of ours where tract's are slow (f32 only: the f16
-        // translation knows tract's).
+        // Float operators of ours where tract's are slow.
         let fp32_kernels = match options.precision {
-            FloatPrecision::F32 => {
-                let convs = options.float_conv == FloatConv::Edgewise;
-                Some(
-                    fp32::install(&mut typed, convs)
-                        .map_err(engine_err("install the FP32 kernels"))?,
-                )
-            }
+            FloatPrecision::F32 => Some(
+                fp32::install(&mut typed, convs).map_err(engine_err("install the FP32 kernels"))?,
+            ),
             FloatPrecision::F16 => None,
         };
         let half = match options.precision {

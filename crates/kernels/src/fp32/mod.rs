@@ -11,7 +11,7 @@ pub mod conv;
 mod softmax;
 
 pub use activation::Activation;
-pub use conv::{ConvsInstalled, F32Conv};
+pub use conv::{ConvsInstalled, F32Conv, install_convs};
 pub use softmax::AxisSoftmax;
 
 pub use crate::shuffle::PixelShuffle;
@@ -31,21 +31,18 @@ pub struct Installed {
     pub pixel_shuffles: usize,
 }
 
-/// With `convs`, puts every dense float convolution on [`F32Conv`]
-/// ([`conv::install_convs`]); declutters `model` (tract's expansion of
-/// `DepthToSpace` takes its final form there, `Silu` is found) and folds
-/// what follows each [`F32Conv`] into it ([`conv::fuse_into_convs`]); then
-/// replaces every f32 softmax over one axis that is not
-/// the last, on a fixed shape, by an [`AxisSoftmax`], and every CRD
-/// `DepthToSpace` by a [`PixelShuffle`].
-pub fn install(model: &mut TypedModel, convs: bool) -> TractResult<Installed> {
-    let mut report = Installed::default();
-    if convs {
-        report.convs = conv::install_convs(model)?;
-    }
+/// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
+/// form there, `Silu` is found); with `convs`, what
+/// [`conv::install_convs`] did before, folds what follows each [`F32Conv`]
+/// into it ([`conv::fuse_into_convs`]); then replaces every f32 softmax
+/// over one axis that is not the last, on a fixed shape, by an
+/// [`AxisSoftmax`], and every CRD `DepthToSpace` by a [`PixelShuffle`].
+pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractResult<Installed> {
     *model = std::mem::take(model).into_decluttered()?;
-    if convs {
-        conv::fuse_into_convs(model, &mut report.convs)?;
+    let mut report = Installed::default();
+    if let Some(mut convs) = convs {
+        conv::fuse_into_convs(model, &mut convs)?;
+        report.convs = convs;
     }
     report.pixel_shuffles = install_pixel_shuffles(model)?;
     let candidates: Vec<usize> = model

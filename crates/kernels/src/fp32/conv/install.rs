@@ -337,6 +337,7 @@ mod tests {
     ) -> (TypedModel, Installed) {
         let shapes = vec![("x".to_string(), vec![1, c, h, w])];
         let mut typed = tract_model(model, &shapes).unwrap().into_typed().unwrap();
+        let convs = convs.then(|| install_convs(&mut typed).unwrap());
         let installed = install(&mut typed, convs).unwrap();
         (typed.into_optimized().unwrap(), installed)
     }

@@ -38,8 +38,8 @@ use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
 
 thread_local! {
-    /// The padded, phase-split input of the convolution running on this
-    /// thread: one buffer that grows to the largest, instead of an
+    /// The padded, phase-split input rows of the band a thread convolves:
+    /// one buffer per thread that grows to the largest band, instead of an
     /// allocation (and its page faults) per convolution.
     static IMAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -63,22 +63,28 @@ pub struct F32Conv {
     /// The output's shape: `[batch, out_c, out_h, out_w]`, or the shape of
     /// the node it replaced (tract drops a batch of one).
     shape: Vec<usize>,
+    /// Input bytes a band copies at most ([`BAND_BYTES`]; less in tests).
+    band_bytes: usize,
 }
 
 impl Eq for F32Conv {}
 
-/// Where a convolution's taps read: the image they read from and each
-/// tap's offset in it.
+/// Where a convolution's taps read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Layout {
     /// Reads the input itself (a 1x1 convolution with stride 1, no padding).
     direct: bool,
-    /// Rows of each phase image.
-    rows: usize,
-    /// Width of every row of the image, and of the flat output pixels.
+    /// Width of every row of the phase images, and of the flat output
+    /// pixels: the output's width and the columns the widest tap reaches.
     width: usize,
-    /// Offset of each tap from an output pixel's flat position, in floats.
-    taps: Vec<isize>,
+    /// Phase images: `stride_h * stride_w`.
+    phases: usize,
+    /// For each tap: its phase image, and its row and column in it from an
+    /// output pixel's.
+    cells: Vec<(usize, usize, usize)>,
+    /// Phase rows a band of output rows reads beyond its own: the deepest
+    /// tap's, and a spare row (a tile's last pixels run past the last row).
+    halo: usize,
 }
 
 impl Layout {
@@ -86,9 +92,10 @@ impl Layout {
         if g.is_pointwise() {
             return Layout {
                 direct: true,
-                rows: g.in_h,
                 width: g.in_w,
-                taps: vec![0],
+                phases: 1,
+                cells: vec![(0, 0, 0)],
+                halo: 0,
             };
         }
         let (sh, sw) = (g.stride_h, g.stride_w);
@@ -103,32 +110,29 @@ impl Layout {
             .collect();
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
-        // One spare row: the last pixels of a tile run past the last row.
-        let rows = g.out_h + max_row + 1;
-        let width = g.out_w + max_col;
-        let plane = (g.in_c * rows * width) as isize;
-        let taps = cells
-            .iter()
-            .map(|&(phase, r, c)| phase as isize * plane + (r * width + c) as isize)
-            .collect();
         Layout {
             direct: false,
-            rows,
-            width,
-            taps,
+            width: g.out_w + max_col,
+            phases: sh * sw,
+            cells,
+            halo: max_row + 1,
         }
     }
 
-    /// Distance between two input channels of the image.
-    fn channel_stride(&self) -> usize {
-        self.rows * self.width
-    }
-
-    /// Flat output pixels: every output row, padded to the image's width.
-    fn flat_pixels(&self, g: &Geometry) -> usize {
-        g.out_h * self.width
+    /// Each tap's offset from an output pixel's flat position, in an image
+    /// of `rows` rows per phase and channel and `in_c` channels.
+    fn taps(&self, in_c: usize, rows: usize) -> Vec<isize> {
+        let plane = in_c * rows * self.width;
+        self.cells
+            .iter()
+            .map(|&(phase, r, c)| (phase * plane + r * self.width + c) as isize)
+            .collect()
     }
 }
+
+/// The bytes of input a band of output rows copies: about what a core's
+/// second-level cache keeps next to the weights.
+const BAND_BYTES: usize = 256 << 10;
 
 impl F32Conv {
     /// The convolution of `geo` with `weights` (OIHW, as ONNX stores them)
@@ -182,6 +186,7 @@ impl F32Conv {
             bias: Arc::new(bias),
             activation,
             shape,
+            band_bytes: BAND_BYTES,
         })
     }
 
@@ -213,135 +218,194 @@ impl F32Conv {
         }
     }
 
-    /// Copies one image into its zero-padded phases.
-    fn fill_image(&self, x: &[f32], image: &mut [f32]) -> TractResult<()> {
+    /// Copies phase rows `r0..r0 + rows` of one image into `image`: per
+    /// phase and channel, `rows` rows of the layout's width, zero where the
+    /// taps read padding.
+    fn fill_band(&self, x: &[f32], image: &mut [f32], r0: usize, rows: usize) {
         let (g, l) = (&self.geo, &self.layout);
         let (sh, sw) = (g.stride_h, g.stride_w);
-        let plane = l.channel_stride();
-        let writer = DisjointWriter::new(image);
-        let parts = parallel::parts(g.in_c * plane * sh * sw * parallel::ELEMENT_WORK, g.in_c);
-        parallel::for_each_part(parts, |p| {
-            let channels = (g.in_c * p / parts)..(g.in_c * (p + 1) / parts);
-            for phase in 0..sh * sw {
-                let (a, b) = (phase / sw, phase % sw);
-                for c in channels.clone() {
-                    let start = (phase * g.in_c + c) * plane;
-                    // SAFETY: each part writes its own channels of each phase.
-                    let out = unsafe { writer.range(start, plane) };
-                    let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
-                    // The output columns whose phase column lands in the input.
-                    let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, l.width);
-                    for (i, row) in out.chunks_exact_mut(l.width).enumerate() {
-                        let y = (sh * i + a) as isize - g.pad_top as isize;
-                        if y < 0 || y as usize >= g.in_h {
-                            row.fill(0.0);
-                            continue;
+        let mut planes = image.chunks_exact_mut(rows * l.width);
+        for phase in 0..l.phases {
+            let (a, b) = (phase / sw, phase % sw);
+            // The columns whose phase column lands in the input.
+            let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, l.width);
+            for c in 0..g.in_c {
+                let plane = planes.next().expect("a plane per phase and channel");
+                let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
+                for (i, row) in plane.chunks_exact_mut(l.width).enumerate() {
+                    let y = (sh * (r0 + i) + a) as isize - g.pad_top as isize;
+                    if y < 0 || y as usize >= g.in_h || lo == hi {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let src = &src[y as usize * g.in_w..][..g.in_w];
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                    let first = lo * sw + b - g.pad_left;
+                    let n = hi - lo;
+                    if sw == 1 {
+                        row[lo..hi].copy_from_slice(&src[first..][..n]);
+                    } else {
+                        // Every sw-th value; whole groups of sw first, so that
+                        // the loop vectorizes into shuffles.
+                        let whole = ((g.in_w - first) / sw).min(n);
+                        let groups = src[first..].chunks_exact(sw);
+                        for (o, group) in row[lo..lo + whole].iter_mut().zip(groups) {
+                            *o = group[0];
                         }
-                        let src = &src[y as usize * g.in_w..][..g.in_w];
-                        row[..lo].fill(0.0);
-                        row[hi..].fill(0.0);
-                        if lo == hi {
-                            continue;
-                        }
-                        let first = lo * sw + b - g.pad_left;
-                        let n = hi - lo;
-                        if sw == 1 {
-                            row[lo..hi].copy_from_slice(&src[first..][..n]);
-                        } else {
-                            // Every sw-th value; whole groups of sw first, so
-                            // that the loop vectorizes into shuffles.
-                            let whole = ((g.in_w - first) / sw).min(n);
-                            let groups = src[first..].chunks_exact(sw);
-                            for (o, group) in row[lo..lo + whole].iter_mut().zip(groups) {
-                                *o = group[0];
-                            }
-                            for (i, o) in row[lo + whole..hi].iter_mut().enumerate() {
-                                *o = src[first + (whole + i) * sw];
-                            }
+                        for (i, o) in row[lo + whole..hi].iter_mut().enumerate() {
+                            *o = src[first + (whole + i) * sw];
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The convolution of one image `x` into `y`.
+    ///
+    /// The output rows go in bands: each band's input rows are copied into
+    /// the thread's image and convolved while they are in cache, and the
+    /// threads split the bands. When the weights outweigh the whole image
+    /// (deep layers on small maps), there is one band and the threads split
+    /// the output channels instead, each reading its share of the weights
+    /// once.
+    fn eval_image(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let blocks = g.out_c.div_ceil(k.mr);
+        let taps = g.kernel_h * g.kernel_w;
+        let work = g.out_c * g.in_c * taps * g.out_h * l.width;
+        let row_bytes = l.phases * g.in_c * l.width * std::mem::size_of::<f32>();
+        let weight_bytes = self.weights.len() * std::mem::size_of::<f32>();
+        let blocks_outer = weight_bytes > row_bytes * (g.out_h + l.halo);
+        let band_rows = if blocks_outer || l.direct {
+            g.out_h
+        } else {
+            (self.band_bytes / row_bytes)
+                .saturating_sub(l.halo)
+                .clamp(1, g.out_h)
+        };
+        let bands = g.out_h.div_ceil(band_rows);
+        let parts = parallel::parts(work, if blocks_outer { blocks } else { bands });
+        let writer = DisjointWriter::new(y);
+        parallel::for_each_part(parts, |p| {
+            let (my_blocks, my_bands) = if blocks_outer {
+                (blocks * p / parts..blocks * (p + 1) / parts, 0..bands)
+            } else {
+                (0..blocks, bands * p / parts..bands * (p + 1) / parts)
+            };
+            IMAGE.with_borrow_mut(|buffer| {
+                for band in my_bands {
+                    let r0 = band * band_rows;
+                    let rows = band_rows.min(g.out_h - r0);
+                    let (image, channel_stride, taps) = if l.direct {
+                        (x, g.in_h * g.in_w, vec![0])
+                    } else {
+                        let image_rows = rows + l.halo;
+                        let len = l.phases * g.in_c * image_rows * l.width;
+                        if buffer.len() < len + k.nt {
+                            buffer.resize(len + k.nt, 0.0);
+                        }
+                        self.fill_band(x, &mut buffer[..len], r0, image_rows);
+                        (
+                            &buffer[..],
+                            image_rows * l.width,
+                            l.taps(g.in_c, image_rows),
+                        )
+                    };
+                    self.convolve_band(
+                        image,
+                        channel_stride,
+                        &taps,
+                        r0,
+                        rows,
+                        my_blocks.clone(),
+                        blocks_outer,
+                        &writer,
+                    );
+                }
+            });
             Ok(())
         })
     }
 
-    /// The convolution of one image `x` into `y`.
-    fn eval_image(&self, x: &[f32], y: &mut [f32], scratch: &mut Vec<f32>) -> TractResult<()> {
+    /// Output rows `r0..r0 + rows` of output channel blocks `blocks`, from
+    /// `image` (the band's, or the input itself for a direct convolution).
+    #[allow(clippy::too_many_arguments)]
+    fn convolve_band(
+        &self,
+        image: &[f32],
+        channel_stride: usize,
+        taps: &[isize],
+        r0: usize,
+        rows: usize,
+        blocks: std::ops::Range<usize>,
+        blocks_outer: bool,
+        y: &DisjointWriter<f32>,
+    ) {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
-        let npx = l.flat_pixels(g);
+        // The band's flat pixels; a direct convolution's image is the input.
+        let npx = rows * l.width;
         let tiles = npx.div_ceil(k.nt);
-        let (image, channel_stride) = if l.direct {
-            (x, l.channel_stride())
-        } else {
-            let size = g.stride_h * g.stride_w * g.in_c * l.channel_stride() + k.nt + l.width;
-            // Kept from call to call: every plane is rewritten whole, and the
-            // tail past them is only read for pixels that are dropped.
-            if scratch.len() < size {
-                scratch.resize(size, 0.0);
-            }
-            self.fill_image(x, scratch)?;
-            (&scratch[..], l.channel_stride())
-        };
-        let taps = g.kernel_h * g.kernel_w;
-        let work = g.out_c * g.in_c * taps * npx;
-        let parts = parallel::parts(work, tiles);
-        let writer = DisjointWriter::new(y);
-        let out_plane = g.out_h * g.out_w;
-        parallel::for_each_part(parts, |p| {
-            let mut sums = vec![0f32; k.mr * k.nt];
-            let mut tail = vec![];
-            for tile in (tiles * p / parts)..(tiles * (p + 1) / parts) {
-                let first = tile * k.nt;
-                let len = k.nt.min(npx - first);
-                // A direct convolution's last tile would read past the input:
-                // it reads a zero-padded copy of its pixels.
-                let (src, stride) = if l.direct && len < k.nt {
-                    tail.clear();
+        let image_first = if l.direct { r0 * l.width } else { 0 };
+        let mut sums = vec![0f32; k.mr * k.nt];
+        let mut tail = vec![];
+        let items = blocks.len() * tiles;
+        for item in 0..items {
+            let (block, tile) = if blocks_outer {
+                (blocks.start + item / tiles, item % tiles)
+            } else {
+                (blocks.start + item % blocks.len(), item / blocks.len())
+            };
+            let first = tile * k.nt;
+            let len = k.nt.min(npx - first);
+            // A direct convolution's last tile would read past the input: it
+            // reads a zero-padded copy of its pixels.
+            let (src, stride) = if l.direct && image_first + first + k.nt > channel_stride {
+                if tail.is_empty() {
                     tail.resize(g.in_c * k.nt, 0.0);
                     for c in 0..g.in_c {
-                        tail[c * k.nt..][..len]
-                            .copy_from_slice(&image[c * channel_stride + first..][..len]);
-                    }
-                    (&tail[..], k.nt)
-                } else {
-                    (&image[first..], channel_stride)
-                };
-                for block in 0..g.out_c.div_ceil(k.mr) {
-                    let args = TileArgs {
-                        weights: self.weights[block * g.in_c * taps * k.mr..].as_ptr(),
-                        taps: l.taps.as_ptr(),
-                        tap_count: taps,
-                        image: src.as_ptr(),
-                        channel_stride: stride as isize,
-                        in_c: g.in_c,
-                        out: sums.as_mut_ptr(),
-                    };
-                    // SAFETY: the packed weights hold a block of `in_c * taps
-                    // * mr`; the image holds every tap's `nt` pixels of every
-                    // channel (spare row and tail, or the zero-padded copy);
-                    // `sums` holds `mr * nt`; `kernel` came from
-                    // `TileKernel::native`, so the CPU has its features.
-                    unsafe { (k.run)(&args) };
-                    // The bias and activation on the whole tile, full vectors
-                    // (rows past the last channel finish too, unread).
-                    let biases = &self.bias[block * k.mr..];
-                    // SAFETY: the CPU has the kernel's features (above).
-                    unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases) };
-                    for r in 0..k.mr.min(g.out_c - block * k.mr) {
-                        let o = block * k.mr + r;
-                        self.store(o, first, &sums[r * k.nt..][..len], &writer, out_plane);
+                        tail[c * k.nt..][..len].copy_from_slice(
+                            &image[c * channel_stride + image_first + first..][..len],
+                        );
                     }
                 }
+                (&tail[..], k.nt)
+            } else {
+                (&image[image_first + first..], channel_stride)
+            };
+            let args = TileArgs {
+                weights: self.weights[block * g.in_c * taps.len() * k.mr..].as_ptr(),
+                taps: taps.as_ptr(),
+                tap_count: taps.len(),
+                image: src.as_ptr(),
+                channel_stride: stride as isize,
+                in_c: g.in_c,
+                out: sums.as_mut_ptr(),
+            };
+            // SAFETY: the packed weights hold a block of `in_c * taps * mr`;
+            // the image holds every tap's `nt` pixels of every channel (the
+            // halo rows and the slack after the band, or the zero-padded
+            // copy); `sums` holds `mr * nt`; `kernel` came from
+            // `TileKernel::native`, so the CPU has its features.
+            unsafe { (k.run)(&args) };
+            // The bias and activation on the whole tile, full vectors (rows
+            // past the last channel finish too, unread).
+            let biases = &self.bias[block * k.mr..];
+            // SAFETY: the CPU has the kernel's features (above).
+            unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases) };
+            for r in 0..k.mr.min(g.out_c - block * k.mr) {
+                let o = block * k.mr + r;
+                self.store(o, r0 * l.width + first, &sums[r * k.nt..][..len], y);
             }
-            Ok(())
-        })
+        }
     }
 
     /// Writes the finished flat pixels `first..` of output channel `o` into
     /// the output, dropping the padded columns.
-    fn store(&self, o: usize, first: usize, values: &[f32], y: &DisjointWriter<f32>, plane: usize) {
+    fn store(&self, o: usize, first: usize, values: &[f32], y: &DisjointWriter<f32>) {
         let (g, w) = (&self.geo, self.layout.width);
+        let plane = g.out_h * g.out_w;
         if w == g.out_w {
             // SAFETY: this part owns flat pixels `first..first + len` of
             // every output channel.
@@ -398,13 +462,10 @@ impl EvalOp for F32Conv {
             bail!("F32Conv: {} input values for {:?}", x.len(), g);
         }
         let y = new_tensor::<f32>(DatumType::F32, &self.shape, |y| {
-            IMAGE.with_borrow_mut(|image| {
-                for b in 0..g.batch {
-                    let (x, y) = (&x[b * in_len..][..in_len], &mut y[b * out_len..][..out_len]);
-                    self.eval_image(x, y, image)?;
-                }
-                Ok(())
-            })
+            for b in 0..g.batch {
+                self.eval_image(&x[b * in_len..][..in_len], &mut y[b * out_len..][..out_len])?;
+            }
+            Ok(())
         })?;
         Ok(tvec!(y.into_tvalue()))
     }
@@ -554,13 +615,21 @@ mod tests {
                     .collect();
                 let bias: Vec<f32> = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
                 let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
-                let op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
+                let mut op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
                 let expected = reference(g, &x, &w, &bias, act);
                 let one = run(&op, &x);
                 let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
                 assert_eq!(
                     one, two,
                     "{}, case {i}: two threads give the bytes one does",
+                    kernel.name
+                );
+                // Bands of a row or two, split over two threads.
+                op.band_bytes = 1;
+                let banded = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(
+                    one, banded,
+                    "{}, case {i}: bands give the bytes one image does",
                     kernel.name
                 );
                 let worst = expected
