@@ -8,10 +8,12 @@
 
 pub mod activation;
 pub mod conv;
+mod pool;
 mod softmax;
 
 pub use activation::Activation;
 pub use conv::{ConvsInstalled, F32Conv, install_convs};
+pub use pool::MaxPool2d;
 pub use softmax::AxisSoftmax;
 
 pub use crate::shuffle::PixelShuffle;
@@ -29,6 +31,8 @@ pub struct Installed {
     pub axis_softmaxes: usize,
     /// Float `DepthToSpace`s now [`PixelShuffle`].
     pub pixel_shuffles: usize,
+    /// Float max pools now [`MaxPool2d`].
+    pub max_pools: usize,
 }
 
 /// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
@@ -45,6 +49,7 @@ pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractRe
         report.convs = convs;
     }
     report.pixel_shuffles = install_pixel_shuffles(model)?;
+    report.max_pools = pool::install_max_pools(model)?;
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

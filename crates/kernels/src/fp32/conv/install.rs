@@ -11,6 +11,7 @@
 //!   `Clip` as `Max` and `Min`).
 
 use edgewise_graph::tract_onnx::prelude::*;
+use edgewise_graph::tract_onnx::tract_core::ops::array::Slice;
 use edgewise_graph::tract_onnx::tract_core::ops::binary::TypedBinOp;
 use edgewise_graph::tract_onnx::tract_core::ops::cnn::Conv;
 use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
@@ -130,6 +131,19 @@ pub fn fuse_into_convs(model: &mut TypedModel, report: &mut ConvsInstalled) -> T
             last = OutletId::new(next, 0);
         }
         if last.node == id {
+            if let Some((activation, pairs)) = sliced_activation(model, last) {
+                op.activation = activation;
+                report.activations += pairs.len();
+                let mut patch = TypedModelPatch::default();
+                let x = patch.tap_model(model, node.inputs[0])?;
+                let y = patch.wire_node(&node.name, op, &[x])?[0];
+                for (slice, activation) in pairs {
+                    let slice = model.node(slice);
+                    let sliced = patch.wire_node(&slice.name, slice.op.clone(), &[y])?[0];
+                    patch.shunt_outside(model, OutletId::new(activation, 0), sliced)?;
+                }
+                patch.apply(model)?;
+            }
             continue;
         }
         let mut patch = TypedModelPatch::default();
@@ -139,6 +153,57 @@ pub fn fuse_into_convs(model: &mut TypedModel, report: &mut ConvsInstalled) -> T
         patch.apply(model)?;
     }
     Ok(())
+}
+
+/// The activation an element-wise `node` is, if [`F32Conv`] has it.
+fn activation_of(node: &TypedNode) -> Option<Activation> {
+    let ew = node.op_as::<ElementWiseOp>()?;
+    if ew.1.is_some() {
+        return None;
+    }
+    Some(match ew.0.name().as_ref() {
+        "Silu" => Activation::Silu,
+        "Sigmoid" => Activation::Sigmoid,
+        "HardSwish" => Activation::HardSwish {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        _ => Activation::LeakyRelu {
+            alpha: ew.0.downcast_ref::<LeakyRelu>()?.alpha,
+        },
+    })
+}
+
+/// When every reader of `outlet` is a `Slice` read only by one same
+/// activation, that activation and the (slice, activation) pairs: tract
+/// moves the activation of a split output below its slices (YOLOv8's C2f
+/// splits its first convolution's SiLU in two), and an element-wise
+/// activation of a slice is the slice of the activation.
+fn sliced_activation(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> Option<(Activation, Vec<(usize, usize)>)> {
+    if model.outputs.contains(&outlet) {
+        return None;
+    }
+    let mut found: Option<Activation> = None;
+    let mut pairs = vec![];
+    for reader in model.outlet_successors(outlet) {
+        let slice = model.node(reader.node);
+        if !slice.op_is::<Slice>() || model.outputs.contains(&OutletId::new(slice.id, 0)) {
+            return None;
+        }
+        let [next] = model.outlet_successors(OutletId::new(slice.id, 0)) else {
+            return None;
+        };
+        let activation = activation_of(model.node(next.node))?;
+        if found.is_some_and(|f| f != activation) {
+            return None;
+        }
+        found = Some(activation);
+        pairs.push((slice.id, next.node));
+    }
+    Some((found?, pairs))
 }
 
 /// What [`fold_successor`] folded.
@@ -168,21 +233,9 @@ fn fold_successor(
         return Ok(None);
     }
     let identity = conv.activation.is_identity();
-    if let Some(ew) = node.op_as::<ElementWiseOp>() {
-        if ew.1.is_some() || !identity {
+    if node.op_is::<ElementWiseOp>() {
+        let Some(activation) = activation_of(node).filter(|_| identity) else {
             return Ok(None);
-        }
-        let activation = match ew.0.name().as_ref() {
-            "Silu" => Activation::Silu,
-            "Sigmoid" => Activation::Sigmoid,
-            "HardSwish" => Activation::HardSwish {
-                alpha: 1.0 / 6.0,
-                beta: 0.5,
-            },
-            _ => match ew.0.downcast_ref::<LeakyRelu>() {
-                Some(leaky) => Activation::LeakyRelu { alpha: leaky.alpha },
-                None => return Ok(None),
-            },
         };
         conv.activation = activation;
         return Ok(Some((node.id, Folded::Activation)));
