@@ -278,8 +278,11 @@ impl F32Conv {
         let row_bytes = l.phases * g.in_c * l.width * std::mem::size_of::<f32>();
         let weight_bytes = self.weights.len() * std::mem::size_of::<f32>();
         let blocks_outer = weight_bytes > row_bytes * (g.out_h + l.halo);
-        let band_rows = if blocks_outer || l.direct {
+        let band_rows = if blocks_outer {
             g.out_h
+        } else if l.direct {
+            // Nothing to copy: one band per thread.
+            g.out_h.div_ceil(parallel::threads())
         } else {
             (self.band_bytes / row_bytes)
                 .saturating_sub(l.halo)
