@@ -92,11 +92,22 @@ impl Activation {
     }
 
     /// `row = self.apply(row + bias)` on every row of `tile` (rows of
-    /// `width` values, one bias each), in place.
+    /// `width` values, one bias each), in place; then, with `post`,
+    /// `row = row * scale + offset` (one scale and offset per row).
     #[inline(always)]
-    pub fn apply_tile(self, tile: &mut [f32], width: usize, biases: &[f32]) {
-        for (row, &bias) in tile.chunks_exact_mut(width).zip(biases) {
+    pub fn apply_tile(
+        self,
+        tile: &mut [f32],
+        width: usize,
+        biases: &[f32],
+        post: Option<(&[f32], &[f32])>,
+    ) {
+        for (r, (row, &bias)) in tile.chunks_exact_mut(width).zip(biases).enumerate() {
             self.apply_row(row, bias);
+            if let Some((scale, offset)) = post {
+                let (scale, offset) = (scale[r], offset[r]);
+                row.iter_mut().for_each(|v| *v = v.mul_add(scale, offset));
+            }
         }
     }
 
@@ -241,8 +252,11 @@ mod tests {
             }
         }
         let mut tile = vec![1.0; 6];
-        Activation::IDENTITY.apply_tile(&mut tile, 3, &[1.0, 2.0]);
+        Activation::IDENTITY.apply_tile(&mut tile, 3, &[1.0, 2.0], None);
         assert_eq!(tile, [2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+        let post = ([2.0, 3.0], [0.5, -1.0]);
+        Activation::IDENTITY.apply_tile(&mut tile, 3, &[0.0, 0.0], Some((&post.0, &post.1)));
+        assert_eq!(tile, [4.5, 4.5, 4.5, 8.0, 8.0, 8.0]);
         assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
     }
 

@@ -123,12 +123,30 @@ pub fn fuse_into_convs(model: &mut TypedModel, report: &mut ConvsInstalled) -> T
         let node = model.node(id);
         let mut op = node.op_as::<F32Conv>().expect("an F32Conv").clone();
         let mut last = OutletId::new(id, 0);
-        while let Some((next, folded)) = fold_successor(model, last, &mut op)? {
-            match folded {
-                Folded::Affine => report.affine += 1,
-                Folded::Activation => report.activations += 1,
+        loop {
+            if let Some((next, folded)) = fold_successor(model, last, &mut op)? {
+                match folded {
+                    Folded::Affine => report.affine += 1,
+                    Folded::Activation => report.activations += 1,
+                }
+                last = OutletId::new(next, 0);
+                continue;
             }
-            last = OutletId::new(next, 0);
+            let chain = if op.activation.is_identity() && !op.has_post_affine() {
+                hard_swish_chain(model, last, op.shape())
+            } else {
+                None
+            };
+            if let Some((end, activation, factor)) = chain {
+                op.activation = activation;
+                report.activations += 1;
+                if factor != 1.0 {
+                    op.fold_post_affine((0..op.geo.out_c).map(|_| (factor, 0.0)));
+                }
+                last = OutletId::new(end, 0);
+                continue;
+            }
+            break;
         }
         if last.node == id {
             if let Some((activation, pairs)) = sliced_activation(model, last) {
@@ -206,6 +224,95 @@ fn sliced_activation(
     Some((found?, pairs))
 }
 
+/// The scalar constant `node` (a binary operator, `op` by name) combines
+/// with its input from `from`, if that is what it is.
+fn scalar_with(model: &TypedModel, node: &TypedNode, op: &str, from: OutletId) -> Option<f32> {
+    let bin = node.op_as::<TypedBinOp>()?;
+    if bin.0.name() != op || bin.1.is_some() || node.inputs.len() != 2 {
+        return None;
+    }
+    let slot = node.inputs.iter().position(|&i| i == from)?;
+    let value = const_value(model, node.inputs[1 - slot], 2)?;
+    if value.len() != 1 {
+        return None;
+    }
+    value.cast_to_scalar::<f32>().ok()
+}
+
+/// The one node reading `outlet` (not a model output).
+fn sole_reader(model: &TypedModel, outlet: OutletId) -> Option<&TypedNode> {
+    if model.outputs.contains(&outlet) {
+        return None;
+    }
+    let [reader] = model.outlet_successors(outlet) else {
+        return None;
+    };
+    Some(model.node(reader.node))
+}
+
+/// Hard-swish written out, as Paddle exports it: `c * clip(c + k, 0, hi)
+/// * s` (`Add`, `Max`, `Min`, `Mul` by `c`, the scale `s`, `1/hi` or what
+/// tract made of it and a following scale, before or after that `Mul`),
+/// all on the output `c` of shape `shape`. The last node of the chain, the
+/// activation, and the factor `hi * s` left after it.
+fn hard_swish_chain(
+    model: &TypedModel,
+    c: OutletId,
+    shape: &[usize],
+) -> Option<(usize, Activation, f32)> {
+    if model.outputs.contains(&c) {
+        return None;
+    }
+    let readers = model.outlet_successors(c);
+    let [a, b] = readers else {
+        return None;
+    };
+    let (a, b) = (model.node(a.node), model.node(b.node));
+    let (add, mul) = if scalar_with(model, a, "Add", c).is_some() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let k = scalar_with(model, add, "Add", c)?;
+    let max = sole_reader(model, OutletId::new(add.id, 0))?;
+    let lo = scalar_with(model, max, "Max", OutletId::new(add.id, 0))?;
+    let min = sole_reader(model, OutletId::new(max.id, 0))?;
+    let hi = scalar_with(model, min, "Min", OutletId::new(max.id, 0))?;
+    let mut gate = OutletId::new(min.id, 0);
+    let mut scale = 1.0;
+    let mut next = sole_reader(model, gate)?;
+    if next.id != mul.id {
+        scale *= scalar_with(model, next, "Mul", gate)?;
+        gate = OutletId::new(next.id, 0);
+        next = sole_reader(model, gate)?;
+    }
+    // `mul` multiplies `c` by the gate.
+    let mul_bin = mul.op_as::<TypedBinOp>()?;
+    if next.id != mul.id || mul_bin.0.name() != "Mul" || mul_bin.1.is_some() {
+        return None;
+    }
+    if !(mul.inputs.contains(&c) && mul.inputs.contains(&gate)) {
+        return None;
+    }
+    let mut end = mul.id;
+    let after = sole_reader(model, OutletId::new(mul.id, 0));
+    if let Some((after, s)) =
+        after.and_then(|a| Some((a, scalar_with(model, a, "Mul", OutletId::new(mul.id, 0))?)))
+    {
+        scale *= s;
+        end = after.id;
+    }
+    let fact = model.outlet_fact(OutletId::new(end, 0)).ok()?;
+    if lo != 0.0 || hi <= 0.0 || fact.shape.as_concrete() != Some(shape) {
+        return None;
+    }
+    let activation = Activation::HardSwish {
+        alpha: 1.0 / hi,
+        beta: k / hi,
+    };
+    Some((end, activation, hi * scale))
+}
+
 /// What [`fold_successor`] folded.
 enum Folded {
     Affine,
@@ -255,7 +362,7 @@ fn fold_successor(
     };
     let name = bin.0.name();
     match name {
-        "Max" | "Min" if values.len() == 1 => {
+        "Max" | "Min" if values.len() == 1 && !conv.has_post_affine() => {
             let (lo, hi) = if name == "Max" {
                 (values[0], f32::INFINITY)
             } else {
@@ -274,6 +381,18 @@ fn fold_successor(
                 ("Add", _) => conv.fold_affine(channels.map(|o| (1.0, per_channel(o)))),
                 ("Sub", 0) => conv.fold_affine(channels.map(|o| (1.0, -per_channel(o)))),
                 ("Mul", _) => conv.fold_affine(channels.map(|o| (per_channel(o), 0.0))),
+                _ => return Ok(None),
+            }
+            Ok(Some((node.id, Folded::Affine)))
+        }
+        // After the activation: a scale and an offset as it stores.
+        "Add" | "Sub" | "Mul" => {
+            let per_channel = |o: usize| values[if values.len() == 1 { 0 } else { o }];
+            let channels = 0..conv.geo.out_c;
+            match (name, reader.slot) {
+                ("Add", _) => conv.fold_post_affine(channels.map(|o| (1.0, per_channel(o)))),
+                ("Sub", 0) => conv.fold_post_affine(channels.map(|o| (1.0, -per_channel(o)))),
+                ("Mul", _) => conv.fold_post_affine(channels.map(|o| (per_channel(o), 0.0))),
                 _ => return Ok(None),
             }
             Ok(Some((node.id, Folded::Affine)))
@@ -324,8 +443,10 @@ mod tests {
     /// Every pattern the rewrite takes, and two it leaves: a 3x3 convolution
     /// with `Relu`, a strided 5x5 one with `Clip(0, 6)`, a batch norm then
     /// SiLU (`x * sigmoid(x)`), a depthwise convolution (tract's), a
-    /// pointwise one with `HardSwish`, one with `LeakyRelu`, a dilated one
-    /// read by two nodes (nothing folds), and one without a bias.
+    /// pointwise one with `HardSwish`, one with `LeakyRelu`, one with
+    /// hard-swish written out and a scalar scale and offset after it, a
+    /// dilated one read by two nodes (nothing folds), and one without a
+    /// bias.
     fn model(c: usize, h: usize, w: usize) -> edgewise_graph::Model {
         let mut b = ModelBuilder::new(13);
         let x = b.input("x", &[1, c as i64, h as i64, w as i64]);
@@ -361,6 +482,18 @@ mod tests {
             &[&y],
             vec![("alpha", AttributeValue::Float(0.1))],
         );
+        // Hard-swish written out as Paddle does, then a learnable affine.
+        let y = b.conv(&y, 8, 8, 3, 1, 1);
+        let three = b.initializer("three", tensor0(3f32));
+        let six = b.initializer("six", tensor0(6f32));
+        let gate = b.op("Add", &[&y, &three], vec![]);
+        let gate = b.op("Clip", &[&gate, &lo, &six], vec![]);
+        let y = b.op("Mul", &[&y, &gate], vec![]);
+        let y = b.op("Div", &[&y, &six], vec![]);
+        let scale = b.initializer("scale", tensor1(&[0.9f32]));
+        let offset = b.initializer("offset", tensor1(&[0.1f32]));
+        let y = b.op("Mul", &[&y, &scale], vec![]);
+        let y = b.op("Add", &[&y, &offset], vec![]);
         let dilated = b.conv(&x, c, 4, 3, 1, 1);
         let wd = Tensor::from_shape(&[4, 4, 3, 3], &b.random(144, 0.3)).unwrap();
         let wd = b.initializer("wd", wd);
@@ -420,12 +553,13 @@ mod tests {
         };
         let convs = &installed.convs;
         assert_eq!(convs.kernel, kernel.name);
-        assert_eq!((convs.convs, convs.pointwise), (6, 1), "{convs:?}");
+        assert_eq!((convs.convs, convs.pointwise), (7, 1), "{convs:?}");
         assert!(convs.skipped.is_empty(), "{convs:?}");
-        // Batch norm: a scale and an offset. Relu, Clip (two bounds), SiLU,
-        // HardSwish, LeakyRelu; the dilated convolution's two readers fold
-        // nothing.
-        assert_eq!((convs.affine, convs.activations), (2, 6), "{convs:?}");
+        // Batch norm: a scale and an offset; the offset after hard-swish
+        // (tract merges its 1/6 and the scale after it). Relu, Clip (two
+        // bounds), SiLU, HardSwish, LeakyRelu, hard-swish written out; the
+        // dilated convolution's two readers fold nothing.
+        assert_eq!((convs.affine, convs.activations), (3, 7), "{convs:?}");
         let depthwise = ours
             .nodes()
             .iter()

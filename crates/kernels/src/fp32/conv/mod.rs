@@ -59,6 +59,9 @@ pub struct F32Conv {
     bias: Arc<Vec<f32>>,
     /// What runs on each output after the bias.
     pub activation: Activation,
+    /// A scale and an offset per output channel after the activation (a
+    /// learnable affine block, a batch norm after the activation).
+    post: Option<Arc<(Vec<f32>, Vec<f32>)>>,
     layout: Layout,
     /// The output's shape: `[batch, out_c, out_h, out_w]`, or the shape of
     /// the node it replaced (tract drops a batch of one).
@@ -185,6 +188,7 @@ impl F32Conv {
             weights: Arc::new(packed),
             bias: Arc::new(bias),
             activation,
+            post: None,
             shape,
             band_bytes: BAND_BYTES,
         })
@@ -216,6 +220,25 @@ impl F32Conv {
                     .for_each(|w| *w *= scale);
             }
         }
+    }
+
+    /// Folds `y * scale + offset` after the activation, one `(scale,
+    /// offset)` per output channel in order.
+    pub fn fold_post_affine(&mut self, per_channel: impl Iterator<Item = (f32, f32)>) {
+        let channels = self.geo.out_c;
+        let post = self
+            .post
+            .get_or_insert_with(|| Arc::new((vec![1.0; channels], vec![0.0; channels])));
+        let (scales, offsets) = Arc::make_mut(post);
+        for (o, (scale, offset)) in per_channel.enumerate().take(channels) {
+            scales[o] *= scale;
+            offsets[o] = offsets[o] * scale + offset;
+        }
+    }
+
+    /// Whether anything runs after the activation.
+    pub fn has_post_affine(&self) -> bool {
+        self.post.is_some()
     }
 
     /// Copies phase rows `r0..r0 + rows` of one image into `image`: per
@@ -395,8 +418,12 @@ impl F32Conv {
             // The bias and activation on the whole tile, full vectors (rows
             // past the last channel finish too, unread).
             let biases = &self.bias[block * k.mr..];
+            let post = self
+                .post
+                .as_ref()
+                .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
             // SAFETY: the CPU has the kernel's features (above).
-            unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases) };
+            unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases, post) };
             for r in 0..k.mr.min(g.out_c - block * k.mr) {
                 let o = block * k.mr + r;
                 self.store(o, r0 * l.width + first, &sums[r * k.nt..][..len], y);

@@ -29,6 +29,13 @@ pub struct TileArgs {
     pub out: *mut f32,
 }
 
+/// A per-row scale and offset after the activation.
+pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
+
+/// [`TileKernel::finish`]: the activation, then the scale and offset, on a
+/// tile of rows `width` long, one bias per row.
+pub type Finish = unsafe fn(Activation, &mut [f32], usize, &[f32], PostAffine);
+
 /// A tile loop and its shape.
 #[derive(Clone, Copy)]
 pub struct TileKernel {
@@ -51,7 +58,7 @@ pub struct TileKernel {
     ///
     /// # Safety
     /// The CPU has the loop's features.
-    pub finish: unsafe fn(Activation, &mut [f32], usize, &[f32]),
+    pub finish: Finish,
 }
 
 impl std::fmt::Debug for TileKernel {
@@ -156,7 +163,7 @@ macro_rules! tile_loop {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, TileArgs, TileKernel};
+    use super::{Activation, PostAffine, TileArgs, TileKernel};
 
     /// 12 channels by 32 pixels: 24 of the 32 vector registers hold sums;
     /// per tap, 2 pixel loads and 12 weight broadcasts feed 24 FMAs.
@@ -183,13 +190,20 @@ mod x86 {
         tile: &mut [f32],
         width: usize,
         biases: &[f32],
+        post: PostAffine,
     ) {
-        activation.apply_tile(tile, width, biases);
+        activation.apply_tile(tile, width, biases, post);
     }
 
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn finish_avx2(activation: Activation, tile: &mut [f32], width: usize, biases: &[f32]) {
-        activation.apply_tile(tile, width, biases);
+    unsafe fn finish_avx2(
+        activation: Activation,
+        tile: &mut [f32],
+        width: usize,
+        biases: &[f32],
+        post: PostAffine,
+    ) {
+        activation.apply_tile(tile, width, biases, post);
     }
 
     tile_loop!(
@@ -224,7 +238,7 @@ mod x86 {
 mod arm64 {
     use std::arch::aarch64::*;
 
-    use super::{Activation, TileArgs, TileKernel};
+    use super::{Activation, PostAffine, TileArgs, TileKernel};
 
     /// 8 channels by 12 pixels: 24 of the 32 vector registers hold sums;
     /// per tap, 3 pixel loads and 8 weight broadcasts feed 24 FMAs.
@@ -237,8 +251,14 @@ mod arm64 {
     };
 
     #[target_feature(enable = "neon")]
-    unsafe fn finish_neon(activation: Activation, tile: &mut [f32], width: usize, biases: &[f32]) {
-        activation.apply_tile(tile, width, biases);
+    unsafe fn finish_neon(
+        activation: Activation,
+        tile: &mut [f32],
+        width: usize,
+        biases: &[f32],
+        post: PostAffine,
+    ) {
+        activation.apply_tile(tile, width, biases, post);
     }
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
