@@ -307,9 +307,18 @@ impl F32Conv {
             // Nothing to copy: one band per thread.
             g.out_h.div_ceil(parallel::threads())
         } else {
-            (self.band_bytes / row_bytes)
+            let fits = (self.band_bytes / row_bytes)
                 .saturating_sub(l.halo)
-                .clamp(1, g.out_h)
+                .clamp(1, g.out_h);
+            // As many bands for every thread: 8 and 5 rows of a 13-row map
+            // would leave one thread waiting on the other.
+            let threads = parallel::threads();
+            let bands = g
+                .out_h
+                .div_ceil(fits)
+                .next_multiple_of(threads)
+                .min(g.out_h);
+            g.out_h.div_ceil(bands)
         };
         let bands = g.out_h.div_ceil(band_rows);
         let parts = parallel::parts(work, if blocks_outer { blocks } else { bands });
