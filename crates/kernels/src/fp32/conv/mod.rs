@@ -3,24 +3,25 @@
 //!
 //! tract runs a float convolution as a matrix product over an im2col of
 //! its input, packed panel by panel, on a 16x12 AVX-512 tile that needs 13
-//! loads per 12 FMAs. `F32Conv` reads the input where it lies instead:
+//! loads per 12 FMAs. `F32Conv` reads the input with no im2col:
 //!
-//! - a 1x1 convolution with stride 1 reads the input itself;
-//! - any other is first copied once into a zero-padded image, split into
-//!   `stride_h * stride_w` phases (the even and odd rows and columns of a
-//!   stride-2 convolution), where every tap of every output pixel is a
-//!   fixed offset and the pixels of a row run on into the next row
-//!   ("flat" pixels, with a few columns of the padded width computed and
-//!   dropped);
+//! - a band of output rows at a time, the input rows it reads are copied
+//!   into a zero-padded image, split into `stride_h * stride_w` phases (the
+//!   even and odd rows and columns of a stride-2 convolution), where every
+//!   tap of every output pixel is a fixed offset and the pixels of a row run
+//!   on into the next row ("flat" pixels, with a few columns of the padded
+//!   width computed and dropped); a band is sized to stay in the second-
+//!   level cache, and its channels are an odd number of cache lines apart;
 //! - the tile loops ([`tile`]) keep 12x32 (AVX-512), 6x16 (AVX2) or 8x12
 //!   (NEON) sums in registers, fed by 2-3 pixel loads and one broadcast
 //!   weight per channel row;
 //! - the bias and the activation ([`Activation`]: ReLU, Clip, SiLU,
-//!   sigmoid, hard-swish...) run on the tile while it is in cache, so the
-//!   feature map is written once.
+//!   sigmoid, hard-swish...), and a scale and offset after it, run on the
+//!   tile while it is in cache, so the feature map is written once.
 //!
-//! Threads split the output pixels; every thread runs all output channels
-//! of its pixels, so each reads only its share of the input.
+//! Threads split the bands, every thread running all output channels of
+//! its rows; where the weights outweigh the input (deep layers on small
+//! maps) they split the output channels instead.
 
 mod install;
 mod tile;
@@ -75,8 +76,6 @@ impl Eq for F32Conv {}
 /// Where a convolution's taps read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Layout {
-    /// Reads the input itself (a 1x1 convolution with stride 1, no padding).
-    direct: bool,
     /// Width of every row of the phase images, and of the flat output
     /// pixels: the output's width and the columns the widest tap reaches.
     width: usize,
@@ -92,15 +91,6 @@ struct Layout {
 
 impl Layout {
     fn of(g: &Geometry) -> Layout {
-        if g.is_pointwise() {
-            return Layout {
-                direct: true,
-                width: g.in_w,
-                phases: 1,
-                cells: vec![(0, 0, 0)],
-                halo: 0,
-            };
-        }
         let (sh, sw) = (g.stride_h, g.stride_w);
         // Tap (ky, kx) of output (y, x) reads padded row s*y + ky*d: phase
         // row (ky*d) % s, row y + (ky*d) / s of that phase.
@@ -114,7 +104,6 @@ impl Layout {
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
         Layout {
-            direct: false,
             width: g.out_w + max_col,
             phases: sh * sw,
             cells,
@@ -122,10 +111,21 @@ impl Layout {
         }
     }
 
+    /// Distance between two channels of a band image of `rows` rows: the
+    /// rows, rounded up to an odd number of 64-byte lines. A tile reads
+    /// the same pixels of every channel at once; with a stride of many
+    /// lines that shares a factor with the 64 sets of the first-level cache
+    /// (104x104 floats: 676 lines, a factor 4; 160x160: 1600, a factor 64),
+    /// they all land in a few sets and evict each other.
+    fn channel_stride(&self, rows: usize) -> usize {
+        let lines = (rows * self.width).div_ceil(16);
+        (lines | 1) * 16
+    }
+
     /// Each tap's offset from an output pixel's flat position, in an image
     /// of `rows` rows per phase and channel and `in_c` channels.
     fn taps(&self, in_c: usize, rows: usize) -> Vec<isize> {
-        let plane = in_c * rows * self.width;
+        let plane = in_c * self.channel_stride(rows);
         self.cells
             .iter()
             .map(|&(phase, r, c)| (phase * plane + r * self.width + c) as isize)
@@ -247,7 +247,7 @@ impl F32Conv {
     fn fill_band(&self, x: &[f32], image: &mut [f32], r0: usize, rows: usize) {
         let (g, l) = (&self.geo, &self.layout);
         let (sh, sw) = (g.stride_h, g.stride_w);
-        let mut planes = image.chunks_exact_mut(rows * l.width);
+        let mut planes = image.chunks_exact_mut(l.channel_stride(rows));
         for phase in 0..l.phases {
             let (a, b) = (phase / sw, phase % sw);
             // The columns whose phase column lands in the input.
@@ -255,6 +255,7 @@ impl F32Conv {
             for c in 0..g.in_c {
                 let plane = planes.next().expect("a plane per phase and channel");
                 let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
+                let plane = &mut plane[..rows * l.width];
                 for (i, row) in plane.chunks_exact_mut(l.width).enumerate() {
                     let y = (sh * (r0 + i) + a) as isize - g.pad_top as isize;
                     if y < 0 || y as usize >= g.in_h || lo == hi {
@@ -303,9 +304,6 @@ impl F32Conv {
         let blocks_outer = weight_bytes > row_bytes * (g.out_h + l.halo);
         let band_rows = if blocks_outer {
             g.out_h
-        } else if l.direct {
-            // Nothing to copy: one band per thread.
-            g.out_h.div_ceil(parallel::threads())
         } else {
             let fits = (self.band_bytes / row_bytes)
                 .saturating_sub(l.halo)
@@ -333,24 +331,17 @@ impl F32Conv {
                 for band in my_bands {
                     let r0 = band * band_rows;
                     let rows = band_rows.min(g.out_h - r0);
-                    let (image, channel_stride, taps) = if l.direct {
-                        (x, g.in_h * g.in_w, vec![0])
-                    } else {
-                        let image_rows = rows + l.halo;
-                        let len = l.phases * g.in_c * image_rows * l.width;
-                        if buffer.len() < len + k.nt {
-                            buffer.resize(len + k.nt, 0.0);
-                        }
-                        self.fill_band(x, &mut buffer[..len], r0, image_rows);
-                        (
-                            &buffer[..],
-                            image_rows * l.width,
-                            l.taps(g.in_c, image_rows),
-                        )
-                    };
+                    let image_rows = rows + l.halo;
+                    let stride = l.channel_stride(image_rows);
+                    let len = l.phases * g.in_c * stride;
+                    if buffer.len() < len + k.nt {
+                        buffer.resize(len + k.nt, 0.0);
+                    }
+                    self.fill_band(x, &mut buffer[..len], r0, image_rows);
+                    let taps = l.taps(g.in_c, image_rows);
                     self.convolve_band(
-                        image,
-                        channel_stride,
+                        buffer,
+                        stride,
                         &taps,
                         r0,
                         rows,
@@ -365,7 +356,7 @@ impl F32Conv {
     }
 
     /// Output rows `r0..r0 + rows` of output channel blocks `blocks`, from
-    /// `image` (the band's, or the input itself for a direct convolution).
+    /// the band's `image`.
     #[allow(clippy::too_many_arguments)]
     fn convolve_band(
         &self,
@@ -379,12 +370,10 @@ impl F32Conv {
         y: &DisjointWriter<f32>,
     ) {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
-        // The band's flat pixels; a direct convolution's image is the input.
+        // The band's flat pixels.
         let npx = rows * l.width;
         let tiles = npx.div_ceil(k.nt);
-        let image_first = if l.direct { r0 * l.width } else { 0 };
         let mut sums = vec![0f32; k.mr * k.nt];
-        let mut tail = vec![];
         let items = blocks.len() * tiles;
         for item in 0..items {
             let (block, tile) = if blocks_outer {
@@ -394,34 +383,19 @@ impl F32Conv {
             };
             let first = tile * k.nt;
             let len = k.nt.min(npx - first);
-            // A direct convolution's last tile would read past the input: it
-            // reads a zero-padded copy of its pixels.
-            let (src, stride) = if l.direct && image_first + first + k.nt > channel_stride {
-                if tail.is_empty() {
-                    tail.resize(g.in_c * k.nt, 0.0);
-                    for c in 0..g.in_c {
-                        tail[c * k.nt..][..len].copy_from_slice(
-                            &image[c * channel_stride + image_first + first..][..len],
-                        );
-                    }
-                }
-                (&tail[..], k.nt)
-            } else {
-                (&image[image_first + first..], channel_stride)
-            };
             let args = TileArgs {
                 weights: self.weights[block * g.in_c * taps.len() * k.mr..].as_ptr(),
                 taps: taps.as_ptr(),
                 tap_count: taps.len(),
-                image: src.as_ptr(),
-                channel_stride: stride as isize,
+                image: image[first..].as_ptr(),
+                channel_stride: channel_stride as isize,
                 in_c: g.in_c,
                 out: sums.as_mut_ptr(),
             };
             // SAFETY: the packed weights hold a block of `in_c * taps * mr`;
             // the image holds every tap's `nt` pixels of every channel (the
-            // halo rows and the slack after the band, or the zero-padded
-            // copy); `sums` holds `mr * nt`; `kernel` came from
+            // halo rows, the channel padding and the slack after the band);
+            // `sums` holds `mr * nt`; `kernel` came from
             // `TileKernel::native`, so the CPU has its features.
             unsafe { (k.run)(&args) };
             // The bias and activation on the whole tile, full vectors (rows
@@ -619,7 +593,7 @@ mod tests {
             geometry((1, 3, 37, 45), 16, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
             // 3x3 stride 1, channel counts no tile divides, a batch of two.
             geometry((2, 13, 19, 23), 29, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
-            // Pointwise (read in place), a last tile of a few pixels.
+            // Pointwise, a last tile of a few pixels.
             geometry((1, 17, 9, 11), 25, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
             // Pointwise with stride 2 (through the phases).
             geometry((1, 8, 10, 12), 8, (1, 1), (2, 2), 1, (0, 0), (0, 0)),
