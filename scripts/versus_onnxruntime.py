@@ -10,6 +10,9 @@ For every model and thread count T it measures
     `edge-convert quantize` (run on integer kernels: `--qdq integer`), with
     one `edge-bench FP32 [INT8] --threads T --format json` call per round, in
     which the two models take turns frame by frame;
+  - with --tract-conv, Edgewise FP32 on tract's own convolutions too
+    (`--float-conv tract`: the engine before Edgewise had its own), as a
+    third runtime in the same rounds;
 and reports the median of whole-frame (plain, unprofiled) times, in ms.
 
 Why rounds and alternation: a machine's speed drifts (clock ramp-up, thermal
@@ -22,7 +25,7 @@ rounds of its round medians. `--json` keeps every round median.
 Usage:
   python3 scripts/versus_onnxruntime.py --model NAME=PATH[:SHAPE] ... [--int8 NAME=PATH ...]
       [--threads 1,2] [--rounds 3] [--runs 15] [--warmup 3]
-      [--edge-bench target/release/edge-bench] [--markdown] [--json FILE]
+      [--tract-conv] [--edge-bench target/release/edge-bench] [--markdown] [--json FILE]
 
 SHAPE (e.g. 1x3x640x640) is needed when the model's input has dynamic
 dimensions; an --int8 model runs at its --model's shape. Needs
@@ -69,6 +72,9 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=3, help="untimed runs before them (default 3)")
     p.add_argument("--edge-bench", type=Path, default=ROOT / "target/release/edge-bench",
                    metavar="PATH", help="the binary (default: this checkout's release build)")
+    p.add_argument("--tract-conv", action="store_true",
+                   help="also run Edgewise FP32 on tract's own convolutions (--float-conv tract), "
+                        "the engine before Edgewise had its own, in the same rounds")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every round median here")
     args = p.parse_args()
@@ -175,16 +181,19 @@ class OrtRunner:
         return statistics.median(times)
 
 
-def edgewise_ms(edge_bench, model, shape, threads, runs, warmup):
-    """One edge-bench call; {"fp32": ms, "int8": ms (if any)} plain medians."""
+def edgewise_ms(edge_bench, model, shape, threads, runs, warmup, tract_conv=False):
+    """One edge-bench call; {"fp32": ms, "int8": ms (if any)} plain medians. With
+    `tract_conv`, FP32 alone on tract's convolutions."""
     paths, labels = [model["fp32"]], ["fp32"]
-    if model["int8"]:
+    if model["int8"] and not tract_conv:
         paths.append(model["int8"])
         labels.append("int8")
     command = [str(edge_bench), *paths, *(a for label in labels for a in ("--label", label)),
                "--input-shape", shape, "--threads", str(threads), "--runs", str(runs),
                "--warmup", str(warmup), "--max-seconds", "3600", "--qdq", "integer",
                "--top", "0", "--format", "json"]
+    if tract_conv:
+        command += ["--float-conv", "tract"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         fail(f"edge-bench failed (exit {done.returncode}): {shlex.join(command)}\n{done.stderr.strip()}")
@@ -209,7 +218,8 @@ def edgewise_ms(edge_bench, model, shape, threads, runs, warmup):
 
 def measure(args, models, shapes, ort_runner):
     """{(name, threads): {"ort_fp32": [...], "edgewise_fp32": [...], "edgewise_int8": [...]}}."""
-    rounds = {(n, t): {"ort_fp32": [], "edgewise_fp32": [], "edgewise_int8": []}
+    rounds = {(n, t): {"ort_fp32": [], "edgewise_fp32": [], "edgewise_int8": [],
+                       "tract_conv_fp32": []}
               for n in models for t in args.threads}
     for r in range(args.rounds):
         for (name, threads), out in rounds.items():
@@ -225,8 +235,14 @@ def measure(args, models, shapes, ort_runner):
                 if "int8" in ms:
                     out["edgewise_int8"].append(ms["int8"])
 
-            jobs = [run_ort, run_edgewise]
-            for job in jobs[r % 2:] + jobs[:r % 2]:
+            def run_tract_conv():
+                ms = edgewise_ms(args.edge_bench, model, shape, threads, args.runs, args.warmup,
+                                 tract_conv=True)
+                out["tract_conv_fp32"].append(ms["fp32"])
+
+            jobs = [run_ort, run_edgewise] + ([run_tract_conv] if args.tract_conv else [])
+            turn = r % len(jobs)
+            for job in jobs[turn:] + jobs[:turn]:
                 job()
             print(f"round {r + 1}/{args.rounds} {name} {threads}t: "
                   + ", ".join(f"{k} {v[-1]:.2f} ms" for k, v in out.items() if v),
@@ -240,6 +256,8 @@ def table(args, rounds):
     scaling = 1 in args.threads
     header = ["model", "threads", "ort FP32 ms", "Edgewise FP32 ms", "FP32 ours/ort",
               "Edgewise INT8 ms", "INT8 speedup ort/ours"]
+    if args.tract_conv:
+        header[5:5] = ["FP32 on tract's conv ms", "tract's conv/ort"]
     if scaling:
         header += ["FP32 scaling 1t/Tt", "INT8 scaling 1t/Tt"]
 
@@ -254,6 +272,8 @@ def table(args, rounds):
         row = [name, str(threads), ms(m["ort_fp32"]), ms(m["edgewise_fp32"]),
                ratio(m["edgewise_fp32"], m["ort_fp32"]), ms(m["edgewise_int8"]),
                ratio(m["ort_fp32"], m["edgewise_int8"])]
+        if args.tract_conv:
+            row[5:5] = [ms(m["tract_conv_fp32"]), ratio(m["tract_conv_fp32"], m["ort_fp32"])]
         if scaling:
             one = med[(name, 1)]
             row += [ratio(one["edgewise_fp32"], m["edgewise_fp32"]),
