@@ -81,7 +81,7 @@ pub fn audit(plan: &TypedModel) -> Vec<KernelUse> {
                 node: node.name.clone(),
                 op: "F32Conv".into(),
                 precision: Precision::Float,
-                kernels: vec![op.kernel.name.to_string()],
+                kernels: vec![op.kernel_name()],
             });
         } else if DIRECT_CONVS.contains(&node.op.name().as_ref()) {
             let half = node.outputs[0].fact.datum_type == DatumType::F16;

@@ -32,6 +32,8 @@ pub struct ConvsInstalled {
     pub convs: usize,
     /// 1x1 convolutions, now [`F32Conv`]s.
     pub pointwise: usize,
+    /// Depthwise convolutions (one filter per channel), now [`F32Conv`]s.
+    pub depthwise: usize,
     /// Per-channel scales and offsets (a batch norm, a bias) folded in.
     pub affine: usize,
     /// Activations folded in.
@@ -65,7 +67,9 @@ pub fn install_convs(model: &mut TypedModel) -> TractResult<ConvsInstalled> {
                 continue;
             }
         };
-        if op.geo.kernel_h * op.geo.kernel_w == 1 {
+        if op.is_depthwise() {
+            report.depthwise += 1;
+        } else if op.geo.kernel_h * op.geo.kernel_w == 1 {
             report.pointwise += 1;
         } else {
             report.convs += 1;
@@ -88,7 +92,13 @@ fn conv_op(
     let fact = |outlet| model.outlet_fact(outlet).map_err(|e| e.to_string());
     let x = fact(node.inputs[0])?;
     let y = fact(OutletId::new(node.id, 0))?;
-    if x.datum_type != f32::datum_type() || y.datum_type != f32::datum_type() || conv.group != 1 {
+    if x.datum_type != f32::datum_type() || y.datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let channels = conv.pool_spec.input_channels;
+    let depthwise = conv.group > 1 && conv.group == channels && conv.output_channels() == channels;
+    if conv.group != 1 && !depthwise {
+        // Grouped but not depthwise (or with a channel multiplier): tract's.
         return Ok(None);
     }
     let Some(shape) = y.shape.as_concrete().map(<[usize]>::to_vec) else {
@@ -105,6 +115,10 @@ fn conv_op(
         ref b if b.len() == geo.out_c => b.to_vec(),
         ref b => return Err(format!("{} biases for {} channels", b.len(), geo.out_c)),
     };
+    if depthwise {
+        return F32Conv::depthwise(geo, kernel, &weights, bias, Activation::IDENTITY, shape)
+            .map(Some);
+    }
     F32Conv::new(geo, kernel, &weights, bias, Activation::IDENTITY, shape).map(Some)
 }
 
@@ -442,7 +456,7 @@ mod tests {
 
     /// Every pattern the rewrite takes, and two it leaves: a 3x3 convolution
     /// with `Relu`, a strided 5x5 one with `Clip(0, 6)`, a batch norm then
-    /// SiLU (`x * sigmoid(x)`), a depthwise convolution (tract's), a
+    /// SiLU (`x * sigmoid(x)`), a depthwise convolution, a
     /// pointwise one with `HardSwish`, one with `LeakyRelu`, one with
     /// hard-swish written out and a scalar scale and offset after it, a
     /// dilated one read by two nodes (nothing folds), and one without a
@@ -560,12 +574,13 @@ mod tests {
         // bounds), SiLU, HardSwish, LeakyRelu, hard-swish written out; the
         // dilated convolution's two readers fold nothing.
         assert_eq!((convs.affine, convs.activations), (3, 7), "{convs:?}");
-        let depthwise = ours
+        assert_eq!(convs.depthwise, 1, "{convs:?}");
+        let tracts = ours
             .nodes()
             .iter()
             .filter(|n| n.op.name() == "DepthWiseConv")
             .count();
-        assert_eq!(depthwise, 1, "the depthwise convolution stays tract's");
+        assert_eq!(tracts, 0, "the depthwise convolution is ours too");
         let x: Vec<f32> = (0..c * h * w)
             .map(|i| ((i * 29 % 83) as f32 - 41.0) * 0.03)
             .collect();

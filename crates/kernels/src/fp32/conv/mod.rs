@@ -54,8 +54,11 @@ pub struct F32Conv {
     /// The tile loop it runs on.
     pub kernel: TileKernel,
     /// The weights packed for `kernel`: per block of `kernel.mr` output
-    /// channels, `[in_c][taps][mr]`, zeros past the last channel.
+    /// channels, `[in_c][taps][mr]`, zeros past the last channel; for a
+    /// depthwise convolution, `[channels][taps]`.
     weights: Arc<Vec<f32>>,
+    /// One filter per channel (group = channels), run a channel at a time.
+    depthwise: bool,
     /// One bias per output channel.
     bias: Arc<Vec<f32>>,
     /// What runs on each output after the bias.
@@ -133,6 +136,10 @@ impl Layout {
     }
 }
 
+/// Flat pixels a depthwise convolution sums over all its taps at once: 4
+/// KiB of sums, and the input rows they read, in the first-level cache.
+const DEPTHWISE_CHUNK: usize = 1024;
+
 /// The bytes of input a band of output rows copies: about what a core's
 /// second-level cache keeps next to the weights.
 const BAND_BYTES: usize = 256 << 10;
@@ -182,6 +189,7 @@ impl F32Conv {
             }
         }
         Ok(F32Conv {
+            depthwise: false,
             layout: Layout::of(&geo),
             geo,
             kernel,
@@ -192,6 +200,62 @@ impl F32Conv {
             shape,
             band_bytes: BAND_BYTES,
         })
+    }
+
+    /// The depthwise convolution (one filter per channel: `geo.in_c ==
+    /// geo.out_c` channels, `weights` `[channels][1][kh][kw]`) of `geo`,
+    /// on `kernel`'s vector width.
+    pub fn depthwise(
+        geo: Geometry,
+        kernel: TileKernel,
+        weights: &[f32],
+        bias: Vec<f32>,
+        activation: Activation,
+        shape: Vec<usize>,
+    ) -> Result<F32Conv, String> {
+        let taps = geo.kernel_h * geo.kernel_w;
+        if geo.in_c != geo.out_c || weights.len() != geo.out_c * taps {
+            return Err(format!(
+                "{} weights for a depthwise {} -> {} x {}x{}",
+                weights.len(),
+                geo.in_c,
+                geo.out_c,
+                geo.kernel_h,
+                geo.kernel_w
+            ));
+        }
+        if bias.len() != geo.out_c {
+            return Err(format!("{} biases for {} channels", bias.len(), geo.out_c));
+        }
+        if shape.iter().product::<usize>() != geo.batch * geo.out_c * geo.out_h * geo.out_w {
+            return Err(format!("an output of {shape:?} for {geo:?}"));
+        }
+        Ok(F32Conv {
+            depthwise: true,
+            layout: Layout::of(&geo),
+            geo,
+            kernel,
+            weights: Arc::new(weights.to_vec()),
+            bias: Arc::new(bias),
+            activation,
+            post: None,
+            shape,
+            band_bytes: BAND_BYTES,
+        })
+    }
+
+    /// The loop it runs on, for the kernel audit.
+    pub fn kernel_name(&self) -> String {
+        if self.depthwise {
+            format!("{}_depthwise", self.kernel.name)
+        } else {
+            self.kernel.name.to_string()
+        }
+    }
+
+    /// Whether it is a depthwise convolution.
+    pub fn is_depthwise(&self) -> bool {
+        self.depthwise
     }
 
     /// The output's shape.
@@ -205,6 +269,18 @@ impl F32Conv {
     /// Only before an activation: the activation runs after it.
     pub fn fold_affine(&mut self, per_channel: impl Iterator<Item = (f32, f32)>) {
         debug_assert!(self.activation.is_identity());
+        if self.depthwise {
+            let taps = self.geo.kernel_h * self.geo.kernel_w;
+            let weights = Arc::make_mut(&mut self.weights);
+            let bias = Arc::make_mut(&mut self.bias);
+            for (o, (scale, offset)) in per_channel.enumerate().take(self.geo.out_c) {
+                bias[o] = bias[o] * scale + offset;
+                weights[o * taps..][..taps]
+                    .iter_mut()
+                    .for_each(|w| *w *= scale);
+            }
+            return;
+        }
         let mr = self.kernel.mr;
         let block_len = self.geo.in_c * self.geo.kernel_h * self.geo.kernel_w * mr;
         let weights = Arc::make_mut(&mut self.weights);
@@ -244,7 +320,14 @@ impl F32Conv {
     /// Copies phase rows `r0..r0 + rows` of one image into `image`: per
     /// phase and channel, `rows` rows of the layout's width, zero where the
     /// taps read padding.
-    fn fill_band(&self, x: &[f32], image: &mut [f32], r0: usize, rows: usize) {
+    fn fill_band(
+        &self,
+        x: &[f32],
+        image: &mut [f32],
+        r0: usize,
+        rows: usize,
+        channels: std::ops::Range<usize>,
+    ) {
         let (g, l) = (&self.geo, &self.layout);
         let (sh, sw) = (g.stride_h, g.stride_w);
         let mut planes = image.chunks_exact_mut(l.channel_stride(rows));
@@ -252,7 +335,7 @@ impl F32Conv {
             let (a, b) = (phase / sw, phase % sw);
             // The columns whose phase column lands in the input.
             let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, l.width);
-            for c in 0..g.in_c {
+            for c in channels.clone() {
                 let plane = planes.next().expect("a plane per phase and channel");
                 let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
                 let plane = &mut plane[..rows * l.width];
@@ -295,6 +378,9 @@ impl F32Conv {
     /// the output channels instead, each reading its share of the weights
     /// once.
     fn eval_image(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        if self.depthwise {
+            return self.eval_depthwise(x, y);
+        }
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let blocks = g.out_c.div_ceil(k.mr);
         let taps = g.kernel_h * g.kernel_w;
@@ -337,7 +423,7 @@ impl F32Conv {
                     if buffer.len() < len + k.nt {
                         buffer.resize(len + k.nt, 0.0);
                     }
-                    self.fill_band(x, &mut buffer[..len], r0, image_rows);
+                    self.fill_band(x, &mut buffer[..len], r0, image_rows, 0..g.in_c);
                     let taps = l.taps(g.in_c, image_rows);
                     self.convolve_band(
                         buffer,
@@ -349,6 +435,51 @@ impl F32Conv {
                         blocks_outer,
                         &writer,
                     );
+                }
+            });
+            Ok(())
+        })
+    }
+
+    /// A depthwise convolution of one image: a channel at a time, its padded
+    /// phase planes copied whole, each tap one multiply-add of the flat
+    /// pixels by its weight; the threads split the channels.
+    fn eval_depthwise(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let rows = g.out_h + l.halo;
+        let stride = l.channel_stride(rows);
+        let taps = l.taps(1, rows);
+        let npx = g.out_h * l.width;
+        let work = g.out_c * taps.len() * npx * parallel::ELEMENT_WORK;
+        let parts = parallel::parts(work, g.out_c);
+        let writer = DisjointWriter::new(y);
+        parallel::for_each_part(parts, |p| {
+            let mut sums = vec![0f32; npx];
+            IMAGE.with_borrow_mut(|image| {
+                let len = l.phases * stride;
+                if image.len() < len + k.nt {
+                    image.resize(len + k.nt, 0.0);
+                }
+                for c in g.out_c * p / parts..g.out_c * (p + 1) / parts {
+                    self.fill_band(x, &mut image[..len], 0, rows, c..c + 1);
+                    sums.fill(0.0);
+                    let weights = &self.weights[c * taps.len()..][..taps.len()];
+                    // A chunk of sums at a time, every tap over it while it
+                    // is in the first-level cache.
+                    for (i, chunk) in sums.chunks_mut(DEPTHWISE_CHUNK).enumerate() {
+                        let first = i * DEPTHWISE_CHUNK;
+                        for (&tap, &w) in taps.iter().zip(weights) {
+                            let src = &image[tap as usize + first..][..chunk.len()];
+                            // SAFETY: the CPU has the kernel's features.
+                            unsafe { (k.axpy)(chunk, src, w) };
+                        }
+                    }
+                    let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
+                    // SAFETY: as above.
+                    unsafe {
+                        (k.finish)(self.activation, &mut sums, npx, &self.bias[c..c + 1], post)
+                    };
+                    self.store(c, 0, &sums, &writer);
                 }
             });
             Ok(())
@@ -653,6 +784,56 @@ mod tests {
                 assert!(
                     worst < 2e-5,
                     "{}, case {i} {g:?} {act:?}: off by {worst}",
+                    kernel.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_the_definition_on_every_kernel_and_thread_count() {
+        let cases = [
+            geometry((1, 13, 19, 23), 13, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((2, 8, 20, 17), 8, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            geometry((1, 5, 16, 16), 5, (5, 5), (1, 1), 1, (2, 2), (2, 2)),
+            geometry((1, 6, 15, 14), 6, (3, 3), (1, 1), 2, (2, 2), (2, 2)),
+            geometry((1, 3, 2, 2), 3, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+        ];
+        for kernel in TileKernel::all_native() {
+            for (i, g) in cases.iter().enumerate() {
+                let taps = g.kernel_h * g.kernel_w;
+                let x: Vec<f32> = (0..g.batch * g.in_c * g.in_h * g.in_w)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
+                    .collect();
+                let w: Vec<f32> = (0..g.out_c * taps)
+                    .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.01)
+                    .collect();
+                let bias: Vec<f32> = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
+                // The same convolution as a dense one, zero off the diagonal.
+                let mut dense = vec![0f32; g.out_c * g.in_c * taps];
+                for c in 0..g.out_c {
+                    dense[(c * g.in_c + c) * taps..][..taps]
+                        .copy_from_slice(&w[c * taps..][..taps]);
+                }
+                let act = Activation::HardSwish {
+                    alpha: 1.0 / 6.0,
+                    beta: 0.5,
+                };
+                let expected = reference(g, &x, &dense, &bias, act);
+                let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
+                let op =
+                    F32Conv::depthwise(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
+                let one = run(&op, &x);
+                let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(one, two, "{}, case {i}: two threads", kernel.name);
+                let worst = expected
+                    .iter()
+                    .zip(&one)
+                    .map(|(e, o)| (e - o).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    worst < 2e-5,
+                    "{}, case {i} {g:?}: off by {worst}",
                     kernel.name
                 );
             }

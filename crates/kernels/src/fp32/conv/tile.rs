@@ -59,6 +59,20 @@ pub struct TileKernel {
     /// # Safety
     /// The CPU has the loop's features.
     pub finish: Finish,
+    /// `acc[i] += x[i] * w` over the two slices, vectorized for the same
+    /// CPU: a depthwise convolution's tap.
+    ///
+    /// # Safety
+    /// The CPU has the loop's features.
+    pub axpy: unsafe fn(&mut [f32], &[f32], f32),
+}
+
+/// `acc[i] += x[i] * w`: one fused multiply-add per value.
+#[inline(always)]
+fn axpy(acc: &mut [f32], x: &[f32], w: f32) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a = v.mul_add(w, *a);
+    }
 }
 
 impl std::fmt::Debug for TileKernel {
@@ -173,6 +187,7 @@ mod x86 {
         nt: 32,
         run: avx512_12x32,
         finish: finish_avx512,
+        axpy: axpy_avx512,
     };
 
     /// 6 channels by 16 pixels: 12 of the 16 registers hold sums.
@@ -182,7 +197,18 @@ mod x86 {
         nt: 16,
         run: avx2_6x16,
         finish: finish_avx2,
+        axpy: axpy_avx2,
     };
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn axpy_avx512(acc: &mut [f32], x: &[f32], w: f32) {
+        super::axpy(acc, x, w);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_avx2(acc: &mut [f32], x: &[f32], w: f32) {
+        super::axpy(acc, x, w);
+    }
 
     #[target_feature(enable = "avx512f")]
     unsafe fn finish_avx512(
@@ -248,7 +274,13 @@ mod arm64 {
         nt: 12,
         run: neon_8x12,
         finish: finish_neon,
+        axpy: axpy_neon,
     };
+
+    #[target_feature(enable = "neon")]
+    unsafe fn axpy_neon(acc: &mut [f32], x: &[f32], w: f32) {
+        super::axpy(acc, x, w);
+    }
 
     #[target_feature(enable = "neon")]
     unsafe fn finish_neon(
