@@ -120,7 +120,15 @@ fn two_variants_side_by_side_in_every_format_and_merged() {
             .sum();
         assert!((sum - v["stage_sum_ms"].as_f64().unwrap()).abs() < 1e-9);
         let nodes = v["nodes"].as_array().unwrap();
-        assert!(nodes.len() > 150, "every ONNX node tract ran is listed");
+        // PP-OCRv4 runs about a hundred of its ONNX nodes as plan nodes of
+        // their own (batch norms, activations and hard-swish chains fold into
+        // the convolutions, constants into constants): all are listed, not
+        // only the terminal's slowest few.
+        assert!(
+            nodes.len() > 90,
+            "every ONNX node tract ran is listed: {}",
+            nodes.len()
+        );
         let medians: Vec<f64> = nodes
             .iter()
             .map(|n| n["median_ms"].as_f64().unwrap())
