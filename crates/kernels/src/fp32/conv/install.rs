@@ -388,26 +388,26 @@ fn fold_successor(
             conv.activation = clamped;
             Ok(Some((node.id, Folded::Activation)))
         }
-        "Add" | "Sub" | "Mul" if identity => {
-            let per_channel = |o: usize| values[if values.len() == 1 { 0 } else { o }];
-            let channels = 0..conv.geo.out_c;
-            match (name, reader.slot) {
-                ("Add", _) => conv.fold_affine(channels.map(|o| (1.0, per_channel(o)))),
-                ("Sub", 0) => conv.fold_affine(channels.map(|o| (1.0, -per_channel(o)))),
-                ("Mul", _) => conv.fold_affine(channels.map(|o| (per_channel(o), 0.0))),
-                _ => return Ok(None),
-            }
-            Ok(Some((node.id, Folded::Affine)))
-        }
-        // After the activation: a scale and an offset as it stores.
+        // Before the activation, into the weights and bias; after it, a
+        // scale and an offset as it stores.
         "Add" | "Sub" | "Mul" => {
-            let per_channel = |o: usize| values[if values.len() == 1 { 0 } else { o }];
-            let channels = 0..conv.geo.out_c;
-            match (name, reader.slot) {
-                ("Add", _) => conv.fold_post_affine(channels.map(|o| (1.0, per_channel(o)))),
-                ("Sub", 0) => conv.fold_post_affine(channels.map(|o| (1.0, -per_channel(o)))),
-                ("Mul", _) => conv.fold_post_affine(channels.map(|o| (per_channel(o), 0.0))),
-                _ => return Ok(None),
+            let value = |o: usize| values[if values.len() == 1 { 0 } else { o }];
+            // `c - x` is not an affine of the output with a positive sign.
+            let Some(per_channel) = (0..conv.geo.out_c)
+                .map(|o| match (name, reader.slot) {
+                    ("Add", _) => Some((1.0, value(o))),
+                    ("Sub", 0) => Some((1.0, -value(o))),
+                    ("Mul", _) => Some((value(o), 0.0)),
+                    _ => None,
+                })
+                .collect::<Option<Vec<(f32, f32)>>>()
+            else {
+                return Ok(None);
+            };
+            if identity {
+                conv.fold_affine(per_channel.into_iter());
+            } else {
+                conv.fold_post_affine(per_channel.into_iter());
             }
             Ok(Some((node.id, Folded::Affine)))
         }

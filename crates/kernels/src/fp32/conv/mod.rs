@@ -708,6 +708,26 @@ mod tests {
         }
     }
 
+    /// An input, weights (`per_output` each) and biases for `g`.
+    fn operands(g: &Geometry, per_output: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..g.batch * g.in_c * g.in_h * g.in_w)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
+            .collect();
+        let w = (0..g.out_c * per_output)
+            .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.01)
+            .collect();
+        let bias = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
+        (x, w, bias)
+    }
+
+    /// The largest difference between two outputs.
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max)
+    }
+
     fn run(op: &F32Conv, x: &[f32]) -> Vec<f32> {
         let g = &op.geo;
         let x = Tensor::from_shape(&[g.batch, g.in_c, g.in_h, g.in_w], x).unwrap();
@@ -751,13 +771,7 @@ mod tests {
         for kernel in TileKernel::all_native() {
             for (i, g) in cases.iter().enumerate() {
                 let act = activations[i % activations.len()];
-                let x: Vec<f32> = (0..g.batch * g.in_c * g.in_h * g.in_w)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
-                    .collect();
-                let w: Vec<f32> = (0..g.out_c * g.in_c * g.kernel_h * g.kernel_w)
-                    .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.01)
-                    .collect();
-                let bias: Vec<f32> = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
+                let (x, w, bias) = operands(g, g.in_c * g.kernel_h * g.kernel_w);
                 let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
                 let mut op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
                 let expected = reference(g, &x, &w, &bias, act);
@@ -776,11 +790,7 @@ mod tests {
                     "{}, case {i}: bands give the bytes one image does",
                     kernel.name
                 );
-                let worst = expected
-                    .iter()
-                    .zip(&one)
-                    .map(|(e, o)| (e - o).abs())
-                    .fold(0.0, f32::max);
+                let worst = worst(&expected, &one);
                 assert!(
                     worst < 2e-5,
                     "{}, case {i} {g:?} {act:?}: off by {worst}",
@@ -802,13 +812,7 @@ mod tests {
         for kernel in TileKernel::all_native() {
             for (i, g) in cases.iter().enumerate() {
                 let taps = g.kernel_h * g.kernel_w;
-                let x: Vec<f32> = (0..g.batch * g.in_c * g.in_h * g.in_w)
-                    .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02)
-                    .collect();
-                let w: Vec<f32> = (0..g.out_c * taps)
-                    .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.01)
-                    .collect();
-                let bias: Vec<f32> = (0..g.out_c).map(|o| o as f32 * 0.1 - 0.5).collect();
+                let (x, w, bias) = operands(g, taps);
                 // The same convolution as a dense one, zero off the diagonal.
                 let mut dense = vec![0f32; g.out_c * g.in_c * taps];
                 for c in 0..g.out_c {
@@ -826,11 +830,7 @@ mod tests {
                 let one = run(&op, &x);
                 let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
                 assert_eq!(one, two, "{}, case {i}: two threads", kernel.name);
-                let worst = expected
-                    .iter()
-                    .zip(&one)
-                    .map(|(e, o)| (e - o).abs())
-                    .fold(0.0, f32::max);
+                let worst = worst(&expected, &one);
                 assert!(
                     worst < 2e-5,
                     "{}, case {i} {g:?}: off by {worst}",

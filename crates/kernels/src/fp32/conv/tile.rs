@@ -132,6 +132,29 @@ impl TileKernel {
     }
 }
 
+/// [`TileKernel::finish`] and [`TileKernel::axpy`] compiled for one
+/// instruction set's `$feature`s: the same plain loops, vectorized as wide
+/// as it allows.
+macro_rules! vector_loops {
+    ($feature:literal, $finish:ident, $axpy:ident) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $finish(
+            activation: Activation,
+            tile: &mut [f32],
+            width: usize,
+            biases: &[f32],
+            post: PostAffine,
+        ) {
+            activation.apply_tile(tile, width, biases, post);
+        }
+
+        #[target_feature(enable = $feature)]
+        unsafe fn $axpy(acc: &mut [f32], x: &[f32], w: f32) {
+            super::axpy(acc, x, w);
+        }
+    };
+}
+
 /// The tile loop of one instruction set, written once: `$mr` channels by
 /// `$nv` vectors of `$lanes` pixels, with the instruction set's `$load`,
 /// `$splat` (a weight to every lane), `$fma` and `$store`.
@@ -200,37 +223,8 @@ mod x86 {
         axpy: axpy_avx2,
     };
 
-    #[target_feature(enable = "avx512f")]
-    unsafe fn axpy_avx512(acc: &mut [f32], x: &[f32], w: f32) {
-        super::axpy(acc, x, w);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn axpy_avx2(acc: &mut [f32], x: &[f32], w: f32) {
-        super::axpy(acc, x, w);
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn finish_avx512(
-        activation: Activation,
-        tile: &mut [f32],
-        width: usize,
-        biases: &[f32],
-        post: PostAffine,
-    ) {
-        activation.apply_tile(tile, width, biases, post);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn finish_avx2(
-        activation: Activation,
-        tile: &mut [f32],
-        width: usize,
-        biases: &[f32],
-        post: PostAffine,
-    ) {
-        activation.apply_tile(tile, width, biases, post);
-    }
+    vector_loops!("avx512f", finish_avx512, axpy_avx512);
+    vector_loops!("avx2,fma", finish_avx2, axpy_avx2);
 
     tile_loop!(
         avx512_12x32,
@@ -277,21 +271,7 @@ mod arm64 {
         axpy: axpy_neon,
     };
 
-    #[target_feature(enable = "neon")]
-    unsafe fn axpy_neon(acc: &mut [f32], x: &[f32], w: f32) {
-        super::axpy(acc, x, w);
-    }
-
-    #[target_feature(enable = "neon")]
-    unsafe fn finish_neon(
-        activation: Activation,
-        tile: &mut [f32],
-        width: usize,
-        biases: &[f32],
-        post: PostAffine,
-    ) {
-        activation.apply_tile(tile, width, biases, post);
-    }
+    vector_loops!("neon", finish_neon, axpy_neon);
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
     #[target_feature(enable = "neon")]
