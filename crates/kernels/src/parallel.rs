@@ -124,6 +124,23 @@ impl<'a, T> DisjointWriter<'a, T> {
         // and not aliased by another range in use (the caller's contract).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
+
+    /// A pointer to element `start`, for a writer whose share is not one
+    /// range (a tile's rows, each in its own output plane). Panics if
+    /// `start + reach` is past the end.
+    ///
+    /// # Safety
+    /// What is written through it may not overlap a range or another
+    /// pointer's writes in use at the same time.
+    pub unsafe fn ptr(&self, start: usize, reach: usize) -> *mut T {
+        assert!(
+            start <= self.len && reach <= self.len - start,
+            "{reach} from {start} in a slice of {}",
+            self.len
+        );
+        // SAFETY: in bounds (checked above).
+        unsafe { self.ptr.add(start) }
+    }
 }
 
 #[cfg(test)]

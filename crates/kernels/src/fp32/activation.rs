@@ -91,18 +91,27 @@ impl Activation {
         }
     }
 
-    /// `row = self.apply(row + bias)` on every row of `tile` (rows of
-    /// `width` values, one bias each), in place; then, with `post`,
-    /// `row = row * scale + offset` (one scale and offset per row).
+    /// `row = self.apply(row + bias)` on rows of `width` values, one per
+    /// bias, `row_stride` apart from `rows`, in place; then, with `post`,
+    /// `row = row * scale + offset` (one scale and offset per row). Raw
+    /// rows, because a tile stored straight into the output has its rows
+    /// in planes whose other pixels other threads are writing.
+    ///
+    /// # Safety
+    /// For every bias `r`, `width` floats from `rows + r * row_stride` are
+    /// valid, and no one else reads or writes them during the call.
     #[inline(always)]
-    pub fn apply_tile(
+    pub unsafe fn apply_rows(
         self,
-        tile: &mut [f32],
+        rows: *mut f32,
         width: usize,
+        row_stride: usize,
         biases: &[f32],
         post: Option<(&[f32], &[f32])>,
     ) {
-        for (r, (row, &bias)) in tile.chunks_exact_mut(width).zip(biases).enumerate() {
+        for (r, &bias) in biases.iter().enumerate() {
+            // SAFETY: the caller's contract.
+            let row = unsafe { std::slice::from_raw_parts_mut(rows.add(r * row_stride), width) };
             self.apply_row(row, bias);
             if let Some((scale, offset)) = post {
                 let (scale, offset) = (scale[r], offset[r]);
@@ -251,12 +260,17 @@ mod tests {
                 assert_eq!(*o, kind.apply(s + 0.25), "{kind:?} at {s}");
             }
         }
-        let mut tile = vec![1.0; 6];
-        Activation::IDENTITY.apply_tile(&mut tile, 3, &[1.0, 2.0], None);
-        assert_eq!(tile, [2.0, 2.0, 2.0, 3.0, 3.0, 3.0]);
+        // Two rows of 3, 4 apart: the value between them is not touched.
+        let mut tile = vec![1.0; 7];
+        let id = Activation::IDENTITY;
+        // SAFETY: rows 0..3 and 4..7 of `tile`, borrowed alone.
+        unsafe { id.apply_rows(tile.as_mut_ptr(), 3, 4, &[1.0, 2.0], None) };
+        assert_eq!(tile, [2.0, 2.0, 2.0, 1.0, 3.0, 3.0, 3.0]);
         let post = ([2.0, 3.0], [0.5, -1.0]);
-        Activation::IDENTITY.apply_tile(&mut tile, 3, &[0.0, 0.0], Some((&post.0, &post.1)));
-        assert_eq!(tile, [4.5, 4.5, 4.5, 8.0, 8.0, 8.0]);
+        let post = Some((&post.0[..], &post.1[..]));
+        // SAFETY: as above.
+        unsafe { id.apply_rows(tile.as_mut_ptr(), 3, 4, &[0.0, 0.0], post) };
+        assert_eq!(tile, [4.5, 4.5, 4.5, 1.0, 8.0, 8.0, 8.0]);
         assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
     }
 

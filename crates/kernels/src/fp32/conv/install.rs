@@ -119,6 +119,7 @@ fn conv_op(
         return F32Conv::depthwise(geo, kernel, &weights, bias, Activation::IDENTITY, shape)
             .map(Some);
     }
+    let kernel = F32Conv::best_kernel(&geo).unwrap_or(kernel);
     F32Conv::new(geo, kernel, &weights, bias, Activation::IDENTITY, shape).map(Some)
 }
 

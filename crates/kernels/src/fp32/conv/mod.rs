@@ -23,6 +23,7 @@
 //! its rows; where the weights outweigh the input (deep layers on small
 //! maps) they split the output channels instead.
 
+mod depthwise;
 mod install;
 mod tile;
 
@@ -76,6 +77,20 @@ pub struct F32Conv {
 
 impl Eq for F32Conv {}
 
+/// The input a band of output rows reads, and where.
+struct Band<'a> {
+    /// The band's first flat pixel, in input channel 0.
+    image: &'a [f32],
+    /// Distance between two input channels in `image`.
+    channel_stride: usize,
+    /// Each tap's offset from an output pixel's flat position.
+    taps: &'a [isize],
+    /// The band's first output row.
+    r0: usize,
+    /// Its output rows.
+    rows: usize,
+}
+
 /// Where a convolution's taps read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Layout {
@@ -90,6 +105,10 @@ struct Layout {
     /// Phase rows a band of output rows reads beyond its own: the deepest
     /// tap's, and a spare row (a tile's last pixels run past the last row).
     halo: usize,
+    /// For each column phase, the columns of its rows that land in the
+    /// input, and where their run starts in the input row split into its
+    /// phases.
+    runs: Vec<(usize, usize, usize)>,
 }
 
 impl Layout {
@@ -106,11 +125,21 @@ impl Layout {
             .collect();
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
+        let width = g.out_w + max_col;
+        let phase_len = g.in_w.div_ceil(sw);
+        let runs = (0..sw)
+            .map(|b| {
+                let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
+                let first = (lo * sw + b).saturating_sub(g.pad_left);
+                (lo, hi, (first % sw) * phase_len + first / sw)
+            })
+            .collect();
         Layout {
-            width: g.out_w + max_col,
+            width,
             phases: sh * sw,
             cells,
             halo: max_row + 1,
+            runs,
         }
     }
 
@@ -135,10 +164,6 @@ impl Layout {
             .collect()
     }
 }
-
-/// Flat pixels a depthwise convolution sums over all its taps at once: 4
-/// KiB of sums, and the input rows they read, in the first-level cache.
-const DEPTHWISE_CHUNK: usize = 1024;
 
 /// The bytes of input a band of output rows copies: about what a core's
 /// second-level cache keeps next to the weights.
@@ -200,6 +225,14 @@ impl F32Conv {
             shape,
             band_bytes: BAND_BYTES,
         })
+    }
+
+    /// The tile loop of this CPU that wastes the least on `geo`
+    /// ([`TileKernel::best_for`] its output channels, flat pixels and
+    /// depth).
+    pub fn best_kernel(geo: &Geometry) -> Option<TileKernel> {
+        let pixels = geo.out_h * Layout::of(geo).width;
+        TileKernel::best_for(geo.out_c, pixels, geo.in_c * geo.kernel_h * geo.kernel_w)
     }
 
     /// The depthwise convolution (one filter per channel: `geo.in_c ==
@@ -319,7 +352,9 @@ impl F32Conv {
 
     /// Copies phase rows `r0..r0 + rows` of one image into `image`: per
     /// phase and channel, `rows` rows of the layout's width, zero where the
-    /// taps read padding.
+    /// taps read padding. With a column stride, each input row is split
+    /// into its column phases once (into `split`, by [`TileKernel::split`],
+    /// vectorized), and each phase's run copied into place.
     fn fill_band(
         &self,
         x: &[f32],
@@ -327,41 +362,41 @@ impl F32Conv {
         r0: usize,
         rows: usize,
         channels: std::ops::Range<usize>,
+        split: &mut Vec<f32>,
     ) {
-        let (g, l) = (&self.geo, &self.layout);
+        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let (sh, sw) = (g.stride_h, g.stride_w);
-        let mut planes = image.chunks_exact_mut(l.channel_stride(rows));
-        for phase in 0..l.phases {
-            let (a, b) = (phase / sw, phase % sw);
-            // The columns whose phase column lands in the input.
-            let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, l.width);
-            for c in channels.clone() {
-                let plane = planes.next().expect("a plane per phase and channel");
-                let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
-                let plane = &mut plane[..rows * l.width];
-                for (i, row) in plane.chunks_exact_mut(l.width).enumerate() {
-                    let y = (sh * (r0 + i) + a) as isize - g.pad_top as isize;
-                    if y < 0 || y as usize >= g.in_h || lo == hi {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let src = &src[y as usize * g.in_w..][..g.in_w];
-                    row[..lo].fill(0.0);
-                    row[hi..].fill(0.0);
-                    let first = lo * sw + b - g.pad_left;
-                    let n = hi - lo;
-                    if sw == 1 {
-                        row[lo..hi].copy_from_slice(&src[first..][..n]);
+        let stride = l.channel_stride(rows);
+        let count = channels.len();
+        let runs = &l.runs;
+        split.resize(if sw > 1 { sw * g.in_w.div_ceil(sw) } else { 0 }, 0.0);
+        for (i, c) in channels.enumerate() {
+            let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
+            for a in 0..sh {
+                for r in 0..rows {
+                    let y = (sh * (r0 + r) + a) as isize - g.pad_top as isize;
+                    let source = if y < 0 || y as usize >= g.in_h {
+                        None
                     } else {
-                        // Every sw-th value; whole groups of sw first, so that
-                        // the loop vectorizes into shuffles.
-                        let whole = ((g.in_w - first) / sw).min(n);
-                        let groups = src[first..].chunks_exact(sw);
-                        for (o, group) in row[lo..lo + whole].iter_mut().zip(groups) {
-                            *o = group[0];
+                        let row = &src[y as usize * g.in_w..][..g.in_w];
+                        if sw == 1 {
+                            Some(row)
+                        } else {
+                            // SAFETY: the CPU has the kernel's features.
+                            unsafe { (k.split)(row, sw, split) };
+                            Some(&split[..])
                         }
-                        for (i, o) in row[lo + whole..hi].iter_mut().enumerate() {
-                            *o = src[first + (whole + i) * sw];
+                    };
+                    for (b, &(lo, hi, start)) in runs.iter().enumerate() {
+                        let plane = ((a * sw + b) * count + i) * stride;
+                        let out = &mut image[plane + r * l.width..][..l.width];
+                        match source {
+                            Some(source) if lo < hi => {
+                                out[..lo].fill(0.0);
+                                out[lo..hi].copy_from_slice(&source[start..][..hi - lo]);
+                                out[hi..].fill(0.0);
+                            }
+                            _ => out.fill(0.0),
                         }
                     }
                 }
@@ -413,6 +448,26 @@ impl F32Conv {
             } else {
                 (0..blocks, bands * p / parts..bands * (p + 1) / parts)
             };
+            if self.reads_input_directly() {
+                // A 1x1 convolution with no stride or padding reads the
+                // input's planes as they are: no band copy.
+                let plane = g.in_h * g.in_w;
+                for band in my_bands {
+                    let r0 = band * band_rows;
+                    let rows = band_rows.min(g.out_h - r0);
+                    let image = &x[r0 * g.in_w..];
+                    let band = Band {
+                        image,
+                        channel_stride: plane,
+                        taps: &[0],
+                        r0,
+                        rows,
+                    };
+                    self.convolve_band(&band, my_blocks.clone(), blocks_outer, &writer);
+                }
+                return Ok(());
+            }
+            let mut split = vec![];
             IMAGE.with_borrow_mut(|buffer| {
                 for band in my_bands {
                     let r0 = band * band_rows;
@@ -423,88 +478,59 @@ impl F32Conv {
                     if buffer.len() < len + k.nt {
                         buffer.resize(len + k.nt, 0.0);
                     }
-                    self.fill_band(x, &mut buffer[..len], r0, image_rows, 0..g.in_c);
+                    let image = &mut buffer[..len];
+                    self.fill_band(x, image, r0, image_rows, 0..g.in_c, &mut split);
                     let taps = l.taps(g.in_c, image_rows);
-                    self.convolve_band(
-                        buffer,
-                        stride,
-                        &taps,
+                    let band = Band {
+                        image: buffer,
+                        channel_stride: stride,
+                        taps: &taps,
                         r0,
                         rows,
-                        my_blocks.clone(),
-                        blocks_outer,
-                        &writer,
-                    );
-                }
-            });
-            Ok(())
-        })
-    }
-
-    /// A depthwise convolution of one image: a channel at a time, its padded
-    /// phase planes copied whole, each tap one multiply-add of the flat
-    /// pixels by its weight; the threads split the channels.
-    fn eval_depthwise(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
-        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
-        let rows = g.out_h + l.halo;
-        let stride = l.channel_stride(rows);
-        let taps = l.taps(1, rows);
-        let npx = g.out_h * l.width;
-        let work = g.out_c * taps.len() * npx * parallel::ELEMENT_WORK;
-        let parts = parallel::parts(work, g.out_c);
-        let writer = DisjointWriter::new(y);
-        parallel::for_each_part(parts, |p| {
-            let mut sums = vec![0f32; npx];
-            IMAGE.with_borrow_mut(|image| {
-                let len = l.phases * stride;
-                if image.len() < len + k.nt {
-                    image.resize(len + k.nt, 0.0);
-                }
-                for c in g.out_c * p / parts..g.out_c * (p + 1) / parts {
-                    self.fill_band(x, &mut image[..len], 0, rows, c..c + 1);
-                    sums.fill(0.0);
-                    let weights = &self.weights[c * taps.len()..][..taps.len()];
-                    // A chunk of sums at a time, every tap over it while it
-                    // is in the first-level cache.
-                    for (i, chunk) in sums.chunks_mut(DEPTHWISE_CHUNK).enumerate() {
-                        let first = i * DEPTHWISE_CHUNK;
-                        for (&tap, &w) in taps.iter().zip(weights) {
-                            let src = &image[tap as usize + first..][..chunk.len()];
-                            // SAFETY: the CPU has the kernel's features.
-                            unsafe { (k.axpy)(chunk, src, w) };
-                        }
-                    }
-                    let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
-                    // SAFETY: as above.
-                    unsafe {
-                        (k.finish)(self.activation, &mut sums, npx, &self.bias[c..c + 1], post)
                     };
-                    self.store(c, 0, &sums, &writer);
+                    self.convolve_band(&band, my_blocks.clone(), blocks_outer, &writer);
                 }
             });
             Ok(())
         })
     }
 
-    /// Output rows `r0..r0 + rows` of output channel blocks `blocks`, from
-    /// the band's `image`.
-    #[allow(clippy::too_many_arguments)]
+    /// Whether the tile loops read the input as it is, with no band copy:
+    /// a 1x1 convolution with no stride and no padding, whose flat pixels
+    /// are the input's own.
+    fn reads_input_directly(&self) -> bool {
+        let g = &self.geo;
+        g.kernel_h * g.kernel_w == 1
+            && g.stride_h * g.stride_w == 1
+            && (g.out_h, g.out_w) == (g.in_h, g.in_w)
+    }
+
+    /// Output rows `band.r0..band.r0 + band.rows` of output channel blocks
+    /// `blocks`.
+    ///
+    /// A tile of a full block whose pixels all land in the output (no
+    /// padded columns, no pixels past the last) is summed straight into
+    /// the output and finished there; the others go through a tile of
+    /// their own, and only their output pixels are copied out.
     fn convolve_band(
         &self,
-        image: &[f32],
-        channel_stride: usize,
-        taps: &[isize],
-        r0: usize,
-        rows: usize,
+        band: &Band,
         blocks: std::ops::Range<usize>,
         blocks_outer: bool,
         y: &DisjointWriter<f32>,
     ) {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let plane = g.out_h * g.out_w;
         // The band's flat pixels.
-        let npx = rows * l.width;
+        let npx = band.rows * l.width;
         let tiles = npx.div_ceil(k.nt);
         let mut sums = vec![0f32; k.mr * k.nt];
+        // Input channels of a tile whose reads would run past the image
+        // (the last tile of an input read as it is), copied once per band.
+        let mut short = vec![];
+        let mut short_tile = None;
+        let reach = (g.in_c - 1) * band.channel_stride
+            + band.taps.iter().copied().max().unwrap_or(0) as usize;
         let items = blocks.len() * tiles;
         for item in 0..items {
             let (block, tile) = if blocks_outer {
@@ -514,33 +540,60 @@ impl F32Conv {
             };
             let first = tile * k.nt;
             let len = k.nt.min(npx - first);
+            let (image, channel_stride) = if reach + first + k.nt <= band.image.len() {
+                (&band.image[first..], band.channel_stride)
+            } else {
+                // Only an input read as it is (one tap, no slack) runs out.
+                if short_tile != Some(tile) {
+                    short.resize(g.in_c * k.nt, 0.0);
+                    for (c, pixels) in short.chunks_exact_mut(k.nt).enumerate() {
+                        let src = &band.image[c * band.channel_stride + first..][..len];
+                        pixels[..len].copy_from_slice(src);
+                    }
+                    short_tile = Some(tile);
+                }
+                (&short[..], k.nt)
+            };
+            let channels = k.mr.min(g.out_c - block * k.mr);
+            // Straight into the output: a full tile of a full block, every
+            // pixel an output pixel.
+            let direct = len == k.nt && channels == k.mr && l.width == g.out_w;
+            let (out, out_stride) = if direct {
+                let start = block * k.mr * plane + band.r0 * l.width + first;
+                // SAFETY: this part owns these pixels of these channels.
+                (unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) }, plane)
+            } else {
+                (sums.as_mut_ptr(), k.nt)
+            };
             let args = TileArgs {
-                weights: self.weights[block * g.in_c * taps.len() * k.mr..].as_ptr(),
-                taps: taps.as_ptr(),
-                tap_count: taps.len(),
-                image: image[first..].as_ptr(),
+                weights: self.weights[block * g.in_c * band.taps.len() * k.mr..].as_ptr(),
+                taps: band.taps.as_ptr(),
+                tap_count: band.taps.len(),
+                image: image.as_ptr(),
                 channel_stride: channel_stride as isize,
                 in_c: g.in_c,
-                out: sums.as_mut_ptr(),
+                out,
+                out_stride,
             };
             // SAFETY: the packed weights hold a block of `in_c * taps * mr`;
             // the image holds every tap's `nt` pixels of every channel (the
-            // halo rows, the channel padding and the slack after the band);
-            // `sums` holds `mr * nt`; `kernel` came from
+            // halo rows, the channel padding and the slack after the band,
+            // or the copy of a short tile's); `out` has `mr` rows of `nt`
+            // this part writes alone; `kernel` came from
             // `TileKernel::native`, so the CPU has its features.
             unsafe { (k.run)(&args) };
-            // The bias and activation on the whole tile, full vectors (rows
-            // past the last channel finish too, unread).
-            let biases = &self.bias[block * k.mr..];
+            let biases = &self.bias[block * k.mr..][..channels];
             let post = self
                 .post
                 .as_ref()
                 .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
-            // SAFETY: the CPU has the kernel's features (above).
-            unsafe { (k.finish)(self.activation, &mut sums, k.nt, biases, post) };
-            for r in 0..k.mr.min(g.out_c - block * k.mr) {
-                let o = block * k.mr + r;
-                self.store(o, r0 * l.width + first, &sums[r * k.nt..][..len], y);
+            // SAFETY: as above, for the rows of the output channels.
+            unsafe { (k.finish)(self.activation, out, k.nt, out_stride, biases, post) };
+            if !direct {
+                for r in 0..channels {
+                    let o = block * k.mr + r;
+                    self.store(o, band.r0 * l.width + first, &sums[r * k.nt..][..len], y);
+                }
             }
         }
     }
@@ -746,6 +799,10 @@ mod tests {
             geometry((2, 13, 19, 23), 29, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
             // Pointwise, a last tile of a few pixels.
             geometry((1, 17, 9, 11), 25, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
+            // Pointwise over many full tiles, read and stored in place;
+            // pointwise with padding (copied, stored in place).
+            geometry((1, 24, 30, 40), 48, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
+            geometry((1, 5, 12, 20), 24, (1, 1), (1, 1), 1, (1, 1), (1, 1)),
             // Pointwise with stride 2 (through the phases).
             geometry((1, 8, 10, 12), 8, (1, 1), (2, 2), 1, (0, 0), (0, 0)),
             // 5x5, asymmetric padding, rectangular stride.
@@ -808,6 +865,9 @@ mod tests {
             geometry((1, 5, 16, 16), 5, (5, 5), (1, 1), 1, (2, 2), (2, 2)),
             geometry((1, 6, 15, 14), 6, (3, 3), (1, 1), 2, (2, 2), (2, 2)),
             geometry((1, 3, 2, 2), 3, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            geometry((1, 4, 11, 21), 4, (3, 5), (2, 3), 1, (0, 2), (1, 1)),
+            geometry((1, 7, 9, 12), 7, (3, 3), (1, 2), 2, (2, 0), (2, 3)),
+            geometry((1, 2, 6, 1), 2, (3, 1), (1, 1), 1, (1, 0), (1, 0)),
         ];
         for kernel in TileKernel::all_native() {
             for (i, g) in cases.iter().enumerate() {

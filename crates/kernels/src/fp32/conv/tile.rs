@@ -25,53 +25,135 @@ pub struct TileArgs {
     pub channel_stride: isize,
     /// Input channels.
     pub in_c: usize,
-    /// `mr x nt` sums, row-major.
+    /// Where the `mr` rows of `nt` sums go.
     pub out: *mut f32,
+    /// Distance between two rows of sums, in floats: `nt` into a tile of
+    /// its own, an output plane straight into the output.
+    pub out_stride: usize,
 }
 
 /// A per-row scale and offset after the activation.
 pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
 
-/// [`TileKernel::finish`]: the activation, then the scale and offset, on a
-/// tile of rows `width` long, one bias per row.
-pub type Finish = unsafe fn(Activation, &mut [f32], usize, &[f32], PostAffine);
+/// [`TileKernel::finish`]: the bias, the activation, then the scale and
+/// offset, on rows of `width` values `row_stride` apart from `rows`, one
+/// row per bias.
+pub type Finish = unsafe fn(Activation, *mut f32, usize, usize, &[f32], PostAffine);
+
+/// [`TileKernel::depthwise`]: `(sums, image, taps, weights)`, as
+/// [`depthwise`] takes them.
+pub type Depthwise = unsafe fn(&mut [f32], &[f32], &[usize], &[f32]);
 
 /// A tile loop and its shape.
 #[derive(Clone, Copy)]
 pub struct TileKernel {
     /// The loop's name, for the kernel audit.
     pub name: &'static str,
+    /// The instruction set it needs, as `target_feature` names it.
+    pub features: &'static str,
     /// Output channels per tile.
     pub mr: usize,
     /// Output pixels per tile.
     pub nt: usize,
+    /// What finishing and storing a tile costs per output, in multiply-adds
+    /// of the loop: shorter rows per channel store slower. Measured on
+    /// 1x1 convolutions over 16 and 24 input channels, where it shows.
+    pub store_cost: usize,
     /// The loop.
     ///
     /// # Safety
     /// `weights` holds `in_c * tap_count * mr` floats, `taps` holds
     /// `tap_count` offsets, and for every input channel `c` and tap `t`,
     /// `nt` floats from `image + c * channel_stride + taps[t]` are readable;
-    /// `out` has room for `mr * nt` floats. The CPU has the loop's features.
+    /// for every row `r < mr`, `nt` floats from `out + r * out_stride` are
+    /// writable, by this call alone. The CPU has the loop's features.
     pub run: unsafe fn(&TileArgs),
-    /// [`Activation::apply_tile`] on a tile of `mr` rows of `nt`, vectorized
-    /// for the same CPU.
+    /// [`Activation::apply_row`] and the scale and offset on each row,
+    /// vectorized for the same CPU.
     ///
     /// # Safety
-    /// The CPU has the loop's features.
+    /// For every bias `r`, `width` floats from `rows + r * row_stride` are
+    /// writable, by this call alone. The CPU has the loop's features.
     pub finish: Finish,
-    /// `acc[i] += x[i] * w` over the two slices, vectorized for the same
-    /// CPU: a depthwise convolution's tap.
+    /// [`depthwise`] vectorized for the same CPU.
     ///
     /// # Safety
     /// The CPU has the loop's features.
-    pub axpy: unsafe fn(&mut [f32], &[f32], f32),
+    pub depthwise: Depthwise,
+    /// [`split`] vectorized for the same CPU: a strided convolution's input
+    /// row into its phases.
+    ///
+    /// # Safety
+    /// The CPU has the loop's features.
+    pub split: unsafe fn(&[f32], usize, &mut [f32]),
 }
 
-/// `acc[i] += x[i] * w`: one fused multiply-add per value.
+/// Outputs a depthwise convolution sums in registers at once, one tap after
+/// another: two AVX-512 vectors, four AVX2 or eight NEON ones.
+pub const DEPTHWISE_BLOCK: usize = 32;
+
+/// `sums[i] = sum over taps t of weights[t] * image[taps[t] + i]`: a run of
+/// a depthwise convolution's flat outputs, [`DEPTHWISE_BLOCK`] at a time in
+/// registers (one store each, where a multiply-add per tap over the run
+/// would load and store every sum at every tap). The last block is
+/// computed whole and stored in part. Panics if `image` does not hold
+/// every tap's run, rounded up to whole blocks.
 #[inline(always)]
-fn axpy(acc: &mut [f32], x: &[f32], w: f32) {
-    for (a, &v) in acc.iter_mut().zip(x) {
-        *a = v.mul_add(w, *a);
+pub fn depthwise(sums: &mut [f32], image: &[f32], taps: &[usize], weights: &[f32]) {
+    let (n, taps) = (sums.len(), &taps[..weights.len()]);
+    let reach = taps.iter().max().copied().unwrap_or(0) + n.next_multiple_of(DEPTHWISE_BLOCK);
+    assert!(
+        reach <= image.len(),
+        "a depthwise run reads {reach} of {}",
+        image.len()
+    );
+    for first in (0..n).step_by(DEPTHWISE_BLOCK) {
+        let mut acc = [0f32; DEPTHWISE_BLOCK];
+        for (&tap, &w) in taps.iter().zip(weights) {
+            // SAFETY: `tap + first + DEPTHWISE_BLOCK <= reach <= image.len()`.
+            let src = unsafe { image.get_unchecked(tap + first..tap + first + DEPTHWISE_BLOCK) };
+            for (a, &v) in acc.iter_mut().zip(src) {
+                *a = v.mul_add(w, *a);
+            }
+        }
+        // A whole block as one fixed-size copy (vector stores, not a call
+        // to memcpy); the last in part.
+        match sums[first..].first_chunk_mut::<DEPTHWISE_BLOCK>() {
+            Some(whole) => *whole = acc,
+            None => {
+                let rest = &mut sums[first..];
+                let len = rest.len();
+                rest.copy_from_slice(&acc[..len]);
+            }
+        }
+    }
+}
+
+/// Splits `row` into its `stride` phases: phase `p` (values `p`,
+/// `p + stride`, ...) at `phases[p * len..]`, `len` being
+/// `row.len().div_ceil(stride)`. Panics if `phases` is shorter than
+/// `stride * len`.
+#[inline(always)]
+pub fn split(row: &[f32], stride: usize, phases: &mut [f32]) {
+    let len = row.len().div_ceil(stride);
+    let phases = &mut phases[..stride * len];
+    if stride == 2 {
+        // Pairs, so that the loop vectorizes into shuffles.
+        let (even, odd) = phases.split_at_mut(len);
+        let pairs = row.chunks_exact(2);
+        if let [last] = pairs.remainder() {
+            even[len - 1] = *last;
+        }
+        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        return;
+    }
+    for (p, phase) in phases.chunks_exact_mut(len).enumerate() {
+        for (o, &v) in phase.iter_mut().zip(row.iter().skip(p).step_by(stride)) {
+            *o = v;
+        }
     }
 }
 
@@ -112,6 +194,24 @@ impl TileKernel {
         None
     }
 
+    /// The tile loop of [`TileKernel::native`]'s instruction set that costs
+    /// the least on a convolution of `out_c` output channels, `pixels` flat
+    /// output pixels and `depth` multiply-adds per output (input channels
+    /// times taps). Each loop computes and drops the rows past the last
+    /// channel of its last block and the pixels past its last tile (64
+    /// channels on 12-channel blocks: 72), and pays `store_cost` per output
+    /// for finishing and storing its tile.
+    pub fn best_for(out_c: usize, pixels: usize, depth: usize) -> Option<TileKernel> {
+        let native = Self::native()?;
+        let cost = |k: &TileKernel| {
+            out_c.next_multiple_of(k.mr) * pixels.next_multiple_of(k.nt) * (depth + k.store_cost)
+        };
+        Self::all_native()
+            .into_iter()
+            .filter(|k| k.features == native.features)
+            .min_by_key(cost)
+    }
+
     /// Every tile loop this CPU can run, the best first (for tests).
     pub fn all_native() -> Vec<TileKernel> {
         let mut kernels = vec![];
@@ -119,6 +219,8 @@ impl TileKernel {
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 kernels.push(x86::AVX512);
+                kernels.push(x86::AVX512_8X48);
+                kernels.push(x86::AVX512_6X64);
             }
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
@@ -132,25 +234,32 @@ impl TileKernel {
     }
 }
 
-/// [`TileKernel::finish`] and [`TileKernel::axpy`] compiled for one
+/// [`TileKernel::finish`], [`TileKernel::depthwise`] and [`TileKernel::split`] compiled for one
 /// instruction set's `$feature`s: the same plain loops, vectorized as wide
 /// as it allows.
 macro_rules! vector_loops {
-    ($feature:literal, $finish:ident, $axpy:ident) => {
+    ($feature:literal, $finish:ident, $depthwise:ident, $split:ident) => {
         #[target_feature(enable = $feature)]
         unsafe fn $finish(
             activation: Activation,
-            tile: &mut [f32],
+            rows: *mut f32,
             width: usize,
+            row_stride: usize,
             biases: &[f32],
             post: PostAffine,
         ) {
-            activation.apply_tile(tile, width, biases, post);
+            // SAFETY: the caller's contract (`TileKernel::finish`).
+            unsafe { activation.apply_rows(rows, width, row_stride, biases, post) };
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $axpy(acc: &mut [f32], x: &[f32], w: f32) {
-            super::axpy(acc, x, w);
+        unsafe fn $depthwise(sums: &mut [f32], image: &[f32], taps: &[usize], weights: &[f32]) {
+            super::depthwise(sums, image, taps, weights);
+        }
+
+        #[target_feature(enable = $feature)]
+        unsafe fn $split(row: &[f32], stride: usize, phases: &mut [f32]) {
+            super::split(row, stride, phases);
         }
     };
 }
@@ -188,7 +297,7 @@ macro_rules! tile_loop {
                 }
                 for r in 0..$mr {
                     for v in 0..$nv {
-                        $store(a.out.add(r * $nv * $lanes + v * $lanes), acc[r][v]);
+                        $store(a.out.add(r * a.out_stride + v * $lanes), acc[r][v]);
                     }
                 }
             }
@@ -206,25 +315,61 @@ mod x86 {
     /// per tap, 2 pixel loads and 12 weight broadcasts feed 24 FMAs.
     pub const AVX512: TileKernel = TileKernel {
         name: "edgewise_f32_conv_avx512_12x32",
+        features: "avx512f",
         mr: 12,
         nt: 32,
+        store_cost: 14,
         run: avx512_12x32,
         finish: finish_avx512,
-        axpy: axpy_avx512,
+        depthwise: depthwise_avx512,
+        split: split_avx512,
+    };
+
+    /// 8 channels by 48 pixels: 24 sums again, from 3 pixel loads and 8
+    /// broadcasts per tap; for output channels in multiples of 8 (16, 32,
+    /// 64), which 12-channel blocks would pad.
+    pub const AVX512_8X48: TileKernel = TileKernel {
+        name: "edgewise_f32_conv_avx512_8x48",
+        features: "avx512f",
+        mr: 8,
+        nt: 48,
+        store_cost: 9,
+        run: avx512_8x48,
+        finish: finish_avx512,
+        depthwise: depthwise_avx512,
+        split: split_avx512,
+    };
+
+    /// 6 channels by 64 pixels: longer rows to store per channel, for
+    /// convolutions that write more than they sum (1x1 over 16-32 input
+    /// channels: MobileNet's expansions).
+    pub const AVX512_6X64: TileKernel = TileKernel {
+        name: "edgewise_f32_conv_avx512_6x64",
+        features: "avx512f",
+        mr: 6,
+        nt: 64,
+        store_cost: 4,
+        run: avx512_6x64,
+        finish: finish_avx512,
+        depthwise: depthwise_avx512,
+        split: split_avx512,
     };
 
     /// 6 channels by 16 pixels: 12 of the 16 registers hold sums.
     pub const AVX2: TileKernel = TileKernel {
         name: "edgewise_f32_conv_avx2_6x16",
+        features: "avx2,fma",
         mr: 6,
         nt: 16,
+        store_cost: 0,
         run: avx2_6x16,
         finish: finish_avx2,
-        axpy: axpy_avx2,
+        depthwise: depthwise_avx2,
+        split: split_avx2,
     };
 
-    vector_loops!("avx512f", finish_avx512, axpy_avx512);
-    vector_loops!("avx2,fma", finish_avx2, axpy_avx2);
+    vector_loops!("avx512f", finish_avx512, depthwise_avx512, split_avx512);
+    vector_loops!("avx2,fma", finish_avx2, depthwise_avx2, split_avx2);
 
     tile_loop!(
         avx512_12x32,
@@ -232,6 +377,32 @@ mod x86 {
         __m512,
         12,
         2,
+        16,
+        _mm512_setzero_ps(),
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
+    );
+    tile_loop!(
+        avx512_8x48,
+        "avx512f",
+        __m512,
+        8,
+        3,
+        16,
+        _mm512_setzero_ps(),
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
+    );
+    tile_loop!(
+        avx512_6x64,
+        "avx512f",
+        __m512,
+        6,
+        4,
         16,
         _mm512_setzero_ps(),
         _mm512_loadu_ps,
@@ -264,14 +435,17 @@ mod arm64 {
     /// per tap, 3 pixel loads and 8 weight broadcasts feed 24 FMAs.
     pub const NEON: TileKernel = TileKernel {
         name: "edgewise_f32_conv_neon_8x12",
+        features: "neon",
         mr: 8,
         nt: 12,
+        store_cost: 0,
         run: neon_8x12,
         finish: finish_neon,
-        axpy: axpy_neon,
+        depthwise: depthwise_neon,
+        split: split_neon,
     };
 
-    vector_loops!("neon", finish_neon, axpy_neon);
+    vector_loops!("neon", finish_neon, depthwise_neon, split_neon);
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
     #[target_feature(enable = "neon")]
