@@ -11,13 +11,21 @@
 //!   tap of every output pixel is a fixed offset and the pixels of a row run
 //!   on into the next row ("flat" pixels, with a few columns of the padded
 //!   width computed and dropped); a band is sized to stay in the second-
-//!   level cache, and its channels are an odd number of cache lines apart;
-//! - the tile loops ([`tile`]) keep 12x32 (AVX-512), 6x16 (AVX2) or 8x12
-//!   (NEON) sums in registers, fed by 2-3 pixel loads and one broadcast
-//!   weight per channel row;
+//!   level cache, and its channels are an odd number of cache lines apart.
+//!   A 1x1 convolution with no stride or padding needs none of this: the
+//!   tiles read its input's planes as they are;
+//! - the tile loops (`tile.rs`) keep their sums in registers, fed by 2-4
+//!   pixel loads and one broadcast weight per channel row: on AVX-512,
+//!   12x32, 8x48 or 6x64 (channels x pixels), whichever pads the
+//!   convolution's channels and pixels least and stores fastest
+//!   ([`TileKernel::best_for`]); 6x16 on AVX2, 8x12 on NEON;
 //! - the bias and the activation ([`Activation`]: ReLU, Clip, SiLU,
 //!   sigmoid, hard-swish...), and a scale and offset after it, run on the
-//!   tile while it is in cache, so the feature map is written once.
+//!   tile while it is in cache, so the feature map is written once; a full
+//!   tile whose pixels are all output pixels is summed straight into the
+//!   output;
+//! - depthwise convolutions (`depthwise.rs`) go a channel at a time, every
+//!   tap of a run of outputs summed in registers.
 //!
 //! Threads split the bands, every thread running all output channels of
 //! its rows; where the weights outweigh the input (deep layers on small
