@@ -41,7 +41,7 @@ pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
 pub type Finish = unsafe fn(Activation, *mut f32, usize, usize, &[f32], PostAffine);
 
 /// [`TileKernel::depthwise`]: `(sums, image, taps, weights)`, as
-/// [`depthwise`] takes them.
+/// the `depthwise` function takes them.
 pub type Depthwise = unsafe fn(&mut [f32], &[f32], &[usize], &[f32]);
 
 /// A tile loop and its shape.
@@ -75,12 +75,12 @@ pub struct TileKernel {
     /// For every bias `r`, `width` floats from `rows + r * row_stride` are
     /// writable, by this call alone. The CPU has the loop's features.
     pub finish: Finish,
-    /// [`depthwise`] vectorized for the same CPU.
+    /// The `depthwise` function of this module, vectorized for the same CPU.
     ///
     /// # Safety
     /// The CPU has the loop's features.
     pub depthwise: Depthwise,
-    /// [`split`] vectorized for the same CPU: a strided convolution's input
+    /// The `split` function of this module, vectorized for the same CPU: a strided convolution's input
     /// row into its phases.
     ///
     /// # Safety
