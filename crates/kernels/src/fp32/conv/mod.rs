@@ -431,23 +431,24 @@ impl F32Conv {
         let row_bytes = l.phases * g.in_c * l.width * std::mem::size_of::<f32>();
         let weight_bytes = self.weights.len() * std::mem::size_of::<f32>();
         let blocks_outer = weight_bytes > row_bytes * (g.out_h + l.halo);
-        let band_rows = if blocks_outer {
-            g.out_h
+        let bands = if blocks_outer {
+            1
         } else {
             let fits = (self.band_bytes / row_bytes)
                 .saturating_sub(l.halo)
                 .clamp(1, g.out_h);
-            // As many bands for every thread: 8 and 5 rows of a 13-row map
-            // would leave one thread waiting on the other.
+            // As many bands for every thread, the rows spread evenly over
+            // them: 8 and 5 rows of a 13-row map, or 4-row bands of a
+            // 26-row map (4 bands for one thread, 3 for the other) would
+            // leave one thread waiting on the other.
             let threads = parallel::threads();
-            let bands = g
-                .out_h
+            g.out_h
                 .div_ceil(fits)
                 .next_multiple_of(threads)
-                .min(g.out_h);
-            g.out_h.div_ceil(bands)
+                .min(g.out_h)
         };
-        let bands = g.out_h.div_ceil(band_rows);
+        // Band `b`'s first output row.
+        let band_start = |b: usize| g.out_h * b / bands;
         let parts = parallel::parts(work, if blocks_outer { blocks } else { bands });
         let writer = DisjointWriter::new(y);
         parallel::for_each_part(parts, |p| {
@@ -461,8 +462,7 @@ impl F32Conv {
                 // input's planes as they are: no band copy.
                 let plane = g.in_h * g.in_w;
                 for band in my_bands {
-                    let r0 = band * band_rows;
-                    let rows = band_rows.min(g.out_h - r0);
+                    let (r0, rows) = (band_start(band), band_start(band + 1) - band_start(band));
                     let image = &x[r0 * g.in_w..];
                     let band = Band {
                         image,
@@ -478,8 +478,7 @@ impl F32Conv {
             let mut split = vec![];
             IMAGE.with_borrow_mut(|buffer| {
                 for band in my_bands {
-                    let r0 = band * band_rows;
-                    let rows = band_rows.min(g.out_h - r0);
+                    let (r0, rows) = (band_start(band), band_start(band + 1) - band_start(band));
                     let image_rows = rows + l.halo;
                     let stride = l.channel_stride(image_rows);
                     let len = l.phases * g.in_c * stride;
