@@ -12,6 +12,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use edgewise_graph::tract_onnx::tract_core::ops::cnn::MaxPool;
 use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
 
+use crate::fp32::conv::split;
 use crate::geometry::valid_range;
 use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
@@ -70,28 +71,37 @@ impl MaxPool2d {
     }
 
     /// One plane: `x` is `input`, `y` is `output`, `rows` a scratch of
-    /// `input.0 * output.1`.
-    fn plane(&self, x: &[f32], y: &mut [f32], rows: &mut [f32]) {
+    /// `input.0 * output.1`, `phases` one of an input row rounded up to
+    /// whole strides.
+    fn plane(&self, x: &[f32], y: &mut [f32], rows: &mut [f32], phases: &mut [f32]) {
         let ((h, w), ow) = (self.input, self.output.1);
         let ((kh, kw), (sh, sw), (pt, pl)) = (self.kernel, self.stride, self.pad);
-        // Rows: rows[r][ox] = max of x[r][ox*sw + kx - pl] over the taps in range.
+        // Rows: rows[r][ox] = max of x[r][ox*sw + kx - pl] over the taps in
+        // range. With a stride, each input row is split into its phases
+        // first, so that every tap reads a run of consecutive values (a
+        // vector max) instead of every sw-th one.
         rows.fill(f32::NEG_INFINITY);
-        for kx in 0..kw {
-            let (lo, hi) = valid_range(kx, pl, sw, w, ow);
-            if lo == hi {
-                continue;
-            }
-            let first = lo * sw + kx - pl;
-            for (src, dst) in x.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
-                let dst = &mut dst[lo..hi];
-                if sw == 1 {
-                    for (d, &v) in dst.iter_mut().zip(&src[first..]) {
-                        *d = max(*d, v);
-                    }
-                } else {
-                    for (i, d) in dst.iter_mut().enumerate() {
-                        *d = max(*d, src[first + i * sw]);
-                    }
+        let phase_len = w.div_ceil(sw);
+        for (src, dst) in x.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
+            let src = if sw == 1 {
+                src
+            } else {
+                split(src, sw, phases);
+                &phases[..]
+            };
+            for kx in 0..kw {
+                let (lo, hi) = valid_range(kx, pl, sw, w, ow);
+                if lo == hi {
+                    continue;
+                }
+                // Input column sw*ox + kx - pl is column ox + shift of phase
+                // (kx - pl) mod sw.
+                let offset = kx as isize - pl as isize;
+                let phase = offset.rem_euclid(sw as isize) as usize;
+                let first = (lo as isize + offset.div_euclid(sw as isize)) as usize;
+                let run = &src[phase * phase_len + first..][..hi - lo];
+                for (d, &v) in dst[lo..hi].iter_mut().zip(run) {
+                    *d = max(*d, v);
                 }
             }
         }
@@ -147,10 +157,11 @@ impl EvalOp for MaxPool2d {
             let writer = DisjointWriter::new(y);
             parallel::for_each_part(parts, |p| {
                 let mut rows = vec![0f32; h * ow];
+                let mut phases = vec![0f32; w.next_multiple_of(self.stride.1)];
                 for plane in self.planes * p / parts..self.planes * (p + 1) / parts {
                     // SAFETY: each part writes its own planes.
                     let out = unsafe { writer.range(plane * oh * ow, oh * ow) };
-                    self.plane(&x[plane * h * w..][..h * w], out, &mut rows);
+                    self.plane(&x[plane * h * w..][..h * w], out, &mut rows, &mut phases);
                 }
                 Ok(())
             })
@@ -217,6 +228,8 @@ mod tests {
             (3, 2, PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1])),
             (2, 2, PaddingSpec::Valid),
             (3, 2, PaddingSpec::SameUpper),
+            (3, 3, PaddingSpec::Explicit(tvec![1, 1], tvec![1, 1])),
+            (4, 3, PaddingSpec::Valid),
         ];
         for (k, s, padding) in cases {
             let pool = MaxPool {

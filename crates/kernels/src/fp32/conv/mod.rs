@@ -41,6 +41,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
+pub(crate) use self::tile::split;
 pub use self::tile::{TileArgs, TileKernel};
 use super::activation::Activation;
 use crate::geometry::{Geometry, valid_range};
