@@ -152,7 +152,9 @@ impl EvalOp for MaxPool2d {
             bail!("MaxPool2d: {} input values for {self:?}", x.len());
         }
         let y = new_tensor::<f32>(DatumType::F32, &self.shape, |y| {
-            let work = self.planes * (h * ow * self.kernel.1 + oh * ow * self.kernel.0);
+            // Every tap an element visit, weighed as element-wise passes are.
+            let taps = h * ow * self.kernel.1 + oh * ow * self.kernel.0;
+            let work = self.planes * taps * parallel::ELEMENT_WORK;
             let parts = parallel::parts(work, self.planes);
             let writer = DisjointWriter::new(y);
             parallel::for_each_part(parts, |p| {
