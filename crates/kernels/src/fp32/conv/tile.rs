@@ -458,47 +458,30 @@ mod x86 {
         let g = _mm512_rcp14_ps(d);
         _mm512_fmadd_ps(g, _mm512_fnmadd_ps(d, g, one), g)
     }
+
     vector_loops!("avx2,fma", finish_avx2, depthwise_avx2, split_avx2);
 
-    tile_loop!(
-        avx512_12x32,
-        "avx512f",
-        __m512,
-        12,
-        2,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_loadu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        _mm512_storeu_ps
-    );
-    tile_loop!(
-        avx512_8x48,
-        "avx512f",
-        __m512,
-        8,
-        3,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_loadu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        _mm512_storeu_ps
-    );
-    tile_loop!(
-        avx512_6x64,
-        "avx512f",
-        __m512,
-        6,
-        4,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_loadu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        _mm512_storeu_ps
-    );
+    /// An AVX-512 tile loop of `$mr` channels by `$nv` vectors of 16 pixels.
+    macro_rules! avx512_tile_loop {
+        ($name:ident, $mr:expr, $nv:expr) => {
+            tile_loop!(
+                $name,
+                "avx512f",
+                __m512,
+                $mr,
+                $nv,
+                16,
+                _mm512_setzero_ps(),
+                _mm512_loadu_ps,
+                _mm512_set1_ps,
+                _mm512_fmadd_ps,
+                _mm512_storeu_ps
+            );
+        };
+    }
+    avx512_tile_loop!(avx512_12x32, 12, 2);
+    avx512_tile_loop!(avx512_8x48, 8, 3);
+    avx512_tile_loop!(avx512_6x64, 6, 4);
     tile_loop!(
         avx2_6x16,
         "avx2,fma",
