@@ -12,7 +12,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use edgewise_graph::tract_onnx::tract_core::ops::cnn::MaxPool;
 use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
 
-use crate::fp32::conv::split;
+use crate::fp32::conv::{split, split_position};
 use crate::geometry::valid_range;
 use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
@@ -70,18 +70,45 @@ impl MaxPool2d {
         })
     }
 
-    /// One plane: `x` is `input`, `y` is `output`, `rows` a scratch of
-    /// `input.0 * output.1`, `phases` one of an input row rounded up to
-    /// whole strides.
-    fn plane(&self, x: &[f32], y: &mut [f32], rows: &mut [f32], phases: &mut [f32]) {
+    /// Each tap column's output columns `lo..hi` that land in the input, and
+    /// where the input run they read starts in a row split into its phases
+    /// (the row itself with no stride).
+    fn tap_columns(&self) -> Vec<(usize, usize, usize)> {
+        let (w, ow, kw, sw, pl) = (
+            self.input.1,
+            self.output.1,
+            self.kernel.1,
+            self.stride.1,
+            self.pad.1,
+        );
+        (0..kw)
+            .map(|kx| {
+                let (lo, hi) = valid_range(kx, pl, sw, w, ow);
+                let first = (lo * sw + kx).saturating_sub(pl);
+                (lo, hi, split_position(first, sw, w))
+            })
+            .filter(|&(lo, hi, _)| lo < hi)
+            .collect()
+    }
+
+    /// One plane: `x` is `input`, `y` is `output`, `columns` the
+    /// [`MaxPool2d::tap_columns`], `rows` a scratch of `input.0 *
+    /// output.1`, `phases` one of an input row rounded up to whole strides.
+    fn plane(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        columns: &[(usize, usize, usize)],
+        rows: &mut [f32],
+        phases: &mut [f32],
+    ) {
         let ((h, w), ow) = (self.input, self.output.1);
-        let ((kh, kw), (sh, sw), (pt, pl)) = (self.kernel, self.stride, self.pad);
+        let (kh, (sh, sw), pt) = (self.kernel.0, self.stride, self.pad.0);
         // Rows: rows[r][ox] = max of x[r][ox*sw + kx - pl] over the taps in
         // range. With a stride, each input row is split into its phases
         // first, so that every tap reads a run of consecutive values (a
         // vector max) instead of every sw-th one.
         rows.fill(f32::NEG_INFINITY);
-        let phase_len = w.div_ceil(sw);
         for (src, dst) in x.chunks_exact(w).zip(rows.chunks_exact_mut(ow)) {
             let src = if sw == 1 {
                 src
@@ -89,18 +116,8 @@ impl MaxPool2d {
                 split(src, sw, phases);
                 &phases[..]
             };
-            for kx in 0..kw {
-                let (lo, hi) = valid_range(kx, pl, sw, w, ow);
-                if lo == hi {
-                    continue;
-                }
-                // Input column sw*ox + kx - pl is column ox + shift of phase
-                // (kx - pl) mod sw.
-                let offset = kx as isize - pl as isize;
-                let phase = offset.rem_euclid(sw as isize) as usize;
-                let first = (lo as isize + offset.div_euclid(sw as isize)) as usize;
-                let run = &src[phase * phase_len + first..][..hi - lo];
-                for (d, &v) in dst[lo..hi].iter_mut().zip(run) {
+            for &(lo, hi, start) in columns {
+                for (d, &v) in dst[lo..hi].iter_mut().zip(&src[start..]) {
                     *d = max(*d, v);
                 }
             }
@@ -156,6 +173,7 @@ impl EvalOp for MaxPool2d {
             let taps = h * ow * self.kernel.1 + oh * ow * self.kernel.0;
             let work = self.planes * taps * parallel::ELEMENT_WORK;
             let parts = parallel::parts(work, self.planes);
+            let columns = self.tap_columns();
             let writer = DisjointWriter::new(y);
             parallel::for_each_part(parts, |p| {
                 let mut rows = vec![0f32; h * ow];
@@ -163,7 +181,8 @@ impl EvalOp for MaxPool2d {
                 for plane in self.planes * p / parts..self.planes * (p + 1) / parts {
                     // SAFETY: each part writes its own planes.
                     let out = unsafe { writer.range(plane * oh * ow, oh * ow) };
-                    self.plane(&x[plane * h * w..][..h * w], out, &mut rows, &mut phases);
+                    let x = &x[plane * h * w..][..h * w];
+                    self.plane(x, out, &columns, &mut rows, &mut phases);
                 }
                 Ok(())
             })

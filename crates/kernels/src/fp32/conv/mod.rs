@@ -41,8 +41,8 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
-pub(crate) use self::tile::split;
 pub use self::tile::{TileArgs, TileKernel};
+pub(crate) use self::tile::{split, split_position};
 use super::activation::Activation;
 use crate::geometry::{Geometry, valid_range};
 use crate::parallel::{self, DisjointWriter};
@@ -135,12 +135,11 @@ impl Layout {
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
         let width = g.out_w + max_col;
-        let phase_len = g.in_w.div_ceil(sw);
         let runs = (0..sw)
             .map(|b| {
                 let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
                 let first = (lo * sw + b).saturating_sub(g.pad_left);
-                (lo, hi, (first % sw) * phase_len + first / sw)
+                (lo, hi, split_position(first, sw, g.in_w))
             })
             .collect();
         Layout {

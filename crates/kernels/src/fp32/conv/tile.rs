@@ -157,6 +157,13 @@ pub fn split(row: &[f32], stride: usize, phases: &mut [f32]) {
     }
 }
 
+/// Where value `column` of a row of `width` values lands once [`split`]
+/// into its `stride` phases.
+#[inline]
+pub fn split_position(column: usize, stride: usize, width: usize) -> usize {
+    (column % stride) * width.div_ceil(stride) + column / stride
+}
+
 impl std::fmt::Debug for TileKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
