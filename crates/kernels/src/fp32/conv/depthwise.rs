@@ -2,60 +2,372 @@
 //! at a time.
 //!
 //! A depthwise convolution does `kh * kw` multiply-adds per output, so it
-//! is bound by memory, not arithmetic: each value should be touched few
-//! times, and in cache. Each channel's input is copied once into its padded
-//! phase planes, the same flat layout the dense convolutions read (every
-//! tap a fixed offset from the output pixel, no bounds to check); then a
-//! chunk of flat outputs at a time is summed over every tap in registers
-//! ([`super::tile::depthwise`]), finished (bias, activation, scale) and
-//! stored, all while it is in the first-level cache. Long runs keep the
-//! loops on full vectors: a row at a time, the scalar tails of 13-, 40- or
-//! 80-wide rows would cost more than the vectors.
+//! is bound by memory and by the bookkeeping around its few sums, not by
+//! arithmetic. Each input row is copied once, as the rows come, into a
+//! small ring of padded rows split into their column phases (the layout
+//! the dense convolutions read, one row high): every tap of an output row
+//! is then a run of consecutive floats at a fixed offset, at any stride,
+//! padding or dilation, with no edge to check. Four runs of
+//! [`DEPTHWISE_BLOCK`] outputs at a time are summed over every tap in
+//! registers and stored straight into the output plane, where a few rows
+//! at a time are finished (bias, activation, scale) while in cache.
+//!
+//! Rows a few runs of whole vectors would overshoot (20 outputs summed as
+//! 32, 40 as 48) go the other way: the channel's plane is copied padded
+//! whole, as the dense convolutions' bands are, and summed as one long
+//! flat row, a little of it padding. Both ways share the vector loop.
 
 use edgewise_graph::tract_onnx::prelude::TractResult;
 
 use super::tile::DEPTHWISE_BLOCK;
 use super::{F32Conv, IMAGE};
+use crate::geometry::Geometry;
 use crate::parallel::{self, DisjointWriter};
 
-/// Flat pixels a depthwise convolution sums over all its taps at once: 4
-/// KiB of sums, and the input rows they read, in the first-level cache.
+/// Outputs summed before they are finished: 4 KiB, in the first-level cache.
 const CHUNK: usize = 1024;
+
+/// Output rows summed together: short rows give their runs to each other.
+const ROWS: usize = 4;
+
+/// Runs of [`DEPTHWISE_BLOCK`] outputs summed at once: four independent
+/// sums per tap, each waiting on its own last multiply-add only.
+pub const RUNS: usize = 4;
+
+thread_local! {
+    /// A thread's ring of padded input rows, reused from channel to channel.
+    static RING: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A depthwise convolution of one image, as [`super::TileKernel::depthwise`]
+/// takes it.
+pub struct DepthwisePlanes<'a> {
+    /// The convolution's shape.
+    pub geo: &'a Geometry,
+    /// For each column phase, the columns of its padded row that come from
+    /// the input and where they start in the input row split into phases
+    /// (the layout's runs).
+    pub runs: &'a [(usize, usize, usize)],
+    /// The padded phase rows' width: the output's and the widest tap's.
+    pub width: usize,
+    /// The image, `in_c x in_h x in_w`.
+    pub input: &'a [f32],
+    /// The filters, `in_c x kh x kw`.
+    pub weights: &'a [f32],
+}
+
+/// [`RUNS`] runs of [`DEPTHWISE_BLOCK`] outputs of a depthwise
+/// convolution, as [`super::TileKernel`]'s vector loops sum them: every
+/// tap's sums in registers, stored once.
+pub struct DepthwiseRuns {
+    /// Per kernel row, where each run's first output reads its tap column 0.
+    pub rows: *const [*const f32; RUNS],
+    /// Kernel rows.
+    pub kernel_h: usize,
+    /// Each tap column's offset from column 0.
+    pub columns: *const usize,
+    /// Kernel columns.
+    pub kernel_w: usize,
+    /// The filter, `kernel_h x kernel_w`.
+    pub weights: *const f32,
+    /// Where each run's sums go.
+    pub out: [*mut f32; RUNS],
+}
+
+/// [`DepthwiseRuns`]'s loop on one instruction set.
+///
+/// # Safety
+/// For every kernel row `ky`, run `i` and tap column `kx`,
+/// [`DEPTHWISE_BLOCK`] floats from `rows[ky][i] + columns[kx]` are readable;
+/// `weights` holds `kernel_h * kernel_w` floats; [`DEPTHWISE_BLOCK`] floats
+/// from each `out[i]` are writable, by this call alone. The CPU has the
+/// loop's features.
+pub type RunsLoop = unsafe fn(&DepthwiseRuns);
+
+/// The output planes (`out_h x out_w`) of `channels` of `p` into `out`, as
+/// raw sums (no bias); `finish(channel, rows)` runs on every few rows of a
+/// plane once they are summed. `scratch` holds the ring of padded rows,
+/// `split_row` splits an input row into its column phases
+/// ([`super::tile::split`]) and `sum_runs` sums the runs.
+///
+/// # Safety
+/// `sum_runs` can run on this CPU.
+#[inline(always)]
+pub unsafe fn depthwise_planes(
+    p: &DepthwisePlanes,
+    channels: std::ops::Range<usize>,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+    finish: &mut dyn FnMut(usize, &mut [f32]),
+    split_row: impl Fn(&[f32], usize, &mut [f32]),
+    sum_runs: RunsLoop,
+) {
+    const B: usize = DEPTHWISE_BLOCK;
+    let g = p.geo;
+    let (kh, kw, sw) = (g.kernel_h, g.kernel_w, g.stride_w);
+    let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
+    assert!(
+        channels.end <= g.in_c,
+        "channels {channels:?} of {}",
+        g.in_c
+    );
+    assert_eq!(p.input.len(), g.in_c * in_plane, "a depthwise input");
+    assert_eq!(p.weights.len(), g.in_c * kh * kw, "depthwise filters");
+    assert_eq!(out.len(), channels.len() * out_plane, "depthwise outputs");
+    assert_eq!(p.runs.len(), sw, "a depthwise layout");
+    // A padded phase row: room for a whole run past the last output. A
+    // slot holds one input row's phase rows; slot 0 stays zero, for the
+    // rows of padding above and below the image.
+    let row_len = p.width.max(g.out_w.max(B)) + B;
+    let slot_len = sw * row_len;
+    // Input rows kept: as many as `ROWS` output rows' taps span.
+    let span = (ROWS - 1) * g.stride_h + (kh - 1) * g.dilation_h + 1;
+    let split_len = if sw > 1 { sw * g.in_w.div_ceil(sw) } else { 0 };
+    let (ring_at, split_at) = (slot_len, (span + 1) * slot_len);
+    scratch.clear();
+    scratch.resize(split_at + split_len, 0.0);
+    // Which input row each ring slot holds, where each output row's taps
+    // read (per kernel row, a slot), and each tap column's phase row and
+    // offset in a slot.
+    let mut held = vec![usize::MAX; span];
+    let mut slots = vec![0usize; ROWS * kh];
+    let columns: Vec<usize> = (0..kw)
+        .map(|kx| {
+            let dx = kx * g.dilation_w;
+            (dx % sw) * row_len + dx / sw
+        })
+        .collect();
+    // Where each run of a row starts: the last overlaps the one before
+    // rather than spilling, unless the row is shorter than a run.
+    let starts: Vec<usize> = if g.out_w >= B {
+        let mut starts: Vec<usize> = (0..=g.out_w - B).step_by(B).collect();
+        if !g.out_w.is_multiple_of(B) {
+            starts.push(g.out_w - B);
+        }
+        starts
+    } else {
+        vec![0]
+    };
+    let mut spill = [[0f32; B]; RUNS];
+    let mut run_rows = vec![[std::ptr::null(); RUNS]; kh];
+    let rows_per_finish = (CHUNK / g.out_w.max(1)).max(1);
+    for (c, out) in channels.zip(out.chunks_exact_mut(out_plane)) {
+        let input = &p.input[c * in_plane..][..in_plane];
+        let weights = &p.weights[c * kh * kw..][..kh * kw];
+        held.fill(usize::MAX);
+        let mut finished = 0;
+        for first_row in (0..g.out_h).step_by(ROWS) {
+            let rows = ROWS.min(g.out_h - first_row);
+            for r in 0..rows {
+                let top = (first_row + r) * g.stride_h;
+                for ky in 0..kh {
+                    // Input row `top + ky * dh - pad_top`, if in the image.
+                    let y = (top + ky * g.dilation_h)
+                        .checked_sub(g.pad_top)
+                        .filter(|&y| y < g.in_h);
+                    slots[r * kh + ky] = match y {
+                        None => 0,
+                        Some(y) => {
+                            let at = ring_at + (y % span) * slot_len;
+                            if held[y % span] != y {
+                                held[y % span] = y;
+                                let source = &input[y * g.in_w..][..g.in_w];
+                                let (ring, split) = scratch.split_at_mut(split_at);
+                                let source = if sw > 1 {
+                                    split_row(source, sw, split);
+                                    &split[..]
+                                } else {
+                                    source
+                                };
+                                // The padding stays zero: only the runs are copied.
+                                for (phase, &(lo, hi, start)) in p.runs.iter().enumerate() {
+                                    ring[at + phase * row_len + lo..][..hi - lo]
+                                        .copy_from_slice(&source[start..][..hi - lo]);
+                                }
+                            }
+                            at
+                        }
+                    };
+                }
+            }
+            let jobs = rows * starts.len();
+            for chunk in (0..jobs).step_by(RUNS) {
+                // The last chunk repeats its last run, summed and stored twice.
+                let job = |i: usize| {
+                    let j = (chunk + i).min(jobs - 1);
+                    (j / starts.len(), starts[j % starts.len()])
+                };
+                let jobs: [(usize, usize); RUNS] = std::array::from_fn(job);
+                for (ky, reads) in run_rows.iter_mut().enumerate() {
+                    for (read, &(r, start)) in reads.iter_mut().zip(&jobs) {
+                        *read = scratch[slots[r * kh + ky] + start..].as_ptr();
+                    }
+                }
+                let spills = spill.as_mut_ptr();
+                let out_at = |i: usize| {
+                    let (r, start) = jobs[i];
+                    if g.out_w >= B {
+                        out[(first_row + r) * g.out_w + start..][..B].as_mut_ptr()
+                    } else {
+                        // SAFETY: `i < RUNS`, within `spill`.
+                        unsafe { spills.add(i).cast::<f32>() }
+                    }
+                };
+                let runs = DepthwiseRuns {
+                    rows: run_rows.as_ptr(),
+                    kernel_h: kh,
+                    columns: columns.as_ptr(),
+                    kernel_w: kw,
+                    weights: weights.as_ptr(),
+                    out: std::array::from_fn(out_at),
+                };
+                // SAFETY: each run's taps read within its slots, which hold a
+                // whole run past the last output and past the widest tap; its
+                // sums go to its own output row or spill row; the caller
+                // vouches for the CPU.
+                unsafe { sum_runs(&runs) };
+                if g.out_w < B {
+                    for (i, &(r, _)) in jobs.iter().enumerate() {
+                        out[(first_row + r) * g.out_w..][..g.out_w]
+                            .copy_from_slice(&spill[i][..g.out_w]);
+                    }
+                }
+            }
+            let done = first_row + rows;
+            if done - finished >= rows_per_finish || done == g.out_h {
+                finish(c, &mut out[finished * g.out_w..done * g.out_w]);
+                finished = done;
+            }
+        }
+    }
+}
 
 impl F32Conv {
     /// A depthwise convolution of one image `x` into `y`; the threads split
     /// the channels.
     pub(super) fn eval_depthwise(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        // A row shorter than a few runs would sum, in runs of whole
+        // vectors, more outputs than it has (20 outputs as 32): those
+        // planes are copied padded whole, and summed as one long row.
+        let (g, l) = (&self.geo, &self.layout);
+        let runs_per_row = g.out_w.div_ceil(DEPTHWISE_BLOCK);
+        if runs_per_row * DEPTHWISE_BLOCK > l.width {
+            self.eval_depthwise_flat(x, y)
+        } else {
+            self.eval_depthwise_rows(x, y)
+        }
+    }
+
+    /// [`Self::eval_depthwise`] a padded input row at a time.
+    fn eval_depthwise_rows(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let (g, k) = (&self.geo, &self.kernel);
+        let taps = g.kernel_h * g.kernel_w;
+        let out_plane = g.out_h * g.out_w;
+        let work = g.out_c * taps * out_plane * parallel::ELEMENT_WORK;
+        let parts = parallel::parts(work, g.out_c);
+        let writer = DisjointWriter::new(y);
+        let planes = DepthwisePlanes {
+            geo: g,
+            runs: &self.layout.runs,
+            width: self.layout.width,
+            input: x,
+            weights: &self.weights,
+        };
+        parallel::for_each_part(parts, |part| {
+            let channels = g.out_c * part / parts..g.out_c * (part + 1) / parts;
+            let mut finish = |c: usize, rows: &mut [f32]| {
+                let bias = &self.bias[c..c + 1];
+                let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
+                let n = rows.len();
+                // SAFETY: the CPU has the kernel's features; one row of
+                // `n`, `rows`.
+                unsafe { (k.finish)(self.activation, rows.as_mut_ptr(), n, n, bias, post) };
+            };
+            // SAFETY: this part owns these output channels.
+            let out =
+                unsafe { writer.range(channels.start * out_plane, channels.len() * out_plane) };
+            RING.with_borrow_mut(|scratch| {
+                // SAFETY: the CPU has the kernel's features.
+                unsafe { (k.depthwise)(&planes, channels, scratch, out, &mut finish) };
+            });
+            Ok(())
+        })
+    }
+
+    /// [`Self::eval_depthwise`] a padded plane at a time: each channel's
+    /// input copied into its padded phase planes (as the dense
+    /// convolutions' bands), where every tap of a run of flat outputs is a
+    /// fixed offset, then summed [`CHUNK`] flat outputs at a time, finished
+    /// and stored without the padding columns.
+    fn eval_depthwise_flat(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        const BLOCK: usize = RUNS * DEPTHWISE_BLOCK;
+        const { assert!(CHUNK.is_multiple_of(BLOCK)) };
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let (kh, kw) = (g.kernel_h, g.kernel_w);
         let rows = g.out_h + l.halo;
         let stride = l.channel_stride(rows);
-        let taps: Vec<usize> = l.taps(1, rows).into_iter().map(|t| t as usize).collect();
+        // A tap's offset (as `Layout::taps`), as a kernel row's part plus a
+        // kernel column's.
+        let row_parts: Vec<usize> = (0..kh)
+            .map(|ky| {
+                let dy = ky * g.dilation_h;
+                (dy % g.stride_h) * g.stride_w * stride + (dy / g.stride_h) * l.width
+            })
+            .collect();
+        let columns: Vec<usize> = (0..kw)
+            .map(|kx| {
+                let dx = kx * g.dilation_w;
+                (dx % g.stride_w) * stride + dx / g.stride_w
+            })
+            .collect();
         let pixels = g.out_h * l.width;
-        let work = g.out_c * taps.len() * pixels * parallel::ELEMENT_WORK;
+        let work = g.out_c * kh * kw * pixels * parallel::ELEMENT_WORK;
         let parts = parallel::parts(work, g.out_c);
         let writer = DisjointWriter::new(y);
         parallel::for_each_part(parts, |p| {
             let (mut sums, mut split) = ([0f32; CHUNK], vec![]);
+            let mut run_rows = vec![[std::ptr::null(); RUNS]; kh];
             IMAGE.with_borrow_mut(|image| {
                 let len = l.phases * stride;
-                // The last block of sums reads on past the planes.
-                let slack = DEPTHWISE_BLOCK;
-                if image.len() < len + slack {
-                    image.resize(len + slack, 0.0);
+                // The last runs read on past the planes.
+                if image.len() < len + BLOCK {
+                    image.resize(len + BLOCK, 0.0);
                 }
                 for c in g.out_c * p / parts..g.out_c * (p + 1) / parts {
                     self.fill_band(x, &mut image[..len], 0, rows, c..c + 1, &mut split);
-                    let weights = &self.weights[c * taps.len()..][..taps.len()];
+                    let weights = &self.weights[c * kh * kw..][..kh * kw];
                     let bias = &self.bias[c..c + 1];
                     let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
                     for first in (0..pixels).step_by(CHUNK) {
-                        let chunk = &mut sums[..CHUNK.min(pixels - first)];
-                        // SAFETY: the CPU has the kernel's features.
-                        unsafe { (k.depthwise)(chunk, &image[first..], &taps, weights) };
-                        let n = chunk.len();
-                        let sums = chunk.as_mut_ptr();
+                        let n = CHUNK.min(pixels - first);
+                        for at in (0..n).step_by(BLOCK) {
+                            for (reads, &row) in run_rows.iter_mut().zip(&row_parts) {
+                                for (i, read) in reads.iter_mut().enumerate() {
+                                    let from = first + at + i * DEPTHWISE_BLOCK + row;
+                                    *read = image[from..].as_ptr();
+                                }
+                            }
+                            let sums = sums[at..].as_mut_ptr();
+                            let runs = DepthwiseRuns {
+                                rows: run_rows.as_ptr(),
+                                kernel_h: kh,
+                                columns: columns.as_ptr(),
+                                kernel_w: kw,
+                                weights: weights.as_ptr(),
+                                // SAFETY: `at + BLOCK <= CHUNK`, a multiple.
+                                out: std::array::from_fn(|i| unsafe {
+                                    sums.add(i * DEPTHWISE_BLOCK)
+                                }),
+                            };
+                            // SAFETY: every tap of every run reads within
+                            // the planes and their `BLOCK` of slack; the
+                            // CPU has the kernel's features.
+                            unsafe { (k.depthwise_runs)(&runs) };
+                        }
+                        let chunk = &mut sums[..n];
+                        let at = chunk.as_mut_ptr();
                         // SAFETY: as above; one row of `n`, `chunk`'s.
-                        unsafe { (k.finish)(self.activation, sums, n, n, bias, post) };
+                        unsafe { (k.finish)(self.activation, at, n, n, bias, post) };
                         self.store(c, first, chunk, &writer);
                     }
                 }

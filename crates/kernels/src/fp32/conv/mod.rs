@@ -875,6 +875,24 @@ mod tests {
             geometry((1, 4, 11, 21), 4, (3, 5), (2, 3), 1, (0, 2), (1, 1)),
             geometry((1, 7, 9, 12), 7, (3, 3), (1, 2), 2, (2, 0), (2, 3)),
             geometry((1, 2, 6, 1), 2, (3, 1), (1, 1), 1, (1, 0), (1, 0)),
+            // Planes copied whole and summed flat: rows a few runs of
+            // vectors would overshoot.
+            geometry((1, 3, 5, 70), 3, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 3, 6, 71), 3, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            geometry((1, 2, 7, 66), 2, (3, 3), (2, 2), 1, (0, 0), (1, 1)),
+            geometry((1, 2, 8, 50), 2, (3, 3), (1, 1), 2, (2, 2), (2, 2)),
+            geometry((1, 2, 8, 53), 2, (5, 5), (2, 2), 2, (4, 4), (4, 4)),
+            geometry((1, 2, 5, 40), 2, (3, 3), (3, 3), 1, (1, 1), (1, 1)),
+            geometry((1, 2, 4, 16), 2, (3, 3), (1, 1), 1, (1, 0), (1, 0)),
+            geometry((1, 2, 4, 34), 2, (3, 3), (2, 2), 1, (1, 1), (0, 0)),
+            // A padded row at a time: rows of whole runs, or nearly (the
+            // last run overlapping the one before).
+            geometry((1, 3, 5, 64), 3, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 2, 6, 128), 2, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            geometry((1, 2, 8, 48), 2, (3, 3), (1, 1), 2, (2, 2), (2, 2)),
+            geometry((1, 2, 9, 125), 2, (5, 5), (2, 2), 2, (4, 4), (4, 4)),
+            geometry((1, 2, 4, 64), 2, (3, 3), (1, 1), 1, (1, 1), (1, 0)),
+            geometry((1, 2, 5, 96), 2, (3, 3), (3, 3), 1, (1, 1), (1, 1)),
         ];
         for kernel in TileKernel::all_native() {
             for (i, g) in cases.iter().enumerate() {

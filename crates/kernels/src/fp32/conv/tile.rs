@@ -9,6 +9,7 @@
 //! once per tap and broadcasts each weight: XNNPACK's and onnxruntime's
 //! register blocking, on NCHW.
 
+use super::depthwise::{DepthwisePlanes, DepthwiseRuns, RUNS, RunsLoop, depthwise_planes};
 use crate::fp32::activation::Activation;
 
 /// Where one tile reads and writes.
@@ -40,9 +41,15 @@ pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
 /// row per bias.
 pub type Finish = unsafe fn(Activation, *mut f32, usize, usize, &[f32], PostAffine);
 
-/// [`TileKernel::depthwise`]: `(sums, image, taps, weights)`, as
-/// the `depthwise` function takes them.
-pub type Depthwise = unsafe fn(&mut [f32], &[f32], &[usize], &[f32]);
+/// [`TileKernel::depthwise`]: `(image, channels, scratch, out, finish)`,
+/// as [`depthwise_planes`] takes them.
+pub type Depthwise = unsafe fn(
+    &DepthwisePlanes,
+    std::ops::Range<usize>,
+    &mut Vec<f32>,
+    &mut [f32],
+    &mut dyn FnMut(usize, &mut [f32]),
+);
 
 /// A tile loop and its shape.
 #[derive(Clone, Copy)]
@@ -75,11 +82,18 @@ pub struct TileKernel {
     /// For every bias `r`, `width` floats from `rows + r * row_stride` are
     /// writable, by this call alone. The CPU has the loop's features.
     pub finish: Finish,
-    /// The `depthwise` function of this module, vectorized for the same CPU.
+    /// [`depthwise_planes`], vectorized for the same CPU.
     ///
     /// # Safety
     /// The CPU has the loop's features.
     pub depthwise: Depthwise,
+    /// The loop that sums a depthwise convolution's runs of outputs, as
+    /// [`depthwise_planes`] runs it, for the depthwise convolutions it
+    /// leaves to a padded copy of the plane (short rows).
+    ///
+    /// # Safety
+    /// As [`super::depthwise::RunsLoop`] says.
+    pub depthwise_runs: RunsLoop,
     /// The `split` function of this module, vectorized for the same CPU: a strided convolution's input
     /// row into its phases.
     ///
@@ -88,46 +102,9 @@ pub struct TileKernel {
     pub split: unsafe fn(&[f32], usize, &mut [f32]),
 }
 
-/// Outputs a depthwise convolution sums in registers at once, one tap after
-/// another: two AVX-512 vectors, four AVX2 or eight NEON ones.
-pub const DEPTHWISE_BLOCK: usize = 32;
-
-/// `sums[i] = sum over taps t of weights[t] * image[taps[t] + i]`: a run of
-/// a depthwise convolution's flat outputs, [`DEPTHWISE_BLOCK`] at a time in
-/// registers (one store each, where a multiply-add per tap over the run
-/// would load and store every sum at every tap). The last block is
-/// computed whole and stored in part. Panics if `image` does not hold
-/// every tap's run, rounded up to whole blocks.
-#[inline(always)]
-pub fn depthwise(sums: &mut [f32], image: &[f32], taps: &[usize], weights: &[f32]) {
-    let (n, taps) = (sums.len(), &taps[..weights.len()]);
-    let reach = taps.iter().max().copied().unwrap_or(0) + n.next_multiple_of(DEPTHWISE_BLOCK);
-    assert!(
-        reach <= image.len(),
-        "a depthwise run reads {reach} of {}",
-        image.len()
-    );
-    for first in (0..n).step_by(DEPTHWISE_BLOCK) {
-        let mut acc = [0f32; DEPTHWISE_BLOCK];
-        for (&tap, &w) in taps.iter().zip(weights) {
-            // SAFETY: `tap + first + DEPTHWISE_BLOCK <= reach <= image.len()`.
-            let src = unsafe { image.get_unchecked(tap + first..tap + first + DEPTHWISE_BLOCK) };
-            for (a, &v) in acc.iter_mut().zip(src) {
-                *a = v.mul_add(w, *a);
-            }
-        }
-        // A whole block as one fixed-size copy (vector stores, not a call
-        // to memcpy); the last in part.
-        match sums[first..].first_chunk_mut::<DEPTHWISE_BLOCK>() {
-            Some(whole) => *whole = acc,
-            None => {
-                let rest = &mut sums[first..];
-                let len = rest.len();
-                rest.copy_from_slice(&acc[..len]);
-            }
-        }
-    }
-}
+/// Outputs of a row a depthwise convolution sums in registers at once, one
+/// tap after another: one AVX-512 vector, two AVX2 or four NEON ones.
+pub const DEPTHWISE_BLOCK: usize = 16;
 
 /// Splits `row` into its `stride` phases: phase `p` (values `p`,
 /// `p + stride`, ...) at `phases[p * len..]`, `len` being
@@ -245,7 +222,7 @@ impl TileKernel {
 /// instruction set's `$feature`s: the same plain loops, vectorized as wide
 /// as it allows.
 macro_rules! vector_loops {
-    ($feature:literal, $finish:ident, $depthwise:ident, $split:ident) => {
+    ($feature:literal, $finish:ident, $depthwise:ident, $split:ident, $runs:ident) => {
         #[target_feature(enable = $feature)]
         unsafe fn $finish(
             activation: Activation,
@@ -260,13 +237,59 @@ macro_rules! vector_loops {
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $depthwise(sums: &mut [f32], image: &[f32], taps: &[usize], weights: &[f32]) {
-            super::depthwise(sums, image, taps, weights);
+        unsafe fn $depthwise(
+            planes: &DepthwisePlanes,
+            channels: std::ops::Range<usize>,
+            scratch: &mut Vec<f32>,
+            out: &mut [f32],
+            finish: &mut dyn FnMut(usize, &mut [f32]),
+        ) {
+            let split = super::split;
+            // SAFETY: `$runs` has this function's features.
+            unsafe { depthwise_planes(planes, channels, scratch, out, finish, split, $runs) };
         }
 
         #[target_feature(enable = $feature)]
         unsafe fn $split(row: &[f32], stride: usize, phases: &mut [f32]) {
             super::split(row, stride, phases);
+        }
+    };
+}
+
+/// [`DepthwiseRuns`]'s loop on one instruction set, written once: each of
+/// [`RUNS`] runs as [`DEPTHWISE_BLOCK`] / `$lanes` vectors of sums, one
+/// weight broadcast per tap feeding every run.
+macro_rules! runs_loop {
+    ($name:ident, $feature:literal, $vec:ty, $lanes:expr,
+     $zero:expr, $load:path, $splat:path, $fma:path, $store:path) => {
+        #[target_feature(enable = $feature)]
+        unsafe fn $name(a: &DepthwiseRuns) {
+            const NV: usize = DEPTHWISE_BLOCK / $lanes;
+            // SAFETY: the caller's contract (`RunsLoop`) makes every read
+            // and write below in bounds.
+            unsafe {
+                let mut acc: [[$vec; NV]; RUNS] = [[$zero; NV]; RUNS];
+                let rows = std::slice::from_raw_parts(a.rows, a.kernel_h);
+                let columns = std::slice::from_raw_parts(a.columns, a.kernel_w);
+                let mut w = a.weights;
+                for row in rows {
+                    for &column in columns {
+                        let wv = $splat(*w);
+                        w = w.add(1);
+                        for i in 0..RUNS {
+                            for v in 0..NV {
+                                let x = $load(row[i].add(column + v * $lanes));
+                                acc[i][v] = $fma(wv, x, acc[i][v]);
+                            }
+                        }
+                    }
+                }
+                for i in 0..RUNS {
+                    for v in 0..NV {
+                        $store(a.out[i].add(v * $lanes), acc[i][v]);
+                    }
+                }
+            }
         }
     };
 }
@@ -316,7 +339,10 @@ macro_rules! tile_loop {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, PostAffine, TileArgs, TileKernel};
+    use super::{
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, PostAffine, RUNS, TileArgs,
+        TileKernel, depthwise_planes,
+    };
 
     /// 12 channels by 32 pixels: 24 of the 32 vector registers hold sums;
     /// per tap, 2 pixel loads and 12 weight broadcasts feed 24 FMAs.
@@ -329,6 +355,7 @@ mod x86 {
         run: avx512_12x32,
         finish: finish_avx512,
         depthwise: depthwise_avx512,
+        depthwise_runs: runs_avx512,
         split: split_avx512,
     };
 
@@ -344,6 +371,7 @@ mod x86 {
         run: avx512_8x48,
         finish: finish_avx512,
         depthwise: depthwise_avx512,
+        depthwise_runs: runs_avx512,
         split: split_avx512,
     };
 
@@ -359,6 +387,7 @@ mod x86 {
         run: avx512_6x64,
         finish: finish_avx512,
         depthwise: depthwise_avx512,
+        depthwise_runs: runs_avx512,
         split: split_avx512,
     };
 
@@ -372,6 +401,7 @@ mod x86 {
         run: avx2_6x16,
         finish: finish_avx2,
         depthwise: depthwise_avx2,
+        depthwise_runs: runs_avx2,
         split: split_avx2,
     };
 
@@ -379,7 +409,19 @@ mod x86 {
         "avx512f",
         finish_plain_avx512,
         depthwise_avx512,
-        split_avx512
+        split_avx512,
+        runs_avx512
+    );
+    runs_loop!(
+        runs_avx512,
+        "avx512f",
+        __m512,
+        16,
+        _mm512_setzero_ps(),
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_storeu_ps
     );
 
     /// [`TileKernel::finish`] on AVX-512: SiLU and sigmoid through
@@ -466,7 +508,24 @@ mod x86 {
         _mm512_fmadd_ps(g, _mm512_fnmadd_ps(d, g, one), g)
     }
 
-    vector_loops!("avx2,fma", finish_avx2, depthwise_avx2, split_avx2);
+    vector_loops!(
+        "avx2,fma",
+        finish_avx2,
+        depthwise_avx2,
+        split_avx2,
+        runs_avx2
+    );
+    runs_loop!(
+        runs_avx2,
+        "avx2,fma",
+        __m256,
+        8,
+        _mm256_setzero_ps(),
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_storeu_ps
+    );
 
     /// An AVX-512 tile loop of `$mr` channels by `$nv` vectors of 16 pixels.
     macro_rules! avx512_tile_loop {
@@ -508,7 +567,10 @@ mod x86 {
 mod arm64 {
     use std::arch::aarch64::*;
 
-    use super::{Activation, PostAffine, TileArgs, TileKernel};
+    use super::{
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, PostAffine, RUNS, TileArgs,
+        TileKernel, depthwise_planes,
+    };
 
     /// 8 channels by 12 pixels: 24 of the 32 vector registers hold sums;
     /// per tap, 3 pixel loads and 8 weight broadcasts feed 24 FMAs.
@@ -521,10 +583,22 @@ mod arm64 {
         run: neon_8x12,
         finish: finish_neon,
         depthwise: depthwise_neon,
+        depthwise_runs: runs_neon,
         split: split_neon,
     };
 
-    vector_loops!("neon", finish_neon, depthwise_neon, split_neon);
+    vector_loops!("neon", finish_neon, depthwise_neon, split_neon, runs_neon);
+    runs_loop!(
+        runs_neon,
+        "neon",
+        float32x4_t,
+        4,
+        vdupq_n_f32(0.0),
+        vld1q_f32,
+        vdupq_n_f32,
+        fma,
+        vst1q_f32
+    );
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
     #[target_feature(enable = "neon")]
