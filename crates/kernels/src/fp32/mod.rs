@@ -4,16 +4,19 @@
 //! [`activation`]); [`AxisSoftmax`], a softmax over an axis that is not the
 //! last (a YOLOv8 head's distribution); and [`PixelShuffle`] for
 //! `DepthToSpace` (DBNet's upsampling head once its deconvolution is a
-//! convolution). [`install`] puts them in.
+//! convolution); [`MaxPool2d`]; [`AxisMove`] for transposes and
+//! [`NearestUpsample2d`] for nearest upsamples. [`install`] puts them in.
 
 pub mod activation;
 pub mod conv;
 mod pool;
+mod reorder;
 mod softmax;
 
 pub use activation::Activation;
 pub use conv::{ConvsInstalled, F32Conv, install_convs};
 pub use pool::MaxPool2d;
+pub use reorder::{AxisMove, NearestUpsample2d, ReordersInstalled};
 pub use softmax::AxisSoftmax;
 
 pub use crate::shuffle::PixelShuffle;
@@ -33,6 +36,9 @@ pub struct Installed {
     pub pixel_shuffles: usize,
     /// Float max pools now [`MaxPool2d`].
     pub max_pools: usize,
+    /// Float transposes and nearest upsamples now [`AxisMove`] and
+    /// [`NearestUpsample2d`].
+    pub reorders: ReordersInstalled,
 }
 
 /// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
@@ -50,6 +56,7 @@ pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractRe
     }
     report.pixel_shuffles = install_pixel_shuffles(model)?;
     report.max_pools = pool::install_max_pools(model)?;
+    report.reorders = reorder::install_reorders(model)?;
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

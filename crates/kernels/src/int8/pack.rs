@@ -120,6 +120,10 @@ pub(crate) fn pack_rows(
 /// the panel index is a shift.
 fn interleave4(rows: [Option<&[i8]>; 4], cols: usize, r: usize, panel: usize, out: &mut [i8]) {
     let offset = |c: usize| (c / r) * panel + (c % r) * 4;
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_mut)
+    )]
     let mut done = 0;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if r >= 4 && r.is_power_of_two() && rows.iter().all(Option::is_some) {

@@ -31,6 +31,13 @@
 //! its rows; where the weights outweigh the input (deep layers on small
 //! maps) they split the output channels instead.
 
+// On other CPUs (32-bit ARM) there is no vector loop: tract keeps the
+// float convolutions, and the loops' scaffolding goes unused.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_imports, unused_macros, unused_mut)
+)]
+
 mod depthwise;
 mod install;
 mod tile;
