@@ -6,7 +6,11 @@
 //! when each part carries enough work to pay for the hand-off: a few
 //! microseconds per part on a native core, more on a virtual machine.
 //! Inside a part, tract's own kernels run single-threaded: the part is
-//! already one thread's share.
+//! already one thread's share. The parts go to helper threads that spin
+//! between regions ([`spin`]), where tract's pool would have to wake a
+//! sleeping worker for each.
+
+mod spin;
 
 use std::marker::PhantomData;
 
@@ -53,6 +57,22 @@ pub fn for_each_part(
     };
     match current_tract_executor() {
         Executor::MultiThread(pool) if parts > 1 && pool.current_num_threads() > 1 => {
+            // On the spinning helpers; every part runs, the first error
+            // is returned.
+            let error = std::sync::Mutex::new(None);
+            let run = |i| {
+                if let Err(e) = single(i) {
+                    error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                }
+            };
+            if spin::run(parts, pool.current_num_threads(), &run) {
+                let error = error.into_inner().unwrap_or_else(|e| e.into_inner());
+                return error.map_or(Ok(()), Err);
+            }
+            // Another engine's region holds the helpers: tract's pool.
             pool.install(|| (0..parts).into_par_iter().try_for_each(single))
         }
         _ => (0..parts).try_for_each(single),
