@@ -144,7 +144,8 @@ pub fn deconvs_to_convs(model: &mut Model) -> Result<usize> {
             }
             None => shuffle(conv_out, y),
         };
-        d2s.name = names.fresh(&format!("{label}_depth_to_space"));
+        // The deconvolution's name and a dot: a profile puts its time there.
+        d2s.name = names.fresh(&format!("{label}.depth_to_space"));
         edit.replace(ix, conv);
         edit.insert_after(activation.map_or(ix, |a| a.max(ix)), [d2s]);
         count += 1;
