@@ -74,6 +74,32 @@ pub struct DepthwiseRuns {
     pub out: [*mut f32; RUNS],
 }
 
+impl DepthwiseRuns {
+    /// The runs whose kernel rows read from `rows` (one entry per kernel
+    /// row), tap columns at `columns`, with `weights` (`rows.len() x
+    /// columns.len()`), into `out`.
+    fn new(
+        rows: &[[*const f32; RUNS]],
+        columns: &[usize],
+        weights: &[f32],
+        out: [*mut f32; RUNS],
+    ) -> DepthwiseRuns {
+        assert_eq!(
+            weights.len(),
+            rows.len() * columns.len(),
+            "a depthwise filter"
+        );
+        DepthwiseRuns {
+            rows: rows.as_ptr(),
+            kernel_h: rows.len(),
+            columns: columns.as_ptr(),
+            kernel_w: columns.len(),
+            weights: weights.as_ptr(),
+            out,
+        }
+    }
+}
+
 /// [`DepthwiseRuns`]'s loop on one instruction set.
 ///
 /// # Safety
@@ -213,14 +239,8 @@ pub unsafe fn depthwise_planes(
                         unsafe { spills.add(i).cast::<f32>() }
                     }
                 };
-                let runs = DepthwiseRuns {
-                    rows: run_rows.as_ptr(),
-                    kernel_h: kh,
-                    columns: columns.as_ptr(),
-                    kernel_w: kw,
-                    weights: weights.as_ptr(),
-                    out: std::array::from_fn(out_at),
-                };
+                let runs =
+                    DepthwiseRuns::new(&run_rows, &columns, weights, std::array::from_fn(out_at));
                 // SAFETY: each run's taps read within its slots, which hold a
                 // whole run past the last output and past the widest tap; its
                 // sums go to its own output row or spill row; the caller
@@ -348,17 +368,10 @@ impl F32Conv {
                                 }
                             }
                             let sums = sums[at..].as_mut_ptr();
-                            let runs = DepthwiseRuns {
-                                rows: run_rows.as_ptr(),
-                                kernel_h: kh,
-                                columns: columns.as_ptr(),
-                                kernel_w: kw,
-                                weights: weights.as_ptr(),
-                                // SAFETY: `at + BLOCK <= CHUNK`, a multiple.
-                                out: std::array::from_fn(|i| unsafe {
-                                    sums.add(i * DEPTHWISE_BLOCK)
-                                }),
-                            };
+                            // SAFETY: `at + BLOCK <= CHUNK`, a multiple.
+                            let out =
+                                std::array::from_fn(|i| unsafe { sums.add(i * DEPTHWISE_BLOCK) });
+                            let runs = DepthwiseRuns::new(&run_rows, &columns, weights, out);
                             // SAFETY: every tap of every run reads within
                             // the planes and their `BLOCK` of slack; the
                             // CPU has the kernel's features.
