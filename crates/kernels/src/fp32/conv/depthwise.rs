@@ -326,20 +326,13 @@ impl F32Conv {
         let (kh, kw) = (g.kernel_h, g.kernel_w);
         let rows = g.out_h + l.halo;
         let stride = l.channel_stride(rows);
-        // A tap's offset (as `Layout::taps`), as a kernel row's part plus a
-        // kernel column's.
-        let row_parts: Vec<usize> = (0..kh)
-            .map(|ky| {
-                let dy = ky * g.dilation_h;
-                (dy % g.stride_h) * g.stride_w * stride + (dy / g.stride_h) * l.width
-            })
-            .collect();
-        let columns: Vec<usize> = (0..kw)
-            .map(|kx| {
-                let dx = kx * g.dilation_w;
-                (dx % g.stride_w) * stride + dx / g.stride_w
-            })
-            .collect();
+        // Each tap's offset (`Layout::taps`) is its kernel row's part plus
+        // its kernel column's: tap (ky, 0) and tap (0, kx), tap (0, 0)
+        // being at 0.
+        let taps: Vec<usize> = l.taps(1, rows).into_iter().map(|t| t as usize).collect();
+        let row_parts: Vec<usize> = taps.iter().step_by(kw).copied().collect();
+        let columns = &taps[..kw];
+        debug_assert!((0..kh * kw).all(|t| taps[t] == row_parts[t / kw] + columns[t % kw]));
         let pixels = g.out_h * l.width;
         let work = g.out_c * kh * kw * pixels * parallel::ELEMENT_WORK;
         let parts = parallel::parts(work, g.out_c);
@@ -371,7 +364,7 @@ impl F32Conv {
                             // SAFETY: `at + BLOCK <= CHUNK`, a multiple.
                             let out =
                                 std::array::from_fn(|i| unsafe { sums.add(i * DEPTHWISE_BLOCK) });
-                            let runs = DepthwiseRuns::new(&run_rows, &columns, weights, out);
+                            let runs = DepthwiseRuns::new(&run_rows, columns, weights, out);
                             // SAFETY: every tap of every run reads within
                             // the planes and their `BLOCK` of slack; the
                             // CPU has the kernel's features.
