@@ -1,5 +1,5 @@
-//! [`F32Conv`]'s depthwise convolutions (one filter per channel), a channel
-//! at a time.
+//! [`F32Conv`]'s depthwise convolutions (one filter per channel), mostly a
+//! channel at a time.
 //!
 //! A depthwise convolution does `kh * kw` multiply-adds per output, so it
 //! is bound by memory and by the bookkeeping around its few sums, not by
@@ -13,12 +13,16 @@
 //! at a time are finished (bias, activation, scale) while in cache.
 //!
 //! Rows a few runs of whole vectors would overshoot (20 outputs summed as
-//! 32, 40 as 48) go the other way: the channel's plane is copied padded
-//! whole, as the dense convolutions' bands are, and summed as one long
-//! flat row, a little of it padding. Both ways share the vector loop.
+//! 32, 40 as 48) belong to small maps, where a channel's bookkeeping
+//! outweighs its sums: those go [`LANES`] channels at a time, in the
+//! vector lanes (`lanes.rs`). With fewer channels than lanes, the
+//! channel's plane is copied padded whole instead, as the dense
+//! convolutions' bands are, and summed as one long flat row, a little of
+//! it padding, on the rows' vector loop.
 
 use edgewise_graph::tract_onnx::prelude::TractResult;
 
+use super::lanes::LANES;
 use super::tile::DEPTHWISE_BLOCK;
 use super::{F32Conv, IMAGE};
 use crate::geometry::Geometry;
@@ -37,6 +41,8 @@ pub const RUNS: usize = 4;
 thread_local! {
     /// A thread's ring of padded input rows, reused from channel to channel.
     static RING: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A thread's padded, interleaved image for [`LANES`] channels.
+    static LANES_SCRATCH: std::cell::RefCell<Vec<[f32; LANES]>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A depthwise convolution of one image, as [`super::TileKernel::depthwise`]
@@ -262,20 +268,94 @@ pub unsafe fn depthwise_planes(
     }
 }
 
-impl F32Conv {
-    /// A depthwise convolution of one image `x` into `y`; the threads split
-    /// the channels.
-    pub(super) fn eval_depthwise(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+/// How a depthwise convolution walks its channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthwiseWay {
+    /// A channel at a time, a padded input row at a time.
+    Rows,
+    /// A channel at a time, its plane copied padded whole and summed as
+    /// one flat row.
+    Flat,
+    /// [`LANES`] channels at a time, in the vector lanes.
+    Lanes,
+}
+
+impl DepthwiseWay {
+    /// The fastest way for `g` on a layout of padded rows `width` wide.
+    pub fn best(g: &Geometry, width: usize) -> DepthwiseWay {
         // A row shorter than a few runs would sum, in runs of whole
-        // vectors, more outputs than it has (20 outputs as 32): those
-        // planes are copied padded whole, and summed as one long row.
-        let (g, l) = (&self.geo, &self.layout);
+        // vectors, more outputs than it has (20 outputs as 32).
         let runs_per_row = g.out_w.div_ceil(DEPTHWISE_BLOCK);
-        if runs_per_row * DEPTHWISE_BLOCK > l.width {
-            self.eval_depthwise_flat(x, y)
+        // Those maps are small: a block of channels in the lanes wastes
+        // none, unless there are fewer channels than lanes (whose squares
+        // then transpose a value at a time).
+        if runs_per_row * DEPTHWISE_BLOCK <= width {
+            DepthwiseWay::Rows
+        } else if g.in_c >= LANES {
+            DepthwiseWay::Lanes
         } else {
-            self.eval_depthwise_rows(x, y)
+            DepthwiseWay::Flat
         }
+    }
+}
+
+impl F32Conv {
+    /// A depthwise convolution of one image `x` into `y`, walked `way`; the
+    /// threads split the channels.
+    pub(super) fn eval_depthwise(
+        &self,
+        way: DepthwiseWay,
+        x: &[f32],
+        y: &mut [f32],
+    ) -> TractResult<()> {
+        match way {
+            DepthwiseWay::Rows => self.eval_depthwise_rows(x, y),
+            DepthwiseWay::Flat => self.eval_depthwise_flat(x, y),
+            DepthwiseWay::Lanes => self.eval_depthwise_lanes(x, y),
+        }
+    }
+
+    /// [`Self::eval_depthwise`] [`LANES`] channels at a time.
+    fn eval_depthwise_lanes(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let (g, k) = (&self.geo, &self.kernel);
+        let out_plane = g.out_h * g.out_w;
+        let work = g.out_c * g.kernel_h * g.kernel_w * out_plane * parallel::ELEMENT_WORK;
+        let blocks = g.out_c.div_ceil(LANES);
+        let parts = parallel::parts(work, blocks);
+        let writer = DisjointWriter::new(y);
+        let planes = DepthwisePlanes {
+            geo: g,
+            runs: &self.layout.runs,
+            width: self.layout.width,
+            input: x,
+            weights: &self.weights,
+        };
+        parallel::for_each_part(parts, |part| {
+            let first = (blocks * part / parts) * LANES;
+            let channels = first..((blocks * (part + 1) / parts) * LANES).min(g.out_c);
+            // SAFETY: this part owns these output channels.
+            let out =
+                unsafe { writer.range(channels.start * out_plane, channels.len() * out_plane) };
+            LANES_SCRATCH.with_borrow_mut(|scratch| {
+                // SAFETY: the CPU has the kernel's features.
+                unsafe {
+                    (k.depthwise_lanes)(&planes, channels, scratch, out, &mut |c, plane| {
+                        self.finish_plane(c, plane)
+                    })
+                };
+            });
+            Ok(())
+        })
+    }
+
+    /// The bias, the activation and the scale and offset of channel `c` on
+    /// `rows` of its output plane.
+    fn finish_plane(&self, c: usize, rows: &mut [f32]) {
+        let bias = &self.bias[c..c + 1];
+        let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
+        let n = rows.len();
+        // SAFETY: the CPU has the kernel's features; one row of `n`, `rows`.
+        unsafe { (self.kernel.finish)(self.activation, rows.as_mut_ptr(), n, n, bias, post) };
     }
 
     /// [`Self::eval_depthwise`] a padded input row at a time.
@@ -295,14 +375,7 @@ impl F32Conv {
         };
         parallel::for_each_part(parts, |part| {
             let channels = g.out_c * part / parts..g.out_c * (part + 1) / parts;
-            let mut finish = |c: usize, rows: &mut [f32]| {
-                let bias = &self.bias[c..c + 1];
-                let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
-                let n = rows.len();
-                // SAFETY: the CPU has the kernel's features; one row of
-                // `n`, `rows`.
-                unsafe { (k.finish)(self.activation, rows.as_mut_ptr(), n, n, bias, post) };
-            };
+            let mut finish = |c: usize, rows: &mut [f32]| self.finish_plane(c, rows);
             // SAFETY: this part owns these output channels.
             let out =
                 unsafe { writer.range(channels.start * out_plane, channels.len() * out_plane) };

@@ -25,7 +25,8 @@
 //!   tile whose pixels are all output pixels is summed straight into the
 //!   output;
 //! - depthwise convolutions (`depthwise.rs`) go a channel at a time, every
-//!   tap of a run of outputs summed in registers.
+//!   tap of a run of outputs summed in registers; on small maps, sixteen
+//!   channels at a time in the vector lanes (`lanes.rs`).
 //!
 //! Threads split the bands, every thread running all output channels of
 //! its rows; where the weights outweigh the input (deep layers on small
@@ -40,6 +41,7 @@
 
 mod depthwise;
 mod install;
+mod lanes;
 mod tile;
 
 use std::sync::Arc;
@@ -47,6 +49,7 @@ use std::sync::Arc;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
+use self::depthwise::DepthwiseWay;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
 pub use self::tile::{TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
@@ -74,8 +77,9 @@ pub struct F32Conv {
     /// channels, `[in_c][taps][mr]`, zeros past the last channel; for a
     /// depthwise convolution, `[channels][taps]`.
     weights: Arc<Vec<f32>>,
-    /// One filter per channel (group = channels), run a channel at a time.
-    depthwise: bool,
+    /// For one filter per channel (group = channels), how its channels
+    /// are walked.
+    depthwise: Option<DepthwiseWay>,
     /// One bias per output channel.
     bias: Arc<Vec<f32>>,
     /// What runs on each output after the bias.
@@ -229,7 +233,7 @@ impl F32Conv {
             }
         }
         Ok(F32Conv {
-            depthwise: false,
+            depthwise: None,
             layout: Layout::of(&geo),
             geo,
             kernel,
@@ -278,9 +282,10 @@ impl F32Conv {
         if shape.iter().product::<usize>() != geo.batch * geo.out_c * geo.out_h * geo.out_w {
             return Err(format!("an output of {shape:?} for {geo:?}"));
         }
+        let layout = Layout::of(&geo);
         Ok(F32Conv {
-            depthwise: true,
-            layout: Layout::of(&geo),
+            depthwise: Some(DepthwiseWay::best(&geo, layout.width)),
+            layout,
             geo,
             kernel,
             weights: Arc::new(weights.to_vec()),
@@ -294,7 +299,7 @@ impl F32Conv {
 
     /// The loop it runs on, for the kernel audit.
     pub fn kernel_name(&self) -> String {
-        if self.depthwise {
+        if self.depthwise.is_some() {
             format!("{}_depthwise", self.kernel.name)
         } else {
             self.kernel.name.to_string()
@@ -303,7 +308,7 @@ impl F32Conv {
 
     /// Whether it is a depthwise convolution.
     pub fn is_depthwise(&self) -> bool {
-        self.depthwise
+        self.depthwise.is_some()
     }
 
     /// The output's shape.
@@ -317,7 +322,7 @@ impl F32Conv {
     /// Only before an activation: the activation runs after it.
     pub fn fold_affine(&mut self, per_channel: impl Iterator<Item = (f32, f32)>) {
         debug_assert!(self.activation.is_identity());
-        if self.depthwise {
+        if self.depthwise.is_some() {
             let taps = self.geo.kernel_h * self.geo.kernel_w;
             let weights = Arc::make_mut(&mut self.weights);
             let bias = Arc::make_mut(&mut self.bias);
@@ -428,8 +433,8 @@ impl F32Conv {
     /// the output channels instead, each reading its share of the weights
     /// once.
     fn eval_image(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
-        if self.depthwise {
-            return self.eval_depthwise(x, y);
+        if let Some(way) = self.depthwise {
+            return self.eval_depthwise(way, x, y);
         }
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let blocks = g.out_c.div_ceil(k.mr);
@@ -900,8 +905,19 @@ mod tests {
             geometry((1, 2, 9, 125), 2, (5, 5), (2, 2), 2, (4, 4), (4, 4)),
             geometry((1, 2, 4, 64), 2, (3, 3), (1, 1), 1, (1, 1), (1, 0)),
             geometry((1, 2, 5, 96), 2, (3, 3), (3, 3), 1, (1, 1), (1, 1)),
+            // Blocks of sixteen channels in the lanes, a last one short:
+            // small maps, squares to transpose and edges, both strides.
+            geometry((1, 37, 10, 10), 37, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 32, 20, 20), 32, (3, 3), (2, 2), 1, (1, 1), (1, 1)),
+            geometry((1, 48, 7, 9), 48, (3, 3), (2, 2), 1, (0, 0), (1, 1)),
+            geometry((1, 17, 5, 33), 17, (5, 5), (1, 1), 2, (4, 4), (4, 4)),
+            geometry((1, 16, 1, 1), 16, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
         ];
-        for kernel in TileKernel::all_native() {
+        let ways = [DepthwiseWay::Rows, DepthwiseWay::Flat, DepthwiseWay::Lanes];
+        for (kernel, way) in TileKernel::all_native()
+            .into_iter()
+            .flat_map(|k| ways.map(|w| (k, w)))
+        {
             for (i, g) in cases.iter().enumerate() {
                 let taps = g.kernel_h * g.kernel_w;
                 let (x, w, bias) = operands(g, taps);
@@ -917,15 +933,16 @@ mod tests {
                 };
                 let expected = reference(g, &x, &dense, &bias, act);
                 let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
-                let op =
+                let mut op =
                     F32Conv::depthwise(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
+                op.depthwise = Some(way);
                 let one = run(&op, &x);
                 let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
-                assert_eq!(one, two, "{}, case {i}: two threads", kernel.name);
+                assert_eq!(one, two, "{} {way:?}, case {i}: two threads", kernel.name);
                 let worst = worst(&expected, &one);
                 assert!(
                     worst < 2e-5,
-                    "{}, case {i} {g:?}: off by {worst}",
+                    "{} {way:?}, case {i} {g:?}: off by {worst}",
                     kernel.name
                 );
             }

@@ -10,6 +10,7 @@
 //! register blocking, on NCHW.
 
 use super::depthwise::{DepthwisePlanes, DepthwiseRuns, RUNS, RunsLoop, depthwise_planes};
+use super::lanes::{LANES, LanesRow, depthwise_lanes};
 use crate::fp32::activation::Activation;
 
 /// Where one tile reads and writes.
@@ -47,6 +48,16 @@ pub type Depthwise = unsafe fn(
     &DepthwisePlanes,
     std::ops::Range<usize>,
     &mut Vec<f32>,
+    &mut [f32],
+    &mut dyn FnMut(usize, &mut [f32]),
+);
+
+/// [`TileKernel::depthwise_lanes`]: `(image, channels, scratch, out,
+/// finish)`, as [`depthwise_lanes`] takes them.
+pub type DepthwiseLanes = unsafe fn(
+    &DepthwisePlanes,
+    std::ops::Range<usize>,
+    &mut Vec<[f32; LANES]>,
     &mut [f32],
     &mut dyn FnMut(usize, &mut [f32]),
 );
@@ -94,6 +105,12 @@ pub struct TileKernel {
     /// # Safety
     /// As [`super::depthwise::RunsLoop`] says.
     pub depthwise_runs: RunsLoop,
+    /// [`depthwise_lanes`], vectorized for the same CPU: depthwise
+    /// convolutions of small maps, channels in the lanes.
+    ///
+    /// # Safety
+    /// The CPU has the loop's features.
+    pub depthwise_lanes: DepthwiseLanes,
     /// The `split` function of this module, vectorized for the same CPU: a strided convolution's input
     /// row into its phases.
     ///
@@ -222,7 +239,8 @@ impl TileKernel {
 /// instruction set's `$feature`s: the same plain loops, vectorized as wide
 /// as it allows.
 macro_rules! vector_loops {
-    ($feature:literal, $finish:ident, $depthwise:ident, $split:ident, $runs:ident) => {
+    ($feature:literal, $finish:ident, $depthwise:ident, $lanes:ident, $split:ident, $runs:ident,
+     $lanes_row:ident, $transpose:ident, $square:expr) => {
         #[target_feature(enable = $feature)]
         unsafe fn $finish(
             activation: Activation,
@@ -250,20 +268,38 @@ macro_rules! vector_loops {
         }
 
         #[target_feature(enable = $feature)]
+        unsafe fn $lanes(
+            planes: &DepthwisePlanes,
+            channels: std::ops::Range<usize>,
+            scratch: &mut Vec<[f32; LANES]>,
+            out: &mut [f32],
+            finish: &mut dyn FnMut(usize, &mut [f32]),
+        ) {
+            // SAFETY: `$lanes_row` has this function's features.
+            unsafe {
+                depthwise_lanes::<{ $square }>(
+                    planes, channels, scratch, out, finish, $lanes_row, $transpose,
+                )
+            };
+        }
+
+        #[target_feature(enable = $feature)]
         unsafe fn $split(row: &[f32], stride: usize, phases: &mut [f32]) {
             super::split(row, stride, phases);
         }
     };
 }
 
-/// [`DepthwiseRuns`]'s loop on one instruction set, written once: each of
-/// [`RUNS`] runs as [`DEPTHWISE_BLOCK`] / `$lanes` vectors of sums, one
-/// weight broadcast per tap feeding every run.
-macro_rules! runs_loop {
-    ($name:ident, $feature:literal, $vec:ty, $lanes:expr,
+/// The depthwise loops of one instruction set, written once:
+/// [`DepthwiseRuns`]'s, each of [`RUNS`] runs as [`DEPTHWISE_BLOCK`] /
+/// `$lanes` vectors of sums, one weight broadcast per tap feeding every
+/// run; and [`LanesRow`]'s, `$pixels` output pixels of [`LANES`] channels
+/// at a time, each tap's weights loaded once for all of them.
+macro_rules! depthwise_loops {
+    ($runs:ident, $lanes_row:ident, $pixels:expr, $feature:literal, $vec:ty, $lanes:expr,
      $zero:expr, $load:path, $splat:path, $fma:path, $store:path) => {
         #[target_feature(enable = $feature)]
-        unsafe fn $name(a: &DepthwiseRuns) {
+        unsafe fn $runs(a: &DepthwiseRuns) {
             const NV: usize = DEPTHWISE_BLOCK / $lanes;
             // SAFETY: the caller's contract (`RunsLoop`) makes every read
             // and write below in bounds.
@@ -288,6 +324,50 @@ macro_rules! runs_loop {
                     for v in 0..NV {
                         $store(a.out[i].add(v * $lanes), acc[i][v]);
                     }
+                }
+            }
+        }
+
+        #[target_feature(enable = $feature)]
+        unsafe fn $lanes_row(a: &LanesRow) {
+            const NV: usize = LANES / $lanes;
+            // Up to `n` outputs from output `i`, their sums in registers.
+            #[inline(always)]
+            unsafe fn sum<const N: usize>(a: &LanesRow, offsets: &[usize], i: usize) {
+                // SAFETY: the caller's contract (`LanesLoop`) makes every
+                // read and write below in bounds.
+                unsafe {
+                    let mut acc: [[$vec; NV]; N] = [[$zero; NV]; N];
+                    let first = a.image.add((a.first + i * a.step) * LANES);
+                    let step = a.step * LANES;
+                    for (t, &offset) in offsets.iter().enumerate() {
+                        let x = first.add(offset * LANES);
+                        for v in 0..NV {
+                            let w = $load(a.weights.add(t * LANES + v * $lanes));
+                            for p in 0..N {
+                                let x = $load(x.add(p * step + v * $lanes));
+                                acc[p][v] = $fma(w, x, acc[p][v]);
+                            }
+                        }
+                    }
+                    for p in 0..N {
+                        for v in 0..NV {
+                            $store(a.out.add((i + p) * LANES + v * $lanes), acc[p][v]);
+                        }
+                    }
+                }
+            }
+            // SAFETY: as above.
+            unsafe {
+                let offsets = std::slice::from_raw_parts(a.offsets, a.taps);
+                let mut i = 0;
+                while i + $pixels <= a.count {
+                    sum::<{ $pixels }>(a, offsets, i);
+                    i += $pixels;
+                }
+                while i < a.count {
+                    sum::<1>(a, offsets, i);
+                    i += 1;
                 }
             }
         }
@@ -340,8 +420,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{
-        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, PostAffine, RUNS, TileArgs,
-        TileKernel, depthwise_planes,
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
+        RUNS, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 12 channels by 32 pixels: 24 of the 32 vector registers hold sums;
@@ -356,6 +436,7 @@ mod x86 {
         finish: finish_avx512,
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
+        depthwise_lanes: lanes_avx512,
         split: split_avx512,
     };
 
@@ -372,6 +453,7 @@ mod x86 {
         finish: finish_avx512,
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
+        depthwise_lanes: lanes_avx512,
         split: split_avx512,
     };
 
@@ -388,6 +470,7 @@ mod x86 {
         finish: finish_avx512,
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
+        depthwise_lanes: lanes_avx512,
         split: split_avx512,
     };
 
@@ -402,6 +485,7 @@ mod x86 {
         finish: finish_avx2,
         depthwise: depthwise_avx2,
         depthwise_runs: runs_avx2,
+        depthwise_lanes: lanes_avx2,
         split: split_avx2,
     };
 
@@ -409,11 +493,17 @@ mod x86 {
         "avx512f",
         finish_plain_avx512,
         depthwise_avx512,
+        lanes_avx512,
         split_avx512,
-        runs_avx512
-    );
-    runs_loop!(
         runs_avx512,
+        lanes_row_avx512,
+        transpose_avx512,
+        16
+    );
+    depthwise_loops!(
+        runs_avx512,
+        lanes_row_avx512,
+        8,
         "avx512f",
         __m512,
         16,
@@ -423,6 +513,98 @@ mod x86 {
         _mm512_fmadd_ps,
         _mm512_storeu_ps
     );
+
+    /// A 16x16 transpose on AVX-512 ([`super::super::lanes::Transpose`]):
+    /// pairs of rows interleaved as floats, then as pairs of floats, then
+    /// their 128-bit quarters gathered.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose_avx512(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        // SAFETY: the caller's contract (`Transpose`).
+        unsafe {
+            let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
+            let t: [__m512; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_ps(a, b)
+                } else {
+                    _mm512_unpackhi_ps(a, b)
+                }
+            });
+            // u[4k + m]: in each quarter j, rows 4k..4k + 4 of column 4j + m.
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (k, m) = (i / 4, i % 4);
+                let (a, b) = (
+                    _mm512_castps_pd(t[4 * k + m / 2]),
+                    _mm512_castps_pd(t[4 * k + 2 + m / 2]),
+                );
+                _mm512_castpd_ps(if m % 2 == 0 {
+                    _mm512_unpacklo_pd(a, b)
+                } else {
+                    _mm512_unpackhi_pd(a, b)
+                })
+            });
+            for m in 0..4 {
+                let low_a = _mm512_shuffle_f32x4::<0x44>(u[m], u[4 + m]);
+                let low_b = _mm512_shuffle_f32x4::<0x44>(u[8 + m], u[12 + m]);
+                let high_a = _mm512_shuffle_f32x4::<0xEE>(u[m], u[4 + m]);
+                let high_b = _mm512_shuffle_f32x4::<0xEE>(u[8 + m], u[12 + m]);
+                let rows = [
+                    _mm512_shuffle_f32x4::<0x88>(low_a, low_b),
+                    _mm512_shuffle_f32x4::<0xDD>(low_a, low_b),
+                    _mm512_shuffle_f32x4::<0x88>(high_a, high_b),
+                    _mm512_shuffle_f32x4::<0xDD>(high_a, high_b),
+                ];
+                for (j, row) in rows.into_iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((4 * j + m) * dst_stride), row);
+                }
+            }
+        }
+    }
+
+    /// An 8x8 transpose on AVX2 ([`super::super::lanes::Transpose`]), as
+    /// [`transpose_avx512`] without its last step.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transpose_avx2(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller's contract (`Transpose`).
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * src_stride)));
+            let t: [__m256; 8] = std::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            let u: [__m256; 8] = std::array::from_fn(|i| {
+                let (k, m) = (i / 4, i % 4);
+                let (a, b) = (
+                    _mm256_castps_pd(t[4 * k + m / 2]),
+                    _mm256_castps_pd(t[4 * k + 2 + m / 2]),
+                );
+                _mm256_castpd_ps(if m % 2 == 0 {
+                    _mm256_unpacklo_pd(a, b)
+                } else {
+                    _mm256_unpackhi_pd(a, b)
+                })
+            });
+            for m in 0..4 {
+                _mm256_storeu_ps(
+                    dst.add(m * dst_stride),
+                    _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m]),
+                );
+                _mm256_storeu_ps(
+                    dst.add((4 + m) * dst_stride),
+                    _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m]),
+                );
+            }
+        }
+    }
 
     /// [`TileKernel::finish`] on AVX-512: SiLU and sigmoid through
     /// [`sigmoid_avx512`], the rest as the plain loops have them.
@@ -512,11 +694,17 @@ mod x86 {
         "avx2,fma",
         finish_avx2,
         depthwise_avx2,
+        lanes_avx2,
         split_avx2,
-        runs_avx2
-    );
-    runs_loop!(
         runs_avx2,
+        lanes_row_avx2,
+        transpose_avx2,
+        8
+    );
+    depthwise_loops!(
+        runs_avx2,
+        lanes_row_avx2,
+        4,
         "avx2,fma",
         __m256,
         8,
@@ -568,8 +756,8 @@ mod arm64 {
     use std::arch::aarch64::*;
 
     use super::{
-        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, PostAffine, RUNS, TileArgs,
-        TileKernel, depthwise_planes,
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
+        RUNS, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 8 channels by 12 pixels: 24 of the 32 vector registers hold sums;
@@ -584,12 +772,25 @@ mod arm64 {
         finish: finish_neon,
         depthwise: depthwise_neon,
         depthwise_runs: runs_neon,
+        depthwise_lanes: lanes_neon,
         split: split_neon,
     };
 
-    vector_loops!("neon", finish_neon, depthwise_neon, split_neon, runs_neon);
-    runs_loop!(
+    vector_loops!(
+        "neon",
+        finish_neon,
+        depthwise_neon,
+        lanes_neon,
+        split_neon,
         runs_neon,
+        lanes_row_neon,
+        transpose_neon,
+        4
+    );
+    depthwise_loops!(
+        runs_neon,
+        lanes_row_neon,
+        4,
         "neon",
         float32x4_t,
         4,
@@ -599,6 +800,34 @@ mod arm64 {
         fma,
         vst1q_f32
     );
+
+    /// A 4x4 transpose on NEON ([`super::super::lanes::Transpose`]).
+    #[target_feature(enable = "neon")]
+    unsafe fn transpose_neon(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+        // SAFETY: the caller's contract (`Transpose`).
+        unsafe {
+            let r: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(src.add(i * src_stride)));
+            let (t0, t1) = (vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]));
+            let (t2, t3) = (vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3]));
+            let pairs = |a: float32x4_t, b: float32x4_t, high: bool| {
+                let (a, b) = (vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b));
+                vreinterpretq_f32_f64(if high {
+                    vtrn2q_f64(a, b)
+                } else {
+                    vtrn1q_f64(a, b)
+                })
+            };
+            let rows = [
+                pairs(t0, t2, false),
+                pairs(t1, t3, false),
+                pairs(t0, t2, true),
+                pairs(t1, t3, true),
+            ];
+            for (c, row) in rows.into_iter().enumerate() {
+                vst1q_f32(dst.add(c * dst_stride), row);
+            }
+        }
+    }
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
     #[target_feature(enable = "neon")]
