@@ -144,9 +144,18 @@ pub unsafe fn depthwise_lanes<const T: usize>(
     // The padded image, the block's planes interleaved (whole, so that
     // the transposes run on squares even when the rows are short), its
     // sums, and its weights.
-    scratch.clear();
     scratch.resize(height * width + in_plane + out_plane + taps, [0.0; LANES]);
     let (image, rest) = scratch.split_at_mut(height * width);
+    // The padding rows and columns, zero for every block (a convolution
+    // before may have left anything there).
+    for (y, pixels) in image.chunks_exact_mut(width).enumerate() {
+        if y.checked_sub(g.pad_top).is_some_and(|iy| iy < g.in_h) {
+            pixels[..left].fill([0.0; LANES]);
+            pixels[right..].fill([0.0; LANES]);
+        } else {
+            pixels.fill([0.0; LANES]);
+        }
+    }
     let (interleaved, rest) = rest.split_at_mut(in_plane);
     let (sums, weights) = rest.split_at_mut(out_plane);
     let (first, end) = (channels.start, channels.end);
@@ -162,10 +171,9 @@ pub unsafe fn depthwise_lanes<const T: usize>(
             });
         }
         // Interleave the block's planes, then copy them into the padded
-        // image a row at a time. Padding rows and columns stay zero from
-        // block to block. In a last block of fewer channels, the lanes
-        // past them keep the block before's values: their weights are zero
-        // and their sums never stored.
+        // image a row at a time. In a last block of fewer channels, the
+        // lanes past them keep what was there: their weights are zero and
+        // their sums never stored.
         let input = &p.input[c0 * in_plane..][..block * in_plane];
         // SAFETY: `block` planes of `in_plane` values into as many pixels;
         // the caller vouches for `transpose`.
