@@ -12,6 +12,7 @@ pub mod conv;
 mod pool;
 mod reorder;
 mod softmax;
+pub mod transpose;
 
 pub use activation::Activation;
 pub use conv::{ConvsInstalled, F32Conv, install_convs};

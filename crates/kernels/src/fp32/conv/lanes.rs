@@ -16,6 +16,7 @@
 use std::ops::Range;
 
 use super::depthwise::DepthwisePlanes;
+use crate::fp32::transpose::Transposer;
 
 /// Channels summed together, one per lane: one AVX-512 vector, two AVX2
 /// or four NEON ones.
@@ -55,53 +56,6 @@ pub struct LanesRow {
 /// `count` pixels; the CPU has the loop's features.
 pub type LanesLoop = unsafe fn(&LanesRow);
 
-/// A vector loop that transposes a square of its vector width, `T` values
-/// on a side: value `c` of row `r` of `(src, src_stride)` to value `r` of
-/// row `c` of `(dst, dst_stride)`.
-///
-/// # Safety
-/// The `T` rows of `T` values of both are inside their buffers, and the
-/// CPU has the loop's features.
-pub type Transpose = unsafe fn(*const f32, usize, *mut f32, usize);
-
-/// Value `c` of row `r` of `(src, src_stride)` to value `r` of row `c` of
-/// `(dst, dst_stride)`, for `rows` rows of `columns` values: squares of
-/// `T` on a side through `transpose`, the edges one value at a time.
-///
-/// # Safety
-/// Both are inside their buffers, and `transpose` can run on this CPU.
-#[inline(always)]
-unsafe fn transpose_rect<const T: usize>(
-    transpose: Transpose,
-    src: *const f32,
-    src_stride: usize,
-    dst: *mut f32,
-    dst_stride: usize,
-    rows: usize,
-    columns: usize,
-) {
-    let (full_rows, full_columns) = (rows - rows % T, columns - columns % T);
-    // SAFETY: the caller's contract.
-    unsafe {
-        for r in (0..full_rows).step_by(T) {
-            for c in (0..full_columns).step_by(T) {
-                transpose(
-                    src.add(r * src_stride + c),
-                    src_stride,
-                    dst.add(c * dst_stride + r),
-                    dst_stride,
-                );
-            }
-        }
-        for r in 0..rows {
-            let edge = if r < full_rows { full_columns } else { 0 };
-            for c in edge..columns {
-                *dst.add(c * dst_stride + r) = *src.add(r * src_stride + c);
-            }
-        }
-    }
-}
-
 /// [`super::TileKernel::depthwise_lanes`]'s loop, inlined into a wrapper
 /// compiled for each instruction set: the depthwise convolution of
 /// `p.input`'s `channels` into `out` (their planes, one after another),
@@ -110,16 +64,16 @@ unsafe fn transpose_rect<const T: usize>(
 /// `scratch` grows to the padded image, a row of sums and the weights.
 ///
 /// # Safety
-/// `sum_row` and `transpose` (squares of `T`) can run on this CPU.
+/// `sum_row` and `transposer` can run on this CPU.
 #[inline(always)]
-pub unsafe fn depthwise_lanes<const T: usize>(
+pub unsafe fn depthwise_lanes(
     p: &DepthwisePlanes,
     channels: Range<usize>,
     scratch: &mut Vec<Pixel>,
     out: &mut [f32],
     finish: &mut dyn FnMut(usize, &mut [f32]),
     sum_row: LanesLoop,
-    transpose: Transpose,
+    transposer: Transposer,
 ) {
     let g = p.geo;
     let (kh, kw, taps) = (g.kernel_h, g.kernel_w, g.kernel_h * g.kernel_w);
@@ -176,10 +130,9 @@ pub unsafe fn depthwise_lanes<const T: usize>(
         // their sums never stored.
         let input = &p.input[c0 * in_plane..][..block * in_plane];
         // SAFETY: `block` planes of `in_plane` values into as many pixels;
-        // the caller vouches for `transpose`.
+        // the caller vouches for `transposer`.
         unsafe {
-            transpose_rect::<T>(
-                transpose,
+            transposer.rect(
                 input.as_ptr(),
                 in_plane,
                 interleaved.as_mut_ptr().cast(),
@@ -212,8 +165,7 @@ pub unsafe fn depthwise_lanes<const T: usize>(
         let planes = &mut out[(c0 - first) * out_plane..][..block * out_plane];
         // SAFETY: `out_plane` pixels of `block` sums into as many planes.
         unsafe {
-            transpose_rect::<T>(
-                transpose,
+            transposer.rect(
                 sums.as_ptr().cast(),
                 LANES,
                 planes.as_mut_ptr(),

@@ -240,7 +240,7 @@ impl TileKernel {
 /// as it allows.
 macro_rules! vector_loops {
     ($feature:literal, $finish:ident, $depthwise:ident, $lanes:ident, $split:ident, $runs:ident,
-     $lanes_row:ident, $transpose:ident, $square:expr) => {
+     $lanes_row:ident, $transposer:path) => {
         #[target_feature(enable = $feature)]
         unsafe fn $finish(
             activation: Activation,
@@ -277,8 +277,14 @@ macro_rules! vector_loops {
         ) {
             // SAFETY: `$lanes_row` has this function's features.
             unsafe {
-                depthwise_lanes::<{ $square }>(
-                    planes, channels, scratch, out, finish, $lanes_row, $transpose,
+                depthwise_lanes(
+                    planes,
+                    channels,
+                    scratch,
+                    out,
+                    finish,
+                    $lanes_row,
+                    $transposer,
                 )
             };
         }
@@ -497,8 +503,7 @@ mod x86 {
         split_avx512,
         runs_avx512,
         lanes_row_avx512,
-        transpose_avx512,
-        16
+        crate::fp32::transpose::AVX512
     );
     depthwise_loops!(
         runs_avx512,
@@ -513,98 +518,6 @@ mod x86 {
         _mm512_fmadd_ps,
         _mm512_storeu_ps
     );
-
-    /// A 16x16 transpose on AVX-512 ([`super::super::lanes::Transpose`]):
-    /// pairs of rows interleaved as floats, then as pairs of floats, then
-    /// their 128-bit quarters gathered.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn transpose_avx512(
-        src: *const f32,
-        src_stride: usize,
-        dst: *mut f32,
-        dst_stride: usize,
-    ) {
-        // SAFETY: the caller's contract (`Transpose`).
-        unsafe {
-            let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
-            let t: [__m512; 16] = std::array::from_fn(|i| {
-                let (a, b) = (r[i & !1], r[i | 1]);
-                if i % 2 == 0 {
-                    _mm512_unpacklo_ps(a, b)
-                } else {
-                    _mm512_unpackhi_ps(a, b)
-                }
-            });
-            // u[4k + m]: in each quarter j, rows 4k..4k + 4 of column 4j + m.
-            let u: [__m512; 16] = std::array::from_fn(|i| {
-                let (k, m) = (i / 4, i % 4);
-                let (a, b) = (
-                    _mm512_castps_pd(t[4 * k + m / 2]),
-                    _mm512_castps_pd(t[4 * k + 2 + m / 2]),
-                );
-                _mm512_castpd_ps(if m % 2 == 0 {
-                    _mm512_unpacklo_pd(a, b)
-                } else {
-                    _mm512_unpackhi_pd(a, b)
-                })
-            });
-            for m in 0..4 {
-                let low_a = _mm512_shuffle_f32x4::<0x44>(u[m], u[4 + m]);
-                let low_b = _mm512_shuffle_f32x4::<0x44>(u[8 + m], u[12 + m]);
-                let high_a = _mm512_shuffle_f32x4::<0xEE>(u[m], u[4 + m]);
-                let high_b = _mm512_shuffle_f32x4::<0xEE>(u[8 + m], u[12 + m]);
-                let rows = [
-                    _mm512_shuffle_f32x4::<0x88>(low_a, low_b),
-                    _mm512_shuffle_f32x4::<0xDD>(low_a, low_b),
-                    _mm512_shuffle_f32x4::<0x88>(high_a, high_b),
-                    _mm512_shuffle_f32x4::<0xDD>(high_a, high_b),
-                ];
-                for (j, row) in rows.into_iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * j + m) * dst_stride), row);
-                }
-            }
-        }
-    }
-
-    /// An 8x8 transpose on AVX2 ([`super::super::lanes::Transpose`]), as
-    /// [`transpose_avx512`] without its last step.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn transpose_avx2(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
-        // SAFETY: the caller's contract (`Transpose`).
-        unsafe {
-            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * src_stride)));
-            let t: [__m256; 8] = std::array::from_fn(|i| {
-                let (a, b) = (r[i & !1], r[i | 1]);
-                if i % 2 == 0 {
-                    _mm256_unpacklo_ps(a, b)
-                } else {
-                    _mm256_unpackhi_ps(a, b)
-                }
-            });
-            let u: [__m256; 8] = std::array::from_fn(|i| {
-                let (k, m) = (i / 4, i % 4);
-                let (a, b) = (
-                    _mm256_castps_pd(t[4 * k + m / 2]),
-                    _mm256_castps_pd(t[4 * k + 2 + m / 2]),
-                );
-                _mm256_castpd_ps(if m % 2 == 0 {
-                    _mm256_unpacklo_pd(a, b)
-                } else {
-                    _mm256_unpackhi_pd(a, b)
-                })
-            });
-            for m in 0..4 {
-                _mm256_storeu_ps(
-                    dst.add(m * dst_stride),
-                    _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m]),
-                );
-                _mm256_storeu_ps(
-                    dst.add((4 + m) * dst_stride),
-                    _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m]),
-                );
-            }
-        }
-    }
 
     /// [`TileKernel::finish`] on AVX-512: SiLU and sigmoid through
     /// [`sigmoid_avx512`], the rest as the plain loops have them.
@@ -698,8 +611,7 @@ mod x86 {
         split_avx2,
         runs_avx2,
         lanes_row_avx2,
-        transpose_avx2,
-        8
+        crate::fp32::transpose::AVX2
     );
     depthwise_loops!(
         runs_avx2,
@@ -784,8 +696,7 @@ mod arm64 {
         split_neon,
         runs_neon,
         lanes_row_neon,
-        transpose_neon,
-        4
+        crate::fp32::transpose::NEON
     );
     depthwise_loops!(
         runs_neon,
@@ -800,34 +711,6 @@ mod arm64 {
         fma,
         vst1q_f32
     );
-
-    /// A 4x4 transpose on NEON ([`super::super::lanes::Transpose`]).
-    #[target_feature(enable = "neon")]
-    unsafe fn transpose_neon(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
-        // SAFETY: the caller's contract (`Transpose`).
-        unsafe {
-            let r: [float32x4_t; 4] = std::array::from_fn(|i| vld1q_f32(src.add(i * src_stride)));
-            let (t0, t1) = (vtrn1q_f32(r[0], r[1]), vtrn2q_f32(r[0], r[1]));
-            let (t2, t3) = (vtrn1q_f32(r[2], r[3]), vtrn2q_f32(r[2], r[3]));
-            let pairs = |a: float32x4_t, b: float32x4_t, high: bool| {
-                let (a, b) = (vreinterpretq_f64_f32(a), vreinterpretq_f64_f32(b));
-                vreinterpretq_f32_f64(if high {
-                    vtrn2q_f64(a, b)
-                } else {
-                    vtrn1q_f64(a, b)
-                })
-            };
-            let rows = [
-                pairs(t0, t2, false),
-                pairs(t1, t3, false),
-                pairs(t0, t2, true),
-                pairs(t1, t3, true),
-            ];
-            for (c, row) in rows.into_iter().enumerate() {
-                vst1q_f32(dst.add(c * dst_stride), row);
-            }
-        }
-    }
 
     /// `acc + w * b`, in the argument order of the x86 intrinsics.
     #[target_feature(enable = "neon")]
