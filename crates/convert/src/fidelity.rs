@@ -15,6 +15,7 @@ use edgewise_manifest::Manifest;
 use edgewise_runtime::{Detector, Engine, QdqMode, load_image, preprocess};
 
 use crate::map::{Image, MeanAp, mean_ap};
+use crate::spread::{Interval, PerPhoto, bootstrap};
 use serde::Serialize;
 
 /// IoU at which two detections are the same object.
@@ -59,39 +60,71 @@ pub struct DetectionAgreement {
     /// COCO mAP with the reference's detections as ground truth (`None`
     /// when the reference found nothing).
     pub map: Option<MeanAp>,
+    /// F1's 95% bootstrap interval over the photos ([`Self::finish`]).
+    pub f1_interval: Option<Interval>,
+    /// The F1 of each photo alone: smallest, median, largest.
+    pub f1_per_photo: Option<PerPhoto>,
+    /// mAP@0.5:0.95's 95% bootstrap interval over the photos.
+    pub map50_95_interval: Option<Interval>,
+    /// Per photo: reference detections, candidate detections, matches.
+    #[serde(skip)]
+    photos: Vec<[usize; 3]>,
+}
+
+/// Precision, recall and F1 of `matched` matches among `reference` and
+/// `candidate` detections; with none on either side, the two agree
+/// completely.
+fn scores(reference: usize, candidate: usize, matched: usize) -> (f64, f64, f64) {
+    if reference == 0 && candidate == 0 {
+        return (1.0, 1.0, 1.0);
+    }
+    let ratio = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+    let (p, r) = (ratio(matched, candidate), ratio(matched, reference));
+    let f1 = if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    };
+    (p, r, f1)
 }
 
 impl DetectionAgreement {
     /// Counts matches between the detections of one photo, and adds them.
     pub fn add(&mut self, reference: &[Detection], candidate: &[Detection]) {
+        let matched = match_count(reference, candidate, MATCH_IOU);
+        self.photos
+            .push([reference.len(), candidate.len(), matched]);
         self.reference += reference.len();
         self.candidate += candidate.len();
-        self.matched += match_count(reference, candidate, MATCH_IOU);
-        let ratio = |n: usize, d: usize| {
-            if d == 0 {
-                if n == 0 { 1.0 } else { 0.0 }
-            } else {
-                n as f64 / d as f64
-            }
+        self.matched += matched;
+        (self.precision, self.recall, self.f1) =
+            scores(self.reference, self.candidate, self.matched);
+    }
+
+    /// Once every photo is added (`images` holding each one's detections,
+    /// in the same order): the mAP, and how far F1 and mAP would move on
+    /// other photos.
+    pub fn finish(&mut self, images: &[Image]) {
+        debug_assert_eq!(images.len(), self.photos.len());
+        self.map = mean_ap(images);
+        let f1_of = |sample: &[usize]| {
+            let [r, c, m] = sample.iter().fold([0; 3], |[r, c, m], &i| {
+                let [pr, pc, pm] = self.photos[i];
+                [r + pr, c + pc, m + pm]
+            });
+            Some(scores(r, c, m).2)
         };
-        // With no detections on either side, the two agree completely.
-        let both_empty = self.reference == 0 && self.candidate == 0;
-        self.precision = if both_empty {
-            1.0
-        } else {
-            ratio(self.matched, self.candidate)
-        };
-        self.recall = if both_empty {
-            1.0
-        } else {
-            ratio(self.matched, self.reference)
-        };
-        let (p, r) = (self.precision, self.recall);
-        self.f1 = if p + r > 0.0 {
-            2.0 * p * r / (p + r)
-        } else {
-            0.0
-        };
+        self.f1_interval = bootstrap(self.photos.len(), f1_of);
+        let each: Vec<f64> = self
+            .photos
+            .iter()
+            .map(|&[r, c, m]| scores(r, c, m).2)
+            .collect();
+        self.f1_per_photo = PerPhoto::of(&each);
+        self.map50_95_interval = bootstrap(images.len(), |sample| {
+            let resampled: Vec<Image> = sample.iter().map(|&i| images[i].clone()).collect();
+            mean_ap(&resampled).map(|m| m.map50_95)
+        });
     }
 }
 
@@ -274,7 +307,7 @@ impl Comparison<'_> {
             detections.add(&r, &c);
             images.push(Image { truth: r, found: c });
         }
-        detections.map = mean_ap(&images);
+        detections.finish(&images);
         let is_qdq = self
             .candidate
             .graph
@@ -319,16 +352,39 @@ pub fn render(f: &Fidelity) -> String {
         None => "",
     };
     let d = &f.detections;
+    let interval = |i: Option<Interval>| {
+        i.map(|i| format!(" [{:.3}, {:.3}]", i.low, i.high))
+            .unwrap_or_default()
+    };
     let _ = writeln!(
         s,
-        "fidelity on {} held-back photos{how}: detections F1 {:.3} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
-        f.photos, d.f1, d.precision, d.recall, d.matched, d.reference, d.candidate
+        "fidelity on {} held-back photos{how}: detections F1 {:.3}{} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
+        f.photos,
+        d.f1,
+        interval(d.f1_interval),
+        d.precision,
+        d.recall,
+        d.matched,
+        d.reference,
+        d.candidate
     );
     if let Some(m) = d.map {
         let _ = writeln!(
             s,
-            "  mAP@0.5 {:.3}, mAP@0.5:0.95 {:.3} (the original's detections as ground truth)",
-            m.map50, m.map50_95
+            "  mAP@0.5 {:.3}, mAP@0.5:0.95 {:.3}{} (the original's detections as ground truth)",
+            m.map50,
+            m.map50_95,
+            interval(d.map50_95_interval)
+        );
+    }
+    if let (Some(_), Some(p)) = (d.f1_interval, d.f1_per_photo) {
+        let _ = writeln!(
+            s,
+            "  [low, high]: 95% of the figure over {} resamples of the photos; F1 per photo: min {:.3}, median {:.3}, max {:.3}",
+            crate::spread::RESAMPLES,
+            p.min,
+            p.median,
+            p.max
         );
     }
     for t in &f.tensors {
@@ -395,6 +451,43 @@ mod tests {
         assert_eq!((a.precision, a.recall, a.f1), (1.0, 1.0, 1.0));
         a.add(&[det(0, 0.9, 0.0)], &[]);
         assert_eq!((a.recall, a.f1), (0.0, 0.0));
+    }
+
+    #[test]
+    fn finishing_bounds_f1_and_map_over_the_photos() {
+        let mut a = DetectionAgreement::default();
+        let mut images = vec![];
+        // Four photos found alike, one where the candidate misses both.
+        for miss in [false, false, true, false, false] {
+            let reference = vec![det(0, 0.9, 0.0), det(0, 0.8, 50.0)];
+            let candidate = if miss { vec![] } else { reference.clone() };
+            a.add(&reference, &candidate);
+            images.push(Image {
+                truth: reference,
+                found: candidate,
+            });
+        }
+        a.finish(&images);
+        assert!((a.f1 - 8.0 / 9.0).abs() < 1e-9, "{}", a.f1);
+        let f1 = a.f1_interval.unwrap();
+        assert!(f1.low < a.f1 && a.f1 <= f1.high && f1.high == 1.0, "{f1:?}");
+        let p = a.f1_per_photo.unwrap();
+        assert_eq!((p.min, p.median, p.max), (0.0, 1.0, 1.0));
+        let map = a.map50_95_interval.unwrap();
+        assert!(
+            map.low < a.map.unwrap().map50_95 && map.high == 1.0,
+            "{map:?}"
+        );
+        assert!(
+            render(&Fidelity {
+                qdq: None,
+                photos: 5,
+                tensors: vec![],
+                not_compared: vec![],
+                detections: a,
+            })
+            .contains("F1 per photo: min 0.000, median 1.000, max 1.000")
+        );
     }
 
     #[test]

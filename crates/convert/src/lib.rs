@@ -10,4 +10,5 @@ pub mod optimize;
 pub mod photos;
 pub mod prune;
 pub mod quantize;
+pub mod spread;
 pub mod zoo;
