@@ -14,6 +14,7 @@ use edgewise_graph::{InputShape, Model};
 use edgewise_manifest::Manifest;
 use edgewise_runtime::{Detector, Engine, QdqMode, load_image, preprocess};
 
+use crate::labels::Truth;
 use crate::map::{Image, MeanAp, mean_ap};
 use crate::spread::{Interval, PerPhoto, bootstrap};
 use serde::Serialize;
@@ -165,6 +166,60 @@ pub struct Fidelity {
     pub not_compared: Vec<Probe>,
     /// Detections.
     pub detections: DetectionAgreement,
+    /// Both models against the photos' labels, where they have some that
+    /// fit the model.
+    pub labels: Option<LabelScore>,
+}
+
+/// Both models scored against the photos' true boxes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LabelScore {
+    /// The model's classes that have labels.
+    pub classes: Vec<String>,
+    /// True boxes.
+    pub boxes: usize,
+    /// The original's mAP (`None` when no photo has a box).
+    pub reference: Option<MeanAp>,
+    /// The converted model's.
+    pub candidate: Option<MeanAp>,
+    /// The original's mAP@0.5:0.95, 95% bootstrap interval over the photos.
+    pub reference_interval: Option<Interval>,
+    /// The converted model's.
+    pub candidate_interval: Option<Interval>,
+    /// The converted model's mAP@0.5:0.95 less the original's, on the same
+    /// resamples: the conversion's cost, with its own interval (narrower
+    /// than the two above, which move together from photo to photo).
+    pub change_interval: Option<Interval>,
+}
+
+impl LabelScore {
+    /// Scores `reference` and `candidate` (each photo's detections) against
+    /// `truth`.
+    fn of(truth: &Truth, reference: &[Vec<Detection>], candidate: &[Vec<Detection>]) -> LabelScore {
+        let images = |found: &[Vec<Detection>], sample: &[usize]| -> Vec<Image> {
+            sample
+                .iter()
+                .map(|&i| Image {
+                    truth: truth.per_photo[i].clone(),
+                    found: found[i].clone(),
+                })
+                .collect()
+        };
+        let map = |found: &[Vec<Detection>], sample: &[usize]| {
+            mean_ap(&images(found, sample)).map(|m| m.map50_95)
+        };
+        let all: Vec<usize> = (0..truth.per_photo.len()).collect();
+        let photos = all.len();
+        LabelScore {
+            classes: truth.classes.clone(),
+            boxes: truth.boxes,
+            reference: mean_ap(&images(reference, &all)),
+            candidate: mean_ap(&images(candidate, &all)),
+            reference_interval: bootstrap(photos, |s| map(reference, s)),
+            candidate_interval: bootstrap(photos, |s| map(candidate, s)),
+            change_interval: bootstrap(photos, |s| Some(map(candidate, s)? - map(reference, s)?)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -254,6 +309,8 @@ pub struct Comparison<'a> {
     pub photos: &'a [PathBuf],
     /// Threads for tract.
     pub threads: usize,
+    /// The photos' true boxes, when they are labeled.
+    pub truth: Option<&'a Truth>,
 }
 
 impl Comparison<'_> {
@@ -290,6 +347,7 @@ impl Comparison<'_> {
         let mut sums: Vec<Sums> = self.probes.iter().map(|_| Sums::default()).collect();
         let mut detections = DetectionAgreement::default();
         let mut images = vec![];
+        let (mut found_ref, mut found_cand) = (vec![], vec![]);
         for photo in self.photos {
             let image = load_image(photo)?;
             let input = preprocess(&image, &self.manifest.input, Some(hw))?.tensor;
@@ -305,9 +363,16 @@ impl Comparison<'_> {
             let (r, _) = ref_detector.detect(&image)?;
             let (c, _) = cand_detector.detect(&image)?;
             detections.add(&r, &c);
+            if self.truth.is_some() {
+                found_ref.push(r.clone());
+                found_cand.push(c.clone());
+            }
             images.push(Image { truth: r, found: c });
         }
         detections.finish(&images);
+        let labels = self
+            .truth
+            .map(|truth| LabelScore::of(truth, &found_ref, &found_cand));
         let is_qdq = self
             .candidate
             .graph
@@ -336,6 +401,7 @@ impl Comparison<'_> {
                 })
                 .collect(),
             detections,
+            labels,
         })
     }
 }
@@ -385,6 +451,33 @@ pub fn render(f: &Fidelity) -> String {
             p.min,
             p.median,
             p.max
+        );
+    }
+    if let Some(l) = &f.labels {
+        let map = |m: Option<MeanAp>, i: Option<Interval>| match m {
+            Some(m) => format!(
+                "mAP@0.5 {:.3}, mAP@0.5:0.95 {:.3}{}",
+                m.map50,
+                m.map50_95,
+                interval(i)
+            ),
+            None => "no mAP".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  against the labels ({} boxes of {}): original {}; converted {}; change {}",
+            l.boxes,
+            l.classes.join(", "),
+            map(l.reference, l.reference_interval),
+            map(l.candidate, l.candidate_interval),
+            match (l.reference, l.candidate) {
+                (Some(r), Some(c)) => format!(
+                    "{:+.3}{}",
+                    c.map50_95 - r.map50_95,
+                    interval(l.change_interval)
+                ),
+                _ => "-".into(),
+            }
         );
     }
     for t in &f.tensors {
@@ -485,8 +578,34 @@ mod tests {
                 tensors: vec![],
                 not_compared: vec![],
                 detections: a,
+                labels: None,
             })
             .contains("F1 per photo: min 0.000, median 1.000, max 1.000")
+        );
+    }
+
+    #[test]
+    fn label_scores_bound_each_model_and_the_change() {
+        // Six photos of two objects; the original finds both on each, the
+        // converted one misses one object on two photos.
+        let truth = Truth {
+            per_photo: vec![vec![det(0, 1.0, 0.0), det(0, 1.0, 50.0)]; 6],
+            classes: vec!["person".into()],
+            boxes: 12,
+        };
+        let original: Vec<Vec<Detection>> = truth.per_photo.clone();
+        let converted: Vec<Vec<Detection>> = (0..6)
+            .map(|i| truth.per_photo[i][..if i < 2 { 1 } else { 2 }].to_vec())
+            .collect();
+        let l = LabelScore::of(&truth, &original, &converted);
+        assert_eq!(l.reference.unwrap().map50_95, 1.0);
+        let c = l.candidate.unwrap().map50_95;
+        assert!(c < 1.0, "{c}");
+        let change = l.change_interval.unwrap();
+        assert!(change.low < c - 1.0 && change.high <= 0.0, "{change:?}");
+        assert_eq!(
+            l.reference_interval.map(|i| (i.low, i.high)),
+            Some((1.0, 1.0))
         );
     }
 

@@ -5,6 +5,7 @@
 
 pub mod fidelity;
 pub mod inspect;
+pub mod labels;
 pub mod map;
 pub mod optimize;
 pub mod photos;

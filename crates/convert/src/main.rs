@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use edgewise_convert::fidelity::{Comparison, Fidelity, Probe};
 use edgewise_convert::inspect::{inspect, render};
+use edgewise_convert::labels::Labels;
 use edgewise_convert::photos::{photos_in, write_inputs};
 use edgewise_convert::quantize::{self, KeepFloat, Options};
 use edgewise_convert::zoo;
@@ -666,6 +667,14 @@ fn compare(
     threads: usize,
 ) -> Result<Vec<Fidelity>> {
     let manifest = source.manifest.as_ref().expect("the caller checked it");
+    // Labels beside the photos (the evaluation set's `labels.json`).
+    let truth = match photos.first().and_then(|p| p.parent()) {
+        Some(dir) => match Labels::read(dir)? {
+            Some(labels) => labels.truth_for(photos, manifest)?,
+            None => None,
+        },
+        None => None,
+    };
     let reference = edgewise_graph::Model::load(&source.onnx)?;
     let candidate = edgewise_graph::Model::load(candidate)?;
     let is_qdq = candidate
@@ -706,6 +715,7 @@ fn compare(
         probes: &probes,
         photos,
         threads,
+        truth: truth.as_ref(),
     };
     let modes: &[QdqMode] = if is_qdq {
         &[QdqMode::Float, QdqMode::Integer]
