@@ -2,9 +2,10 @@
 # Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
 # targets, Debian's cross linkers and qemu-user, OpenSSH's server and client, fdisk,
 # e2fsprogs, mtools and dosfstools (SD-card images), pip, Chromium (the HTML
-# report is checked in a headless browser), the `onnx` and `onnxruntime`
-# Python packages (ONNX's checker, onnxruntime's quantizer); then the real models and
-# photos (python3 models/fetch.py). Safe to run again: it installs only what is missing.
+# report is checked in a headless browser), the `onnx`, `onnxruntime` and `pillow`
+# Python packages (ONNX's checker, onnxruntime's quantizer, the evaluation set's
+# augmentations); then the real models, photos and labeled evaluation set
+# (python3 models/fetch.py). Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,9 +33,12 @@ fi
 rustup component add rustfmt clippy 2>/dev/null
 rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf 2>/dev/null
 # onnx: ONNX's own checker on every zoo detector; onnxruntime: its quantizer
-# makes the standard QDQ models our runtime must run as integer.
-for pkg in onnx==1.23.2 onnxruntime==1.32.0; do
-    if ! python3 -c "import ${pkg%%=*}" 2>/dev/null; then
+# makes the standard QDQ models our runtime must run as integer; pillow
+# (imported as PIL): models/fetch.py flips, scales and crops the evaluation
+# set's photos with it. Each is `requirement:module`.
+for spec in onnx==1.23.2:onnx onnxruntime==1.32.0:onnxruntime pillow==13.0.0:PIL; do
+    pkg=${spec%%:*}
+    if ! python3 -c "import ${spec##*:}" 2>/dev/null; then
         echo "setup: installing the $pkg Python package"
         python3 -m pip install --quiet "$pkg" ||
             python3 -m pip install --quiet --break-system-packages "$pkg"

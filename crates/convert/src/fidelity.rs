@@ -201,7 +201,7 @@ impl LabelScore {
                 .iter()
                 .map(|&i| Image {
                     truth: truth.per_photo[i].clone(),
-                    found: found[i].clone(),
+                    found: truth.scored(i, &found[i]),
                 })
                 .collect()
         };
@@ -590,6 +590,7 @@ mod tests {
         // converted one misses one object on two photos.
         let truth = Truth {
             per_photo: vec![vec![det(0, 1.0, 0.0), det(0, 1.0, 50.0)]; 6],
+            ignore: vec![vec![]; 6],
             classes: vec!["person".into()],
             boxes: 12,
         };

@@ -12,7 +12,10 @@
 //! A box counts for a model whose manifest names its class; `decoders`,
 //! when given, limits the labels to detectors of those families (text
 //! *lines* mean nothing to a layout model whose class `text` is a
-//! paragraph).
+//! paragraph). An image's `ignore` boxes (COCO's crowd regions: people
+//! too occluded to count, reflections, objects a crop cut) are neither
+//! found nor missed: a detection of their class mostly inside one, and
+//! on no true box, is left out of the score.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,9 @@ pub struct LabeledImage {
     pub file: String,
     /// Its objects.
     pub boxes: Vec<LabeledBox>,
+    /// Regions where a detection of their class neither counts nor costs.
+    #[serde(default)]
+    pub ignore: Vec<LabeledBox>,
 }
 
 /// One object.
@@ -61,6 +67,8 @@ pub struct LabeledBox {
 pub struct Truth {
     /// Per photo, in the order asked for.
     pub per_photo: Vec<Vec<Detection>>,
+    /// Per photo, its ignore regions, as detections of their class.
+    pub ignore: Vec<Vec<Detection>>,
     /// The model's classes that have labels.
     pub classes: Vec<String>,
     /// True boxes in all.
@@ -116,6 +124,20 @@ impl Labels {
             self.images.iter().map(|i| (i.file.as_str(), i)).collect();
         let mut classes = std::collections::BTreeSet::new();
         let mut per_photo = Vec::with_capacity(photos.len());
+        let mut ignore = Vec::with_capacity(photos.len());
+        let detections = |boxes: &[LabeledBox]| -> Vec<Detection> {
+            boxes
+                .iter()
+                .filter_map(|b| {
+                    let [x1, y1, x2, y2] = b.bbox;
+                    Some(Detection::new(
+                        class_of(&b.class)?,
+                        1.0,
+                        BBox { x1, y1, x2, y2 },
+                    ))
+                })
+                .collect()
+        };
         for photo in photos {
             let name = photo.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let image = by_file.get(name).with_context(|| {
@@ -124,17 +146,10 @@ impl Labels {
                     photo.display()
                 )
             })?;
-            let boxes: Vec<Detection> = image
-                .boxes
-                .iter()
-                .filter_map(|b| {
-                    let class = class_of(&b.class)?;
-                    classes.insert(class);
-                    let [x1, y1, x2, y2] = b.bbox;
-                    Some(Detection::new(class, 1.0, BBox { x1, y1, x2, y2 }))
-                })
-                .collect();
+            let boxes = detections(&image.boxes);
+            classes.extend(boxes.iter().map(|d| d.class_id));
             per_photo.push(boxes);
+            ignore.push(detections(&image.ignore));
         }
         if classes.is_empty() {
             return Ok(None);
@@ -146,7 +161,36 @@ impl Labels {
                 .map(|c| manifest.classes[c].clone())
                 .collect(),
             per_photo,
+            ignore,
         }))
+    }
+}
+
+impl Truth {
+    /// `found` on photo `photo` less what falls in its ignore regions: a
+    /// detection with half its area or more inside one of its class, and
+    /// overlapping no true box of its class by IoU 0.5.
+    pub fn scored(&self, photo: usize, found: &[Detection]) -> Vec<Detection> {
+        let inside = |d: &Detection, region: &Detection| {
+            let (a, b) = (&d.bbox, &region.bbox);
+            let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+            let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+            w * h >= 0.5 * a.area()
+        };
+        let same = |a: &Detection, b: &Detection| a.class_id == b.class_id;
+        found
+            .iter()
+            .filter(|d| {
+                let ignored = self.ignore[photo]
+                    .iter()
+                    .any(|r| same(d, r) && inside(d, r));
+                let on_truth = self.per_photo[photo]
+                    .iter()
+                    .any(|t| same(d, t) && d.bbox.iou(&t.bbox) >= 0.5);
+                !ignored || on_truth
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -187,6 +231,43 @@ mod tests {
         assert!(t.per_photo[0].is_empty());
         assert_eq!(t.per_photo[1][0].class_id, 1);
         assert_eq!(t.per_photo[1][0].bbox.x2, 30.0);
+    }
+
+    #[test]
+    fn detections_in_ignore_regions_are_left_out_unless_on_a_true_box() {
+        let json = r#"{"family": "person", "images": [{"file": "a.jpg",
+            "boxes": [{"class": "person", "box": [0, 0, 10, 20]}],
+            "ignore": [{"class": "person", "box": [0, 0, 100, 100]},
+                       {"class": "car", "box": [200, 0, 300, 100]}]}]}"#;
+        let l = labels(json).unwrap().unwrap();
+        let t = l
+            .truth_for(
+                &[PathBuf::from("a.jpg")],
+                &manifest(&["person", "car"], "yolox"),
+            )
+            .unwrap()
+            .unwrap();
+        let d = |class, x1, x2| {
+            Detection::new(
+                class,
+                0.9,
+                BBox {
+                    x1,
+                    y1: 0.0,
+                    x2,
+                    y2: 20.0,
+                },
+            )
+        };
+        let found = [
+            d(0, 0.0, 10.0),    // on the true box: kept
+            d(0, 50.0, 60.0),   // inside the crowd region: left out
+            d(0, 95.0, 115.0),  // a quarter inside: kept
+            d(1, 50.0, 60.0),   // a car in the people's region: kept
+            d(1, 210.0, 220.0), // a car in the cars' region: left out
+        ];
+        let kept: Vec<f32> = t.scored(0, &found).iter().map(|d| d.bbox.x1).collect();
+        assert_eq!(kept, [0.0, 95.0, 50.0]);
     }
 
     #[test]
