@@ -282,6 +282,8 @@ enum CalibrationMethod {
     Percentile,
     /// The range of least KL divergence (TensorRT's entropy calibration).
     Entropy,
+    /// The range of least squared quantization error.
+    Mse,
 }
 
 /// `--recover` values.
@@ -373,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
                     CalibrationMethod::Minmax => Method::MinMax,
                     CalibrationMethod::Percentile => Method::Percentile { percentile },
                     CalibrationMethod::Entropy => Method::Entropy,
+                    CalibrationMethod::Mse => Method::Mse,
                 },
                 keep_float: KeepFloat::parse(&keep_float)?,
                 shape,

@@ -17,6 +17,10 @@ pub const BINS: usize = 2048;
 /// Levels of an 8-bit integer.
 const LEVELS: usize = 256;
 
+/// Candidate ends per side of [`Method::Mse`]'s search: fractions
+/// `1/MSE_STEPS ..= 1` of the observed extremes.
+const MSE_STEPS: usize = 200;
+
 /// How the quantization range of an activation is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
@@ -32,6 +36,10 @@ pub enum Method {
     /// The range minimizing the KL divergence between the values'
     /// distribution and its 8-bit quantization.
     Entropy,
+    /// The range minimizing the mean squared error of the 8-bit
+    /// quantization: the rounding error inside it against the clipping
+    /// error of the values outside.
+    Mse,
 }
 
 impl std::fmt::Display for Method {
@@ -40,6 +48,7 @@ impl std::fmt::Display for Method {
             Method::MinMax => write!(f, "minmax"),
             Method::Percentile { percentile } => write!(f, "percentile {percentile}"),
             Method::Entropy => write!(f, "entropy"),
+            Method::Mse => write!(f, "mse"),
         }
     }
 }
@@ -169,8 +178,63 @@ impl Histogram {
                 (lo, hi)
             }
             Method::Entropy => self.entropy_range(),
+            Method::Mse => self.mse_range(),
         };
         (lo.min(0.0), hi.max(0.0))
+    }
+
+    /// The range `[lo, hi]` (containing zero) whose 256-level quantization
+    /// has the smallest squared error over the histogram: each value
+    /// (a bin's centre) inside rounds with an error of `step^2 / 12` on
+    /// average, each outside is clipped to the nearer end. Both ends are
+    /// searched on a grid of [`MSE_STEPS`] fractions of the observed
+    /// extremes, the errors summed in constant time from prefix sums.
+    fn mse_range(&self) -> (f32, f32) {
+        let width = self.bin_width();
+        if width <= 0.0 || self.total() == 0 {
+            return (self.min, self.max);
+        }
+        let centre = |bin: usize| self.min as f64 + (bin as f64 + 0.5) * width;
+        // Prefix sums of n, n x and n x^2 over the bins.
+        let mut prefix = vec![[0f64; 3]; BINS + 1];
+        for (bin, &count) in self.counts.iter().enumerate() {
+            let (n, x) = (count as f64, centre(bin));
+            let [a, b, c] = prefix[bin];
+            prefix[bin + 1] = [a + n, b + n * x, c + n * x * x];
+        }
+        let sums = |from: usize, to: usize| -> [f64; 3] {
+            let (p, q) = (prefix[from], prefix[to]);
+            [q[0] - p[0], q[1] - p[1], q[2] - p[2]]
+        };
+        // The first bin whose centre is at least `v`.
+        let first_at = |v: f64| (((v - self.min as f64) / width - 0.5).ceil().max(0.0) as usize).min(BINS);
+        let error = |lo: f64, hi: f64| {
+            let (a, b) = (first_at(lo), first_at(hi).max(first_at(lo)));
+            // Below lo: sum n (lo - x)^2; above hi: sum n (x - hi)^2.
+            let [n, x, xx] = sums(0, a);
+            let below = n * lo * lo - 2.0 * lo * x + xx;
+            let [n, x, xx] = sums(b, BINS);
+            let above = xx - 2.0 * hi * x + n * hi * hi;
+            let step = (hi - lo) / (LEVELS - 1) as f64;
+            let inside = sums(a, b)[0] * step * step / 12.0;
+            below + above + inside
+        };
+        let (min, max) = ((self.min as f64).min(0.0), (self.max as f64).max(0.0));
+        let mut best = (error(min, max), min, max);
+        for i in 1..=MSE_STEPS {
+            let lo = min * i as f64 / MSE_STEPS as f64;
+            for j in 1..=MSE_STEPS {
+                let hi = max * j as f64 / MSE_STEPS as f64;
+                if hi - lo <= 0.0 {
+                    continue;
+                }
+                let e = error(lo, hi);
+                if e < best.0 {
+                    best = (e, lo, hi);
+                }
+            }
+        }
+        (best.1 as f32, best.2 as f32)
     }
 
     /// The range whose 256-level quantization loses the least information:
@@ -322,6 +386,33 @@ mod tests {
         let (lo, hi) = histogram(&uniform).range(Method::Entropy);
         assert_eq!(lo, 0.0);
         assert!(hi > 0.9, "hi {hi}");
+    }
+
+    #[test]
+    fn mse_clips_a_long_tail_and_keeps_a_uniform_range() {
+        // A million normal values and one far outlier: clipping it costs
+        // less than the rounding error its range would add to every other
+        // value; the bulk (|x| < 4.5) stays inside.
+        let mut values = normal(1_000_000);
+        values.push(40.0);
+        let (lo, hi) = histogram(&values).range(Method::Mse);
+        assert!((3.0..20.0).contains(&hi), "hi {hi}");
+        assert!(lo < -3.0, "lo {lo}");
+        // Two outliers in 200 000 cost more clipped than kept: squared error
+        // weighs a far value heavily, unlike KL.
+        let mut values = normal(200_000);
+        values.extend([40.0, -35.0]);
+        let (lo, hi) = histogram(&values).range(Method::Mse);
+        assert!(hi > 20.0 && lo < -20.0, "{lo} {hi}");
+        // Uniform values have no tail worth cutting; one-sided values keep
+        // zero as their lower end.
+        let uniform: Vec<f32> = (0..100_000).map(|i| i as f32 / 100_000.0).collect();
+        let (lo, hi) = histogram(&uniform).range(Method::Mse);
+        assert_eq!(lo, 0.0);
+        assert!(hi > 0.97, "hi {hi}");
+        // A constant stays a valid range.
+        let (lo, hi) = histogram(&[2.0; 10]).range(Method::Mse);
+        assert!(lo <= 0.0 && hi >= 2.0, "{lo} {hi}");
     }
 
     #[test]
