@@ -399,7 +399,7 @@ impl Search<'_> {
             &out,
             &crate::quantize::Options {
                 calibration: options.calibration.clone(),
-                method: edgewise_quant::Method::MinMax,
+                method: edgewise_quant::Method::Mse,
                 keep_float: KeepFloat::default(),
                 shape: Some(options.shape.clone()),
                 cache_dir: None,

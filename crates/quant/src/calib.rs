@@ -207,7 +207,8 @@ impl Histogram {
             [q[0] - p[0], q[1] - p[1], q[2] - p[2]]
         };
         // The first bin whose centre is at least `v`.
-        let first_at = |v: f64| (((v - self.min as f64) / width - 0.5).ceil().max(0.0) as usize).min(BINS);
+        let first_at =
+            |v: f64| (((v - self.min as f64) / width - 0.5).ceil().max(0.0) as usize).min(BINS);
         let error = |lo: f64, hi: f64| {
             let (a, b) = (first_at(lo), first_at(hi).max(first_at(lo)));
             // Below lo: sum n (lo - x)^2; above hi: sum n (x - hi)^2.
