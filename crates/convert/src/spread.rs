@@ -5,10 +5,11 @@
 //! F1 and mAP over a handful of photos move in steps of 0.05 or more when
 //! one photo changes; two conversion methods whose intervals overlap are
 //! not told apart by them. The photos are resampled with replacement
-//! ([`RESAMPLES`] times, from a fixed seed so that a report is
+//! ([`RESAMPLES`] times, from a fixed seed, so that a report is
 //! reproducible) and the figure recomputed on each resample; the 2.5th and
 //! 97.5th percentiles bound it.
 
+use edgewise_graph::rng::Rng;
 use serde::Serialize;
 
 /// Resamples drawn per interval.
@@ -31,7 +32,7 @@ pub fn bootstrap(photos: usize, statistic: impl Fn(&[usize]) -> Option<f64>) -> 
     if photos < 2 {
         return None;
     }
-    let mut random = SplitMix64(0x5EED_F1DE_11E7);
+    let mut random = Rng::new(0x5EED_F1DE_11E7);
     let mut sample = vec![0; photos];
     let mut values: Vec<f64> = (0..RESAMPLES)
         .filter_map(|_| {
@@ -80,25 +81,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     let at = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
-}
-
-/// A small, well-mixed generator (Steele et al.'s SplitMix64): the
-/// resamples need no more, and a fixed seed keeps reports reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (the modulo bias is below 1e-15 for photo counts).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod edit;
 pub mod error;
 pub mod model;
 pub mod passes;
+pub mod rng;
 pub mod simd;
 pub mod tensor;
 pub mod topology;

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use edgewise_graph::rng::Rng;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{Facts, Initializer, Model, Topology};
 use nalgebra::DMatrix;
@@ -185,7 +186,7 @@ pub fn recover(
         Method::LeastSquares => 1 + waves,
         _ => 1,
     });
-    let mut rng = SplitMix(options.seed);
+    let mut rng = Rng::new(options.seed);
     for layer in &mut layers {
         let shape = facts
             .shape(&layer.output)
@@ -195,7 +196,7 @@ pub fn recover(
         let per_input = (wanted as usize).max(16).min(batch * h * w);
         layer.positions = (0..n)
             .map(|_| {
-                rng.sample(batch * h * w, per_input)
+                sample(&mut rng, batch * h * w, per_input)
                     .into_iter()
                     .map(|p| (p / (h * w), p % (h * w) / w, p % w))
                     .collect()
@@ -718,34 +719,21 @@ fn write_weights(
     Ok(())
 }
 
-/// A small deterministic generator (SplitMix64) for the sampled positions.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+/// `count` distinct indices below `total` drawn from `rng`, sorted (all of
+/// them when `count >= total`).
+fn sample(rng: &mut Rng, total: usize, count: usize) -> Vec<usize> {
+    if count >= total {
+        return (0..total).collect();
     }
-
-    /// `count` distinct indices below `total`, sorted (all of them when
-    /// `count >= total`).
-    fn sample(&mut self, total: usize, count: usize) -> Vec<usize> {
-        if count >= total {
-            return (0..total).collect();
+    // Floyd's algorithm: `count` draws, no rejection loop.
+    let mut chosen = std::collections::BTreeSet::new();
+    for j in total - count..total {
+        let t = rng.below(j + 1);
+        if !chosen.insert(t) {
+            chosen.insert(j);
         }
-        // Floyd's algorithm: `count` draws, no rejection loop.
-        let mut chosen = std::collections::BTreeSet::new();
-        for j in total - count..total {
-            let t = (self.next() % (j as u64 + 1)) as usize;
-            if !chosen.insert(t) {
-                chosen.insert(j);
-            }
-        }
-        chosen.into_iter().collect()
     }
+    chosen.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -754,10 +742,10 @@ mod tests {
 
     #[test]
     fn sampling_is_distinct_and_deterministic() {
-        let a = SplitMix(1).sample(100, 30);
+        let a = sample(&mut Rng::new(1), 100, 30);
         assert_eq!(a.len(), 30);
         assert!(a.windows(2).all(|w| w[0] < w[1]) && a[29] < 100);
-        assert_eq!(a, SplitMix(1).sample(100, 30));
-        assert_eq!(SplitMix(1).sample(5, 9), vec![0, 1, 2, 3, 4]);
+        assert_eq!(a, sample(&mut Rng::new(1), 100, 30));
+        assert_eq!(sample(&mut Rng::new(1), 5, 9), vec![0, 1, 2, 3, 4]);
     }
 }

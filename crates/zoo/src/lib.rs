@@ -44,8 +44,10 @@ pub mod backbones;
 pub mod heads;
 pub mod necks;
 pub mod net;
-pub mod rng;
 mod save;
+
+/// The generator the zoo's seeded weights come from (`edgewise_graph::rng`).
+pub use edgewise_graph::rng;
 
 #[cfg(feature = "cli")]
 pub use args::BuildArgs;

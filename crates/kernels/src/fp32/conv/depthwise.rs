@@ -62,6 +62,24 @@ pub struct DepthwisePlanes<'a> {
     pub weights: &'a [f32],
 }
 
+impl DepthwisePlanes<'_> {
+    /// Panics unless `channels` are channels of the image and `out` holds
+    /// their output planes, and the input and filters have their sizes.
+    pub fn check(&self, channels: &std::ops::Range<usize>, out: &[f32]) {
+        let g = self.geo;
+        let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
+        assert!(
+            channels.end <= g.in_c,
+            "channels {channels:?} of {}",
+            g.in_c
+        );
+        assert_eq!(self.input.len(), g.in_c * in_plane, "a depthwise input");
+        let taps = g.kernel_h * g.kernel_w;
+        assert_eq!(self.weights.len(), g.in_c * taps, "depthwise filters");
+        assert_eq!(out.len(), channels.len() * out_plane, "depthwise outputs");
+    }
+}
+
 /// [`RUNS`] runs of [`DEPTHWISE_BLOCK`] outputs of a depthwise
 /// convolution, as [`super::TileKernel`]'s vector loops sum them: every
 /// tap's sums in registers, stored once.
@@ -135,17 +153,10 @@ pub unsafe fn depthwise_planes(
     sum_runs: RunsLoop,
 ) {
     const B: usize = DEPTHWISE_BLOCK;
+    p.check(&channels, out);
     let g = p.geo;
     let (kh, kw, sw) = (g.kernel_h, g.kernel_w, g.stride_w);
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
-    assert!(
-        channels.end <= g.in_c,
-        "channels {channels:?} of {}",
-        g.in_c
-    );
-    assert_eq!(p.input.len(), g.in_c * in_plane, "a depthwise input");
-    assert_eq!(p.weights.len(), g.in_c * kh * kw, "depthwise filters");
-    assert_eq!(out.len(), channels.len() * out_plane, "depthwise outputs");
     assert_eq!(p.runs.len(), sw, "a depthwise layout");
     // A padded phase row: room for a whole run past the last output. A
     // slot holds one input row's phase rows; slot 0 stays zero, for the
@@ -323,13 +334,7 @@ impl F32Conv {
         let blocks = g.out_c.div_ceil(LANES);
         let parts = parallel::parts(work, blocks);
         let writer = DisjointWriter::new(y);
-        let planes = DepthwisePlanes {
-            geo: g,
-            runs: &self.layout.runs,
-            width: self.layout.width,
-            input: x,
-            weights: &self.weights,
-        };
+        let planes = self.planes(x);
         parallel::for_each_part(parts, |part| {
             let first = (blocks * part / parts) * LANES;
             let channels = first..((blocks * (part + 1) / parts) * LANES).min(g.out_c);
@@ -346,6 +351,17 @@ impl F32Conv {
             });
             Ok(())
         })
+    }
+
+    /// The image `x` and the filters, as the depthwise loops take them.
+    fn planes<'a>(&'a self, x: &'a [f32]) -> DepthwisePlanes<'a> {
+        DepthwisePlanes {
+            geo: &self.geo,
+            runs: &self.layout.runs,
+            width: self.layout.width,
+            input: x,
+            weights: &self.weights,
+        }
     }
 
     /// The bias, the activation and the scale and offset of channel `c` on
@@ -366,13 +382,7 @@ impl F32Conv {
         let work = g.out_c * taps * out_plane * parallel::ELEMENT_WORK;
         let parts = parallel::parts(work, g.out_c);
         let writer = DisjointWriter::new(y);
-        let planes = DepthwisePlanes {
-            geo: g,
-            runs: &self.layout.runs,
-            width: self.layout.width,
-            input: x,
-            weights: &self.weights,
-        };
+        let planes = self.planes(x);
         parallel::for_each_part(parts, |part| {
             let channels = g.out_c * part / parts..g.out_c * (part + 1) / parts;
             let mut finish = |c: usize, rows: &mut [f32]| self.finish_plane(c, rows);

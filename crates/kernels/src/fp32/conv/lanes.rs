@@ -75,17 +75,10 @@ pub unsafe fn depthwise_lanes(
     sum_row: LanesLoop,
     transposer: Transposer,
 ) {
+    p.check(&channels, out);
     let g = p.geo;
     let (kh, kw, taps) = (g.kernel_h, g.kernel_w, g.kernel_h * g.kernel_w);
     let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
-    assert!(
-        channels.end <= g.in_c,
-        "channels {channels:?} of {}",
-        g.in_c
-    );
-    assert_eq!(p.input.len(), g.in_c * in_plane, "a depthwise input");
-    assert_eq!(p.weights.len(), g.in_c * taps, "depthwise filters");
-    assert_eq!(out.len(), channels.len() * out_plane, "depthwise outputs");
     // The padded image: the rows and columns the taps reach, from the
     // first tap of the first output.
     let height = (g.out_h - 1) * g.stride_h + (kh - 1) * g.dilation_h + 1;

@@ -1,6 +1,8 @@
-//! Deterministic random numbers for weights. A fixed, documented generator
-//! (SplitMix64 with Box–Muller normals) rather than a crate's default RNG, so
-//! that a seed gives the same model on every platform and every version.
+//! Deterministic random numbers: for weights, and for the samples that
+//! pruning's recovery and the fidelity intervals draw. A fixed, documented
+//! generator (SplitMix64 with Box–Muller normals) rather than a crate's
+//! default RNG, so that a seed gives the same model and the same report on
+//! every platform and every version.
 
 /// SplitMix64 (Steele, Lea and Flood, 2014).
 #[derive(Clone, Debug)]
@@ -14,12 +16,18 @@ impl Rng {
         Rng { state: seed }
     }
 
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`; the modulo bias is below `n / 2^64`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 
     /// Uniform in [0, 1).
