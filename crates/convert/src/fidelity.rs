@@ -79,7 +79,8 @@ fn scores(reference: usize, candidate: usize, matched: usize) -> (f64, f64, f64)
     if reference == 0 && candidate == 0 {
         return (1.0, 1.0, 1.0);
     }
-    let ratio = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+    // Nothing found on one side: no match is wrong (1) on the empty side.
+    let ratio = |n: usize, d: usize| if d == 0 { 1.0 } else { n as f64 / d as f64 };
     let (p, r) = (ratio(matched, candidate), ratio(matched, reference));
     let f1 = if p + r > 0.0 {
         2.0 * p * r / (p + r)
@@ -196,12 +197,21 @@ impl LabelScore {
     /// Scores `reference` and `candidate` (each photo's detections) against
     /// `truth`.
     fn of(truth: &Truth, reference: &[Vec<Detection>], candidate: &[Vec<Detection>]) -> LabelScore {
+        // What counts of each photo's detections, once, not per resample.
+        let scored = |found: &[Vec<Detection>]| -> Vec<Vec<Detection>> {
+            found
+                .iter()
+                .enumerate()
+                .map(|(i, f)| truth.scored(i, f))
+                .collect()
+        };
+        let (reference, candidate) = (&scored(reference)[..], &scored(candidate)[..]);
         let images = |found: &[Vec<Detection>], sample: &[usize]| -> Vec<Image> {
             sample
                 .iter()
                 .map(|&i| Image {
                     truth: truth.per_photo[i].clone(),
-                    found: truth.scored(i, &found[i]),
+                    found: found[i].clone(),
                 })
                 .collect()
         };
@@ -544,6 +554,8 @@ mod tests {
         assert_eq!((a.precision, a.recall, a.f1), (1.0, 1.0, 1.0));
         a.add(&[det(0, 0.9, 0.0)], &[]);
         assert_eq!((a.recall, a.f1), (0.0, 0.0));
+        // None found: none of them wrong.
+        assert_eq!(a.precision, 1.0);
     }
 
     #[test]
