@@ -183,6 +183,79 @@ impl Histogram {
         (lo.min(0.0), hi.max(0.0))
     }
 
+    /// [`Histogram::range`], the quantization error judged through `then`
+    /// (the element-wise function the tensor's readers compute of it,
+    /// [`crate::follow`]) for [`Method::Mse`]; the other methods look at the
+    /// values alone.
+    pub fn range_through(&self, method: Method, then: Option<&dyn Fn(f64) -> f64>) -> (f32, f32) {
+        match (method, then) {
+            (Method::Mse, Some(f)) => {
+                let (lo, hi) = self.mse_range_through(f);
+                (lo.min(0.0), hi.max(0.0))
+            }
+            _ => self.range(method),
+        }
+    }
+
+    /// The range `[lo, hi]` (containing zero) whose 256-level quantization
+    /// has the smallest squared error after `f`: a value inside rounds by
+    /// up to half a step, an error of `(f'(x) step)^2 / 12` on average; one
+    /// outside is clipped, an error of `(f(x) - f(end))^2`. SiLU's flat
+    /// negative tail thus costs nothing to clip. Same grid as
+    /// [`Self::mse_range`]; the clipping errors are summed per candidate
+    /// end, the rounding errors from prefix sums.
+    fn mse_range_through(&self, f: &dyn Fn(f64) -> f64) -> (f32, f32) {
+        let width = self.bin_width();
+        if width <= 0.0 || self.total() == 0 {
+            return (self.min, self.max);
+        }
+        let centre = |bin: usize| self.min as f64 + (bin as f64 + 0.5) * width;
+        let values: Vec<f64> = (0..BINS).map(|b| f(centre(b))).collect();
+        // Prefix sums of n f'(x)^2, the slope over one bin.
+        let mut slope2 = vec![0f64; BINS + 1];
+        for (bin, &count) in self.counts.iter().enumerate() {
+            let x = centre(bin);
+            let slope = (f(x + 0.5 * width) - f(x - 0.5 * width)) / width;
+            slope2[bin + 1] = slope2[bin] + count as f64 * slope * slope;
+        }
+        let first_at =
+            |v: f64| (((v - self.min as f64) / width - 0.5).ceil().max(0.0) as usize).min(BINS);
+        let clipped = |bins: std::ops::Range<usize>, end: f64| {
+            let at_end = f(end);
+            bins.map(|b| self.counts[b] as f64 * (values[b] - at_end).powi(2))
+                .sum::<f64>()
+        };
+        let (min, max) = ((self.min as f64).min(0.0), (self.max as f64).max(0.0));
+        let candidates = |end: f64| -> Vec<f64> {
+            (1..=MSE_STEPS)
+                .map(|i| end * i as f64 / MSE_STEPS as f64)
+                .collect()
+        };
+        let los = candidates(min);
+        let his = candidates(max);
+        let below: Vec<f64> = los.iter().map(|&lo| clipped(0..first_at(lo), lo)).collect();
+        let above: Vec<f64> = his
+            .iter()
+            .map(|&hi| clipped(first_at(hi)..BINS, hi))
+            .collect();
+        let mut best = (f64::INFINITY, min, max);
+        for (&lo, &below) in los.iter().zip(&below) {
+            for (&hi, &above) in his.iter().zip(&above) {
+                if hi - lo <= 0.0 {
+                    continue;
+                }
+                let (a, b) = (first_at(lo), first_at(hi).max(first_at(lo)));
+                let step = (hi - lo) / (LEVELS - 1) as f64;
+                let inside = (slope2[b] - slope2[a]) * step * step / 12.0;
+                let e = below + above + inside;
+                if e < best.0 {
+                    best = (e, lo, hi);
+                }
+            }
+        }
+        (best.1 as f32, best.2 as f32)
+    }
+
     /// The range `[lo, hi]` (containing zero) whose 256-level quantization
     /// has the smallest squared error over the histogram: each value
     /// (a bin's centre) inside rounds with an error of `step^2 / 12` on
@@ -414,6 +487,52 @@ mod tests {
         // A constant stays a valid range.
         let (lo, hi) = histogram(&[2.0; 10]).range(Method::Mse);
         assert!(lo <= 0.0 && hi >= 2.0, "{lo} {hi}");
+    }
+
+    /// Mean squared error after `f` of quantizing `values` to `range`, as
+    /// int8 does it.
+    fn error_after(values: &[f32], (lo, hi): (f32, f32), f: &dyn Fn(f64) -> f64) -> f64 {
+        let (scale, zp) = int8_params(lo, hi);
+        let sum: f64 = values
+            .iter()
+            .map(|&v| {
+                let q = ((v / scale).round() + zp as f32).clamp(-128.0, 127.0);
+                let back = (q - zp as f32) * scale;
+                (f(back as f64) - f(v as f64)).powi(2)
+            })
+            .sum();
+        sum / values.len() as f64
+    }
+
+    #[test]
+    fn mse_through_silu_clips_its_flat_tail() {
+        // Pre-activations with a long negative tail, as YOLO convolutions
+        // give: SiLU flattens everything below -6 to about zero.
+        let silu = |x: f64| x / (1.0 + (-x).exp());
+        let mut values: Vec<f32> = normal(200_000).iter().map(|v| 1.5 * v).collect();
+        values.extend((0..2_000).map(|i| -8.0 - 22.0 * i as f32 / 2_000.0));
+        let h = histogram(&values);
+        let plain = h.range(Method::Mse);
+        let through = h.range_through(Method::Mse, Some(&silu));
+        assert!(plain.0 < -15.0, "{plain:?}");
+        assert!(through.0 > -9.0 && through.0 < -2.0, "{through:?}");
+        let (e_plain, e_through) = (
+            error_after(&values, plain, &silu),
+            error_after(&values, through, &silu),
+        );
+        assert!(e_through < 0.5 * e_plain, "{e_through} {e_plain}");
+        // Without a function, or with another method, nothing changes.
+        assert_eq!(h.range_through(Method::Mse, None), plain);
+        assert_eq!(
+            h.range_through(Method::MinMax, Some(&silu)),
+            h.range(Method::MinMax)
+        );
+        // The identity gives about the plain range.
+        let same = h.range_through(Method::Mse, Some(&|x| x));
+        assert!(
+            (same.0 - plain.0).abs() < 0.5 && (same.1 - plain.1).abs() < 0.2,
+            "{same:?}"
+        );
     }
 
     #[test]

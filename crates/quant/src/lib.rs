@@ -2,13 +2,15 @@
 //! `edge-convert quantize`; the board never links it).
 //!
 //! [`calib`] picks each activation's range from histograms of real images
-//! (min/max, percentile or entropy); [`ptq`] prepares a float model (graph
+//! (min/max, percentile, entropy or least squared error, judged through the
+//! activation that follows, [`follow`]); [`ptq`] prepares a float model (graph
 //! passes from `edgewise_graph::passes`), chooses the convolutions to
 //! quantize and writes the model in the portable QDQ form that onnxruntime
 //! and TensorRT read. Running such a model as integer is the job of
 //! `edgewise-kernels`.
 
 pub mod calib;
+pub mod follow;
 pub mod ptq;
 
 pub use calib::{Extremes, Histogram, Method};
