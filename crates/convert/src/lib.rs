@@ -3,10 +3,12 @@
 //! quantizes them to INT8, prunes them by stage, and measures what that cost
 //! in fidelity; searches both for the fastest variant within a budget.
 
+pub mod bias;
 pub mod fidelity;
 pub mod inspect;
 pub mod labels;
 pub mod map;
+pub mod mixed;
 pub mod optimize;
 pub mod photos;
 pub mod prune;

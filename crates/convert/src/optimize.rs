@@ -404,6 +404,9 @@ impl Search<'_> {
                 shape: Some(options.shape.clone()),
                 cache_dir: None,
                 threads: options.threads,
+                max_drop: None,
+                correct_bias: true,
+                through_activation: true,
             },
         )
         .with_context(|| format!("quantizing {name}"))?;

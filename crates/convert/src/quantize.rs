@@ -18,11 +18,14 @@ use edgewise_graph::{InputShape, Model};
 use edgewise_kernels::{Precision, audit};
 use edgewise_manifest::{Manifest, Source};
 use edgewise_quant::calib::{Extremes, Histogram, Method};
+use edgewise_quant::follow;
 use edgewise_quant::ptq::{self, Plan, Prepared, Quantized};
-use edgewise_runtime::{Engine, ModelSource, QdqMode};
+use edgewise_runtime::{Engine, ModelSource, QdqMode, load_image};
 use edgewise_stages::{Stage, StagedModel};
 use serde::{Deserialize, Serialize};
 
+use crate::bias::{self, BiasCorrection};
+use crate::mixed::{MixedPrecision, Search};
 use crate::photos::input_tensors;
 use sha2::{Digest, Sha256};
 
@@ -75,6 +78,15 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// Threads for tract.
     pub threads: usize,
+    /// Whether [`Method::Mse`] judges a range through the element-wise
+    /// function that follows the tensor ([`follow`]), not on its values.
+    pub through_activation: bool,
+    /// Whether biases absorb the mean error of int8 ([`crate::bias`]).
+    pub correct_bias: bool,
+    /// With a drop in F1 (against the float model, on the calibration
+    /// photos): keep in float the fewest convolutions that bring int8
+    /// within it ([`crate::mixed`]).
+    pub max_drop: Option<f64>,
 }
 
 /// The calibration statistics of one model on one set of photos.
@@ -101,12 +113,19 @@ pub struct Report {
     pub calibration_photos: usize,
     /// Whether the statistics came from the cache.
     pub cached_statistics: bool,
+    /// Activations whose range was judged through the element-wise
+    /// function their readers compute (SiLU, hard-swish...).
+    pub through_activation: usize,
     /// Preparation.
     pub prepared: Prepared,
     /// The plan: convolutions quantized and kept float.
     pub plan: Plan,
     /// The rewrite.
     pub quantized: Quantized,
+    /// What bias correction did.
+    pub bias_correction: Option<BiasCorrection>,
+    /// What `--max-drop` kept in float, and why.
+    pub mixed: Option<MixedPrecision>,
     /// Convolutions tract runs on integer kernels when the model runs with
     /// `--qdq integer`, and those left in float.
     pub integer_convs: usize,
@@ -251,10 +270,69 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
             h
         }
     };
+    // Each range judged through the activation its readers compute.
+    let mut through_activation = 0;
     let ranges: HashMap<String, (f32, f32)> = histograms
         .iter()
-        .map(|(name, h)| (name.clone(), h.range(options.method)))
+        .map(|(name, h)| {
+            let then = follow::following(&model, name).filter(|_| options.through_activation);
+            through_activation += usize::from(then.is_some() && options.method == Method::Mse);
+            let f = then.as_ref().map(|f| move |x| f.apply(x));
+            let range =
+                h.range_through(options.method, f.as_ref().map(|f| f as &dyn Fn(f64) -> f64));
+            (name.clone(), range)
+        })
         .collect();
+    let calibration_inputs = if options.correct_bias || options.max_drop.is_some() {
+        input_tensors(manifest, &shape, &options.calibration)?
+    } else {
+        vec![]
+    };
+    let float_model = model;
+    let correct = |plan: &Plan| -> Result<(Model, Option<BiasCorrection>)> {
+        if !options.correct_bias {
+            return Ok((float_model.clone(), None));
+        }
+        let (model, done) = bias::correct(
+            &float_model,
+            plan,
+            &ranges,
+            &shape,
+            &calibration_inputs,
+            options.threads,
+        )?;
+        Ok((model, Some(done)))
+    };
+    let (mut model, mut bias_correction) = correct(&plan)?;
+    let (plan, mixed) = match options.max_drop {
+        None => (plan, None),
+        Some(max_drop) => {
+            let search = Search {
+                model: &model,
+                plan: &plan,
+                ranges: &ranges,
+                macs: (0..model.graph.nodes.len())
+                    .map(|ix| (model.graph.node_label(ix), staged.costs[ix].macs))
+                    .collect(),
+                manifest,
+                shape: &shape,
+                photos: options
+                    .calibration
+                    .iter()
+                    .map(|p| load_image(p).map_err(anyhow::Error::from))
+                    .collect::<Result<_>>()?,
+                threads: options.threads,
+            };
+            let mixed = search.run(max_drop)?;
+            let float = mixed.float.iter().map(String::as_str).collect();
+            let plan = search.plan_without(&float, max_drop);
+            // The float convolutions change the errors the biases absorb.
+            if !mixed.float.is_empty() {
+                (model, bias_correction) = correct(&plan)?;
+            }
+            (plan, Some(mixed))
+        }
+    };
     let mut quantized_model = model;
     let quantized = ptq::quantize(&mut quantized_model, &plan, &ranges)?;
     quantized_model.set_metadata(
@@ -311,9 +389,12 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         method: options.method,
         calibration_photos: options.calibration.len(),
         cached_statistics,
+        through_activation,
         prepared,
         plan,
         quantized,
+        bias_correction,
+        mixed,
         integer_convs,
         float_convs,
         bytes: (original_bytes, bytes.len() as u64),
@@ -419,7 +500,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "calibration: {} on {} photos at {:?}{}",
+        "calibration: {} on {} photos at {:?}{}{}",
         report.method,
         report.calibration_photos,
         report.shape,
@@ -427,6 +508,14 @@ pub fn render(report: &Report) -> String {
             " (statistics from the cache)"
         } else {
             ""
+        },
+        if report.through_activation > 0 {
+            format!(
+                "; {} range(s) judged through the activation that follows",
+                report.through_activation
+            )
+        } else {
+            String::new()
         }
     );
     let _ = writeln!(
@@ -446,6 +535,69 @@ pub fn render(report: &Report) -> String {
         "in tract (--qdq integer): {} convolutions on integer kernels, {} on float",
         report.integer_convs, report.float_convs
     );
+    if let Some(b) = &report.bias_correction {
+        let _ = writeln!(
+            s,
+            "bias correction: {} convolutions in {} levels; mean channel shift against float \
+             {:.4} -> {:.4} standard deviations; output SNR {:.1} -> {:.1} dB: {}",
+            b.convs,
+            b.levels,
+            b.shift.0,
+            b.shift.1,
+            b.snr_db.0,
+            b.snr_db.1,
+            if b.applied {
+                "kept"
+            } else {
+                "dropped (the outputs moved away from float)"
+            }
+        );
+    }
+    if let Some(m) = &report.mixed {
+        let first = m.steps.first().map_or(0.0, |s| s.f1);
+        let last = m.steps.iter().find(|s| s.float == m.float.len());
+        let _ = writeln!(
+            s,
+            "mixed precision (--max-drop {}): {} of {} convolutions in float ({:.1}% of the \
+             multiply-adds); detections F1 against float on the calibration photos ({} \
+             detections) {:.3} -> {:.3}{}",
+            m.max_drop,
+            m.float.len(),
+            m.ranking.len(),
+            100.0 * last.map_or(0.0, |s| s.mac_share),
+            m.reference_detections,
+            first,
+            last.map_or(first, |s| s.f1),
+            if m.met {
+                String::new()
+            } else {
+                format!(
+                    "; NOT met: every convolution whose float helps is in float, \
+                     and F1 is still below {:.3}",
+                    1.0 - m.max_drop
+                )
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  sensitivity (output SNR {:.1} dB all int8; dB gained with one convolution in float, share of multiply-adds):",
+            m.int8_snr_db
+        );
+        for r in m.ranking.iter().take(10) {
+            let _ = writeln!(
+                s,
+                "    {:>+6.2} dB {:>5.1}%  {}{}",
+                r.gain_db,
+                100.0 * r.mac_share,
+                r.node,
+                if m.float.contains(&r.node) {
+                    "  (float)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     if !report.plan.float.is_empty() {
         let _ = writeln!(s, "kept in float:");
         for (node, why) in &report.plan.float {

@@ -125,7 +125,9 @@ pub enum QdqMode {
     Auto,
     /// In float: each activation quantize/dequantize pair becomes a clip to
     /// its range, weights keep their quantized values. Runs at FP32 speed;
-    /// it measures what the weights' quantization alone costs.
+    /// it measures what the weights' quantization alone costs (with the
+    /// biases as the quantizer wrote them: `edge-convert quantize` corrects
+    /// them for the integer run's rounding).
     Float,
     /// Convolutions as `QLinearConv`, then run by [`edgewise_kernels::Int8Conv`]
     /// on tract-linalg's integer kernels (a direct loop for depthwise), the

@@ -190,14 +190,87 @@ fn ppocr_int8_finds_the_same_text_boxes() {
         float[0][1].as_str().unwrap().contains("logits"),
         "{float:?}"
     );
+    // Bias correction is measured on these photos and kept.
+    assert_eq!(r["bias_correction"]["applied"], true, "{r}");
     for f in v["fidelity"].as_array().unwrap() {
         let d = &f["detections"];
         assert!(
             d["reference"].as_u64().unwrap() > 0,
             "page.png has text: {d}"
         );
-        assert!(d["f1"].as_f64().unwrap() >= 0.9, "{} {d}", f["qdq"]);
+        // Integer is what runs (one box of page.png's 6 may go). Float
+        // keeps the biases corrected for integer's rounding without the
+        // rounding, so it may lose one more.
+        let least = if f["qdq"] == "integer" { 0.9 } else { 0.75 };
+        assert!(d["f1"].as_f64().unwrap() >= least, "{} {d}", f["qdq"]);
     }
+}
+
+#[test]
+fn max_drop_keeps_the_most_sensitive_convolutions_in_float_and_biases_are_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = photos(&dir.path().join("calib"), &["text.png", "page.png"]);
+    let out = dir.path().join("mixed.onnx");
+    let (ok, text, err) = edge_convert(&[
+        "quantize",
+        "models/ppocr_v4_det.toml",
+        "--calib",
+        &calib,
+        "-o",
+        path(&out),
+        "--input-shape",
+        "1x3x320x320",
+        "--no-cache",
+        "--max-drop",
+        "0.05",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let r = &json(&text)["report"];
+    // Bias correction ran and cut the mean error it measures.
+    let b = &r["bias_correction"];
+    assert_eq!(b["convs"], 64, "{b}");
+    let (before, after) = (
+        b["shift"][0].as_f64().unwrap(),
+        b["shift"][1].as_f64().unwrap(),
+    );
+    assert!(after < 0.5 * before, "{b}");
+    let m = &r["mixed"];
+    let ranking = m["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 63, "every quantized convolution is ranked");
+    assert!(m["reference_detections"].as_u64().unwrap() > 0, "{m}");
+    let steps = m["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["float"], 0, "the all-int8 model is tried first");
+    let kept: Vec<&str> = m["float"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // The kept ones are the head of the ranking, and the step that chose
+    // them meets the drop.
+    for (k, name) in kept.iter().enumerate() {
+        assert_eq!(ranking[k]["node"], *name);
+        assert!(ranking[k]["gain_db"].as_f64().unwrap() > 0.0);
+    }
+    if m["met"] == true {
+        let chosen = steps
+            .iter()
+            .find(|s| s["float"] == kept.len() as u64)
+            .unwrap();
+        assert!(chosen["f1"].as_f64().unwrap() >= 0.95, "{m}");
+    }
+    // They are in float in the written model, with the reason; the rest
+    // runs on integer kernels.
+    let float = r["plan"]["float"].as_array().unwrap();
+    for name in &kept {
+        let why = float.iter().find(|f| f[0] == *name).unwrap()[1]
+            .as_str()
+            .unwrap();
+        assert!(why.contains("--max-drop 0.05"), "{why}");
+    }
+    assert_eq!(r["quantized"]["convs"], 63 - kept.len() as u64);
+    assert_eq!(r["integer_convs"], r["quantized"]["convs"]);
 }
 
 #[test]
