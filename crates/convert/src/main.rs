@@ -100,6 +100,11 @@ enum Command {
         /// this drop (0.03: F1 at least 0.97).
         #[arg(long)]
         max_drop: Option<f64>,
+        /// Folder of photos `--max-drop` measures F1 on (default: the
+        /// calibration photos): photos with many detections of what the
+        /// model finds, none of them in --eval.
+        #[arg(long, requires = "max_drop")]
+        tune: Option<PathBuf>,
         /// Leave the biases as they are: by default each convolution's bias
         /// absorbs the mean error int8 leaves in its output on the
         /// calibration photos.
@@ -377,6 +382,7 @@ fn run(cli: Cli) -> Result<()> {
             percentile,
             keep_float,
             max_drop,
+            tune,
             no_bias_correction,
             range_on_values,
             eval,
@@ -389,8 +395,12 @@ fn run(cli: Cli) -> Result<()> {
             let source = ModelSource::resolve(&model)?;
             let calibration = photos_in(&calib)?;
             let held_back = eval.as_deref().map(photos_in).transpose()?;
+            let tune = tune.as_deref().map(photos_in).transpose()?;
             if let Some(photos) = &held_back {
                 disjoint(&calibration, photos)?;
+                if let Some(tune) = &tune {
+                    disjoint_from("a --tune photo", tune, photos)?;
+                }
             }
             let shape = source
                 .input_shapes(input_shape.as_deref())?
@@ -415,6 +425,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_drop,
                 correct_bias: !no_bias_correction,
                 through_activation: !range_on_values,
+                tune,
             };
             let report = quantize::quantize(&source, &out, &options)?;
             let fidelity = match &held_back {
@@ -678,18 +689,24 @@ fn channel_multiple(round: Option<usize>, board: Option<&str>) -> Result<usize> 
 
 /// Refuses held-back photos that are also calibration photos (same bytes).
 fn disjoint(calibration: &[PathBuf], held_back: &[PathBuf]) -> Result<()> {
+    disjoint_from("a calibration photo", calibration, held_back)
+}
+
+/// Fails when a held-back photo has the bytes of one of `photos` (`what`
+/// names them in the error).
+fn disjoint_from(what: &str, photos: &[PathBuf], held_back: &[PathBuf]) -> Result<()> {
     let digest = |p: &PathBuf| -> Result<Vec<u8>> {
         use sha2::Digest;
         Ok(sha2::Sha256::digest(std::fs::read(p)?).to_vec())
     };
-    let seen: std::collections::HashMap<Vec<u8>, &PathBuf> = calibration
+    let seen: std::collections::HashMap<Vec<u8>, &PathBuf> = photos
         .iter()
         .map(|p| Ok((digest(p)?, p)))
         .collect::<Result<_>>()?;
     for p in held_back {
         if let Some(c) = seen.get(&digest(p)?) {
             anyhow::bail!(
-                "held-back photo {} is also a calibration photo ({}): fidelity must be measured on photos the calibration did not see",
+                "held-back photo {} is also {what} ({}): fidelity must be measured on photos the conversion did not see",
                 p.display(),
                 c.display()
             );

@@ -405,6 +405,7 @@ impl Search<'_> {
                 cache_dir: None,
                 threads: options.threads,
                 max_drop: None,
+                tune: None,
                 correct_bias: true,
                 through_activation: true,
             },

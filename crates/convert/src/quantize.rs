@@ -87,6 +87,9 @@ pub struct Options {
     /// photos): keep in float the fewest convolutions that bring int8
     /// within it ([`crate::mixed`]).
     pub max_drop: Option<f64>,
+    /// The photos `--max-drop` measures F1 on; default: the calibration
+    /// photos.
+    pub tune: Option<Vec<PathBuf>>,
 }
 
 /// The calibration statistics of one model on one set of photos.
@@ -317,7 +320,9 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
                 manifest,
                 shape: &shape,
                 photos: options
-                    .calibration
+                    .tune
+                    .as_ref()
+                    .unwrap_or(&options.calibration)
                     .iter()
                     .map(|p| load_image(p).map_err(anyhow::Error::from))
                     .collect::<Result<_>>()?,

@@ -294,6 +294,26 @@ fn held_back_photos_must_not_be_calibration_photos() {
         "{err}"
     );
     assert!(!dir.path().join("q.onnx").exists());
+    // Nor may they be the photos mixed precision is tuned on.
+    let calib = photos(&dir.path().join("calib2"), &["text.png"]);
+    let tune = photos(&dir.path().join("tune"), &["coffee.png"]);
+    let (ok, _, err) = edge_convert(&[
+        "quantize",
+        "models/ppocr_v4_det.toml",
+        "--calib",
+        &calib,
+        "--max-drop",
+        "0.05",
+        "--tune",
+        &tune,
+        "--eval",
+        &held_back,
+        "-o",
+        path(&dir.path().join("q.onnx")),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("coffee.png is also a --tune photo"), "{err}");
+    assert!(!dir.path().join("q.onnx").exists());
 }
 
 #[test]
