@@ -27,7 +27,7 @@ use edgewise_graph::{InputShape, Model};
 use edgewise_quant::ptq::{self, Plan};
 use edgewise_runtime::{Engine, QdqMode};
 
-use crate::mixed::mean_snr_db;
+use crate::mixed::{mean_snr_db, outputs_on};
 use serde::Serialize;
 
 /// What bias correction did.
@@ -145,22 +145,10 @@ pub fn correct(
     // strokes), and moving the whole map lifts the background instead.
     // Kept only if the outputs come closer to float on these photos.
     let outputs = |m: &Model, mode: QdqMode| -> Result<Vec<Vec<Vec<f32>>>> {
-        let mut engine = Engine::with_qdq_mode(m, shapes, threads, mode)?;
-        inputs
-            .iter()
-            .map(|input| {
-                engine
-                    .run(vec![input.clone()])?
-                    .iter()
-                    .map(|t| {
-                        let t = t.cast_to::<f32>()?;
-                        Ok(edgewise_graph::tensor::values::<f32>(&t)
-                            .context("an output is not readable as f32")?
-                            .to_vec())
-                    })
-                    .collect()
-            })
-            .collect()
+        outputs_on(
+            &mut Engine::with_qdq_mode(m, shapes, threads, mode)?,
+            inputs,
+        )
     };
     let float_outputs = outputs(model, QdqMode::Float)?;
     let snr = |m: &Model| -> Result<f64> {

@@ -210,21 +210,7 @@ impl Search<'_> {
         let shapes = std::slice::from_ref(self.shape);
         let run = |model: &Model, mode: QdqMode| -> Result<Vec<Vec<Vec<f32>>>> {
             let mut engine = Engine::with_qdq_mode(model, shapes, self.threads, mode)?;
-            inputs
-                .iter()
-                .map(|input| {
-                    engine
-                        .run(vec![input.clone()])?
-                        .iter()
-                        .map(|t| {
-                            let t = t.cast_to::<f32>()?;
-                            Ok(edgewise_graph::tensor::values::<f32>(&t)
-                                .context("an output is not readable as f32")?
-                                .to_vec())
-                        })
-                        .collect()
-                })
-                .collect()
+            outputs_on(&mut engine, &inputs)
         };
         let reference = run(self.model, QdqMode::Float)?;
         let snr = |model: &Model| -> Result<f64> {
@@ -274,6 +260,26 @@ fn agreement(reference: &[Vec<Detection>], candidate: &[Vec<Detection>]) -> f64 
         a.add(r, c);
     }
     a.f1
+}
+
+/// Every output of `engine` on each of `inputs`, as floats: per input, per
+/// output, the values.
+pub(crate) fn outputs_on(engine: &mut Engine, inputs: &[Tensor]) -> Result<Vec<Vec<Vec<f32>>>> {
+    inputs
+        .iter()
+        .map(|input| {
+            engine
+                .run(vec![input.clone()])?
+                .iter()
+                .map(|t| {
+                    let t = t.cast_to::<f32>()?;
+                    Ok(edgewise_graph::tensor::values::<f32>(&t)
+                        .context("an output is not readable as f32")?
+                        .to_vec())
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Signal-to-noise ratio (dB) of `candidate` against `reference` per output
