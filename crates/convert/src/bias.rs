@@ -23,11 +23,11 @@ use anyhow::{Context, Result};
 use edgewise_graph::model::Initializer;
 use edgewise_graph::tensor::f32s;
 use edgewise_graph::tract_onnx::prelude::{Tensor, tensor1};
-use edgewise_graph::{InputShape, Model};
+use edgewise_graph::{InputShape, Model, Names};
 use edgewise_quant::ptq::{self, Plan};
 use edgewise_runtime::{Engine, QdqMode};
 
-use crate::mixed::{mean_snr_db, outputs_on};
+use crate::mixed::{OutputSnr, progress};
 use serde::Serialize;
 
 /// What bias correction did.
@@ -122,13 +122,7 @@ pub fn correct(
     let before = shift_of(&measure(model, &all)?, &all).0;
 
     let levels = levels(model, &convs);
-    let bar = indicatif::ProgressBar::new(levels.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>15} {bar:30} {pos}/{len} levels, {eta} left",
-        )
-        .expect("a valid template"),
-    );
-    bar.set_message("bias correction");
+    let bar = progress(levels.len() as u64, "bias correction", "levels");
     let mut corrected = model.clone();
     for level in &levels {
         let (_, deltas) = shift_of(&measure(&corrected, level)?, level);
@@ -144,20 +138,11 @@ pub fn correct(
     // clipping, it sits on the strongest responses (PP-OCRv4's text
     // strokes), and moving the whole map lifts the background instead.
     // Kept only if the outputs come closer to float on these photos.
-    let outputs = |m: &Model, mode: QdqMode| -> Result<Vec<Vec<Vec<f32>>>> {
-        outputs_on(
-            &mut Engine::with_qdq_mode(m, shapes, threads, mode)?,
-            inputs,
-        )
-    };
-    let float_outputs = outputs(model, QdqMode::Float)?;
+    let against = OutputSnr::new(model, shape, inputs, threads)?;
     let snr = |m: &Model| -> Result<f64> {
         let mut quantized = m.clone();
         ptq::quantize(&mut quantized, plan, ranges)?;
-        Ok(mean_snr_db(
-            &float_outputs,
-            &outputs(&quantized, QdqMode::Integer)?,
-        ))
+        against.of(&quantized)
     };
     let snr_db = (snr(model)?, snr(&corrected)?);
     let applied = snr_db.1 > snr_db.0;
@@ -302,45 +287,38 @@ fn shift_bias(model: &mut Model, ix: usize, delta: &[f64]) -> Result<()> {
         .map(|(b, d)| (*b as f64 - d) as f32)
         .collect();
     let tensor = tensor1(&updated);
-    match bias_name {
-        Some(name) => {
-            // A bias shared with another node is copied, not changed under it.
-            let shared = model
-                .graph
-                .nodes
-                .iter()
-                .filter(|n| n.inputs.contains(&name))
-                .count()
-                > 1;
-            if shared {
-                let fresh =
-                    edgewise_graph::Names::of(&model.graph).fresh(&format!("{name}_corrected"));
-                model.graph.initializers.push(Initializer {
-                    name: fresh.clone(),
-                    tensor,
-                });
-                model.graph.nodes[ix].inputs[2] = fresh;
-            } else {
-                let init = model
-                    .graph
-                    .initializers
-                    .iter_mut()
-                    .find(|i| i.name == name)
-                    .expect("read above");
-                init.tensor = tensor;
-            }
-        }
-        None => {
-            let fresh = edgewise_graph::Names::of(&model.graph).fresh(&format!("{label}_bias"));
-            model.graph.initializers.push(Initializer {
-                name: fresh.clone(),
-                tensor,
-            });
-            let inputs = &mut model.graph.nodes[ix].inputs;
-            inputs.resize(2, String::new());
-            inputs.push(fresh);
-        }
+    // A bias read by this node alone changes in place; one shared with
+    // another node is copied, not changed under it; a missing one is added.
+    let own = bias_name.as_ref().filter(|name| {
+        model
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.inputs.contains(name))
+            .count()
+            == 1
+    });
+    if let Some(name) = own {
+        let init = model
+            .graph
+            .initializers
+            .iter_mut()
+            .find(|i| &i.name == name)
+            .expect("read above");
+        init.tensor = tensor;
+        return Ok(());
     }
+    let fresh = Names::of(&model.graph).fresh(&match &bias_name {
+        Some(name) => format!("{name}_corrected"),
+        None => format!("{label}_bias"),
+    });
+    model.graph.initializers.push(Initializer {
+        name: fresh.clone(),
+        tensor,
+    });
+    let inputs = &mut model.graph.nodes[ix].inputs;
+    inputs.resize(3, String::new());
+    inputs[2] = fresh;
     Ok(())
 }
 
@@ -350,20 +328,15 @@ mod tests {
     use edgewise_graph::builder::ModelBuilder;
     use edgewise_quant::calib::{Extremes, Histogram, Method};
 
-    fn silu(b: &mut ModelBuilder, x: &str) -> String {
-        let s = b.op("Sigmoid", &[x], vec![]);
-        b.op("Mul", &[x, &s], vec![])
-    }
-
     /// `x -> conv -> SiLU -> conv -> SiLU -> conv`, with a side branch
     /// from the first SiLU into the last convolution's input.
     fn model() -> Model {
         let mut b = ModelBuilder::new(13);
         let x = b.input("x", &[1, 4, 10, 10]);
         let a = b.conv(&x, 4, 8, 3, 1, 1);
-        let a = silu(&mut b, &a);
+        let a = b.silu(&a);
         let c = b.conv(&a, 8, 8, 3, 1, 1);
-        let c = silu(&mut b, &c);
+        let c = b.silu(&c);
         let side = b.conv(&a, 8, 8, 1, 1, 1);
         let sum = b.op("Add", &[&c, &side], vec![]);
         let y = b.conv(&sum, 8, 4, 1, 1, 1);

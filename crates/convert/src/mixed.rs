@@ -22,11 +22,12 @@ use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_graph::{InputShape, Model};
 use edgewise_manifest::Manifest;
 use edgewise_quant::ptq::{self, Plan};
-use edgewise_runtime::{Detector, Engine, QdqMode, preprocess};
+use edgewise_runtime::{Detector, Engine, QdqMode};
 use image::DynamicImage;
 use serde::Serialize;
 
 use crate::fidelity::DetectionAgreement;
+use crate::photos::tensors_of;
 
 /// Photos the sensitivity of each convolution is measured on (the first of
 /// the calibration photos): each convolution costs one engine and a run on
@@ -83,14 +84,16 @@ pub struct Search<'a> {
     pub plan: &'a Plan,
     /// Each activation's range.
     pub ranges: &'a HashMap<String, (f32, f32)>,
-    /// Multiply-adds of each planned convolution, by node label.
+    /// Multiply-adds of every node, by label (a convolution's share is of
+    /// their sum).
     pub macs: HashMap<String, u64>,
     /// The model's manifest.
     pub manifest: &'a Manifest,
     /// The input shape quantized at.
     pub shape: &'a InputShape,
-    /// The calibration photos, decoded.
-    pub photos: Vec<DynamicImage>,
+    /// The photos F1 is measured on (the calibration photos, or
+    /// `--tune`'s), decoded.
+    pub photos: &'a [DynamicImage],
     /// Threads for tract.
     pub threads: usize,
 }
@@ -142,6 +145,7 @@ impl Search<'_> {
         let bar = progress(
             candidates.len().max(1).ilog2() as u64 * 2 + 2,
             "mixed precision",
+            "models",
         );
         let mut steps = vec![];
         let mut try_prefix = |k: usize| -> Result<f64> {
@@ -202,23 +206,12 @@ impl Search<'_> {
     /// candidate first; and the all-int8 model's output SNR.
     fn rank(&self) -> Result<(f64, Vec<Sensitivity>)> {
         let photos = &self.photos[..self.photos.len().min(SENSITIVITY_PHOTOS)];
-        let hw = self.hw()?;
-        let inputs: Vec<Tensor> = photos
-            .iter()
-            .map(|p| Ok(preprocess(p, &self.manifest.input, Some(hw))?.tensor))
-            .collect::<Result<_>>()?;
-        let shapes = std::slice::from_ref(self.shape);
-        let run = |model: &Model, mode: QdqMode| -> Result<Vec<Vec<Vec<f32>>>> {
-            let mut engine = Engine::with_qdq_mode(model, shapes, self.threads, mode)?;
-            outputs_on(&mut engine, &inputs)
-        };
-        let reference = run(self.model, QdqMode::Float)?;
-        let snr = |model: &Model| -> Result<f64> {
-            Ok(mean_snr_db(&reference, &run(model, QdqMode::Integer)?))
-        };
+        let inputs = tensors_of(self.manifest, self.shape, photos)?;
+        let against = OutputSnr::new(self.model, self.shape, &inputs, self.threads)?;
+        let snr = |model: &Model| against.of(model);
         let total: u64 = self.macs.values().sum::<u64>().max(1);
         let all_int8 = snr(&self.quantized(&HashSet::new())?)?;
-        let bar = progress(self.plan.convs.len() as u64, "sensitivity");
+        let bar = progress(self.plan.convs.len() as u64, "sensitivity", "models");
         let mut ranking = vec![];
         for conv in &self.plan.convs {
             let alone = HashSet::from([conv.node.as_str()]);
@@ -262,9 +255,52 @@ fn agreement(reference: &[Vec<Detection>], candidate: &[Vec<Detection>]) -> f64 
     a.f1
 }
 
+/// A float model's outputs on some inputs, to measure its int8 versions
+/// against.
+pub(crate) struct OutputSnr<'a> {
+    shape: &'a InputShape,
+    inputs: &'a [Tensor],
+    threads: usize,
+    reference: Vec<Vec<Vec<f32>>>,
+}
+
+impl<'a> OutputSnr<'a> {
+    /// Runs `float` on `inputs`.
+    pub(crate) fn new(
+        float: &Model,
+        shape: &'a InputShape,
+        inputs: &'a [Tensor],
+        threads: usize,
+    ) -> Result<OutputSnr<'a>> {
+        let mut engine =
+            Engine::with_qdq_mode(float, std::slice::from_ref(shape), threads, QdqMode::Float)?;
+        let reference = outputs_on(&mut engine, inputs)?;
+        Ok(OutputSnr {
+            shape,
+            inputs,
+            threads,
+            reference,
+        })
+    }
+
+    /// The [`mean_snr_db`] of the QDQ model `int8`, run on integer kernels.
+    pub(crate) fn of(&self, int8: &Model) -> Result<f64> {
+        let mut engine = Engine::with_qdq_mode(
+            int8,
+            std::slice::from_ref(self.shape),
+            self.threads,
+            QdqMode::Integer,
+        )?;
+        Ok(mean_snr_db(
+            &self.reference,
+            &outputs_on(&mut engine, self.inputs)?,
+        ))
+    }
+}
+
 /// Every output of `engine` on each of `inputs`, as floats: per input, per
 /// output, the values.
-pub(crate) fn outputs_on(engine: &mut Engine, inputs: &[Tensor]) -> Result<Vec<Vec<Vec<f32>>>> {
+fn outputs_on(engine: &mut Engine, inputs: &[Tensor]) -> Result<Vec<Vec<Vec<f32>>>> {
     inputs
         .iter()
         .map(|input| {
@@ -285,7 +321,7 @@ pub(crate) fn outputs_on(engine: &mut Engine, inputs: &[Tensor]) -> Result<Vec<V
 /// Signal-to-noise ratio (dB) of `candidate` against `reference` per output
 /// over all photos, averaged over the outputs: outputs of different scales
 /// (pixels, logits) count alike.
-pub(crate) fn mean_snr_db(reference: &[Vec<Vec<f32>>], candidate: &[Vec<Vec<f32>>]) -> f64 {
+fn mean_snr_db(reference: &[Vec<Vec<f32>>], candidate: &[Vec<Vec<f32>>]) -> f64 {
     let outputs = reference.first().map_or(0, Vec::len);
     let mut total = 0.0;
     for o in 0..outputs {
@@ -301,13 +337,11 @@ pub(crate) fn mean_snr_db(reference: &[Vec<Vec<f32>>], candidate: &[Vec<Vec<f32>
     total / outputs.max(1) as f64
 }
 
-fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>15} {bar:30} {pos}/{len} models, {eta} left",
-        )
-        .expect("a valid template"),
-    );
+/// A progress bar of `len` `unit`s, labeled `what`.
+pub(crate) fn progress(len: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let template = format!("{{msg:>15}} {{bar:30}} {{pos}}/{{len}} {unit}, {{eta}} left");
+    let bar = indicatif::ProgressBar::new(len)
+        .with_style(indicatif::ProgressStyle::with_template(&template).expect("a valid template"));
     bar.set_message(what.to_string());
     bar
 }

@@ -8,6 +8,7 @@ use edgewise_graph::model::write_atomically;
 use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_manifest::Manifest;
 use edgewise_runtime::{load_image, preprocess};
+use image::DynamicImage;
 
 /// Image file extensions read from photo folders.
 const PHOTO_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "webp"];
@@ -43,14 +44,32 @@ pub fn input_tensors(
     shape: &InputShape,
     photos: &[PathBuf],
 ) -> Result<Vec<Tensor>> {
-    let hw = manifest
-        .input
-        .hw_of(&shape.dims)
-        .with_context(|| format!("input shape {:?} has no height and width", shape.dims))?;
+    let hw = input_hw(manifest, shape)?;
     photos
         .iter()
         .map(|p| Ok(preprocess(&load_image(p)?, &manifest.input, Some(hw))?.tensor))
         .collect()
+}
+
+/// [`input_tensors`] of photos already decoded.
+pub fn tensors_of(
+    manifest: &Manifest,
+    shape: &InputShape,
+    images: &[DynamicImage],
+) -> Result<Vec<Tensor>> {
+    let hw = input_hw(manifest, shape)?;
+    images
+        .iter()
+        .map(|image| Ok(preprocess(image, &manifest.input, Some(hw))?.tensor))
+        .collect()
+}
+
+/// The height and width `shape` gives the manifest's input.
+fn input_hw(manifest: &Manifest, shape: &InputShape) -> Result<[usize; 2]> {
+    manifest
+        .input
+        .hw_of(&shape.dims)
+        .with_context(|| format!("input shape {:?} has no height and width", shape.dims))
 }
 
 /// Preprocesses every photo as `manifest` says, at `shape`, and writes the

@@ -22,11 +22,12 @@ use edgewise_quant::follow;
 use edgewise_quant::ptq::{self, Plan, Prepared, Quantized};
 use edgewise_runtime::{Engine, ModelSource, QdqMode, load_image};
 use edgewise_stages::{Stage, StagedModel};
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
 use crate::bias::{self, BiasCorrection};
 use crate::mixed::{MixedPrecision, Search};
-use crate::photos::input_tensors;
+use crate::photos::{input_tensors, tensors_of};
 use sha2::{Digest, Sha256};
 
 /// What to keep in float: stage names (`backbone`, `neck`, `head`, `pre`,
@@ -273,23 +274,38 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
             h
         }
     };
-    // Each range judged through the activation its readers compute.
+    // With `mse`, each range judged through the activation its readers compute.
+    let judge_through = options.through_activation && options.method == Method::Mse;
     let mut through_activation = 0;
     let ranges: HashMap<String, (f32, f32)> = histograms
         .iter()
         .map(|(name, h)| {
-            let then = follow::following(&model, name).filter(|_| options.through_activation);
-            through_activation += usize::from(then.is_some() && options.method == Method::Mse);
-            let f = then.as_ref().map(|f| move |x| f.apply(x));
-            let range =
-                h.range_through(options.method, f.as_ref().map(|f| f as &dyn Fn(f64) -> f64));
+            let range = match judge_through
+                .then(|| follow::following(&model, name))
+                .flatten()
+            {
+                Some(f) => {
+                    through_activation += 1;
+                    h.range_through(options.method, Some(&|x| f.apply(x)))
+                }
+                None => h.range(options.method),
+            };
             (name.clone(), range)
         })
         .collect();
-    let calibration_inputs = if options.correct_bias || options.max_drop.is_some() {
-        input_tensors(manifest, &shape, &options.calibration)?
+    // Decoded once for bias correction and mixed precision.
+    let load = |paths: &[PathBuf]| -> Result<Vec<DynamicImage>> {
+        paths.iter().map(|p| Ok(load_image(p)?)).collect()
+    };
+    let calibration_images = if options.correct_bias || options.max_drop.is_some() {
+        load(&options.calibration)?
     } else {
         vec![]
+    };
+    let calibration_inputs = tensors_of(manifest, &shape, &calibration_images)?;
+    let tune_images = match (&options.tune, options.max_drop) {
+        (Some(tune), Some(_)) => Some(load(tune)?),
+        _ => None,
     };
     let float_model = model;
     let correct = |plan: &Plan| -> Result<(Model, Option<BiasCorrection>)> {
@@ -319,13 +335,7 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
                     .collect(),
                 manifest,
                 shape: &shape,
-                photos: options
-                    .tune
-                    .as_ref()
-                    .unwrap_or(&options.calibration)
-                    .iter()
-                    .map(|p| load_image(p).map_err(anyhow::Error::from))
-                    .collect::<Result<_>>()?,
+                photos: tune_images.as_deref().unwrap_or(&calibration_images),
                 threads: options.threads,
             };
             let mixed = search.run(max_drop)?;

@@ -184,6 +184,12 @@ impl ModelBuilder {
         self.op("Relu", &[&c], vec![])
     }
 
+    /// SiLU as exporters write it: `x * Sigmoid(x)`.
+    pub fn silu(&mut self, x: &str) -> String {
+        let s = self.op("Sigmoid", &[x], vec![]);
+        self.op("Mul", &[x, &s], vec![])
+    }
+
     /// Nearest-neighbour upsampling by 2 (opset 11+ `Resize`).
     pub fn upsample2(&mut self, x: &str) -> String {
         let roi = self.initializer("roi", tensor1(&[0f32; 0]));

@@ -770,8 +770,7 @@ mod tests {
         };
         // SiLU reads its convolution twice: a feature map, quantized.
         let pre = conv(&mut b, &x, 4);
-        let gate = b.op("Sigmoid", &[&pre], vec![]);
-        let features = b.op("Mul", &[&pre, &gate], vec![]);
+        let features = b.silu(&pre);
         let logits = conv(&mut b, &features, 2);
         let shape = b.initializer("shape", tensor1(&[1i64, 2, 36]));
         let flat = b.op("Reshape", &[&logits, &shape], vec![]);

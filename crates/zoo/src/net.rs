@@ -464,10 +464,7 @@ impl Net {
                 0.3,
             ),
             Act::Sigmoid => (self.builder.op("Sigmoid", &[&x.name], vec![]), 0.3),
-            Act::Swish => {
-                let s = self.builder.op("Sigmoid", &[&x.name], vec![]);
-                (self.builder.op("Mul", &[&x.name, &s], vec![]), m * 0.4)
-            }
+            Act::Swish => (self.builder.silu(&x.name), m * 0.4),
         };
         Feature {
             name,

@@ -13,11 +13,6 @@ fn ints(b: &mut ModelBuilder, values: &[i64]) -> String {
     b.initializer("ints", tensor1(values))
 }
 
-fn silu(b: &mut ModelBuilder, x: &str) -> String {
-    let gate = b.op("Sigmoid", &[x], vec![]);
-    b.op("Mul", &[x, &gate], vec![])
-}
-
 /// A class and a box convolution on each level, as graph outputs.
 fn two_branch_heads(b: &mut ModelBuilder, levels: &[(&str, usize)]) {
     for &(level, channels) in levels {
@@ -63,7 +58,7 @@ fn pan(
 /// 5x5 max-pools, the concat of all four, cv2 (conv + SiLU).
 fn sppf(b: &mut ModelBuilder, x: &str, channels: usize) -> String {
     let cv1 = b.conv(x, channels, channels / 2, 1, 1, 1);
-    let cv1 = silu(b, &cv1);
+    let cv1 = b.silu(&cv1);
     let pool = |b: &mut ModelBuilder, x: &str| {
         b.op(
             "MaxPool",
@@ -80,7 +75,7 @@ fn sppf(b: &mut ModelBuilder, x: &str, channels: usize) -> String {
     let m3 = pool(b, &m2);
     let cat = b.concat(&[&cv1, &m1, &m2, &m3]);
     let cv2 = b.conv(&cat, channels * 2, channels, 1, 1, 1);
-    silu(b, &cv2)
+    b.silu(&cv2)
 }
 
 /// F1, tokens: an attention block on the deepest map, as Ultralytics' C2PSA
@@ -283,7 +278,7 @@ fn per_level_stems_before_the_fork_are_head() {
     let mut stems = vec![];
     for level in [&n.p3, &n.n4, &n.n5] {
         let stem = b.conv(level, 16, 16, 1, 1, 1);
-        let stem = silu(&mut b, &stem);
+        let stem = b.silu(&stem);
         let cls = b.conv_relu(&stem, 16, 16, 3, 1);
         let cls = b.conv(&cls, 16, 3, 1, 1, 1);
         let reg = b.conv_relu(&stem, 16, 16, 3, 1);

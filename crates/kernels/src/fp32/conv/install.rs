@@ -486,8 +486,7 @@ mod tests {
             &[&y, &bn[0], &bn[1], &bn[2], &bn[3]],
             vec![],
         );
-        let s = b.op("Sigmoid", &[&y], vec![]);
-        let y = b.op("Mul", &[&y, &s], vec![]);
+        let y = b.silu(&y);
         let y = b.conv(&y, 24, 24, 3, 1, 24);
         let y = b.conv(&y, 24, 8, 1, 1, 1);
         let y = b.op("HardSwish", &[&y], vec![]);
