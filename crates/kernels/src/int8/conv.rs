@@ -163,21 +163,24 @@ impl Int8Conv {
                     .weight_zero
                     .as_ref()
                     .map(|_| window_sums(g, self.x0, image));
+                let columns = dense.columns(g);
                 let chunk = dense.chunk_len(g);
-                let chunks = n.div_ceil(chunk);
+                let chunks = columns.div_ceil(chunk);
                 let parts = parallel::parts(g.out_c * n * g.in_c * taps, chunks);
                 let writer = DisjointWriter::new(out);
-                parallel::for_each_part(parts, |p| {
-                    let pixels =
-                        (p * chunks / parts * chunk)..((p + 1) * chunks / parts * chunk).min(n);
-                    dense.run(g, self.x0 as i8, image, &self.bias, pixels, |c, n0, acc| {
-                        // SAFETY: each part runs on its own pixel range, so
-                        // the parts' ranges of channel `c` never overlap.
-                        let out = unsafe { writer.range(c * n + n0, acc.len()) };
-                        let less = (self.weight_zero.as_ref())
-                            .zip(sums.as_ref())
-                            .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
-                        self.requantize(acc, less, self.scales[c], out, cast);
+                dense.with_input(g, self.x0 as i8, image, |input| {
+                    parallel::for_each_part(parts, |p| {
+                        let range = (p * chunks / parts * chunk)
+                            ..((p + 1) * chunks / parts * chunk).min(columns);
+                        dense.run(g, self.x0 as i8, input, &self.bias, range, |c, n0, acc| {
+                            // SAFETY: each part runs on its own columns, so
+                            // the parts' pixels of channel `c` never overlap.
+                            let out = unsafe { writer.range(c * n + n0, acc.len()) };
+                            let less = (self.weight_zero.as_ref())
+                                .zip(sums.as_ref())
+                                .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
+                            self.requantize(acc, less, self.scales[c], out, cast);
+                        })
                     })
                 })?;
             }

@@ -10,7 +10,10 @@
 //! panels and its accumulators stay in the L2 cache: unfold the chunk, pack
 //! it ([`super::pack`]), run the kernel on it, and hand its accumulators
 //! to the caller to requantize, before the next chunk. The buffers are kept
-//! per thread and reused from frame to frame.
+//! per thread and reused from frame to frame. Most convolutions skip the
+//! unfold: a 1x1 convolution packs the input planes themselves, and a
+//! larger one the shifted rows of a padded copy of its input
+//! ([`super::shifted`]).
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -24,6 +27,7 @@ use tract_linalg::mmm::{
 };
 
 use super::pack::{Layout, pack_rows};
+use super::shifted::Shifted;
 use crate::geometry::Geometry;
 use crate::unfold::unfold;
 
@@ -35,14 +39,32 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// Alignment of the packed panels (tract's kernels load them whole).
 const PANEL_ALIGN: usize = 64;
 
-/// A dense convolution's kernel: weights `[out_c, in_c * kh * kw]` packed once.
+/// The most multiply-adds the shifted rows may compute per real one
+/// (padding channels and thrown-away columns) before im2col is cheaper.
+/// A 3x3 convolution of a 3-channel image at 416 pixels computes 1.35 per
+/// real one and still ran faster than unfolded.
+const MAX_SHIFTED_OVERHEAD: f64 = 1.6;
+
+/// Where the rows of the matrix product come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// A 1x1, stride-1 convolution: the input planes are the rows.
+    Planes,
+    /// im2col of each chunk, in the weights' own depth order.
+    Unfolded,
+    /// The shifted rows of a padded copy of the input, the depth tap-major.
+    Shifted(Shifted),
+}
+
+/// A dense convolution's kernel: weights `[out_c, depth]` packed once.
 #[derive(Clone, Debug)]
 pub(crate) struct DenseKernel {
-    pub mmm: Box<dyn MatMatMul>,
-    pub packing: usize,
-    pub weights: Arc<dyn MMMInputValue>,
+    mmm: Box<dyn MatMatMul>,
+    packing: usize,
+    weights: Arc<dyn MMMInputValue>,
     /// The layout of the kernel's B input, found once when the op is built.
-    pub layout: Layout,
+    layout: Layout,
+    source: Source,
 }
 
 /// Per-thread buffers, reused by every dense convolution the thread runs.
@@ -51,52 +73,160 @@ struct Scratch {
     unfolded: Vec<i8>,
     packed: Option<Arc<Blob>>,
     acc: Option<Tensor>,
+    segments: Vec<(usize, Range<usize>)>,
 }
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
+    /// The padded copy of the input a [`Source::Shifted`] convolution
+    /// reads, filled on the thread that splits the work.
+    static PHASES: RefCell<Vec<i8>> = RefCell::default();
 }
 
 impl DenseKernel {
+    /// The kernel for `geo` on `mmm`'s packing `packing` (whose B layout is
+    /// `layout`), with the weights `[out_c, in_c * kh * kw]` (OIHW) packed
+    /// in the depth order the rows will come in.
+    pub fn new(
+        geo: &Geometry,
+        weights: &[i8],
+        mmm: Box<dyn MatMatMul>,
+        packing: usize,
+        layout: Layout,
+    ) -> Result<DenseKernel, String> {
+        let taps = geo.kernel_h * geo.kernel_w;
+        let k = geo.in_c * taps;
+        if weights.len() != geo.out_c * k {
+            return Err("its weights do not match its shape".into());
+        }
+        let source = if geo.is_pointwise() {
+            Source::Planes
+        } else {
+            // VNNI and SDOT read four depths per lane: keep each tap's
+            // channels in whole groups of four.
+            let group = if matches!(layout, Layout::K4 { .. }) {
+                4
+            } else {
+                1
+            };
+            let shifted = Shifted::new(geo, group);
+            // im2col's depth is padded to a whole group only once.
+            let unfolded_overhead = k.next_multiple_of(group) as f64 / k as f64;
+            if shifted.overhead(geo) <= MAX_SHIFTED_OVERHEAD * unfolded_overhead {
+                Source::Shifted(shifted)
+            } else {
+                Source::Unfolded
+            }
+        };
+        let (depth, matrix) = match &source {
+            Source::Shifted(shifted) => {
+                let depth = shifted.depth();
+                let mut tap_major = vec![0i8; geo.out_c * depth];
+                for (filter, out) in weights.chunks(k).zip(tap_major.chunks_mut(depth)) {
+                    for c in 0..geo.in_c {
+                        for tap in 0..taps {
+                            out[tap * shifted.channels + c] = filter[c * taps + tap];
+                        }
+                    }
+                }
+                (depth, tap_major)
+            }
+            _ => (k, weights.to_vec()),
+        };
+        let w = Tensor::from_shape(&[geo.out_c, depth], &matrix).map_err(|e| e.to_string())?;
+        let packed = mmm.packings()[packing]
+            .0
+            .prepare_one(&w, 1, 0)
+            .map_err(|e| e.to_string())?;
+        Ok(DenseKernel {
+            mmm,
+            packing,
+            weights: Arc::from(packed),
+            layout,
+            source,
+        })
+    }
+
     /// The kernel's name.
     pub fn name(&self) -> &str {
         self.mmm.name()
     }
 
-    /// The output pixels one chunk takes for `geo`: a multiple of the
-    /// kernel's panel width whose scratch fits in [`CHUNK_BYTES`].
-    pub fn chunk_len(&self, geo: &Geometry) -> usize {
-        let (m, n) = (geo.out_c, geo.out_h * geo.out_w);
-        let k = geo.in_c * geo.kernel_h * geo.kernel_w;
-        let r = self.layout.r();
-        let unfolded = if geo.is_pointwise() { 0 } else { k };
-        let per_column = unfolded + self.layout.panel_bytes(k) / r + 4 * m;
-        let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
-        chunk.min(n.next_multiple_of(r))
+    /// The depth of the matrix product.
+    fn depth(&self, geo: &Geometry) -> usize {
+        match &self.source {
+            Source::Shifted(shifted) => shifted.depth(),
+            _ => geo.in_c * geo.kernel_h * geo.kernel_w,
+        }
     }
 
-    /// Runs the convolution on the output pixels `pixels` of one image
-    /// (`[in_c, in_h * in_w]`, i8, zero point `x0`), adding `bias` per
-    /// output channel, [`DenseKernel::chunk_len`] pixels at a time. For every
-    /// chunk, calls `emit(channel, first_pixel, accumulators)` once per
-    /// output channel with that channel's i32 sums for the chunk's pixels.
-    /// The kernel runs on the calling thread: callers split the pixels.
-    pub fn run(
+    /// The columns of the matrix product: the output pixels, or for shifted
+    /// rows the output rows at the padded width.
+    pub fn columns(&self, geo: &Geometry) -> usize {
+        match &self.source {
+            Source::Shifted(shifted) => shifted.columns(geo),
+            _ => geo.out_h * geo.out_w,
+        }
+    }
+
+    /// The columns one chunk takes for `geo`: a multiple of the kernel's
+    /// panel width whose scratch fits in [`CHUNK_BYTES`].
+    pub fn chunk_len(&self, geo: &Geometry) -> usize {
+        let m = geo.out_c;
+        let k = self.depth(geo);
+        let r = self.layout.r();
+        let unfolded = if matches!(self.source, Source::Unfolded) {
+            k
+        } else {
+            0
+        };
+        let per_column = unfolded + self.layout.panel_bytes(k) / r + 4 * m;
+        let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
+        chunk.min(self.columns(geo).next_multiple_of(r))
+    }
+
+    /// Calls `f` with what [`DenseKernel::run`] reads for `image`
+    /// (`[in_c, in_h * in_w]`, i8, zero point `x0`): the image itself, or
+    /// its padded copy for shifted rows, made here once for every part.
+    pub fn with_input<R>(
         &self,
         geo: &Geometry,
         x0: i8,
         image: &[i8],
+        f: impl FnOnce(&[i8]) -> R,
+    ) -> R {
+        match &self.source {
+            Source::Shifted(shifted) => PHASES.with_borrow_mut(|phases| {
+                shifted.fill(geo, image, x0, self.chunk_len(geo), phases);
+                f(phases)
+            }),
+            _ => f(image),
+        }
+    }
+
+    /// Runs the convolution on the columns `columns` of one image's matrix
+    /// product (see [`DenseKernel::columns`]), reading `input` from
+    /// [`DenseKernel::with_input`] (zero point `x0`), adding `bias` per
+    /// output channel, [`DenseKernel::chunk_len`] columns at a time. For
+    /// every chunk, calls `emit(channel, first_pixel, accumulators)` for
+    /// each output channel and each run of consecutive output pixels in
+    /// the chunk, with that channel's i32 sums for them. The kernel runs on
+    /// the calling thread: callers split the columns.
+    pub fn run(
+        &self,
+        geo: &Geometry,
+        x0: i8,
+        input: &[i8],
         bias: &Tensor,
-        pixels: Range<usize>,
+        columns: Range<usize>,
         mut emit: impl FnMut(usize, usize, &[i32]),
     ) -> TractResult<()> {
         let m = geo.out_c;
-        let k = geo.in_c * geo.kernel_h * geo.kernel_w;
+        let k = self.depth(geo);
         let layout = self.layout;
         let r = layout.r();
-        let pointwise = geo.is_pointwise();
         let chunk = self.chunk_len(geo);
-        let columns = geo.valid_columns();
+        let valid_columns = geo.valid_columns();
         let n = geo.out_h * geo.out_w;
 
         SCRATCH.with_borrow_mut(|scratch| -> TractResult<()> {
@@ -113,25 +243,29 @@ impl DenseKernel {
                 // writes the `m * len` accumulators read after each run.
                 _ => unsafe { Tensor::uninitialized::<i32>(&[m * chunk])? },
             };
-            if !pointwise {
+            if matches!(self.source, Source::Unfolded) {
                 scratch.unfolded.resize(k * chunk, 0);
             }
             // SAFETY: the scratch space is used with this kernel only.
             let mut scratch_space = unsafe { self.mmm.allocate_scratch_space() };
-            for n0 in pixels.clone().step_by(chunk) {
-                let len = chunk.min(pixels.end - n0);
-                let (rows, stride) = if pointwise {
-                    (&image[n0..], n)
-                } else {
-                    unfold(geo, &columns, x0, image, n0, len, &mut scratch.unfolded);
-                    (&scratch.unfolded[..], len)
-                };
+            for n0 in columns.clone().step_by(chunk) {
+                let len = chunk.min(columns.end - n0);
                 let packed = Arc::get_mut(&mut blob).expect("the packed chunk is not shared");
                 // SAFETY: the blob holds bytes; i8 has no invalid values.
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(packed.as_mut_ptr() as *mut i8, packed.len())
                 };
-                pack_rows(layout, rows, stride, k, len, dst);
+                match &self.source {
+                    Source::Planes => pack_rows(layout, |i| &input[i * n + n0..], k, len, dst),
+                    Source::Unfolded => {
+                        let unfolded = &mut scratch.unfolded;
+                        unfold(geo, &valid_columns, x0, input, n0, len, unfolded);
+                        pack_rows(layout, |i| &unfolded[i * len..], k, len, dst);
+                    }
+                    Source::Shifted(shifted) => {
+                        pack_rows(layout, |i| shifted.row(input, i, n0, len), k, len, dst)
+                    }
+                }
                 let input = EagerPackedInput {
                     fact: PackedExoticFact {
                         format: self.mmm.packings()[self.packing].1.clone(),
@@ -172,8 +306,23 @@ impl DenseKernel {
                 // `edgewise_graph::simd`).
                 clear_upper_vector_state();
                 let sums = acc.try_as_plain_ram()?.as_slice::<i32>()?;
-                for c in 0..m {
-                    emit(c, n0, &sums[c * len..(c + 1) * len]);
+                match &self.source {
+                    Source::Shifted(shifted) => {
+                        let segments = &mut scratch.segments;
+                        segments.clear();
+                        segments.extend(shifted.segments(geo, n0, len));
+                        for c in 0..m {
+                            let row = &sums[c * len..(c + 1) * len];
+                            for (pixel, range) in segments.iter() {
+                                emit(c, *pixel, &row[range.clone()]);
+                            }
+                        }
+                    }
+                    _ => {
+                        for c in 0..m {
+                            emit(c, n0, &sums[c * len..(c + 1) * len]);
+                        }
+                    }
                 }
             }
             scratch.packed = Some(blob);

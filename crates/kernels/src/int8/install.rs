@@ -4,8 +4,6 @@
 //! [`Dequantize`](super::Dequantize), element-wise float graphs between them become [`Lut`](super::Lut)s,
 //! and int8 `DepthToSpace` chains become [`PixelShuffle`](shuffle::PixelShuffle)s.
 
-use std::sync::Arc;
-
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::cnn::Conv;
 use edgewise_graph::tract_onnx::tract_core::ops::nn::DataFormat;
@@ -171,22 +169,12 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         let b_format = &mmm.packings()[packing].1;
         let layout = pack::Layout::of(&**b_format)
             .ok_or_else(|| format!("no packer for {}'s input layout {b_format}", mmm.name()))?;
-        let w = Tensor::from_shape(&[out_c, k], &weights).map_err(|e| e.to_string())?;
-        let packed = mmm.packings()[packing]
-            .0
-            .prepare_one(&w, 1, 0)
-            .map_err(|e| e.to_string())?;
         // A weight zero point is taken off after the product, with each
         // pixel's input sum (`Int8Conv::weight_zero`).
         if k0.iter().any(|&z| z != 0) {
             weight_zero = Some(k0);
         }
-        Kernel::Dense(DenseKernel {
-            mmm,
-            packing,
-            weights: Arc::from(packed),
-            layout,
-        })
+        Kernel::Dense(DenseKernel::new(&geo, &weights, mmm, packing, layout)?)
     } else if conv.group == in_c && out_c == in_c {
         if weights.len() != out_c * taps {
             return Err("its weights do not match its shape".into());
@@ -464,6 +452,15 @@ mod tests {
                 input: [2, 5, 9, 11],
                 kernel: 5,
                 pads: [2; 4],
+                ..DENSE
+            },
+            false,
+        );
+        // One input channel: on a four-depth layout (VNNI, SDOT) the
+        // shifted rows would compute four times the products, so im2col.
+        assert_matches_tract(
+            Case {
+                input: [1, 1, 9, 11],
                 ..DENSE
             },
             false,

@@ -16,6 +16,7 @@ mod install;
 mod lut;
 mod pack;
 mod quantize;
+mod shifted;
 
 pub use conv::Int8Conv;
 pub use install::{Installed, install};

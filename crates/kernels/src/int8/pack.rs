@@ -60,24 +60,19 @@ impl Layout {
     }
 }
 
-/// Packs the `k x cols` matrix whose row `i` is
-/// `src[i * row_stride..i * row_stride + cols]` into `dst`, in `layout`.
-/// `dst` holds `cols.div_ceil(r)` panels; the lanes past `cols` in the last
-/// panel and the depth padding of [`Layout::K4`] are zeroed.
-pub(crate) fn pack_rows(
+/// Packs the `k x cols` matrix whose row `i` is `row(i)` (at least `cols`
+/// bytes long) into `dst`, in `layout`. `dst` holds `cols.div_ceil(r)`
+/// panels; the lanes past `cols` in the last panel and the depth padding of
+/// [`Layout::K4`] are zeroed.
+pub(crate) fn pack_rows<'a>(
     layout: Layout,
-    src: &[i8],
-    row_stride: usize,
+    row: impl Fn(usize) -> &'a [i8],
     k: usize,
     cols: usize,
     dst: &mut [i8],
 ) {
     let r = layout.r();
     let panel = layout.panel_bytes(k);
-    assert!(
-        k == 0 || src.len() >= (k - 1) * row_stride + cols,
-        "source too short"
-    );
     assert!(
         dst.len() >= cols.div_ceil(r) * panel,
         "destination too short"
@@ -92,8 +87,9 @@ pub(crate) fn pack_rows(
                 let c0 = p * r;
                 let width = r.min(cols - c0);
                 for (i, record) in out.chunks_exact_mut(r).take(k).enumerate() {
-                    let row = &src[i * row_stride + c0..][..width];
-                    record[..width].copy_from_slice(row);
+                    let src = row(i);
+                    assert!(src.len() >= cols, "row {i} too short");
+                    record[..width].copy_from_slice(&src[c0..c0 + width]);
                     record[width..].fill(0);
                 }
                 out[k * r..].fill(0);
@@ -103,7 +99,11 @@ pub(crate) fn pack_rows(
             for block in 0..k.div_ceil(4) {
                 let rows: [Option<&[i8]>; 4] = std::array::from_fn(|j| {
                     let i = block * 4 + j;
-                    (i < k).then(|| &src[i * row_stride..][..cols])
+                    (i < k).then(|| {
+                        let src = row(i);
+                        assert!(src.len() >= cols, "row {i} too short");
+                        &src[..cols]
+                    })
                 });
                 interleave4(rows, cols, r, panel, &mut dst[block * 4 * r..]);
             }
@@ -250,7 +250,7 @@ mod tests {
                 let theirs = format.prepare_one(&matrix, 0, 1).unwrap();
                 let panels = cols.div_ceil(layout.r());
                 let mut ours = vec![99i8; panels * layout.panel_bytes(k)];
-                pack_rows(layout, &src, stride, k, cols, &mut ours);
+                pack_rows(layout, |i| &src[i * stride..], k, cols, &mut ours);
                 for p in 0..panels {
                     // SAFETY: tract's packed input holds `panel_bytes(k)`
                     // bytes per panel, and i8 has no invalid values.

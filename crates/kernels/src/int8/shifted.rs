@@ -1,0 +1,290 @@
+//! The rows of a dense convolution's matrix product read in place from a
+//! padded copy of the input, instead of unfolded (im2col) for every chunk.
+//!
+//! With the depth ordered tap-major (`k = tap * channels + channel`), the
+//! row of channel `c` at tap `(ky, kx)` is, for a stride-1 convolution, the
+//! padded input plane shifted by `ky * width + kx`, provided the output is
+//! computed on the padded width: each output row gets `kw - 1` extra
+//! columns that are computed and thrown away. A stride of `s` splits each
+//! padded plane into `s * s` phase planes (every `s`-th row and column from
+//! each offset), after which every tap reads one phase plane, shifted, at
+//! stride 1 again. The unfolded matrix (`k` bytes per output pixel, nine
+//! times the input for a 3x3 convolution) is never written: the packer
+//! reads the shifted rows directly, and the only extra pass is the padded
+//! copy, the size of the input. On YOLOX-Nano the unfold was 13% of an INT8
+//! frame (`docs/benchmarks.md`).
+//!
+//! The depth is padded per tap to a multiple of `channel_group` (4 for the
+//! VNNI and SDOT layouts, which read four consecutive depths per lane) with
+//! zero weights, whose rows read a zeroed region.
+
+use std::ops::Range;
+
+use crate::geometry::Geometry;
+
+/// Where each row of the matrix product starts in the phase image, and the
+/// phase image's layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shifted {
+    /// Vertical and horizontal strides: phase planes per channel are
+    /// `stride_h * stride_w`.
+    stride_h: usize,
+    stride_w: usize,
+    /// Rows and columns of each phase plane; `width` is also the virtual
+    /// output width, of which the first `out_w` columns are real.
+    height: usize,
+    /// See `height`.
+    pub width: usize,
+    /// Channels per tap in the depth: the input channels rounded up to the
+    /// channel group.
+    pub channels: usize,
+    /// For each row of the depth, its start in the phase image at virtual
+    /// pixel 0, or `None` for a padding channel (it reads [`Shifted::zeros`]).
+    starts: Vec<Option<usize>>,
+    /// Where the zeroed region starts; it is as long as a chunk.
+    zeros: usize,
+}
+
+impl Shifted {
+    /// The layout for `geo`, with the depth's channels per tap rounded up
+    /// to a multiple of `channel_group`.
+    pub fn new(geo: &Geometry, channel_group: usize) -> Shifted {
+        let (sh, sw) = (geo.stride_h, geo.stride_w);
+        // The padded extents every real output reads, then split in phases.
+        let padded_h = (geo.out_h - 1) * sh + (geo.kernel_h - 1) * geo.dilation_h + 1;
+        let padded_w = (geo.out_w - 1) * sw + (geo.kernel_w - 1) * geo.dilation_w + 1;
+        let (height, width) = (padded_h.div_ceil(sh), padded_w.div_ceil(sw));
+        let channels = geo.in_c.next_multiple_of(channel_group);
+        let plane = height * width;
+        let mut starts = Vec::with_capacity(geo.kernel_h * geo.kernel_w * channels);
+        for ky in 0..geo.kernel_h {
+            for kx in 0..geo.kernel_w {
+                let (a, b) = (ky * geo.dilation_h, kx * geo.dilation_w);
+                let phase = (a % sh) * sw + b % sw;
+                let shift = (a / sh) * width + b / sw;
+                starts.extend(
+                    (0..channels)
+                        .map(|c| (c < geo.in_c).then(|| (c * sh * sw + phase) * plane + shift)),
+                );
+            }
+        }
+        // A row of a thrown-away column may read past its plane by the
+        // largest horizontal shift, less than a phase row: one row of slack
+        // keeps the last plane's reads inside the buffer.
+        let zeros = geo.in_c * sh * sw * plane + width;
+        Shifted {
+            stride_h: sh,
+            stride_w: sw,
+            height,
+            width,
+            channels,
+            starts,
+            zeros,
+        }
+    }
+
+    /// The depth of the matrix product.
+    pub fn depth(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Output pixels on the virtual grid: `out_h` rows of [`Shifted::width`].
+    pub fn columns(&self, geo: &Geometry) -> usize {
+        geo.out_h * self.width
+    }
+
+    /// Multiply-adds it computes per real one: padding channels and
+    /// thrown-away columns.
+    pub fn overhead(&self, geo: &Geometry) -> f64 {
+        let real = geo.in_c * geo.kernel_h * geo.kernel_w * geo.out_h * geo.out_w;
+        (self.depth() * self.columns(geo)) as f64 / real as f64
+    }
+
+    /// Bytes of the phase image for chunks of `chunk` columns.
+    fn len(&self, chunk: usize) -> usize {
+        self.zeros + chunk
+    }
+
+    /// Fills `image` (resized as needed) with the phase planes of `input`
+    /// (`[in_c, in_h * in_w]`, i8), the padding set to `pad`, and the zeroed
+    /// region for chunks of up to `chunk` columns.
+    pub fn fill(&self, geo: &Geometry, input: &[i8], pad: i8, chunk: usize, image: &mut Vec<i8>) {
+        let (sh, sw) = (self.stride_h, self.stride_w);
+        let plane = self.height * self.width;
+        image.resize(self.len(chunk), 0);
+        let (planes, rest) = image.split_at_mut(geo.in_c * sh * sw * plane);
+        rest.fill(0);
+        for (i, out) in planes.chunks_exact_mut(plane).enumerate() {
+            let c = i / (sh * sw);
+            let (py, px) = ((i % (sh * sw)) / sw, i % sw);
+            let source = &input[c * geo.in_h * geo.in_w..(c + 1) * geo.in_h * geo.in_w];
+            // Phase columns `q` read input column `q * sw + px - pad_left`.
+            let cols = inside(px, geo.pad_left, sw, geo.in_w, self.width);
+            for (r, row) in out.chunks_exact_mut(self.width).enumerate() {
+                let iy = (r * sh + py).wrapping_sub(geo.pad_top);
+                if iy >= geo.in_h || cols.is_empty() {
+                    row.fill(pad);
+                    continue;
+                }
+                row[..cols.start].fill(pad);
+                row[cols.end..].fill(pad);
+                let first = cols.start * sw + px - geo.pad_left;
+                let src = &source[iy * geo.in_w + first..(iy + 1) * geo.in_w];
+                let dst = &mut row[cols.clone()];
+                if sw == 1 {
+                    dst.copy_from_slice(&src[..dst.len()]);
+                } else {
+                    for (d, &s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The row `i` of the depth for the virtual columns `q0..q0 + len`.
+    #[inline]
+    pub fn row<'a>(&self, image: &'a [i8], i: usize, q0: usize, len: usize) -> &'a [i8] {
+        match self.starts[i] {
+            Some(start) => &image[start + q0..start + q0 + len],
+            None => &image[self.zeros..self.zeros + len],
+        }
+    }
+
+    /// The real outputs among the virtual columns `q0..q0 + len`: for each
+    /// output row they cross, `(first real pixel, range in the chunk)`.
+    pub fn segments(
+        &self,
+        geo: &Geometry,
+        q0: usize,
+        len: usize,
+    ) -> impl Iterator<Item = (usize, Range<usize>)> + use<> {
+        let (width, out_w) = (self.width, geo.out_w);
+        let rows = (q0 / width)..(q0 + len).div_ceil(width);
+        rows.filter_map(move |oy| {
+            let row = oy * width;
+            let a = q0.max(row);
+            let b = (q0 + len).min(row + out_w);
+            (a < b).then(|| (oy * out_w + a - row, (a - q0)..(b - q0)))
+        })
+    }
+}
+
+/// The positions `q` in `0..len` whose source `q * stride + phase - pad`
+/// falls inside `0..in_len`.
+fn inside(phase: usize, pad: usize, stride: usize, in_len: usize, len: usize) -> Range<usize> {
+    let lo = pad.saturating_sub(phase).div_ceil(stride);
+    let hi = if in_len + pad > phase {
+        ((in_len + pad - phase - 1) / stride + 1).min(len)
+    } else {
+        0
+    };
+    lo.min(hi)..hi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every row of the depth, on every real output, reads what im2col
+    /// would: the input at the tap's position, or the padding.
+    #[test]
+    fn rows_read_what_im2col_reads() {
+        let cases = [
+            // (in_c, in_h, in_w, k, stride, dilation, pad)
+            (3, 7, 9, 3, 1, 1, 1),
+            (5, 8, 8, 3, 2, 1, 1),
+            (4, 9, 6, 3, 2, 1, 0),
+            (2, 11, 10, 5, 1, 1, 2),
+            (6, 10, 13, 3, 1, 2, 2),
+            (1, 6, 7, 2, 2, 1, 0),
+            (3, 13, 12, 3, 3, 1, 1),
+        ];
+        for (in_c, in_h, in_w, k, s, d, p) in cases {
+            let out = |len: usize| (len + 2 * p - d * (k - 1) - 1) / s + 1;
+            let geo = Geometry {
+                batch: 1,
+                in_c,
+                in_h,
+                in_w,
+                out_c: 1,
+                out_h: out(in_h),
+                out_w: out(in_w),
+                kernel_h: k,
+                kernel_w: k,
+                stride_h: s,
+                stride_w: s,
+                dilation_h: d,
+                dilation_w: d,
+                pad_top: p,
+                pad_left: p,
+            };
+            let input: Vec<i8> = (0..in_c * in_h * in_w).map(|i| (i % 97) as i8).collect();
+            let pad = -7;
+            for group in [1, 4] {
+                let shifted = Shifted::new(&geo, group);
+                let columns = shifted.columns(&geo);
+                let mut image = vec![];
+                shifted.fill(&geo, &input, pad, columns, &mut image);
+                for i in 0..shifted.depth() {
+                    let (tap, c) = (i / shifted.channels, i % shifted.channels);
+                    let (ky, kx) = (tap / k, tap % k);
+                    let row = shifted.row(&image, i, 0, columns);
+                    for (n, range) in shifted.segments(&geo, 0, columns) {
+                        for (j, q) in range.enumerate() {
+                            let (oy, ox) = ((n + j) / geo.out_w, (n + j) % geo.out_w);
+                            let iy = (oy * s + ky * d).wrapping_sub(p);
+                            let ix = (ox * s + kx * d).wrapping_sub(p);
+                            let expected = if c >= in_c {
+                                0
+                            } else if iy < in_h && ix < in_w {
+                                input[(c * in_h + iy) * in_w + ix]
+                            } else {
+                                pad
+                            };
+                            assert_eq!(row[q], expected, "{geo:?} row {i} pixel {oy},{ox}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The segments of consecutive chunks cover every real output once, in
+    /// order.
+    #[test]
+    fn segments_cover_the_real_outputs() {
+        let geo = Geometry {
+            batch: 1,
+            in_c: 1,
+            in_h: 10,
+            in_w: 10,
+            out_c: 1,
+            out_h: 10,
+            out_w: 10,
+            kernel_h: 3,
+            kernel_w: 3,
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 1,
+            pad_left: 1,
+        };
+        let shifted = Shifted::new(&geo, 4);
+        assert_eq!(shifted.width, 12);
+        let columns = shifted.columns(&geo);
+        for chunk in [1, 5, 12, 16, 48, 200] {
+            let mut next = 0;
+            for q0 in (0..columns).step_by(chunk) {
+                let len = chunk.min(columns - q0);
+                for (n, range) in shifted.segments(&geo, q0, len) {
+                    assert_eq!(n, next, "chunk {chunk}");
+                    assert!(range.end <= len);
+                    next += range.len();
+                }
+            }
+            assert_eq!(next, 100, "chunk {chunk}");
+        }
+    }
+}
