@@ -179,13 +179,14 @@ fn describe_precision(engine: &edgewise_runtime::Engine) -> Option<String> {
             },
             match engine.int8_kernels() {
                 Some(k) => format!(
-                    ", {} on Edgewise's INT8 convolution ({} dense, {} depthwise), {} quantize and {} dequantize steps on its vector loops, {} element-wise graphs as int8 tables, {} identity tables removed, {} int8 DepthToSpace as PixelShuffle{}",
+                    ", {} on Edgewise's INT8 convolution ({} dense, {} depthwise), {} quantize and {} dequantize steps on its vector loops, {} element-wise graphs as int8 tables, {} tables applied by the convolution they read, {} identity tables removed, {} int8 DepthToSpace as PixelShuffle{}",
                     k.dense + k.depthwise,
                     k.dense,
                     k.depthwise,
                     k.quantize,
                     k.dequantize,
                     k.tables,
+                    k.tables_in_convs,
                     k.identities,
                     k.pixel_shuffles,
                     match k.skipped.first() {

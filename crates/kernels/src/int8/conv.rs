@@ -72,6 +72,20 @@ pub struct Int8Conv {
     pub(crate) input_u8: bool,
     /// The output datum type tract expects (i8 or u8, maybe quantized).
     pub(crate) output_dt: DatumType,
+    /// The element-wise function its only reader computed, as a table
+    /// applied to each requantized value ([`super::lut::fold_into_convs`]).
+    pub(crate) table: Option<OutputTable>,
+}
+
+/// A 256-entry table applied to the requantized outputs while they are in
+/// cache: a SiLU or hard-swish between two quantized convolutions costs no
+/// pass of its own over the feature map.
+#[derive(Clone, Debug)]
+pub(crate) struct OutputTable {
+    /// `output = bytes[requantized as u8]`.
+    pub bytes: Box<[u8; 256]>,
+    /// The type the requantization produces (i8 or u8, maybe quantized).
+    pub requantized_dt: DatumType,
 }
 
 impl PartialEq for Int8Conv {
@@ -114,9 +128,13 @@ impl Int8Conv {
         }
     }
 
-    /// The output type's range.
+    /// The requantization's range: of the output type, or of the table's input.
     fn output_range(&self) -> (f32, f32) {
-        if self.output_dt.unquantized() == DatumType::U8 {
+        let dt = self
+            .table
+            .as_ref()
+            .map_or(self.output_dt, |t| t.requantized_dt);
+        if dt.unquantized() == DatumType::U8 {
             (0.0, 255.0)
         } else {
             (-128.0, 127.0)
@@ -142,6 +160,14 @@ impl Int8Conv {
             hi,
         };
         step.run(acc, less, out, cast);
+        if let Some(table) = &self.table {
+            assert_eq!(std::mem::size_of::<T>(), 1, "int8 outputs");
+            // SAFETY: `T` is one byte (i8 or u8, checked above) and every
+            // byte is a valid `T`.
+            let bytes =
+                unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut u8, out.len()) };
+            super::lookup::apply(&table.bytes, bytes);
+        }
     }
 
     /// One image. A dense convolution splits its output pixels over the
@@ -253,14 +279,19 @@ impl Op for Int8Conv {
     fn info(&self) -> TractResult<Vec<String>> {
         let g = &self.geo;
         Ok(vec![format!(
-            "{}x{} stride {}x{}, {} -> {} channels, kernel {}",
+            "{}x{} stride {}x{}, {} -> {} channels, kernel {}{}",
             g.kernel_h,
             g.kernel_w,
             g.stride_h,
             g.stride_w,
             g.in_c,
             g.out_c,
-            self.kernel_name()
+            self.kernel_name(),
+            if self.table.is_some() {
+                ", then a table"
+            } else {
+                ""
+            }
         )])
     }
 

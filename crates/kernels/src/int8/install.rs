@@ -41,13 +41,17 @@ pub struct Installed {
     pub identities: usize,
     /// int8 `DepthToSpace`s now [`PixelShuffle`](shuffle::PixelShuffle).
     pub pixel_shuffles: usize,
+    /// Tables (ours or tract's) folded into the [`Int8Conv`] they read,
+    /// applied as it writes its outputs.
+    pub tables_in_convs: usize,
 }
 
 /// Replaces every quantized convolution of `model` that [`Int8Conv`] can
 /// run, declutters the model (which folds `DequantizeLinear -> element-wise
 /// -> QuantizeLinear` chains into lookup tables), replaces the remaining
 /// quantize and dequantize nodes by [`Quantize`](super::Quantize) and [`Dequantize`](super::Dequantize), and
-/// folds the element-wise graphs between them into [`Lut`](super::Lut)s.
+/// folds the element-wise graphs between them into [`Lut`](super::Lut)s,
+/// and those that read a convolution alone into the convolution.
 pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     let mut report = Installed::default();
     let candidates: Vec<usize> = model
@@ -74,6 +78,7 @@ pub fn install(model: &mut TypedModel) -> TractResult<Installed> {
     *model = std::mem::take(model).into_decluttered()?;
     quantize::install_quantizers(model, &mut report)?;
     (report.tables, report.identities) = lut::fold_into_tables(model)?;
+    report.tables_in_convs = lut::fold_into_convs(model)?;
     report.pixel_shuffles = shuffle::install_pixel_shuffles(model)?;
     Ok(report)
 }
@@ -204,6 +209,7 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         y0,
         input_u8,
         output_dt,
+        table: None,
     })
 }
 
@@ -276,6 +282,8 @@ mod tests {
         /// One weight scale and zero point for all channels, as onnxruntime
         /// writes weights it quantizes as activations.
         per_tensor: bool,
+        /// A SiLU after the convolution, quantized again (YOLOX's pattern).
+        silu: bool,
     }
 
     impl Case {
@@ -342,7 +350,14 @@ mod tests {
                 &[&xq, &sx, &zx, &wq, &sw, &zw, &sy, &zy, &bias],
                 attrs,
             );
-            let y = b.op("DequantizeLinear", &[&yq, &sy, &zy], vec![]);
+            let mut y = b.op("DequantizeLinear", &[&yq, &sy, &zy], vec![]);
+            if self.silu {
+                let silu = b.silu(&y);
+                let sz = b.initializer("sz", tensor0(0.05f32));
+                let zz = zero(&mut b, -100, self.unsigned);
+                let zq = b.op("QuantizeLinear", &[&silu, &sz, &zz], vec![]);
+                y = b.op("DequantizeLinear", &[&zq, &sz, &zz], vec![]);
+            }
             b.output(&y);
             b.finish()
         }
@@ -399,6 +414,7 @@ mod tests {
         weight_zero: 0,
         unsigned_weights: false,
         per_tensor: false,
+        silu: false,
     };
 
     fn assert_matches_tract(case: Case, depthwise: bool) {
@@ -490,6 +506,39 @@ mod tests {
             },
             false,
         );
+    }
+
+    /// A SiLU between the convolution and the next quantize becomes a table
+    /// the convolution applies as it writes: the same outputs, one op.
+    #[test]
+    fn a_table_after_a_convolution_folds_into_it() {
+        for (case, depthwise) in [
+            (DENSE, false),
+            (
+                Case {
+                    unsigned: true,
+                    stride: 2,
+                    ..DENSE
+                },
+                false,
+            ),
+            (
+                Case {
+                    input: [1, 6, 9, 11],
+                    out_c: 6,
+                    group: 6,
+                    ..DENSE
+                },
+                true,
+            ),
+        ] {
+            let case = Case { silu: true, ..case };
+            let (worst, differ, installed) = case.compare();
+            assert_eq!(installed.tables_in_convs, 1, "{installed:?}");
+            assert_eq!(installed.depthwise, usize::from(depthwise));
+            assert!(worst <= 1.01, "largest difference {worst} steps");
+            assert!(differ <= 0.02, "{differ} of the outputs differ");
+        }
     }
 
     /// Weights with a zero point, per tensor (onnxruntime's weights behind

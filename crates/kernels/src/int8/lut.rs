@@ -25,6 +25,7 @@ use edgewise_graph::tract_onnx::tract_core::ops::binary::TypedBinOp;
 use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use edgewise_graph::tract_onnx::tract_core::ops::quant::LookupTable;
 
+use super::conv::{Int8Conv, OutputTable};
 use super::quantize::{Dequantize, Quantize};
 use crate::parallel;
 use crate::tensor::{new_tensor, numbers};
@@ -108,6 +109,62 @@ fn remove_identities(model: &mut TypedModel) -> TractResult<usize> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// The table of `node`, ours or tract's `LookupTable`, if it is one.
+fn table_of(node: &TypedNode) -> Option<[u8; 256]> {
+    if let Some(lut) = node.op_as::<Lut>() {
+        return Some(lut.table);
+    }
+    let lookup = node
+        .op_as::<ElementWiseOp>()?
+        .0
+        .downcast_ref::<LookupTable>()?;
+    lookup.table.table().try_into().ok()
+}
+
+/// Folds every table whose input is an [`Int8Conv`]'s output, read by
+/// nothing else, into that convolution ([`Int8Conv::table`]): the SiLU of
+/// YOLOX and the hard-swish of PP-OCRv4 no longer take a pass of their own
+/// over each feature map. Returns how many it folded.
+pub(crate) fn fold_into_convs(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folded = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(bytes) = table_of(node) else {
+            continue;
+        };
+        let (input, output) = (node.inputs[0], OutletId::new(id, 0));
+        let Some(conv) = model.node(input.node).op_as::<Int8Conv>() else {
+            continue;
+        };
+
+        if model.outlet_successors(input).len() != 1 || model.output_outlets()?.contains(&input) {
+            continue;
+        }
+        let output_fact = model.outlet_fact(output)?.clone();
+        let mut conv = conv.clone();
+        conv.table = Some(match conv.table.take() {
+            // A table after a table: one table.
+            Some(first) => OutputTable {
+                bytes: Box::new(first.bytes.map(|b| bytes[usize::from(b)])),
+                requantized_dt: first.requantized_dt,
+            },
+            None => OutputTable {
+                bytes: Box::new(bytes),
+                requantized_dt: conv.output_dt,
+            },
+        });
+        conv.output_dt = output_fact.datum_type;
+        model.node_mut(input.node).op = Box::new(conv);
+        model.set_outlet_fact(input, output_fact)?;
+        let mut patch = TypedModelPatch::default();
+        let x = patch.tap_model(model, input)?;
+        patch.shunt_outside(model, output, x)?;
+        patch.apply(model)?;
+        folded += 1;
+    }
+    Ok(folded)
 }
 
 /// Whether `node` computes each output value from the values at the same
@@ -271,9 +328,8 @@ impl EvalOp for Lut {
         let xs = numbers::<u8>(input)?;
         let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [u8]| {
             parallel::for_each_chunk(ys, |first, ys| {
-                for (y, &x) in ys.iter_mut().zip(&xs[first..]) {
-                    *y = self.table[x as usize];
-                }
+                ys.copy_from_slice(&xs[first..first + ys.len()]);
+                super::lookup::apply(&self.table, ys);
             })
         })?;
         Ok(tvec!(output.into_tvalue()))

@@ -13,6 +13,7 @@ mod conv;
 mod dense;
 mod depthwise;
 mod install;
+mod lookup;
 mod lut;
 mod pack;
 mod quantize;
