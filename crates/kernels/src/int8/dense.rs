@@ -193,11 +193,11 @@ impl DenseKernel {
         geo: &Geometry,
         x0: i8,
         image: &[i8],
-        f: impl FnOnce(&[i8]) -> R,
-    ) -> R {
+        f: impl FnOnce(&[i8]) -> TractResult<R>,
+    ) -> TractResult<R> {
         match &self.source {
             Source::Shifted(shifted) => PHASES.with_borrow_mut(|phases| {
-                shifted.fill(geo, image, x0, self.chunk_len(geo), phases);
+                shifted.fill(geo, image, x0, self.chunk_len(geo), phases)?;
                 f(phases)
             }),
             _ => f(image),

@@ -20,7 +20,10 @@
 
 use std::ops::Range;
 
+use edgewise_graph::tract_onnx::prelude::TractResult;
+
 use crate::geometry::Geometry;
+use crate::parallel::{self, DisjointWriter};
 
 /// Where each row of the matrix product starts in the phase image, and the
 /// phase image's layout.
@@ -107,36 +110,58 @@ impl Shifted {
 
     /// Fills `image` (resized as needed) with the phase planes of `input`
     /// (`[in_c, in_h * in_w]`, i8), the padding set to `pad`, and the zeroed
-    /// region for chunks of up to `chunk` columns.
-    pub fn fill(&self, geo: &Geometry, input: &[i8], pad: i8, chunk: usize, image: &mut Vec<i8>) {
-        let (sh, sw) = (self.stride_h, self.stride_w);
+    /// region for chunks of up to `chunk` columns. The planes are split over
+    /// the plan's threads when there are enough of them.
+    pub fn fill(
+        &self,
+        geo: &Geometry,
+        input: &[i8],
+        pad: i8,
+        chunk: usize,
+        image: &mut Vec<i8>,
+    ) -> TractResult<()> {
+        let phases = self.stride_h * self.stride_w;
         let plane = self.height * self.width;
+        let planes = geo.in_c * phases;
         image.resize(self.len(chunk), 0);
-        let (planes, rest) = image.split_at_mut(geo.in_c * sh * sw * plane);
+        let (image, rest) = image.split_at_mut(planes * plane);
         rest.fill(0);
-        for (i, out) in planes.chunks_exact_mut(plane).enumerate() {
-            let c = i / (sh * sw);
-            let (py, px) = ((i % (sh * sw)) / sw, i % sw);
-            let source = &input[c * geo.in_h * geo.in_w..(c + 1) * geo.in_h * geo.in_w];
-            // Phase columns `q` read input column `q * sw + px - pad_left`.
-            let cols = inside(px, geo.pad_left, sw, geo.in_w, self.width);
-            for (r, row) in out.chunks_exact_mut(self.width).enumerate() {
-                let iy = (r * sh + py).wrapping_sub(geo.pad_top);
-                if iy >= geo.in_h || cols.is_empty() {
-                    row.fill(pad);
-                    continue;
-                }
-                row[..cols.start].fill(pad);
-                row[cols.end..].fill(pad);
-                let first = cols.start * sw + px - geo.pad_left;
-                let src = &source[iy * geo.in_w + first..(iy + 1) * geo.in_w];
-                let dst = &mut row[cols.clone()];
-                if sw == 1 {
-                    dst.copy_from_slice(&src[..dst.len()]);
-                } else {
-                    for (d, &s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                        *d = s;
-                    }
+        let parts = parallel::parts(image.len() * parallel::ELEMENT_WORK, planes);
+        let writer = DisjointWriter::new(image);
+        parallel::for_each_part(parts, |p| {
+            for i in (p * planes / parts)..((p + 1) * planes / parts) {
+                // SAFETY: each part writes its own planes.
+                let out = unsafe { writer.range(i * plane, plane) };
+                self.fill_plane(geo, input, pad, i, out);
+            }
+            Ok(())
+        })
+    }
+
+    /// Phase plane `i` (channel `i / phases`, phase `i % phases`) into `out`.
+    fn fill_plane(&self, geo: &Geometry, input: &[i8], pad: i8, i: usize, out: &mut [i8]) {
+        let (sh, sw) = (self.stride_h, self.stride_w);
+        let c = i / (sh * sw);
+        let (py, px) = ((i % (sh * sw)) / sw, i % sw);
+        let source = &input[c * geo.in_h * geo.in_w..(c + 1) * geo.in_h * geo.in_w];
+        // Phase columns `q` read input column `q * sw + px - pad_left`.
+        let cols = inside(px, geo.pad_left, sw, geo.in_w, self.width);
+        for (r, row) in out.chunks_exact_mut(self.width).enumerate() {
+            let iy = (r * sh + py).wrapping_sub(geo.pad_top);
+            if iy >= geo.in_h || cols.is_empty() {
+                row.fill(pad);
+                continue;
+            }
+            row[..cols.start].fill(pad);
+            row[cols.end..].fill(pad);
+            let first = cols.start * sw + px - geo.pad_left;
+            let src = &source[iy * geo.in_w + first..(iy + 1) * geo.in_w];
+            let dst = &mut row[cols.clone()];
+            if sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                for (d, &s) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                    *d = s;
                 }
             }
         }
@@ -225,7 +250,9 @@ mod tests {
                 let shifted = Shifted::new(&geo, group);
                 let columns = shifted.columns(&geo);
                 let mut image = vec![];
-                shifted.fill(&geo, &input, pad, columns, &mut image);
+                shifted
+                    .fill(&geo, &input, pad, columns, &mut image)
+                    .unwrap();
                 for i in 0..shifted.depth() {
                     let (tap, c) = (i / shifted.channels, i % shifted.channels);
                     let (ky, kx) = (tap / k, tap % k);
