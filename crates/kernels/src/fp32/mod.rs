@@ -5,10 +5,12 @@
 //! last (a YOLOv8 head's distribution); and [`PixelShuffle`] for
 //! `DepthToSpace` (DBNet's upsampling head once its deconvolution is a
 //! convolution); [`MaxPool2d`]; [`AxisMove`] for transposes and
-//! [`NearestUpsample2d`] for nearest upsamples. [`install`] puts them in.
+//! [`NearestUpsample2d`] for nearest upsamples; [`Binary`] and [`Unary`] for
+//! large element-wise work on every thread. [`install`] puts them in.
 
 pub mod activation;
 pub mod conv;
+pub mod elementwise;
 mod pool;
 mod reorder;
 mod softmax;
@@ -16,6 +18,7 @@ pub mod transpose;
 
 pub use activation::Activation;
 pub use conv::{ConvsInstalled, F32Conv, install_convs};
+pub use elementwise::{Binary, ElementWiseInstalled, Unary};
 pub use pool::MaxPool2d;
 pub use reorder::{AxisMove, NearestUpsample2d, ReordersInstalled};
 pub use softmax::AxisSoftmax;
@@ -40,6 +43,9 @@ pub struct Installed {
     /// Float transposes and nearest upsamples now [`AxisMove`] and
     /// [`NearestUpsample2d`].
     pub reorders: ReordersInstalled,
+    /// Large float binary operations and activations now [`Binary`] and
+    /// [`Unary`].
+    pub elementwise: ElementWiseInstalled,
 }
 
 /// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
@@ -58,6 +64,7 @@ pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractRe
     report.pixel_shuffles = install_pixel_shuffles(model)?;
     report.max_pools = pool::install_max_pools(model)?;
     report.reorders = reorder::install_reorders(model)?;
+    report.elementwise = elementwise::install_elementwise(model)?;
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

@@ -189,7 +189,7 @@ pub fn fuse_into_convs(model: &mut TypedModel, report: &mut ConvsInstalled) -> T
 }
 
 /// The activation an element-wise `node` is, if [`F32Conv`] has it.
-fn activation_of(node: &TypedNode) -> Option<Activation> {
+pub(crate) fn activation_of(node: &TypedNode) -> Option<Activation> {
     let ew = node.op_as::<ElementWiseOp>()?;
     if ew.1.is_some() {
         return None;

@@ -50,6 +50,7 @@ use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 use self::depthwise::DepthwiseWay;
+pub(crate) use self::install::activation_of;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
 pub use self::tile::{TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
