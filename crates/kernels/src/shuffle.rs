@@ -11,6 +11,7 @@
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 
+use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
 
 /// `[n, c * b * b, h, w] -> [n, c, h * b, w * b]` for values of 1, 2 or 4 bytes,
@@ -126,7 +127,7 @@ impl EvalOp for PixelShuffle {
         let c = c_in / (b * b);
         let shape = [n, c, h * b, w * b];
         let dt = input.datum_type();
-        fn run<T: Datum + Copy>(
+        fn run<T: Datum + Copy + Send + Sync>(
             input: &Tensor,
             dt: DatumType,
             shape: &[usize; 4],
@@ -137,10 +138,7 @@ impl EvalOp for PixelShuffle {
                 unreachable!("checked rank 4")
             };
             let xs = numbers::<T>(input)?;
-            new_tensor(dt, shape, |ys: &mut [T]| {
-                shuffle(xs, ys, c * n, b, h, w);
-                Ok(())
-            })
+            new_tensor(dt, shape, |ys: &mut [T]| shuffle(xs, ys, c * n, b, h, w))
         }
         let output = match dt.size_of() {
             1 => run::<u8>(input, dt, &shape, b)?,
@@ -152,16 +150,26 @@ impl EvalOp for PixelShuffle {
     }
 }
 
-/// The loops: `planes` output planes, each of `h * b` rows of `w * b`.
-fn shuffle<T: Copy>(xs: &[T], ys: &mut [T], planes: usize, b: usize, h: usize, w: usize) {
+/// The loops: `planes` output planes, each of `h * b` rows of `w * b`, the
+/// rows split over the plan's threads.
+fn shuffle<T: Copy + Send + Sync>(
+    xs: &[T],
+    ys: &mut [T],
+    planes: usize,
+    b: usize,
+    h: usize,
+    w: usize,
+) -> TractResult<()> {
     let (plane_in, row_out) = (h * w, w * b);
-    for (p, out_plane) in ys
-        .chunks_exact_mut(h * b * row_out)
-        .take(planes)
-        .enumerate()
-    {
-        let inputs = &xs[p * b * b * plane_in..(p + 1) * b * b * plane_in];
-        for (oy, row) in out_plane.chunks_exact_mut(row_out).enumerate() {
+    let rows = planes * h * b;
+    let parts = parallel::parts(rows * row_out * parallel::ELEMENT_WORK, rows);
+    let writer = DisjointWriter::new(&mut ys[..rows * row_out]);
+    parallel::for_each_part(parts, |part| {
+        for r in (rows * part / parts)..(rows * (part + 1) / parts) {
+            let (p, oy) = (r / (h * b), r % (h * b));
+            // SAFETY: each part writes its own rows.
+            let row = unsafe { writer.range(r * row_out, row_out) };
+            let inputs = &xs[p * b * b * plane_in..(p + 1) * b * b * plane_in];
             let (y, dy) = (oy / b, oy % b);
             let source = |dx: usize| &inputs[(dy * b + dx) * plane_in + y * w..][..w];
             if b == 2 {
@@ -178,7 +186,8 @@ fn shuffle<T: Copy>(xs: &[T], ys: &mut [T], planes: usize, b: usize, h: usize, w
                 }
             }
         }
-    }
+        Ok(())
+    })
 }
 
 impl TypedOp for PixelShuffle {
@@ -257,5 +266,28 @@ mod tests {
             assert!(!ours.nodes().iter().any(|n| n.op_is::<AxisOp>()));
             assert_eq!(run(ours), expected, "block {block}, {dt:?}");
         }
+    }
+
+    /// A map large enough to split its rows over two threads: the same
+    /// bytes as on one.
+    #[test]
+    fn two_threads_shuffle_as_one() {
+        use tract_linalg::multithread::{Executor, multithread_tract_scope};
+        let (planes, b, h, w) = (3, 2, 301, 257);
+        let xs: Vec<u8> = (0..planes * b * b * h * w)
+            .map(|i| (i * 13 % 251) as u8)
+            .collect();
+        let run = || {
+            let mut ys = vec![0u8; xs.len()];
+            shuffle(&xs, &mut ys, planes, b, h, w).unwrap();
+            ys
+        };
+        let one = run();
+        let two = multithread_tract_scope(Executor::multithread(2), run);
+        assert_eq!(one, two);
+        // Output plane 1, row 3 (input row 1, dy 1), column 5 (input
+        // column 2, dx 1): input channel (1 * 2 + 1) * 2 + 1 of plane 1.
+        let at = (b * h * b * w) + 3 * (w * b) + 5;
+        assert_eq!(one[at], xs[(4 + 3) * h * w + w + 2]);
     }
 }
