@@ -198,15 +198,47 @@ impl Int8Conv {
                     parallel::for_each_part(parts, |p| {
                         let range = (p * chunks / parts * chunk)
                             ..((p + 1) * chunks / parts * chunk).min(columns);
-                        dense.run(g, self.x0 as i8, input, &self.bias, range, |c, n0, acc| {
-                            // SAFETY: each part runs on its own columns, so
-                            // the parts' pixels of channel `c` never overlap.
-                            let out = unsafe { writer.range(c * n + n0, acc.len()) };
-                            let less = (self.weight_zero.as_ref())
-                                .zip(sums.as_ref())
-                                .map(|(w0, sums)| (w0[c], &sums[n0..n0 + acc.len()]));
-                            self.requantize(acc, less, self.scales[c], out, cast);
-                        })
+                        // A row of shifted sums requantizes whole, in full
+                        // vectors, and its output runs are copied out: runs
+                        // of a few dozen pixels would spend their time in
+                        // the loops' scalar tails.
+                        let mut row: Vec<T> = Vec::new();
+                        dense.run(
+                            g,
+                            self.x0 as i8,
+                            input,
+                            &self.bias,
+                            range,
+                            |c, acc, runs| {
+                                let whole = matches!(runs, [(_, r)] if r.len() == acc.len());
+                                if whole || self.weight_zero.is_some() {
+                                    for (n0, r) in runs {
+                                        // SAFETY: each part runs on its own
+                                        // columns, so the parts' pixels of
+                                        // channel `c` never overlap.
+                                        let out = unsafe { writer.range(c * n + n0, r.len()) };
+                                        let less = (self.weight_zero.as_ref())
+                                            .zip(sums.as_ref())
+                                            .map(|(w0, sums)| (w0[c], &sums[*n0..n0 + r.len()]));
+                                        self.requantize(
+                                            &acc[r.clone()],
+                                            less,
+                                            self.scales[c],
+                                            out,
+                                            cast,
+                                        );
+                                    }
+                                    return;
+                                }
+                                row.resize(acc.len(), cast(0));
+                                self.requantize(acc, None, self.scales[c], &mut row, cast);
+                                for (n0, r) in runs {
+                                    // SAFETY: as above.
+                                    let out = unsafe { writer.range(c * n + n0, r.len()) };
+                                    out.copy_from_slice(&row[r.clone()]);
+                                }
+                            },
+                        )
                     })
                 })?;
             }

@@ -39,11 +39,13 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// Alignment of the packed panels (tract's kernels load them whole).
 const PANEL_ALIGN: usize = 64;
 
-/// The most multiply-adds the shifted rows may compute per real one
-/// (padding channels and thrown-away columns) before im2col is cheaper.
-/// A 3x3 convolution of a 3-channel image at 416 pixels computes 1.35 per
-/// real one and still ran faster than unfolded.
-const MAX_SHIFTED_OVERHEAD: f64 = 1.6;
+/// What unfolding and packing one byte of im2col costs, in multiply-adds
+/// of the matrix kernel: the shifted rows pay instead for the products of
+/// their padding channels and thrown-away columns, `out_c` per extra
+/// depth and column. MobileNetV2+RetinaNet's 720-channel class head at
+/// 20x20 (10% more columns) ran 19% slower shifted; YOLOX's 24-channel
+/// stem on a 12-channel input (35% more) ran faster.
+const UNFOLD_MACS: f64 = 32.0;
 
 /// Where the rows of the matrix product come from.
 #[derive(Clone, Debug)]
@@ -112,7 +114,8 @@ impl DenseKernel {
             let shifted = Shifted::new(geo, group);
             // im2col's depth is padded to a whole group only once.
             let unfolded_overhead = k.next_multiple_of(group) as f64 / k as f64;
-            if shifted.overhead(geo) <= MAX_SHIFTED_OVERHEAD * unfolded_overhead {
+            let extra = (shifted.overhead(geo) - unfolded_overhead) * geo.out_c as f64;
+            if extra <= UNFOLD_MACS {
                 Source::Shifted(shifted)
             } else {
                 Source::Unfolded
@@ -208,10 +211,12 @@ impl DenseKernel {
     /// product (see [`DenseKernel::columns`]), reading `input` from
     /// [`DenseKernel::with_input`] (zero point `x0`), adding `bias` per
     /// output channel, [`DenseKernel::chunk_len`] columns at a time. For
-    /// every chunk, calls `emit(channel, first_pixel, accumulators)` for
-    /// each output channel and each run of consecutive output pixels in
-    /// the chunk, with that channel's i32 sums for them. The kernel runs on
-    /// the calling thread: callers split the columns.
+    /// every chunk, calls `emit(channel, sums, segments)` for each output
+    /// channel, with that channel's i32 sums over the chunk's columns and
+    /// where they go: for each run of consecutive output pixels, its first
+    /// pixel and its range in `sums` (the columns of shifted rows past the
+    /// output's width belong to no run). The kernel runs on the calling
+    /// thread: callers split the columns.
     pub fn run(
         &self,
         geo: &Geometry,
@@ -219,7 +224,7 @@ impl DenseKernel {
         input: &[i8],
         bias: &Tensor,
         columns: Range<usize>,
-        mut emit: impl FnMut(usize, usize, &[i32]),
+        mut emit: impl FnMut(usize, &[i32], &[(usize, Range<usize>)]),
     ) -> TractResult<()> {
         let m = geo.out_c;
         let k = self.depth(geo);
@@ -306,23 +311,14 @@ impl DenseKernel {
                 // `edgewise_graph::simd`).
                 clear_upper_vector_state();
                 let sums = acc.try_as_plain_ram()?.as_slice::<i32>()?;
+                let segments = &mut scratch.segments;
+                segments.clear();
                 match &self.source {
-                    Source::Shifted(shifted) => {
-                        let segments = &mut scratch.segments;
-                        segments.clear();
-                        segments.extend(shifted.segments(geo, n0, len));
-                        for c in 0..m {
-                            let row = &sums[c * len..(c + 1) * len];
-                            for (pixel, range) in segments.iter() {
-                                emit(c, *pixel, &row[range.clone()]);
-                            }
-                        }
-                    }
-                    _ => {
-                        for c in 0..m {
-                            emit(c, n0, &sums[c * len..(c + 1) * len]);
-                        }
-                    }
+                    Source::Shifted(shifted) => segments.extend(shifted.segments(geo, n0, len)),
+                    _ => segments.push((n0, 0..len)),
+                }
+                for c in 0..m {
+                    emit(c, &sums[c * len..(c + 1) * len], segments);
                 }
             }
             scratch.packed = Some(blob);

@@ -472,11 +472,12 @@ mod tests {
             },
             false,
         );
-        // One input channel: on a four-depth layout (VNNI, SDOT) the
-        // shifted rows would compute four times the products, so im2col.
+        // One input channel into many: on a four-depth layout (VNNI, SDOT)
+        // the shifted rows would compute four times the products, so im2col.
         assert_matches_tract(
             Case {
                 input: [1, 1, 9, 11],
+                out_c: 40,
                 ..DENSE
             },
             false,
