@@ -190,14 +190,16 @@ impl Int8Conv {
                     .as_ref()
                     .map(|_| window_sums(g, self.x0, image));
                 let columns = dense.columns(g);
-                let chunk = dense.chunk_len(g);
-                let chunks = columns.div_ceil(chunk);
-                let parts = parallel::parts(g.out_c * n * g.in_c * taps, chunks);
+                let panel = dense.panel_width();
+                let parts = parallel::parts(g.out_c * n * g.in_c * taps, columns.div_ceil(panel));
+                // Equal shares of whole panels: whole chunks each (3 chunks
+                // of a 13x13 map, 2 for one thread and 1 for the other)
+                // left one thread idle a third of the time.
+                let share = columns.div_ceil(parts).next_multiple_of(panel);
                 let writer = DisjointWriter::new(out);
                 dense.with_input(g, self.x0 as i8, image, |input| {
                     parallel::for_each_part(parts, |p| {
-                        let range = (p * chunks / parts * chunk)
-                            ..((p + 1) * chunks / parts * chunk).min(columns);
+                        let range = (p * share).min(columns)..((p + 1) * share).min(columns);
                         // A row of shifted sums requantizes whole, in full
                         // vectors, and its output runs are copied out: runs
                         // of a few dozen pixels would spend their time in

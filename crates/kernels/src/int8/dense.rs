@@ -155,6 +155,12 @@ impl DenseKernel {
         self.mmm.name()
     }
 
+    /// Columns per panel of the packed input: a part's share of the
+    /// columns is best a multiple of it.
+    pub fn panel_width(&self) -> usize {
+        self.layout.r()
+    }
+
     /// The depth of the matrix product.
     fn depth(&self, geo: &Geometry) -> usize {
         match &self.source {
