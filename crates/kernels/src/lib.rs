@@ -29,6 +29,7 @@
 
 pub mod audit;
 pub mod constant;
+pub mod copy;
 pub mod float;
 pub mod fp32;
 pub mod geometry;

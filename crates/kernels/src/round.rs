@@ -11,7 +11,8 @@ pub fn to_int(x: f32, lo: f32, hi: f32) -> i32 {
     // A NaN fails `x > lo`: it becomes `lo`.
     let x = if x > lo { x } else { lo };
     let x = if x < hi { x } else { hi };
-    // SAFETY: `max` replaced a NaN by `lo`, and `lo..=hi` is inside i32.
+    // SAFETY: the comparisons replaced a NaN by `lo`, and the callers' `lo..=hi`
+    // is an int8 or int32 range, inside i32.
     unsafe { x.to_int_unchecked::<i32>() }
 }
 

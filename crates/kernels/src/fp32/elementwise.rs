@@ -313,10 +313,13 @@ fn rows_loop(kind: BinaryKind, a: Src, b: Src, dst: &mut [f32]) {
         BinaryKind::Sub => each!(|x, y| x - y),
         BinaryKind::Mul => each!(|x, y| x * y),
         BinaryKind::Div => each!(|x, y| x / y),
-        // tract's `Max` and `Min`: `x.max(y)` would add NaN checks that
-        // keep the loop scalar; the comparison is one instruction.
-        BinaryKind::Max => each!(|x, y| if x > y { x } else { y }),
-        BinaryKind::Min => each!(|x, y| if x < y { x } else { y }),
+        // As tract's `Max` and `Min` (`f32::max`, `min`): a NaN gives the
+        // other operand. Written as comparisons: `f32::max` in these loops
+        // crashed LLVM's instruction selection for AVX2 (rustc 1.95).
+        #[allow(clippy::eq_op)]
+        BinaryKind::Max => each!(|x, y| if x >= y || y != y { x } else { y }),
+        #[allow(clippy::eq_op)]
+        BinaryKind::Min => each!(|x, y| if x <= y || y != y { x } else { y }),
     }
 }
 
@@ -358,16 +361,16 @@ impl EvalOp for Binary {
         // feature map would cost its page faults on every frame.
         let mut y = if self.reusable(&self.a, &a) {
             let (mut y, b) = (a.into_tensor(), numbers::<f32>(&b)?);
-            each_step_in_place(&mut y, |start, out| self.run(None, Some(b), start, out))?;
+            each_step_in_place(&mut y, 1, |start, out| self.run(None, Some(b), start, out))?;
             y
         } else if self.reusable(&self.b, &b) {
             let (a, mut y) = (numbers::<f32>(&a)?, b.into_tensor());
-            each_step_in_place(&mut y, |start, out| self.run(Some(a), None, start, out))?;
+            each_step_in_place(&mut y, 1, |start, out| self.run(Some(a), None, start, out))?;
             y
         } else {
             let (a, b) = (numbers::<f32>(&a)?, numbers::<f32>(&b)?);
             new_tensor::<f32>(DatumType::F32, &self.shape, |y| {
-                for_each_step(y, |start, out| self.run(Some(a), Some(b), start, out))
+                for_each_step(y, 1, |start, out| self.run(Some(a), Some(b), start, out))
             })?
         };
         if y.shape() != &self.shape[..] {
@@ -397,6 +400,18 @@ pub struct Unary {
 }
 
 impl Eq for Unary {}
+
+impl Unary {
+    /// The work of one value, in element visits: an exponential and a
+    /// reciprocal for the logistic ones (about 20 vector instructions per
+    /// vector), so that a SiLU over YOLOX's 52x52 maps splits too.
+    fn weight(&self) -> usize {
+        match self.activation {
+            Activation::Sigmoid | Activation::Silu => 4,
+            _ => 1,
+        }
+    }
+}
 
 impl Op for Unary {
     fn name(&self) -> StaticName {
@@ -435,12 +450,12 @@ impl EvalOp for Unary {
         };
         let y = if x.is_exclusive() {
             let mut y = x.into_tensor();
-            each_step_in_place(&mut y, |_, out| finish(out))?;
+            each_step_in_place(&mut y, self.weight(), |_, out| finish(out))?;
             y
         } else {
             let x = numbers::<f32>(&x)?;
             new_tensor::<f32>(DatumType::F32, &self.shape, |y| {
-                for_each_step(y, |start, out| {
+                for_each_step(y, self.weight(), |start, out| {
                     out.copy_from_slice(&x[start..start + out.len()]);
                     finish(out);
                 })
@@ -459,11 +474,16 @@ impl TypedOp for Unary {
 }
 
 /// Runs `f(first, values)` over `out` in steps of [`STEP`], the steps split
-/// over the plan's threads.
-fn for_each_step(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) -> TractResult<()> {
+/// over the plan's threads; `weight` is the work of one value, in element
+/// visits.
+fn for_each_step(
+    out: &mut [f32],
+    weight: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> TractResult<()> {
     let total = out.len();
     let steps = total.div_ceil(STEP);
-    let parts = parallel::parts(total * parallel::ELEMENT_WORK, steps);
+    let parts = parallel::parts(total * weight * parallel::ELEMENT_WORK, steps);
     let writer = DisjointWriter::new(out);
     parallel::for_each_part(parts, |p| {
         for s in (steps * p / parts)..(steps * (p + 1) / parts) {
@@ -479,10 +499,11 @@ fn for_each_step(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) -
 /// [`for_each_step`] over the values of `tensor`, an f32 tensor.
 fn each_step_in_place(
     tensor: &mut Tensor,
+    weight: usize,
     f: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> TractResult<()> {
     let mut view = tensor.try_as_plain_ram_mut()?;
-    for_each_step(view.as_slice_mut::<f32>()?, f)
+    for_each_step(view.as_slice_mut::<f32>()?, weight, f)
 }
 
 /// How many element-wise nodes [`install_elementwise`] replaced.
@@ -635,6 +656,42 @@ mod tests {
                     );
                     drop(held);
                 }
+            }
+        }
+    }
+
+    /// `Max` and `Min` give the other operand where one is NaN, as
+    /// `f32::max` and `min` (tract's) do.
+    #[test]
+    fn max_and_min_pass_over_nan() {
+        let a: Vec<f32> = (0..32)
+            .map(|i| if i % 3 == 0 { f32::NAN } else { i as f32 })
+            .collect();
+        let b: Vec<f32> = (0..32)
+            .map(|i| if i % 5 == 0 { f32::NAN } else { 10.0 })
+            .collect();
+        for kind in [BinaryKind::Max, BinaryKind::Min] {
+            let op = Binary::new(kind, &[32], &[32]).unwrap();
+            let out = op
+                .eval(
+                    &EvalContext::out_of_plan(),
+                    tvec!(
+                        Tensor::from_shape(&[32], &a).unwrap().into_tvalue(),
+                        Tensor::from_shape(&[32], &b).unwrap().into_tvalue()
+                    ),
+                )
+                .unwrap();
+            let got = numbers::<f32>(&out[0]).unwrap();
+            for ((g, x), y) in got.iter().zip(&a).zip(&b) {
+                let e = if kind == BinaryKind::Max {
+                    x.max(*y)
+                } else {
+                    x.min(*y)
+                };
+                assert!(
+                    g == &e || (g.is_nan() && e.is_nan()),
+                    "{kind:?} {x} {y}: {g}"
+                );
             }
         }
     }

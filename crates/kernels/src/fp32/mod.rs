@@ -46,6 +46,10 @@ pub struct Installed {
     /// Large float binary operations and activations now [`Binary`] and
     /// [`Unary`].
     pub elementwise: ElementWiseInstalled,
+    /// Strided slices and concatenations (of any 1, 2 or 4-byte values)
+    /// now [`StridedCopy`](crate::copy::StridedCopy) and
+    /// [`Concat`](crate::copy::Concat).
+    pub copies: crate::copy::CopiesInstalled,
 }
 
 /// Declutters `model` (tract's expansion of `DepthToSpace` takes its final
@@ -65,6 +69,7 @@ pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractRe
     report.max_pools = pool::install_max_pools(model)?;
     report.reorders = reorder::install_reorders(model)?;
     report.elementwise = elementwise::install_elementwise(model)?;
+    report.copies = crate::copy::install_copies(model)?;
     let candidates: Vec<usize> = model
         .nodes()
         .iter()

@@ -205,10 +205,16 @@ impl DenseKernel {
         f: impl FnOnce(&[i8]) -> TractResult<R>,
     ) -> TractResult<R> {
         match &self.source {
-            Source::Shifted(shifted) => PHASES.with_borrow_mut(|phases| {
-                shifted.fill(geo, image, x0, self.chunk_len(geo), phases)?;
-                f(phases)
-            }),
+            Source::Shifted(shifted) => {
+                // Out of the thread-local while the parts run: a thread that
+                // waits for them may be handed another plan's convolution.
+                let mut phases = PHASES.take();
+                let done = shifted
+                    .fill(geo, image, x0, self.chunk_len(geo), &mut phases)
+                    .and_then(|()| f(&phases));
+                PHASES.set(phases);
+                done
+            }
             _ => f(image),
         }
     }

@@ -212,64 +212,78 @@ mod tests {
     use super::*;
 
     /// Every row of the depth, on every real output, reads what im2col
-    /// would: the input at the tap's position, or the padding.
+    /// would: the input at the tap's position, or the padding; read whole
+    /// and in chunks that start inside output rows.
     #[test]
     fn rows_read_what_im2col_reads() {
+        // (in_c, in_h, in_w, kh, kw, sh, sw, dh, dw, top, bottom, left, right)
         let cases = [
-            // (in_c, in_h, in_w, k, stride, dilation, pad)
-            (3, 7, 9, 3, 1, 1, 1),
-            (5, 8, 8, 3, 2, 1, 1),
-            (4, 9, 6, 3, 2, 1, 0),
-            (2, 11, 10, 5, 1, 1, 2),
-            (6, 10, 13, 3, 1, 2, 2),
-            (1, 6, 7, 2, 2, 1, 0),
-            (3, 13, 12, 3, 3, 1, 1),
+            (3, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+            (5, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1),
+            (4, 9, 6, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0),
+            (2, 11, 10, 5, 5, 1, 1, 1, 1, 2, 2, 2, 2),
+            (6, 10, 13, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2),
+            (1, 6, 7, 2, 2, 2, 2, 1, 1, 0, 0, 0, 0),
+            (3, 13, 12, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1),
+            // SAME_UPPER on an even input: nothing above, one row below.
+            (3, 8, 10, 3, 3, 2, 2, 1, 1, 0, 1, 0, 1),
+            // Other strides, kernels and dilations across than down.
+            (2, 9, 14, 3, 5, 1, 2, 1, 1, 1, 1, 2, 2),
+            (3, 12, 11, 3, 3, 2, 2, 2, 2, 2, 1, 1, 2),
+            (2, 5, 9, 1, 3, 2, 1, 1, 1, 0, 0, 1, 1),
+            // A one-column output.
+            (4, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0),
         ];
-        for (in_c, in_h, in_w, k, s, d, p) in cases {
-            let out = |len: usize| (len + 2 * p - d * (k - 1) - 1) / s + 1;
+        for (in_c, in_h, in_w, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr) in cases {
             let geo = Geometry {
                 batch: 1,
                 in_c,
                 in_h,
                 in_w,
                 out_c: 1,
-                out_h: out(in_h),
-                out_w: out(in_w),
-                kernel_h: k,
-                kernel_w: k,
-                stride_h: s,
-                stride_w: s,
-                dilation_h: d,
-                dilation_w: d,
-                pad_top: p,
-                pad_left: p,
+                out_h: (in_h + pt + pb - dh * (kh - 1) - 1) / sh + 1,
+                out_w: (in_w + pl + pr - dw * (kw - 1) - 1) / sw + 1,
+                kernel_h: kh,
+                kernel_w: kw,
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_top: pt,
+                pad_left: pl,
             };
             let input: Vec<i8> = (0..in_c * in_h * in_w).map(|i| (i % 97) as i8).collect();
             let pad = -7;
             for group in [1, 4] {
                 let shifted = Shifted::new(&geo, group);
                 let columns = shifted.columns(&geo);
-                let mut image = vec![];
-                shifted
-                    .fill(&geo, &input, pad, columns, &mut image)
-                    .unwrap();
-                for i in 0..shifted.depth() {
-                    let (tap, c) = (i / shifted.channels, i % shifted.channels);
-                    let (ky, kx) = (tap / k, tap % k);
-                    let row = shifted.row(&image, i, 0, columns);
-                    for (n, range) in shifted.segments(&geo, 0, columns) {
-                        for (j, q) in range.enumerate() {
-                            let (oy, ox) = ((n + j) / geo.out_w, (n + j) % geo.out_w);
-                            let iy = (oy * s + ky * d).wrapping_sub(p);
-                            let ix = (ox * s + kx * d).wrapping_sub(p);
-                            let expected = if c >= in_c {
-                                0
-                            } else if iy < in_h && ix < in_w {
-                                input[(c * in_h + iy) * in_w + ix]
-                            } else {
-                                pad
-                            };
-                            assert_eq!(row[q], expected, "{geo:?} row {i} pixel {oy},{ox}");
+                for chunk in [columns, 5, 16] {
+                    let mut image = vec![];
+                    shifted.fill(&geo, &input, pad, chunk, &mut image).unwrap();
+                    for q0 in (0..columns).step_by(chunk) {
+                        let len = chunk.min(columns - q0);
+                        for i in 0..shifted.depth() {
+                            let (tap, c) = (i / shifted.channels, i % shifted.channels);
+                            let (ky, kx) = (tap / kw, tap % kw);
+                            let row = shifted.row(&image, i, q0, len);
+                            for (n, range) in shifted.segments(&geo, q0, len) {
+                                for (j, q) in range.enumerate() {
+                                    let (oy, ox) = ((n + j) / geo.out_w, (n + j) % geo.out_w);
+                                    let iy = (oy * sh + ky * dh).wrapping_sub(pt);
+                                    let ix = (ox * sw + kx * dw).wrapping_sub(pl);
+                                    let expected = if c >= in_c {
+                                        0
+                                    } else if iy < in_h && ix < in_w {
+                                        input[(c * in_h + iy) * in_w + ix]
+                                    } else {
+                                        pad
+                                    };
+                                    assert_eq!(
+                                        row[q], expected,
+                                        "{geo:?} row {i} pixel {oy},{ox} chunk {chunk}"
+                                    );
+                                }
+                            }
                         }
                     }
                 }
