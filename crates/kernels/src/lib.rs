@@ -10,8 +10,12 @@
 //!   into one pass), [`int8::Quantize`] and [`int8::Dequantize`], 256-entry
 //!   tables for element-wise chains ([`int8::Lut`]) and
 //!   [`shuffle::PixelShuffle`] (any element size). [`int8::install`] puts them into a typed model.
-//! - [`fp32`]: float operators where tract's are slow: [`fp32::AxisSoftmax`]
-//!   (a softmax over an axis that is not the last); [`fp32::install`].
+//! - [`fp32`]: float operators where tract's are slow: [`fp32::F32Conv`],
+//!   [`fp32::AxisSoftmax`] (a softmax over an axis that is not the last),
+//!   [`fp32::Binary`] and [`fp32::Unary`] (element-wise work on every
+//!   thread); [`fp32::install`].
+//! - [`copy`]: operators that only move values, on every thread:
+//!   [`copy::StridedCopy`] (a strided slice) and [`copy::Concat`].
 //! - [`qdq`]: a model in the portable QDQ form (`DequantizeLinear -> Conv ->
 //!   QuantizeLinear`, as quantizers write it) rewritten so that its
 //!   convolutions reach tract as `QLinearConv`, which [`int8::install`] then
