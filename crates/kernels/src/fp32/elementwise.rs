@@ -13,6 +13,8 @@
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
 use edgewise_graph::tract_onnx::tract_core::ops::binary::TypedBinOp;
+use edgewise_graph::tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
+use edgewise_graph::tract_onnx::tract_core::ops::einsum::EinSum;
 use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 
 use super::activation::Activation;
@@ -523,8 +525,30 @@ pub fn install_elementwise(model: &mut TypedModel) -> TractResult<ElementWiseIns
     let Some(kernel) = TileKernel::native() else {
         return Ok(report);
     };
+    // Element-wise nodes after one of tract's own convolutions,
+    // deconvolutions or matrix products (the ones `F32Conv` left, or all
+    // with `--float-conv tract`)
+    // stay tract's: its optimizer fuses them into the kernel's store, which
+    // beats any pass of their own.
+    let mut fused_by_tract = std::collections::HashSet::new();
     for id in model.eval_order()? {
         let node = model.node(id);
+        let after_tract = node.inputs.iter().any(|i| {
+            let producer = model.node(i.node);
+            producer.op_is::<Conv>()
+                || producer.op_is::<Deconv>()
+                || producer.op_is::<EinSum>()
+                || fused_by_tract.contains(&i.node)
+        });
+        // Through reshapes and axis moves too: tract moves a batch norm
+        // after a deconvolution's `DepthToSpace` back into the convolution.
+        if after_tract && node.op_is::<AxisOp>() {
+            fused_by_tract.insert(id);
+        }
+        if after_tract && (node.op_is::<TypedBinOp>() || node.op_is::<ElementWiseOp>()) {
+            fused_by_tract.insert(id);
+            continue;
+        }
         let output = model.outlet_fact(OutletId::new(id, 0))?;
         let Some(shape) = output.shape.as_concrete().map(|s| s.to_vec()) else {
             continue;
