@@ -361,7 +361,7 @@ impl EvalOp for Binary {
         }
         // The output overwrites an operand read by nothing else: a fresh
         // feature map would cost its page faults on every frame.
-        let mut y = if self.reusable(&self.a, &a) {
+        let y = if self.reusable(&self.a, &a) {
             let (mut y, b) = (a.into_tensor(), numbers::<f32>(&b)?);
             each_step_in_place(&mut y, 1, |start, out| self.run(None, Some(b), start, out))?;
             y
@@ -375,9 +375,6 @@ impl EvalOp for Binary {
                 for_each_step(y, 1, |start, out| self.run(Some(a), Some(b), start, out))
             })?
         };
-        if y.shape() != &self.shape[..] {
-            y.set_shape(&self.shape)?;
-        }
         Ok(tvec!(y.into_tvalue()))
     }
 }

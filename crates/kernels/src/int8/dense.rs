@@ -52,8 +52,10 @@ const UNFOLD_MACS: f64 = 32.0;
 pub(crate) enum Source {
     /// A 1x1, stride-1 convolution: the input planes are the rows.
     Planes,
-    /// im2col of each chunk, in the weights' own depth order.
-    Unfolded,
+    /// im2col of each chunk, in the weights' own depth order; the output
+    /// columns each kernel column reads inside the input
+    /// ([`Geometry::valid_columns`]).
+    Unfolded(Vec<(usize, usize)>),
     /// The shifted rows of a padded copy of the input, the depth tap-major.
     Shifted(Shifted),
 }
@@ -118,7 +120,7 @@ impl DenseKernel {
             if extra <= UNFOLD_MACS {
                 Source::Shifted(shifted)
             } else {
-                Source::Unfolded
+                Source::Unfolded(geo.valid_columns())
             }
         };
         let (depth, matrix) = match &source {
@@ -184,7 +186,7 @@ impl DenseKernel {
         let m = geo.out_c;
         let k = self.depth(geo);
         let r = self.layout.r();
-        let unfolded = if matches!(self.source, Source::Unfolded) {
+        let unfolded = if matches!(self.source, Source::Unfolded(_)) {
             k
         } else {
             0
@@ -243,7 +245,6 @@ impl DenseKernel {
         let layout = self.layout;
         let r = layout.r();
         let chunk = self.chunk_len(geo);
-        let valid_columns = geo.valid_columns();
         let n = geo.out_h * geo.out_w;
 
         SCRATCH.with_borrow_mut(|scratch| -> TractResult<()> {
@@ -260,7 +261,7 @@ impl DenseKernel {
                 // writes the `m * len` accumulators read after each run.
                 _ => unsafe { Tensor::uninitialized::<i32>(&[m * chunk])? },
             };
-            if matches!(self.source, Source::Unfolded) {
+            if matches!(self.source, Source::Unfolded(_)) {
                 scratch.unfolded.resize(k * chunk, 0);
             }
             // SAFETY: the scratch space is used with this kernel only.
@@ -274,9 +275,9 @@ impl DenseKernel {
                 };
                 match &self.source {
                     Source::Planes => pack_rows(layout, |i| &input[i * n + n0..], k, len, dst),
-                    Source::Unfolded => {
+                    Source::Unfolded(valid_columns) => {
                         let unfolded = &mut scratch.unfolded;
-                        unfold(geo, &valid_columns, x0, input, n0, len, unfolded);
+                        unfold(geo, valid_columns, x0, input, n0, len, unfolded);
                         pack_rows(layout, |i| &unfolded[i * len..], k, len, dst);
                     }
                     Source::Shifted(shifted) => {

@@ -328,8 +328,14 @@ impl EvalOp for Lut {
         let xs = numbers::<u8>(input)?;
         let output = new_tensor(self.output_dt, input.shape(), |ys: &mut [u8]| {
             parallel::for_each_chunk(ys, |first, ys| {
-                ys.copy_from_slice(&xs[first..first + ys.len()]);
-                super::lookup::apply(&self.table, ys);
+                // Copied and looked up a cache-sized piece at a time, so that
+                // the lookup reads what the copy just wrote.
+                const PIECE: usize = 16 << 10;
+                for (i, piece) in ys.chunks_mut(PIECE).enumerate() {
+                    let at = first + i * PIECE;
+                    piece.copy_from_slice(&xs[at..at + piece.len()]);
+                    super::lookup::apply(&self.table, piece);
+                }
             })
         })?;
         Ok(tvec!(output.into_tvalue()))

@@ -79,19 +79,19 @@ pub(crate) fn pack_rows<'a>(
     );
     match layout {
         Layout::KOuter { .. } => {
-            for (p, out) in dst
-                .chunks_exact_mut(panel)
-                .take(cols.div_ceil(r))
-                .enumerate()
-            {
-                let c0 = p * r;
-                let width = r.min(cols - c0);
-                for (i, record) in out.chunks_exact_mut(r).take(k).enumerate() {
-                    let src = row(i);
-                    assert!(src.len() >= cols, "row {i} too short");
+            let panels = cols.div_ceil(r);
+            for i in 0..k {
+                let src = row(i);
+                assert!(src.len() >= cols, "row {i} too short");
+                for (p, out) in dst.chunks_exact_mut(panel).take(panels).enumerate() {
+                    let c0 = p * r;
+                    let width = r.min(cols - c0);
+                    let record = &mut out[i * r..(i + 1) * r];
                     record[..width].copy_from_slice(&src[c0..c0 + width]);
                     record[width..].fill(0);
                 }
+            }
+            for out in dst.chunks_exact_mut(panel).take(panels) {
                 out[k * r..].fill(0);
             }
         }
