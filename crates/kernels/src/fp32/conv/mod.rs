@@ -30,7 +30,11 @@
 //!
 //! Threads split the bands, every thread running all output channels of
 //! its rows; where the weights outweigh the input (deep layers on small
-//! maps) they split the output channels instead.
+//! maps) they split the output channels instead. A band is a run of whole
+//! tiles, not of whole rows, so that only the last tile of the map runs
+//! past its pixels; a 1x1 convolution over many input channels sums them
+//! in chunks that stay in the first-level cache while every block of
+//! output channels reads them.
 
 // On other CPUs (32-bit ARM) there is no vector loop: tract keeps the
 // float convolutions, and the loops' scaffolding goes unused.
@@ -94,22 +98,30 @@ pub struct F32Conv {
     shape: Vec<usize>,
     /// Input bytes a band copies at most ([`BAND_BYTES`]; less in tests).
     band_bytes: usize,
+    /// Input bytes a chunk of input channels reads per tile at most
+    /// ([`L1_INPUT_BYTES`]; less in tests).
+    chunk_bytes: usize,
 }
 
 impl Eq for F32Conv {}
 
-/// The input a band of output rows reads, and where.
+/// The input a band of output pixels reads, and where.
+///
+/// A band is a run of whole tiles of flat pixels, not of whole rows: rows
+/// of a few dozen pixels would leave a part-empty tile at the end of every
+/// band (a 26-column map in bands of 4 rows: 108 pixels in two 64-pixel
+/// tiles, 16% of the products computed and dropped).
 struct Band<'a> {
-    /// The band's first flat pixel, in input channel 0.
+    /// Output row `r0`'s first flat pixel, in input channel 0.
     image: &'a [f32],
     /// Distance between two input channels in `image`.
     channel_stride: usize,
     /// Each tap's offset from an output pixel's flat position.
     taps: &'a [isize],
-    /// The band's first output row.
+    /// The output row `image` starts at.
     r0: usize,
-    /// Its output rows.
-    rows: usize,
+    /// The band's flat pixels, counted from row `r0`'s first.
+    pixels: std::ops::Range<usize>,
 }
 
 /// Where a convolution's taps read.
@@ -185,6 +197,27 @@ impl Layout {
     }
 }
 
+/// The input a tile's blocks read from the first-level cache, per chunk of
+/// input channels: half of the smallest first-level data cache of the CPUs
+/// Edgewise runs on (32 KiB), the rest left to the weights and sums.
+const L1_INPUT_BYTES: usize = 16 << 10;
+
+/// Input channels per chunk for a tile of `nt` flat pixels read at `taps`:
+/// as many as keep `budget` bytes of cache lines, at least 4, all `in_c`
+/// when they fit.
+///
+/// Only single-tap convolutions go in chunks: a 3x3 tile reads each line of
+/// its input for three taps in a row, and chunks of its channels measured
+/// no faster (3x3, stride 1 and 2, 48 to 192 channels).
+fn chunk_channels(taps: &[isize], nt: usize, in_c: usize, budget: usize) -> usize {
+    if taps.len() > 1 {
+        return in_c;
+    }
+    // A channel's pixels, a line more for alignment.
+    let channel_bytes = (nt.div_ceil(16) + 1) * 64;
+    (budget / channel_bytes).max(4).min(in_c)
+}
+
 /// The bytes of input a band of output rows copies: about what a core's
 /// second-level cache keeps next to the weights.
 const BAND_BYTES: usize = 256 << 10;
@@ -244,6 +277,7 @@ impl F32Conv {
             post: None,
             shape,
             band_bytes: BAND_BYTES,
+            chunk_bytes: L1_INPUT_BYTES,
         })
     }
 
@@ -295,6 +329,7 @@ impl F32Conv {
             post: None,
             shape,
             band_bytes: BAND_BYTES,
+            chunk_bytes: L1_INPUT_BYTES,
         })
     }
 
@@ -447,8 +482,10 @@ impl F32Conv {
         let bands = if blocks_outer {
             1
         } else {
+            // A band of whole tiles starts and ends inside rows: one row
+            // more than its own.
             let fits = (self.band_bytes / row_bytes)
-                .saturating_sub(l.halo)
+                .saturating_sub(l.halo + 1)
                 .clamp(1, g.out_h);
             // As many bands for every thread, the rows spread evenly over
             // them: 8 and 5 rows of a 13-row map, or 4-row bands of a
@@ -460,8 +497,20 @@ impl F32Conv {
                 .next_multiple_of(threads)
                 .min(g.out_h)
         };
-        // Band `b`'s first output row.
-        let band_start = |b: usize| g.out_h * b / bands;
+        // Band `b`'s first flat pixel: the tiles spread evenly over the
+        // bands. Its rows are those its pixels fall in.
+        let total = g.out_h * l.width;
+        let tiles = total.div_ceil(k.nt);
+        let band_start = |b: usize| (tiles * b / bands * k.nt).min(total);
+        let band_rows = |b: usize| {
+            let (p0, p1) = (band_start(b), band_start(b + 1));
+            let r0 = p0 / l.width;
+            (
+                r0,
+                (p1 - 1) / l.width + 1 - r0,
+                p0 - r0 * l.width..p1 - r0 * l.width,
+            )
+        };
         let parts = parallel::parts(work, if blocks_outer { blocks } else { bands });
         let writer = DisjointWriter::new(y);
         parallel::for_each_part(parts, |p| {
@@ -474,15 +523,15 @@ impl F32Conv {
                 // A 1x1 convolution with no stride or padding reads the
                 // input's planes as they are: no band copy.
                 let plane = g.in_h * g.in_w;
-                for band in my_bands {
-                    let (r0, rows) = (band_start(band), band_start(band + 1) - band_start(band));
+                for band in my_bands.filter(|&b| band_start(b) < band_start(b + 1)) {
+                    let (r0, _, pixels) = band_rows(band);
                     let image = &x[r0 * g.in_w..];
                     let band = Band {
                         image,
                         channel_stride: plane,
                         taps: &[0],
                         r0,
-                        rows,
+                        pixels,
                     };
                     self.convolve_band(&band, my_blocks.clone(), blocks_outer, &writer);
                 }
@@ -490,8 +539,8 @@ impl F32Conv {
             }
             let mut split = vec![];
             IMAGE.with_borrow_mut(|buffer| {
-                for band in my_bands {
-                    let (r0, rows) = (band_start(band), band_start(band + 1) - band_start(band));
+                for band in my_bands.filter(|&b| band_start(b) < band_start(b + 1)) {
+                    let (r0, rows, pixels) = band_rows(band);
                     let image_rows = rows + l.halo;
                     let stride = l.channel_stride(image_rows);
                     let len = l.phases * g.in_c * stride;
@@ -506,7 +555,7 @@ impl F32Conv {
                         channel_stride: stride,
                         taps: &taps,
                         r0,
-                        rows,
+                        pixels,
                     };
                     self.convolve_band(&band, my_blocks.clone(), blocks_outer, &writer);
                 }
@@ -525,13 +574,21 @@ impl F32Conv {
             && (g.out_h, g.out_w) == (g.in_h, g.in_w)
     }
 
-    /// Output rows `band.r0..band.r0 + band.rows` of output channel blocks
-    /// `blocks`.
+    /// The flat pixels `band.pixels` of output channel blocks `blocks`.
     ///
     /// A tile of a full block whose pixels all land in the output (no
     /// padded columns, no pixels past the last) is summed straight into
     /// the output and finished there; the others go through a tile of
     /// their own, and only their output pixels are copied out.
+    ///
+    /// With the blocks inner, every block of a tile reads the same input
+    /// pixels: where those pixels of every input channel would not stay in
+    /// the first-level cache (wide or deep inputs, nine taps, strides), the
+    /// input channels go in chunks that do ([`L1_INPUT_BYTES`]), every
+    /// block summing one chunk before the next, its sums kept in memory
+    /// between chunks. Without chunks, the blocks fetched the whole tile's
+    /// input from the second-level cache each, in a pattern (a jump per
+    /// channel and tap) the prefetchers do not follow.
     fn convolve_band(
         &self,
         band: &Band,
@@ -541,25 +598,90 @@ impl F32Conv {
     ) {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let plane = g.out_h * g.out_w;
+        let taps = band.taps.len();
         // The band's flat pixels.
-        let npx = band.rows * l.width;
-        let tiles = npx.div_ceil(k.nt);
-        let mut sums = vec![0f32; k.mr * k.nt];
+        let (px0, end) = (band.pixels.start, band.pixels.end);
+        let tiles = (end - px0).div_ceil(k.nt);
+        let chunk = if blocks_outer {
+            g.in_c
+        } else {
+            chunk_channels(band.taps, k.nt, g.in_c, self.chunk_bytes)
+        };
+        let chunks = g.in_c.div_ceil(chunk);
+        // One tile of sums per block while the chunks run, else one.
+        let kept = if chunks > 1 { blocks.len() } else { 1 };
+        let mut sums = vec![0f32; kept * k.mr * k.nt];
         // Input channels of a tile whose reads would run past the image
         // (the last tile of an input read as it is), copied once per band.
         let mut short = vec![];
         let mut short_tile = None;
         let reach = (g.in_c - 1) * band.channel_stride
             + band.taps.iter().copied().max().unwrap_or(0) as usize;
-        let items = blocks.len() * tiles;
-        for item in 0..items {
-            let (block, tile) = if blocks_outer {
-                (blocks.start + item / tiles, item % tiles)
+        // Where tile `tile` of block `block` (the `slot`th tile of sums)
+        // goes: straight into the output (a full tile of a full block,
+        // every pixel an output pixel), or into its tile of sums.
+        let target = |block: usize, tile: usize, slot: usize, sums: &mut [f32]| {
+            let first = px0 + tile * k.nt;
+            let len = k.nt.min(end - first);
+            let channels = k.mr.min(g.out_c - block * k.mr);
+            if len == k.nt && channels == k.mr && l.width == g.out_w {
+                let start = block * k.mr * plane + band.r0 * l.width + first;
+                // SAFETY: this part owns these pixels of these channels.
+                (
+                    unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) },
+                    plane,
+                    true,
+                )
             } else {
-                (blocks.start + item % blocks.len(), item / blocks.len())
+                (sums[slot * k.mr * k.nt..].as_mut_ptr(), k.nt, false)
+            }
+        };
+        // Finishes tile `tile` of block `block` where `target` put it, and
+        // copies its output pixels out of its tile of sums, `slot`.
+        let finish = |block: usize, tile: usize, slot: usize, sums: &mut [f32]| {
+            let (out, out_stride, direct) = target(block, tile, slot, sums);
+            let first = px0 + tile * k.nt;
+            let len = k.nt.min(end - first);
+            let channels = k.mr.min(g.out_c - block * k.mr);
+            let biases = &self.bias[block * k.mr..][..channels];
+            let post = self
+                .post
+                .as_ref()
+                .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
+            // SAFETY: `out` has `mr` rows of `nt` this part writes alone
+            // (`target`); `kernel` came from `TileKernel::native`, so the
+            // CPU has its features.
+            unsafe { (k.finish)(self.activation, out, k.nt, out_stride, biases, post) };
+            if !direct {
+                let tile_sums = &sums[slot * k.mr * k.nt..];
+                for r in 0..channels {
+                    let o = block * k.mr + r;
+                    self.store(
+                        o,
+                        band.r0 * l.width + first,
+                        &tile_sums[r * k.nt..][..len],
+                        y,
+                    );
+                }
+            }
+        };
+        let items = if chunks > 1 {
+            tiles
+        } else {
+            blocks.len() * tiles
+        };
+        for item in 0..items {
+            let (tile, block_range) = if chunks > 1 {
+                (item, blocks.clone())
+            } else if blocks_outer {
+                let b = blocks.start + item / tiles;
+                (item % tiles, b..b + 1)
+            } else {
+                let b = blocks.start + item % blocks.len();
+                (item / blocks.len(), b..b + 1)
             };
-            let first = tile * k.nt;
-            let len = k.nt.min(npx - first);
+            let first = px0 + tile * k.nt;
+            let len = k.nt.min(end - first);
             let (image, channel_stride) = if reach + first + k.nt <= band.image.len() {
                 (&band.image[first..], band.channel_stride)
             } else {
@@ -574,46 +696,35 @@ impl F32Conv {
                 }
                 (&short[..], k.nt)
             };
-            let channels = k.mr.min(g.out_c - block * k.mr);
-            // Straight into the output: a full tile of a full block, every
-            // pixel an output pixel.
-            let direct = len == k.nt && channels == k.mr && l.width == g.out_w;
-            let (out, out_stride) = if direct {
-                let start = block * k.mr * plane + band.r0 * l.width + first;
-                // SAFETY: this part owns these pixels of these channels.
-                (unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) }, plane)
-            } else {
-                (sums.as_mut_ptr(), k.nt)
-            };
-            let args = TileArgs {
-                weights: self.weights[block * g.in_c * band.taps.len() * k.mr..].as_ptr(),
-                taps: band.taps.as_ptr(),
-                tap_count: band.taps.len(),
-                image: image.as_ptr(),
-                channel_stride: channel_stride as isize,
-                in_c: g.in_c,
-                out,
-                out_stride,
-            };
-            // SAFETY: the packed weights hold a block of `in_c * taps * mr`;
-            // the image holds every tap's `nt` pixels of every channel (the
-            // halo rows, the channel padding and the slack after the band,
-            // or the copy of a short tile's); `out` has `mr` rows of `nt`
-            // this part writes alone; `kernel` came from
-            // `TileKernel::native`, so the CPU has its features.
-            unsafe { (k.run)(&args) };
-            let biases = &self.bias[block * k.mr..][..channels];
-            let post = self
-                .post
-                .as_ref()
-                .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
-            // SAFETY: as above, for the rows of the output channels.
-            unsafe { (k.finish)(self.activation, out, k.nt, out_stride, biases, post) };
-            if !direct {
-                for r in 0..channels {
-                    let o = block * k.mr + r;
-                    self.store(o, band.r0 * l.width + first, &sums[r * k.nt..][..len], y);
+            for c0 in (0..g.in_c).step_by(chunk) {
+                let in_c = chunk.min(g.in_c - c0);
+                for (slot, block) in block_range.clone().enumerate() {
+                    let (out, out_stride, _) = target(block, tile, slot, &mut sums);
+                    let args = TileArgs {
+                        weights: self.weights[(block * g.in_c + c0) * taps * k.mr..].as_ptr(),
+                        taps: band.taps.as_ptr(),
+                        tap_count: taps,
+                        image: image[c0 * channel_stride..].as_ptr(),
+                        channel_stride: channel_stride as isize,
+                        in_c,
+                        out,
+                        out_stride,
+                        accumulate: c0 > 0,
+                    };
+                    // SAFETY: the packed weights hold a block of `in_c *
+                    // taps * mr`, a chunk's starting at `c0 * taps * mr`;
+                    // the image holds every tap's `nt` pixels of every
+                    // channel (the halo rows, the channel padding and the
+                    // slack after the band, or the copy of a short tile's);
+                    // `out` has `mr` rows of `nt` this part writes alone,
+                    // holding the earlier chunks' sums after the first;
+                    // `kernel` came from `TileKernel::native`, so the CPU
+                    // has its features.
+                    unsafe { (k.run)(&args) };
                 }
+            }
+            for (slot, block) in block_range.enumerate() {
+                finish(block, tile, slot, &mut sums);
             }
         }
     }
@@ -822,6 +933,7 @@ mod tests {
             // Pointwise over many full tiles, read and stored in place;
             // pointwise with padding (copied, stored in place).
             geometry((1, 24, 30, 40), 48, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
+            geometry((1, 45, 7, 9), 30, (1, 1), (1, 1), 1, (0, 0), (0, 0)),
             geometry((1, 5, 12, 20), 24, (1, 1), (1, 1), 1, (1, 1), (1, 1)),
             // Pointwise with stride 2 (through the phases).
             geometry((1, 8, 10, 12), 8, (1, 1), (2, 2), 1, (0, 0), (0, 0)),
@@ -865,6 +977,14 @@ mod tests {
                 assert_eq!(
                     one, banded,
                     "{}, case {i}: bands give the bytes one image does",
+                    kernel.name
+                );
+                op.band_bytes = BAND_BYTES;
+                op.chunk_bytes = 1;
+                let chunked = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(
+                    one, chunked,
+                    "{}, case {i}: input channels in chunks give the bytes all at once do",
                     kernel.name
                 );
                 let worst = worst(&expected, &one);

@@ -32,6 +32,10 @@ pub struct TileArgs {
     /// Distance between two rows of sums, in floats: `nt` into a tile of
     /// its own, an output plane straight into the output.
     pub out_stride: usize,
+    /// Whether `out` already holds sums over earlier input channels, to
+    /// add to rather than overwrite (the input channels in chunks that
+    /// stay in the first-level cache).
+    pub accumulate: bool,
 }
 
 /// A per-row scale and offset after the activation.
@@ -84,7 +88,7 @@ pub struct TileKernel {
     /// `tap_count` offsets, and for every input channel `c` and tap `t`,
     /// `nt` floats from `image + c * channel_stride + taps[t]` are readable;
     /// for every row `r < mr`, `nt` floats from `out + r * out_stride` are
-    /// writable, by this call alone. The CPU has the loop's features.
+    /// writable, by this call alone (and initialized, if `accumulate`). The CPU has the loop's features.
     pub run: unsafe fn(&TileArgs),
     /// [`Activation::apply_row`] and the scale and offset on each row,
     /// vectorized for the same CPU.
@@ -392,6 +396,13 @@ macro_rules! tile_loop {
             // read and write below in bounds.
             unsafe {
                 let mut acc: [[$vec; $nv]; $mr] = [[$zero; $nv]; $mr];
+                if a.accumulate {
+                    for r in 0..$mr {
+                        for v in 0..$nv {
+                            acc[r][v] = $load(a.out.add(r * a.out_stride + v * $lanes));
+                        }
+                    }
+                }
                 let mut w = a.weights;
                 let taps = std::slice::from_raw_parts(a.taps, a.tap_count);
                 for c in 0..a.in_c {
