@@ -142,6 +142,10 @@ struct Layout {
     /// input, and where their run starts in the input row split into its
     /// phases.
     runs: Vec<(usize, usize, usize)>,
+    /// Whether some tap reads each phase image: a 1x1 convolution of
+    /// stride 2 reads one of four, and copying the others was most of its
+    /// time.
+    read: Vec<bool>,
 }
 
 impl Layout {
@@ -166,12 +170,17 @@ impl Layout {
                 (lo, hi, split_position(first, sw, g.in_w))
             })
             .collect();
+        let mut read = vec![false; sh * sw];
+        for &(phase, _, _) in &cells {
+            read[phase] = true;
+        }
         Layout {
             width,
             phases: sh * sw,
             cells,
             halo: max_row + 1,
             runs,
+            read,
         }
     }
 
@@ -428,7 +437,8 @@ impl F32Conv {
         split.resize(if sw > 1 { sw * g.in_w.div_ceil(sw) } else { 0 }, 0.0);
         for (i, c) in channels.enumerate() {
             let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
-            for a in 0..sh {
+            // Phase images no tap reads stay as they are.
+            for a in (0..sh).filter(|a| l.read[a * sw..][..sw].contains(&true)) {
                 for r in 0..rows {
                     let y = (sh * (r0 + r) + a) as isize - g.pad_top as isize;
                     let source = if y < 0 || y as usize >= g.in_h {
@@ -444,6 +454,9 @@ impl F32Conv {
                         }
                     };
                     for (b, &(lo, hi, start)) in runs.iter().enumerate() {
+                        if !l.read[a * sw + b] {
+                            continue;
+                        }
                         let plane = ((a * sw + b) * count + i) * stride;
                         let out = &mut image[plane + r * l.width..][..l.width];
                         match source {
