@@ -19,7 +19,13 @@ import subprocess
 import sys
 
 # Models with a free input size, and the size the benchmarks give them.
-SHAPES = {"nudenet_320n.onnx": "1x3x640x640", "ch_PP-OCRv4_det_infer.onnx": "1x3x640x640"}
+SHAPES = {
+    "nudenet_320n.onnx": "1x3x640x640",
+    "ch_PP-OCRv4_det_infer.onnx": "1x3x640x640",
+    "ppocr_minmax.onnx": "1x3x640x640",
+    "ppocr_mse.onnx": "1x3x640x640",
+    "yolov8n_nudenet_int8.onnx": "1x3x640x640",
+}
 
 
 def main():
