@@ -115,6 +115,34 @@ impl Geometry {
             .collect()
     }
 
+    /// Where each tap `(ky, kx)`, row-major, reads once the padded input is
+    /// split into `stride_h * stride_w` phase images (every `stride`-th row
+    /// and column from each offset): its phase image, and its row and
+    /// column there from an output pixel's. Tap `(ky, kx)` of output
+    /// `(y, x)` reads padded row `s * y + ky * d`: phase row `(ky * d) % s`,
+    /// row `y + (ky * d) / s` of that phase.
+    pub fn tap_phases(&self) -> Vec<(usize, usize, usize)> {
+        let (sh, sw) = (self.stride_h, self.stride_w);
+        (0..self.kernel_h)
+            .flat_map(|ky| (0..self.kernel_w).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| {
+                let (dy, dx) = (ky * self.dilation_h, kx * self.dilation_w);
+                ((dy % sh) * sw + dx % sw, dy / sh, dx / sw)
+            })
+            .collect()
+    }
+
+    /// Whether some tap reads each phase image of [`Geometry::tap_phases`]:
+    /// a 1x1 convolution of stride 2 reads one of four, which is all a copy
+    /// of its input into phases needs to fill.
+    pub fn phases_read(&self) -> Vec<bool> {
+        let mut read = vec![false; self.stride_h * self.stride_w];
+        for (phase, _, _) in self.tap_phases() {
+            read[phase] = true;
+        }
+        read
+    }
+
     /// A 1x1 convolution with stride 1 and no padding: a plain matrix product.
     pub fn is_pointwise(&self) -> bool {
         self.kernel_h == 1

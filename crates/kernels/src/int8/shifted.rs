@@ -46,8 +46,8 @@ pub(crate) struct Shifted {
     starts: Vec<Option<usize>>,
     /// Where the zeroed region starts; it is as long as a chunk.
     zeros: usize,
-    /// Whether some tap reads each phase: a 1x1 convolution of stride 2
-    /// reads one of four, and [`Shifted::fill`] leaves the others alone.
+    /// Whether some tap reads each phase ([`Geometry::phases_read`]):
+    /// [`Shifted::fill`] leaves the others alone.
     read: Vec<bool>,
 }
 
@@ -63,18 +63,12 @@ impl Shifted {
         let channels = geo.in_c.next_multiple_of(channel_group);
         let plane = height * width;
         let mut starts = Vec::with_capacity(geo.kernel_h * geo.kernel_w * channels);
-        let mut read = vec![false; sh * sw];
-        for ky in 0..geo.kernel_h {
-            for kx in 0..geo.kernel_w {
-                let (a, b) = (ky * geo.dilation_h, kx * geo.dilation_w);
-                let phase = (a % sh) * sw + b % sw;
-                read[phase] = true;
-                let shift = (a / sh) * width + b / sw;
-                starts.extend(
-                    (0..channels)
-                        .map(|c| (c < geo.in_c).then(|| (c * sh * sw + phase) * plane + shift)),
-                );
-            }
+        for (phase, row, column) in geo.tap_phases() {
+            let shift = row * width + column;
+            starts.extend(
+                (0..channels)
+                    .map(|c| (c < geo.in_c).then(|| (c * sh * sw + phase) * plane + shift)),
+            );
         }
         // A row of a thrown-away column may read past its plane by the
         // largest horizontal shift, less than a phase row: one row of slack
@@ -88,7 +82,7 @@ impl Shifted {
             channels,
             starts,
             zeros,
-            read,
+            read: geo.phases_read(),
         }
     }
 

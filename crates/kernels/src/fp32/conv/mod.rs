@@ -142,24 +142,16 @@ struct Layout {
     /// input, and where their run starts in the input row split into its
     /// phases.
     runs: Vec<(usize, usize, usize)>,
-    /// Whether some tap reads each phase image: a 1x1 convolution of
-    /// stride 2 reads one of four, and copying the others was most of its
-    /// time.
+    /// Whether some tap reads each phase image ([`Geometry::phases_read`]):
+    /// copying the three a 1x1 convolution of stride 2 never reads was most
+    /// of its time.
     read: Vec<bool>,
 }
 
 impl Layout {
     fn of(g: &Geometry) -> Layout {
         let (sh, sw) = (g.stride_h, g.stride_w);
-        // Tap (ky, kx) of output (y, x) reads padded row s*y + ky*d: phase
-        // row (ky*d) % s, row y + (ky*d) / s of that phase.
-        let cells: Vec<(usize, usize, usize)> = (0..g.kernel_h)
-            .flat_map(|ky| (0..g.kernel_w).map(move |kx| (ky, kx)))
-            .map(|(ky, kx)| {
-                let (dy, dx) = (ky * g.dilation_h, kx * g.dilation_w);
-                ((dy % sh) * sw + dx % sw, dy / sh, dx / sw)
-            })
-            .collect();
+        let cells = g.tap_phases();
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
         let width = g.out_w + max_col;
@@ -170,17 +162,13 @@ impl Layout {
                 (lo, hi, split_position(first, sw, g.in_w))
             })
             .collect();
-        let mut read = vec![false; sh * sw];
-        for &(phase, _, _) in &cells {
-            read[phase] = true;
-        }
         Layout {
             width,
             phases: sh * sw,
             cells,
             halo: max_row + 1,
             runs,
-            read,
+            read: g.phases_read(),
         }
     }
 
@@ -630,29 +618,28 @@ impl F32Conv {
         let mut short_tile = None;
         let reach = (g.in_c - 1) * band.channel_stride
             + band.taps.iter().copied().max().unwrap_or(0) as usize;
-        // Where tile `tile` of block `block` (the `slot`th tile of sums)
-        // goes: straight into the output (a full tile of a full block,
-        // every pixel an output pixel), or into its tile of sums.
-        let target = |block: usize, tile: usize, slot: usize, sums: &mut [f32]| {
+        // Where tile `tile` of block `block` goes in the output, if it goes
+        // straight there: a full tile of a full block, every pixel an output
+        // pixel. The others go into their tile of sums.
+        let direct = |block: usize, tile: usize| -> Option<*mut f32> {
             let first = px0 + tile * k.nt;
-            let len = k.nt.min(end - first);
-            let channels = k.mr.min(g.out_c - block * k.mr);
-            if len == k.nt && channels == k.mr && l.width == g.out_w {
+            let full = first + k.nt <= end && (block + 1) * k.mr <= g.out_c;
+            (full && l.width == g.out_w).then(|| {
                 let start = block * k.mr * plane + band.r0 * l.width + first;
                 // SAFETY: this part owns these pixels of these channels.
-                (
-                    unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) },
-                    plane,
-                    true,
-                )
-            } else {
-                (sums[slot * k.mr * k.nt..].as_mut_ptr(), k.nt, false)
-            }
+                unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) }
+            })
         };
-        // Finishes tile `tile` of block `block` where `target` put it, and
-        // copies its output pixels out of its tile of sums, `slot`.
-        let finish = |block: usize, tile: usize, slot: usize, sums: &mut [f32]| {
-            let (out, out_stride, direct) = target(block, tile, slot, sums);
+        // A tile's first row of sums and the distance between its rows:
+        // the output's, or those of its tile of sums, the `slot`th.
+        let place = |to: Option<*mut f32>, slot: usize, sums: &mut [f32]| match to {
+            Some(out) => (out, plane),
+            None => (sums[slot * k.mr * k.nt..].as_mut_ptr(), k.nt),
+        };
+        // Finishes tile `tile` of block `block` where it was summed, and
+        // copies its output pixels out of its tile of sums.
+        let finish = |block: usize, tile: usize, slot: usize, to, sums: &mut [f32]| {
+            let (out, out_stride) = place(to, slot, sums);
             let first = px0 + tile * k.nt;
             let len = k.nt.min(end - first);
             let channels = k.mr.min(g.out_c - block * k.mr);
@@ -662,10 +649,10 @@ impl F32Conv {
                 .as_ref()
                 .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
             // SAFETY: `out` has `mr` rows of `nt` this part writes alone
-            // (`target`); `kernel` came from `TileKernel::native`, so the
-            // CPU has its features.
+            // (`direct`, or a tile of sums); `kernel` came from
+            // `TileKernel::native`, so the CPU has its features.
             unsafe { (k.finish)(self.activation, out, k.nt, out_stride, biases, post) };
-            if !direct {
+            if to.is_none() {
                 let tile_sums = &sums[slot * k.mr * k.nt..];
                 for r in 0..channels {
                     let o = block * k.mr + r;
@@ -683,6 +670,8 @@ impl F32Conv {
         } else {
             blocks.len() * tiles
         };
+        // Where each block of the tile goes, found once per tile.
+        let mut targets: Vec<Option<*mut f32>> = Vec::with_capacity(kept);
         for item in 0..items {
             let (tile, block_range) = if chunks > 1 {
                 (item, blocks.clone())
@@ -709,10 +698,12 @@ impl F32Conv {
                 }
                 (&short[..], k.nt)
             };
+            targets.clear();
+            targets.extend(block_range.clone().map(|block| direct(block, tile)));
             for c0 in (0..g.in_c).step_by(chunk) {
                 let in_c = chunk.min(g.in_c - c0);
-                for (slot, block) in block_range.clone().enumerate() {
-                    let (out, out_stride, _) = target(block, tile, slot, &mut sums);
+                for (slot, (block, &to)) in block_range.clone().zip(&targets).enumerate() {
+                    let (out, out_stride) = place(to, slot, &mut sums);
                     let args = TileArgs {
                         weights: self.weights[(block * g.in_c + c0) * taps * k.mr..].as_ptr(),
                         taps: band.taps.as_ptr(),
@@ -736,8 +727,8 @@ impl F32Conv {
                     unsafe { (k.run)(&args) };
                 }
             }
-            for (slot, block) in block_range.enumerate() {
-                finish(block, tile, slot, &mut sums);
+            for (slot, (block, &to)) in block_range.zip(&targets).enumerate() {
+                finish(block, tile, slot, to, &mut sums);
             }
         }
     }

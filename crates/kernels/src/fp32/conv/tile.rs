@@ -88,7 +88,8 @@ pub struct TileKernel {
     /// `tap_count` offsets, and for every input channel `c` and tap `t`,
     /// `nt` floats from `image + c * channel_stride + taps[t]` are readable;
     /// for every row `r < mr`, `nt` floats from `out + r * out_stride` are
-    /// writable, by this call alone (and initialized, if `accumulate`). The CPU has the loop's features.
+    /// writable, by this call alone (and initialized, if `accumulate`).
+    /// The CPU has the loop's features.
     pub run: unsafe fn(&TileArgs),
     /// [`Activation::apply_row`] and the scale and offset on each row,
     /// vectorized for the same CPU.
