@@ -9,7 +9,8 @@ the run minima, each with its ratio to the first variant. On a shared
 machine the minima of many short runs agree between two copies of one binary
 far better than the medians do.
 
-Usage: python3 scripts/ab_bench.py THREADS ROUNDS LABEL=BIN[:VAR=VALUE...]... -- MODEL...
+Usage: python3 scripts/ab_bench.py THREADS ROUNDS LABEL=BIN[:VAR=VALUE...]... -- MODEL[:SHAPE]...
+(SHAPE, e.g. 1x3x640x640, for a model whose input size is free)
 Example: python3 scripts/ab_bench.py 1 6 old=/tmp/old/edge-bench new=target/release/edge-bench -- a.onnx
 """
 import json
@@ -18,24 +19,14 @@ import statistics
 import subprocess
 import sys
 
-# Models with a free input size, and the size the benchmarks give them.
-SHAPES = {
-    "nudenet_320n.onnx": "1x3x640x640",
-    "ch_PP-OCRv4_det_infer.onnx": "1x3x640x640",
-    "ppocr_minmax.onnx": "1x3x640x640",
-    "ppocr_mse.onnx": "1x3x640x640",
-    "yolov8n_nudenet_int8.onnx": "1x3x640x640",
-}
-
-
 def main():
     if "--" not in sys.argv or len(sys.argv) < 6:
         sys.exit(__doc__)
     split = sys.argv.index("--")
     threads, rounds = int(sys.argv[1]), int(sys.argv[2])
     variants, models = sys.argv[3:split], sys.argv[split + 1:]
-    for model in models:
-        shape = SHAPES.get(os.path.basename(model))
+    for spec in models:
+        model, _, shape = spec.partition(":")
         extra = ["--input-shape", shape] if shape else []
         medians = {v: [] for v in variants}
         minima = {v: [] for v in variants}
