@@ -51,8 +51,8 @@ pub struct DepthwisePlanes<'a> {
     /// The convolution's shape.
     pub geo: &'a Geometry,
     /// For each column phase, the columns of its padded row that come from
-    /// the input and where they start in the input row split into phases
-    /// (the layout's runs).
+    /// the input and the input column the first of them holds (the
+    /// layout's runs).
     pub runs: &'a [(usize, usize, usize)],
     /// The padded phase rows' width: the output's and the widest tap's.
     pub width: usize,
@@ -137,8 +137,8 @@ pub type RunsLoop = unsafe fn(&DepthwiseRuns);
 /// The output planes (`out_h x out_w`) of `channels` of `p` into `out`, as
 /// raw sums (no bias); `finish(channel, rows)` runs on every few rows of a
 /// plane once they are summed. `scratch` holds the ring of padded rows,
-/// `split_row` splits an input row into its column phases
-/// ([`super::tile::split`]) and `sum_runs` sums the runs.
+/// `gather` copies a run of an input row's column phase into its padded
+/// row ([`super::tile::gather_phase`]) and `sum_runs` sums the runs.
 ///
 /// # Safety
 /// `sum_runs` can run on this CPU.
@@ -149,7 +149,7 @@ pub unsafe fn depthwise_planes(
     scratch: &mut Vec<f32>,
     out: &mut [f32],
     finish: &mut dyn FnMut(usize, &mut [f32]),
-    split_row: impl Fn(&[f32], usize, &mut [f32]),
+    gather: impl Fn(&[f32], usize, usize, &mut [f32]),
     sum_runs: RunsLoop,
 ) {
     const B: usize = DEPTHWISE_BLOCK;
@@ -165,10 +165,9 @@ pub unsafe fn depthwise_planes(
     let slot_len = sw * row_len;
     // Input rows kept: as many as `ROWS` output rows' taps span.
     let span = (ROWS - 1) * g.stride_h + (kh - 1) * g.dilation_h + 1;
-    let split_len = if sw > 1 { sw * g.in_w.div_ceil(sw) } else { 0 };
-    let (ring_at, split_at) = (slot_len, (span + 1) * slot_len);
+    let ring_at = slot_len;
     scratch.clear();
-    scratch.resize(split_at + split_len, 0.0);
+    scratch.resize((span + 1) * slot_len, 0.0);
     // Which input row each ring slot holds, where each output row's taps
     // read (per kernel row, a slot), and each tap column's phase row and
     // offset in a slot.
@@ -215,17 +214,14 @@ pub unsafe fn depthwise_planes(
                             if held[y % span] != y {
                                 held[y % span] = y;
                                 let source = &input[y * g.in_w..][..g.in_w];
-                                let (ring, split) = scratch.split_at_mut(split_at);
-                                let source = if sw > 1 {
-                                    split_row(source, sw, split);
-                                    &split[..]
-                                } else {
-                                    source
-                                };
                                 // The padding stays zero: only the runs are copied.
-                                for (phase, &(lo, hi, start)) in p.runs.iter().enumerate() {
-                                    ring[at + phase * row_len + lo..][..hi - lo]
-                                        .copy_from_slice(&source[start..][..hi - lo]);
+                                for (phase, &(lo, hi, first)) in p.runs.iter().enumerate() {
+                                    let run = &mut scratch[at + phase * row_len + lo..][..hi - lo];
+                                    if sw > 1 {
+                                        gather(source, sw, first, run);
+                                    } else {
+                                        run.copy_from_slice(&source[first..][..hi - lo]);
+                                    }
                                 }
                             }
                             at
@@ -421,7 +417,7 @@ impl F32Conv {
         let parts = parallel::parts(work, g.out_c);
         let writer = DisjointWriter::new(y);
         parallel::for_each_part(parts, |p| {
-            let (mut sums, mut split) = ([0f32; CHUNK], vec![]);
+            let mut sums = [0f32; CHUNK];
             let mut run_rows = vec![[std::ptr::null(); RUNS]; kh];
             IMAGE.with_borrow_mut(|image| {
                 let len = l.phases * stride;
@@ -430,7 +426,7 @@ impl F32Conv {
                     image.resize(len + BLOCK, 0.0);
                 }
                 for c in g.out_c * p / parts..g.out_c * (p + 1) / parts {
-                    self.fill_band(x, &mut image[..len], 0, rows, c..c + 1, &mut split);
+                    self.fill_band(x, &mut image[..len], 0, rows, c..c + 1);
                     let weights = &self.weights[c * kh * kw..][..kh * kw];
                     let bias = &self.bias[c..c + 1];
                     let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));

@@ -139,8 +139,8 @@ struct Layout {
     /// tap's, and a spare row (a tile's last pixels run past the last row).
     halo: usize,
     /// For each column phase, the columns of its rows that land in the
-    /// input, and where their run starts in the input row split into its
-    /// phases.
+    /// input, and the input column the first of them holds (the others
+    /// follow `stride_w` apart).
     runs: Vec<(usize, usize, usize)>,
     /// Whether some tap reads each phase image ([`Geometry::phases_read`]):
     /// copying the three a 1x1 convolution of stride 2 never reads was most
@@ -159,7 +159,7 @@ impl Layout {
             .map(|b| {
                 let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
                 let first = (lo * sw + b).saturating_sub(g.pad_left);
-                (lo, hi, split_position(first, sw, g.in_w))
+                (lo, hi, first)
             })
             .collect();
         Layout {
@@ -405,9 +405,8 @@ impl F32Conv {
 
     /// Copies phase rows `r0..r0 + rows` of one image into `image`: per
     /// phase and channel, `rows` rows of the layout's width, zero where the
-    /// taps read padding. With a column stride, each input row is split
-    /// into its column phases once (into `split`, by [`TileKernel::split`],
-    /// vectorized), and each phase's run copied into place.
+    /// taps read padding. With a column stride, each phase row gathers its
+    /// columns from the input row ([`TileKernel::gather`], vectorized).
     fn fill_band(
         &self,
         x: &[f32],
@@ -415,47 +414,34 @@ impl F32Conv {
         r0: usize,
         rows: usize,
         channels: std::ops::Range<usize>,
-        split: &mut Vec<f32>,
     ) {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let (sh, sw) = (g.stride_h, g.stride_w);
         let stride = l.channel_stride(rows);
         let count = channels.len();
-        let runs = &l.runs;
-        split.resize(if sw > 1 { sw * g.in_w.div_ceil(sw) } else { 0 }, 0.0);
         for (i, c) in channels.enumerate() {
             let src = &x[c * g.in_h * g.in_w..][..g.in_h * g.in_w];
             // Phase images no tap reads stay as they are.
-            for a in (0..sh).filter(|a| l.read[a * sw..][..sw].contains(&true)) {
+            let read = (0..sh * sw).filter(|&p| l.read[p]);
+            for (a, b) in read.map(|p| (p / sw, p % sw)) {
+                let (lo, hi, first) = l.runs[b];
+                let plane = ((a * sw + b) * count + i) * stride;
                 for r in 0..rows {
                     let y = (sh * (r0 + r) + a) as isize - g.pad_top as isize;
-                    let source = if y < 0 || y as usize >= g.in_h {
-                        None
-                    } else {
-                        let row = &src[y as usize * g.in_w..][..g.in_w];
-                        if sw == 1 {
-                            Some(row)
-                        } else {
-                            // SAFETY: the CPU has the kernel's features.
-                            unsafe { (k.split)(row, sw, split) };
-                            Some(&split[..])
-                        }
-                    };
-                    for (b, &(lo, hi, start)) in runs.iter().enumerate() {
-                        if !l.read[a * sw + b] {
-                            continue;
-                        }
-                        let plane = ((a * sw + b) * count + i) * stride;
-                        let out = &mut image[plane + r * l.width..][..l.width];
-                        match source {
-                            Some(source) if lo < hi => {
-                                out[..lo].fill(0.0);
-                                out[lo..hi].copy_from_slice(&source[start..][..hi - lo]);
-                                out[hi..].fill(0.0);
-                            }
-                            _ => out.fill(0.0),
-                        }
+                    let out = &mut image[plane + r * l.width..][..l.width];
+                    if y < 0 || y as usize >= g.in_h || lo >= hi {
+                        out.fill(0.0);
+                        continue;
                     }
+                    let row = &src[y as usize * g.in_w..][..g.in_w];
+                    out[..lo].fill(0.0);
+                    if sw == 1 {
+                        out[lo..hi].copy_from_slice(&row[first..][..hi - lo]);
+                    } else {
+                        // SAFETY: the CPU has the kernel's features.
+                        unsafe { (k.gather)(row, sw, first, &mut out[lo..hi]) };
+                    }
+                    out[hi..].fill(0.0);
                 }
             }
         }
@@ -538,7 +524,6 @@ impl F32Conv {
                 }
                 return Ok(());
             }
-            let mut split = vec![];
             IMAGE.with_borrow_mut(|buffer| {
                 for band in my_bands.filter(|&b| band_start(b) < band_start(b + 1)) {
                     let (r0, rows, pixels) = band_rows(band);
@@ -549,7 +534,7 @@ impl F32Conv {
                         buffer.resize(len + k.nt, 0.0);
                     }
                     let image = &mut buffer[..len];
-                    self.fill_band(x, image, r0, image_rows, 0..g.in_c, &mut split);
+                    self.fill_band(x, image, r0, image_rows, 0..g.in_c);
                     let taps = l.taps(g.in_c, image_rows);
                     let band = Band {
                         image: buffer,
@@ -941,6 +926,9 @@ mod tests {
             geometry((1, 5, 12, 20), 24, (1, 1), (1, 1), 1, (1, 1), (1, 1)),
             // Pointwise with stride 2 (through the phases).
             geometry((1, 8, 10, 12), 8, (1, 1), (2, 2), 1, (0, 0), (0, 0)),
+            // Column stride 3, padding on one side only, an odd width: runs
+            // that start on every phase and end short of the row.
+            geometry((1, 4, 13, 17), 5, (3, 3), (1, 3), 1, (1, 2), (1, 0)),
             // 5x5, asymmetric padding, rectangular stride.
             geometry((1, 6, 21, 18), 7, (5, 5), (2, 1), 1, (2, 1), (1, 3)),
             // Dilated 3x3, wide 7x1 and 1x7, a 2x2 stride-2 with no padding.

@@ -116,12 +116,13 @@ pub struct TileKernel {
     /// # Safety
     /// The CPU has the loop's features.
     pub depthwise_lanes: DepthwiseLanes,
-    /// The `split` function of this module, vectorized for the same CPU: a strided convolution's input
-    /// row into its phases.
+    /// [`gather_phase`], vectorized for the same CPU: a run of one column
+    /// phase of a strided convolution's input row, straight into the
+    /// padded row that holds it.
     ///
     /// # Safety
     /// The CPU has the loop's features.
-    pub split: unsafe fn(&[f32], usize, &mut [f32]),
+    pub gather: unsafe fn(&[f32], usize, usize, &mut [f32]),
 }
 
 /// Outputs of a row a depthwise convolution sums in registers at once, one
@@ -153,6 +154,37 @@ pub fn split(row: &[f32], stride: usize, phases: &mut [f32]) {
         for (o, &v) in phase.iter_mut().zip(row.iter().skip(p).step_by(stride)) {
             *o = v;
         }
+    }
+}
+
+/// Every `stride`th value of `row` from column `first` into `out`:
+/// `out[t] = row[first + t * stride]`, a run of one of the row's column
+/// phases. A padded phase row takes its run this way, with no split row
+/// in between (which cost a second pass and a copy per run). Panics if
+/// `row` holds fewer than `out.len()` such values.
+#[inline(always)]
+pub fn gather_phase(row: &[f32], stride: usize, first: usize, out: &mut [f32]) {
+    let from = &row[first..];
+    assert!(
+        out.len() <= from.len().div_ceil(stride),
+        "{} values {stride} apart from column {first} of a row of {}",
+        out.len(),
+        row.len()
+    );
+    if stride == 2 {
+        // Pairs, so that the loop vectorizes into shuffles.
+        let pairs = from.chunks_exact(2);
+        let (n, last) = (pairs.len().min(out.len()), pairs.remainder());
+        for (o, pair) in out[..n].iter_mut().zip(pairs) {
+            *o = pair[0];
+        }
+        if let Some(o) = out.get_mut(n) {
+            *o = last[0];
+        }
+        return;
+    }
+    for (o, &v) in out.iter_mut().zip(from.iter().step_by(stride)) {
+        *o = v;
     }
 }
 
@@ -240,11 +272,11 @@ impl TileKernel {
     }
 }
 
-/// [`TileKernel::finish`], [`TileKernel::depthwise`] and [`TileKernel::split`] compiled for one
+/// [`TileKernel::finish`], [`TileKernel::depthwise`] and [`TileKernel::gather`] compiled for one
 /// instruction set's `$feature`s: the same plain loops, vectorized as wide
 /// as it allows.
 macro_rules! vector_loops {
-    ($feature:literal, $finish:ident, $depthwise:ident, $lanes:ident, $split:ident, $runs:ident,
+    ($feature:literal, $finish:ident, $depthwise:ident, $lanes:ident, $gather:ident, $runs:ident,
      $lanes_row:ident, $transposer:path) => {
         #[target_feature(enable = $feature)]
         unsafe fn $finish(
@@ -267,9 +299,9 @@ macro_rules! vector_loops {
             out: &mut [f32],
             finish: &mut dyn FnMut(usize, &mut [f32]),
         ) {
-            let split = super::split;
+            let gather = super::gather_phase;
             // SAFETY: `$runs` has this function's features.
-            unsafe { depthwise_planes(planes, channels, scratch, out, finish, split, $runs) };
+            unsafe { depthwise_planes(planes, channels, scratch, out, finish, gather, $runs) };
         }
 
         #[target_feature(enable = $feature)]
@@ -295,8 +327,8 @@ macro_rules! vector_loops {
         }
 
         #[target_feature(enable = $feature)]
-        unsafe fn $split(row: &[f32], stride: usize, phases: &mut [f32]) {
-            super::split(row, stride, phases);
+        unsafe fn $gather(row: &[f32], stride: usize, first: usize, out: &mut [f32]) {
+            super::gather_phase(row, stride, first, out);
         }
     };
 }
@@ -455,7 +487,7 @@ mod x86 {
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
-        split: split_avx512,
+        gather: gather_avx512,
     };
 
     /// 8 channels by 48 pixels: 24 sums again, from 3 pixel loads and 8
@@ -472,7 +504,7 @@ mod x86 {
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
-        split: split_avx512,
+        gather: gather_avx512,
     };
 
     /// 6 channels by 64 pixels: longer rows to store per channel, for
@@ -489,7 +521,7 @@ mod x86 {
         depthwise: depthwise_avx512,
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
-        split: split_avx512,
+        gather: gather_avx512,
     };
 
     /// 6 channels by 16 pixels: 12 of the 16 registers hold sums.
@@ -504,7 +536,7 @@ mod x86 {
         depthwise: depthwise_avx2,
         depthwise_runs: runs_avx2,
         depthwise_lanes: lanes_avx2,
-        split: split_avx2,
+        gather: gather_avx2,
     };
 
     vector_loops!(
@@ -512,7 +544,7 @@ mod x86 {
         finish_plain_avx512,
         depthwise_avx512,
         lanes_avx512,
-        split_avx512,
+        gather_avx512,
         runs_avx512,
         lanes_row_avx512,
         crate::fp32::transpose::AVX512
@@ -620,7 +652,7 @@ mod x86 {
         finish_avx2,
         depthwise_avx2,
         lanes_avx2,
-        split_avx2,
+        gather_avx2,
         runs_avx2,
         lanes_row_avx2,
         crate::fp32::transpose::AVX2
@@ -697,7 +729,7 @@ mod arm64 {
         depthwise: depthwise_neon,
         depthwise_runs: runs_neon,
         depthwise_lanes: lanes_neon,
-        split: split_neon,
+        gather: gather_neon,
     };
 
     vector_loops!(
@@ -705,7 +737,7 @@ mod arm64 {
         finish_neon,
         depthwise_neon,
         lanes_neon,
-        split_neon,
+        gather_neon,
         runs_neon,
         lanes_row_neon,
         crate::fp32::transpose::NEON
@@ -748,6 +780,38 @@ mod arm64 {
 mod tests {
     use super::*;
     use crate::fp32::activation::sigmoid;
+
+    /// Every run of every column phase, gathered straight from the row,
+    /// matches the same run of the row split into its phases, on every
+    /// kernel's vectorized gather.
+    #[test]
+    fn gathered_phase_runs_match_the_split_row() {
+        for kernel in TileKernel::all_native() {
+            for stride in 1..=4 {
+                for width in [1usize, 2, 7, 16, 33, 64] {
+                    let row: Vec<f32> = (0..width).map(|i| i as f32 + 0.5).collect();
+                    let mut phases = vec![f32::NAN; stride * width.div_ceil(stride)];
+                    split(&row, stride, &mut phases);
+                    for first in 0..width {
+                        let available = (width - first).div_ceil(stride);
+                        for len in [0, 1, available / 2, available] {
+                            let mut out = vec![f32::NAN; len + 1];
+                            // SAFETY: the kernel came from `all_native`.
+                            unsafe { (kernel.gather)(&row, stride, first, &mut out[..len]) };
+                            let at = split_position(first, stride, width);
+                            assert_eq!(
+                                out[..len],
+                                phases[at..][..len],
+                                "{} stride {stride} width {width} from {first}",
+                                kernel.name
+                            );
+                            assert!(out[len].is_nan(), "{}: wrote past the run", kernel.name);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Every finishing loop against the plain definition, on rows whose
     /// lengths leave every tail, with a bias and a scale and offset.
