@@ -91,31 +91,31 @@ impl Activation {
         }
     }
 
-    /// `row = self.apply(row + bias)` on rows of `width` values, one per
-    /// bias, `row_stride` apart from `rows`, in place; then, with `post`,
-    /// `row = row * scale + offset` (one scale and offset per row). Raw
-    /// rows, because a tile stored straight into the output has its rows
-    /// in planes whose other pixels other threads are writing.
+    /// `to = self.apply(from + bias)` on rows of `rows.width` values, one
+    /// per bias (in place when `rows` says so); then, with `post`,
+    /// `to = to * scale + offset` (one scale and offset per row). Raw rows,
+    /// because a tile stored straight into the output has its rows in
+    /// planes whose other pixels other threads are writing.
     ///
     /// # Safety
-    /// For every bias `r`, `width` floats from `rows + r * row_stride` are
-    /// valid, and no one else reads or writes them during the call.
+    /// `rows` is valid for one row per bias ([`Rows`]).
     #[inline(always)]
-    pub unsafe fn apply_rows(
-        self,
-        rows: *mut f32,
-        width: usize,
-        row_stride: usize,
-        biases: &[f32],
-        post: Option<(&[f32], &[f32])>,
-    ) {
+    pub unsafe fn apply_rows(self, rows: Rows, biases: &[f32], post: Option<(&[f32], &[f32])>) {
         for (r, &bias) in biases.iter().enumerate() {
-            // SAFETY: the caller's contract.
-            let row = unsafe { std::slice::from_raw_parts_mut(rows.add(r * row_stride), width) };
-            self.apply_row(row, bias);
+            let (from, to) = (rows.from_row(r), rows.to_row(r));
+            // SAFETY: the caller's contract: `to`'s row is this call's
+            // alone, and `from`'s is either the same row or apart from it.
+            let to = unsafe { std::slice::from_raw_parts_mut(to, rows.width) };
+            if std::ptr::eq(from, to.as_ptr()) {
+                self.apply_row_from(None, to, bias);
+            } else {
+                // SAFETY: as above.
+                let from = unsafe { std::slice::from_raw_parts(from, rows.width) };
+                self.apply_row_from(Some(from), to, bias);
+            }
             if let Some((scale, offset)) = post {
                 let (scale, offset) = (scale[r], offset[r]);
-                row.iter_mut().for_each(|v| *v = v.mul_add(scale, offset));
+                to.iter_mut().for_each(|v| *v = v.mul_add(scale, offset));
             }
         }
     }
@@ -123,12 +123,29 @@ impl Activation {
     /// `row[i] = self.apply(row[i] + bias)`, for every `i`.
     #[inline(always)]
     pub fn apply_row(self, row: &mut [f32], bias: f32) {
+        self.apply_row_from(None, row, bias);
+    }
+
+    /// `to[i] = self.apply(from[i] + bias)`, for every `i` of `to`; `to`
+    /// in place when `from` is `None`.
+    #[inline(always)]
+    pub fn apply_row_from(self, from: Option<&[f32]>, to: &mut [f32], bias: f32) {
         // One loop per kind, so each vectorizes without a branch inside.
         macro_rules! each {
             (|$x:ident| $e:expr) => {
-                for v in row.iter_mut() {
-                    let $x = *v + bias;
-                    *v = $e;
+                match from {
+                    None => {
+                        for v in to.iter_mut() {
+                            let $x = *v + bias;
+                            *v = $e;
+                        }
+                    }
+                    Some(from) => {
+                        for (v, &f) in to.iter_mut().zip(from) {
+                            let $x = f + bias;
+                            *v = $e;
+                        }
+                    }
                 }
             };
         }
@@ -144,6 +161,54 @@ impl Activation {
             }
             Activation::LeakyRelu { alpha } => each!(|x| if x >= 0.0 { x } else { alpha * x }),
         }
+    }
+}
+
+/// Rows of values an activation reads and writes: row `r` read at `from +
+/// r * from_stride` and written at `to + r * to_stride`, `width` values
+/// each. A tile finishes in place (the same rows), or on its way from its
+/// tile of sums into the output planes, in one pass.
+///
+/// Whoever hands `Rows` to an unsafe function vouches that every row it
+/// names is valid, that no one else reads or writes the rows written during
+/// the call, and that a row read is either the row written or apart from
+/// every row written.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows {
+    /// Row 0 read.
+    pub from: *const f32,
+    /// Distance between two rows read, in floats.
+    pub from_stride: usize,
+    /// Row 0 written.
+    pub to: *mut f32,
+    /// Distance between two rows written, in floats.
+    pub to_stride: usize,
+    /// Values per row.
+    pub width: usize,
+}
+
+impl Rows {
+    /// Rows of `width` values, `stride` apart from `rows`, finished in place.
+    pub fn in_place(rows: *mut f32, width: usize, stride: usize) -> Rows {
+        Rows {
+            from: rows,
+            from_stride: stride,
+            to: rows,
+            to_stride: stride,
+            width,
+        }
+    }
+
+    /// Where row `r` is read.
+    #[inline(always)]
+    pub fn from_row(&self, r: usize) -> *const f32 {
+        self.from.wrapping_add(r * self.from_stride)
+    }
+
+    /// Where row `r` is written.
+    #[inline(always)]
+    pub fn to_row(&self, r: usize) -> *mut f32 {
+        self.to.wrapping_add(r * self.to_stride)
     }
 }
 
@@ -264,13 +329,28 @@ mod tests {
         let mut tile = vec![1.0; 7];
         let id = Activation::IDENTITY;
         // SAFETY: rows 0..3 and 4..7 of `tile`, borrowed alone.
-        unsafe { id.apply_rows(tile.as_mut_ptr(), 3, 4, &[1.0, 2.0], None) };
+        unsafe { id.apply_rows(Rows::in_place(tile.as_mut_ptr(), 3, 4), &[1.0, 2.0], None) };
         assert_eq!(tile, [2.0, 2.0, 2.0, 1.0, 3.0, 3.0, 3.0]);
         let post = ([2.0, 3.0], [0.5, -1.0]);
         let post = Some((&post.0[..], &post.1[..]));
         // SAFETY: as above.
-        unsafe { id.apply_rows(tile.as_mut_ptr(), 3, 4, &[0.0, 0.0], post) };
+        unsafe { id.apply_rows(Rows::in_place(tile.as_mut_ptr(), 3, 4), &[0.0, 0.0], post) };
         assert_eq!(tile, [4.5, 4.5, 4.5, 1.0, 8.0, 8.0, 8.0]);
+        // From rows 3 apart into rows 4 apart: the sums stay as they were.
+        let sums = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let mut out = vec![0.0; 7];
+        let rows = Rows {
+            from: sums.as_ptr(),
+            from_stride: 3,
+            to: out.as_mut_ptr(),
+            to_stride: 4,
+            width: 3,
+        };
+        let clamp = Activation::Clamp { lo: 2.5, hi: 5.5 };
+        // SAFETY: rows of `sums` into rows of `out`, apart.
+        unsafe { clamp.apply_rows(rows, &[0.0, 0.0], post) };
+        assert_eq!(out, [5.5, 5.5, 6.5, 0.0, 11.0, 14.0, 15.5]);
+        assert_eq!(sums, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(Activation::LeakyRelu { alpha: 0.1 }.apply(-2.0), -0.2);
     }
 

@@ -17,7 +17,7 @@ use edgewise_graph::tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
 use edgewise_graph::tract_onnx::tract_core::ops::einsum::EinSum;
 use edgewise_graph::tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 
-use super::activation::Activation;
+use super::activation::{Activation, Rows};
 use super::conv::TileKernel;
 use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
@@ -437,14 +437,8 @@ impl EvalOp for Unary {
             // SAFETY: one row of `out.len()` values, this call's; the
             // kernel came from `TileKernel::native`.
             unsafe {
-                (self.kernel.finish)(
-                    self.activation,
-                    out.as_mut_ptr(),
-                    out.len(),
-                    out.len(),
-                    &[0.0],
-                    None,
-                )
+                let rows = Rows::in_place(out.as_mut_ptr(), out.len(), out.len());
+                (self.kernel.finish)(self.activation, rows, &[0.0], None)
             }
         };
         let y = if x.is_exclusive() {

@@ -25,6 +25,7 @@ use edgewise_graph::tract_onnx::prelude::TractResult;
 use super::lanes::LANES;
 use super::tile::DEPTHWISE_BLOCK;
 use super::{F32Conv, IMAGE};
+use crate::fp32::activation::Rows;
 use crate::geometry::Geometry;
 use crate::parallel::{self, DisjointWriter};
 
@@ -366,8 +367,9 @@ impl F32Conv {
         let bias = &self.bias[c..c + 1];
         let post = self.post.as_ref().map(|p| (&p.0[c..c + 1], &p.1[c..c + 1]));
         let n = rows.len();
+        let rows = Rows::in_place(rows.as_mut_ptr(), n, n);
         // SAFETY: the CPU has the kernel's features; one row of `n`, `rows`.
-        unsafe { (self.kernel.finish)(self.activation, rows.as_mut_ptr(), n, n, bias, post) };
+        unsafe { (self.kernel.finish)(self.activation, rows, bias, post) };
     }
 
     /// [`Self::eval_depthwise`] a padded input row at a time.
@@ -413,6 +415,7 @@ impl F32Conv {
         let columns = &taps[..kw];
         debug_assert!((0..kh * kw).all(|t| taps[t] == row_parts[t / kw] + columns[t % kw]));
         let pixels = g.out_h * l.width;
+        let plane = g.out_h * g.out_w;
         let work = g.out_c * kh * kw * pixels * parallel::ELEMENT_WORK;
         let parts = parallel::parts(work, g.out_c);
         let writer = DisjointWriter::new(y);
@@ -449,11 +452,21 @@ impl F32Conv {
                             // CPU has the kernel's features.
                             unsafe { (k.depthwise_runs)(&runs) };
                         }
-                        let chunk = &mut sums[..n];
-                        let at = chunk.as_mut_ptr();
-                        // SAFETY: as above; one row of `n`, `chunk`'s.
-                        unsafe { (k.finish)(self.activation, at, n, n, bias, post) };
-                        self.store(c, first, chunk, &writer);
+                        // Finished on their way from the sums to the plane.
+                        self.for_each_output_run(first, n, |at, pixel, len| {
+                            let rows = Rows {
+                                from: sums[at..].as_ptr(),
+                                from_stride: 0,
+                                // SAFETY: this part owns channel `c`.
+                                to: unsafe { writer.ptr(c * plane + pixel, len) },
+                                to_stride: 0,
+                                width: len,
+                            };
+                            // SAFETY: one row of `len` sums into as many
+                            // pixels of the plane; the CPU has the kernel's
+                            // features.
+                            unsafe { (k.finish)(self.activation, rows, bias, post) };
+                        });
                     }
                 }
             });

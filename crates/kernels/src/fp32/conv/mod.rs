@@ -58,7 +58,7 @@ pub(crate) use self::install::activation_of;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
 pub use self::tile::{TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
-use super::activation::Activation;
+use super::activation::{Activation, Rows};
 use crate::geometry::{Geometry, valid_range};
 use crate::parallel::{self, DisjointWriter};
 use crate::tensor::{new_tensor, numbers};
@@ -621,10 +621,9 @@ impl F32Conv {
             Some(out) => (out, plane),
             None => (sums[slot * k.mr * k.nt..].as_mut_ptr(), k.nt),
         };
-        // Finishes tile `tile` of block `block` where it was summed, and
-        // copies its output pixels out of its tile of sums.
-        let finish = |block: usize, tile: usize, slot: usize, to, sums: &mut [f32]| {
-            let (out, out_stride) = place(to, slot, sums);
+        // Finishes tile `tile` of block `block`: where it was summed, or on
+        // its way from its tile of sums to its output pixels.
+        let finish = |block: usize, tile: usize, slot: usize, to, sums: &[f32]| {
             let first = px0 + tile * k.nt;
             let len = k.nt.min(end - first);
             let channels = k.mr.min(g.out_c - block * k.mr);
@@ -633,22 +632,32 @@ impl F32Conv {
                 .post
                 .as_ref()
                 .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
+            let Some(out) = to else {
+                let tile_sums = &sums[slot * k.mr * k.nt..][..k.mr * k.nt];
+                self.for_each_output_run(band.r0 * l.width + first, len, |at, pixel, n| {
+                    let start = block * k.mr * plane + pixel;
+                    let rows = Rows {
+                        from: tile_sums[at..].as_ptr(),
+                        from_stride: k.nt,
+                        // SAFETY: this part owns these pixels of these
+                        // channels.
+                        to: unsafe { y.ptr(start, (channels - 1) * plane + n) },
+                        to_stride: plane,
+                        width: n,
+                    };
+                    // SAFETY: `channels` rows of `n` sums of the tile, into
+                    // as many output pixels this part writes alone;
+                    // `kernel` came from `TileKernel::native`, so the CPU
+                    // has its features.
+                    unsafe { (k.finish)(self.activation, rows, biases, post) };
+                });
+                return;
+            };
+            let rows = Rows::in_place(out, k.nt, plane);
             // SAFETY: `out` has `mr` rows of `nt` this part writes alone
-            // (`direct`, or a tile of sums); `kernel` came from
-            // `TileKernel::native`, so the CPU has its features.
-            unsafe { (k.finish)(self.activation, out, k.nt, out_stride, biases, post) };
-            if to.is_none() {
-                let tile_sums = &sums[slot * k.mr * k.nt..];
-                for r in 0..channels {
-                    let o = block * k.mr + r;
-                    self.store(
-                        o,
-                        band.r0 * l.width + first,
-                        &tile_sums[r * k.nt..][..len],
-                        y,
-                    );
-                }
-            }
+            // (`direct`); `kernel` came from `TileKernel::native`, so the
+            // CPU has its features.
+            unsafe { (k.finish)(self.activation, rows, biases, post) };
         };
         let items = if chunks > 1 {
             tiles
@@ -713,32 +722,38 @@ impl F32Conv {
                 }
             }
             for (slot, (block, &to)) in block_range.zip(&targets).enumerate() {
-                finish(block, tile, slot, to, &mut sums);
+                finish(block, tile, slot, to, &sums);
             }
         }
     }
 
-    /// Writes the finished flat pixels `first..` of output channel `o` into
-    /// the output, dropping the padded columns.
-    fn store(&self, o: usize, first: usize, values: &[f32], y: &DisjointWriter<f32>) {
+    /// Calls `run(at, pixel, n)` for each run of output pixels among flat
+    /// pixels `first..first + len`, the padded width's extra columns left
+    /// out: `n` values from the `at`th of them go to `pixel..pixel + n` of
+    /// an output plane.
+    #[inline]
+    fn for_each_output_run(
+        &self,
+        first: usize,
+        len: usize,
+        mut run: impl FnMut(usize, usize, usize),
+    ) {
         let (g, w) = (&self.geo, self.layout.width);
-        let plane = g.out_h * g.out_w;
         if w == g.out_w {
-            // SAFETY: this part owns flat pixels `first..first + len` of
-            // every output channel.
-            unsafe { y.range(o * plane + first, values.len()) }.copy_from_slice(values);
+            run(0, first, len);
             return;
         }
+        let end = first + len;
         let mut j = first;
-        let end = first + values.len();
         while j < end {
             let (row, col) = (j / w, j % w);
             let next = ((row + 1) * w).min(end);
             if col < g.out_w {
-                let n = (g.out_w - col).min(next - j);
-                // SAFETY: as above; the columns are this part's.
-                unsafe { y.range(o * plane + row * g.out_w + col, n) }
-                    .copy_from_slice(&values[j - first..][..n]);
+                run(
+                    j - first,
+                    row * g.out_w + col,
+                    (g.out_w - col).min(next - j),
+                );
             }
             j = next;
         }

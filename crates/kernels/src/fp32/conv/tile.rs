@@ -11,7 +11,7 @@
 
 use super::depthwise::{DepthwisePlanes, DepthwiseRuns, RUNS, RunsLoop, depthwise_planes};
 use super::lanes::{LANES, LanesRow, depthwise_lanes};
-use crate::fp32::activation::Activation;
+use crate::fp32::activation::{Activation, Rows};
 
 /// Where one tile reads and writes.
 pub struct TileArgs {
@@ -42,9 +42,9 @@ pub struct TileArgs {
 pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
 
 /// [`TileKernel::finish`]: the bias, the activation, then the scale and
-/// offset, on rows of `width` values `row_stride` apart from `rows`, one
-/// row per bias.
-pub type Finish = unsafe fn(Activation, *mut f32, usize, usize, &[f32], PostAffine);
+/// offset, on [`Rows`] (in place, or from a tile of sums into the output),
+/// one row per bias.
+pub type Finish = unsafe fn(Activation, Rows, &[f32], PostAffine);
 
 /// [`TileKernel::depthwise`]: `(image, channels, scratch, out, finish)`,
 /// as [`depthwise_planes`] takes them.
@@ -95,8 +95,8 @@ pub struct TileKernel {
     /// vectorized for the same CPU.
     ///
     /// # Safety
-    /// For every bias `r`, `width` floats from `rows + r * row_stride` are
-    /// writable, by this call alone. The CPU has the loop's features.
+    /// The rows are valid for one row per bias, as [`Rows`] says. The CPU
+    /// has the loop's features.
     pub finish: Finish,
     /// [`depthwise_planes`], vectorized for the same CPU.
     ///
@@ -279,16 +279,9 @@ macro_rules! vector_loops {
     ($feature:literal, $finish:ident, $depthwise:ident, $lanes:ident, $gather:ident, $runs:ident,
      $lanes_row:ident, $transposer:path) => {
         #[target_feature(enable = $feature)]
-        unsafe fn $finish(
-            activation: Activation,
-            rows: *mut f32,
-            width: usize,
-            row_stride: usize,
-            biases: &[f32],
-            post: PostAffine,
-        ) {
+        unsafe fn $finish(activation: Activation, rows: Rows, biases: &[f32], post: PostAffine) {
             // SAFETY: the caller's contract (`TileKernel::finish`).
-            unsafe { activation.apply_rows(rows, width, row_stride, biases, post) };
+            unsafe { activation.apply_rows(rows, biases, post) };
         }
 
         #[target_feature(enable = $feature)]
@@ -471,7 +464,7 @@ mod x86 {
 
     use super::{
         Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
-        RUNS, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
+        RUNS, Rows, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 12 channels by 32 pixels: 24 of the 32 vector registers hold sums;
@@ -566,24 +559,16 @@ mod x86 {
     /// [`TileKernel::finish`] on AVX-512: SiLU and sigmoid through
     /// [`sigmoid_avx512`], the rest as the plain loops have them.
     #[target_feature(enable = "avx512f")]
-    unsafe fn finish_avx512(
-        activation: Activation,
-        rows: *mut f32,
-        width: usize,
-        row_stride: usize,
-        biases: &[f32],
-        post: PostAffine,
-    ) {
+    unsafe fn finish_avx512(activation: Activation, rows: Rows, biases: &[f32], post: PostAffine) {
         let silu = match activation {
             Activation::Silu => true,
             Activation::Sigmoid => false,
             _ => {
                 // SAFETY: the caller's contract.
-                return unsafe {
-                    finish_plain_avx512(activation, rows, width, row_stride, biases, post)
-                };
+                return unsafe { finish_plain_avx512(activation, rows, biases, post) };
             }
         };
+        let width = rows.width;
         for (r, &bias) in biases.iter().enumerate() {
             let (scale, offset) = post.map_or((1.0, 0.0), |(s, o)| (s[r], o[r]));
             let (bias, scale, offset) = (
@@ -597,13 +582,14 @@ mod x86 {
                 // All lanes, or the first `n`: no scalar tail.
                 let mask: __mmask16 = if n == 16 { !0 } else { (1 << n) - 1 };
                 // SAFETY: the caller's contract (`TileKernel::finish`): the
-                // row's `width` values are this call's.
+                // row's `width` values are valid, those written this call's.
                 unsafe {
-                    let at = rows.add(r * row_stride + first);
-                    let x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, at), bias);
+                    let from = rows.from_row(r).add(first);
+                    let x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, from), bias);
                     let y = sigmoid_avx512(x);
                     let y = if silu { _mm512_mul_ps(x, y) } else { y };
-                    _mm512_mask_storeu_ps(at, mask, _mm512_fmadd_ps(y, scale, offset));
+                    let to = rows.to_row(r).add(first);
+                    _mm512_mask_storeu_ps(to, mask, _mm512_fmadd_ps(y, scale, offset));
                 }
                 first += 16;
             }
@@ -713,7 +699,7 @@ mod arm64 {
 
     use super::{
         Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
-        RUNS, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
+        RUNS, Rows, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 8 channels by 12 pixels: 24 of the 32 vector registers hold sums;
@@ -832,8 +818,27 @@ mod tests {
                     let post = Some((&scale[..], &offset[..]));
                     // SAFETY: `rows` rows of `width`, the tile's.
                     unsafe {
-                        (kernel.finish)(kind, tile.as_mut_ptr(), width, width, &biases, post)
+                        let rows = Rows::in_place(tile.as_mut_ptr(), width, width);
+                        (kernel.finish)(kind, rows, &biases, post)
                     };
+                    // The same from the sums into rows further apart, as a
+                    // tile finishes into the output planes: the same values,
+                    // and nothing written between the rows.
+                    let gap = 5;
+                    let mut out = vec![f32::NAN; rows * (width + gap)];
+                    let apart = Rows {
+                        from: values.as_ptr(),
+                        from_stride: width,
+                        to: out.as_mut_ptr(),
+                        to_stride: width + gap,
+                        width,
+                    };
+                    // SAFETY: `rows` rows of `values` into as many of `out`.
+                    unsafe { (kernel.finish)(kind, apart, &biases, post) };
+                    for (r, row) in out.chunks_exact(width + gap).enumerate() {
+                        assert_eq!(row[..width], tile[r * width..][..width], "{}", kernel.name);
+                        assert!(row[width..].iter().all(|v| v.is_nan()), "{}", kernel.name);
+                    }
                     for (i, (&got, &x)) in tile.iter().zip(&values).enumerate() {
                         let r = i / width;
                         let x = x + biases[r];
