@@ -56,7 +56,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use self::depthwise::DepthwiseWay;
 pub(crate) use self::install::activation_of;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
-pub use self::tile::{TileArgs, TileKernel};
+pub use self::tile::{PixelRowsArgs, PixelRowsKernel, TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
 use super::activation::{Activation, Rows};
 use crate::geometry::{Geometry, valid_range};
@@ -68,6 +68,9 @@ thread_local! {
     /// one buffer per thread that grows to the largest band, instead of an
     /// allocation (and its page faults) per convolution.
     static IMAGE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The input values of a small map's pixels, as the pixel-rows loop
+    /// reads them.
+    static PIXEL_VALUES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A dense float convolution on Edgewise's tile loops, bias and activation
@@ -101,6 +104,9 @@ pub struct F32Conv {
     /// Input bytes a chunk of input channels reads per tile at most
     /// ([`L1_INPUT_BYTES`]; less in tests).
     chunk_bytes: usize,
+    /// Whether it runs on the kernel's [`TileKernel::pixel_rows`] loop
+    /// (small maps), its weights packed for that loop's blocks.
+    pixel_rows: bool,
 }
 
 impl Eq for F32Conv {}
@@ -219,6 +225,41 @@ fn chunk_channels(taps: &[isize], nt: usize, in_c: usize, budget: usize) -> usiz
 /// second-level cache keeps next to the weights.
 const BAND_BYTES: usize = 256 << 10;
 
+/// The most bytes of input values the pixel-rows loop gathers for one
+/// image (a row of `depth` values per output pixel): what stays in a
+/// core's second-level cache.
+const PIXEL_ROWS_BYTES: usize = 512 << 10;
+
+/// What transposing and finishing the pixel-rows loop's sums costs per
+/// output, in multiply-adds of the loop ([`TileKernel::store_cost`]'s
+/// unit).
+const PIXEL_ROWS_STORE_COST: usize = 24;
+
+/// What gathering one input value for the pixel-rows loop costs, in
+/// multiply-adds of the loop: it is paid once per image, not per block of
+/// output channels, so it counts where the output channels are few.
+const PIXEL_ROWS_GATHER_COST: usize = 48;
+
+/// Whether `kernel`'s pixel-rows loop wastes less on `geo` than its flat
+/// tiles do: on maps of a few dozen pixels, whose flat tiles of 32 to 64
+/// pixels are mostly padding columns and empty lanes, and whose input
+/// values fit [`PIXEL_ROWS_BYTES`].
+fn prefers_pixel_rows(geo: &Geometry, layout: &Layout, kernel: &TileKernel) -> bool {
+    let rows = &kernel.pixel_rows;
+    let depth = geo.in_c * geo.kernel_h * geo.kernel_w;
+    let plane = geo.out_h * geo.out_w;
+    if plane.next_multiple_of(rows.pixels) * depth * std::mem::size_of::<f32>() > PIXEL_ROWS_BYTES {
+        return false;
+    }
+    let flat = geo.out_c.next_multiple_of(kernel.mr)
+        * (geo.out_h * layout.width).next_multiple_of(kernel.nt)
+        * (depth + kernel.store_cost);
+    let pixel_rows = plane.next_multiple_of(rows.pixels)
+        * (geo.out_c.next_multiple_of(rows.mr) * (depth + PIXEL_ROWS_STORE_COST)
+            + depth * PIXEL_ROWS_GATHER_COST);
+    pixel_rows < flat
+}
+
 impl F32Conv {
     /// The convolution of `geo` with `weights` (OIHW, as ONNX stores them)
     /// and `bias` (one per output channel) on `kernel`, its output of
@@ -252,7 +293,28 @@ impl F32Conv {
                 geo.out_c
             ));
         }
-        let mr = kernel.mr;
+        let pixel_rows = prefers_pixel_rows(&geo, &Layout::of(&geo), &kernel);
+        Ok(Self::packed(
+            geo, kernel, weights, bias, activation, shape, pixel_rows,
+        ))
+    }
+
+    /// [`Self::new`], checked, on the flat tiles or the pixel rows.
+    fn packed(
+        geo: Geometry,
+        kernel: TileKernel,
+        weights: &[f32],
+        bias: Vec<f32>,
+        activation: Activation,
+        shape: Vec<usize>,
+        pixel_rows: bool,
+    ) -> F32Conv {
+        let taps = geo.kernel_h * geo.kernel_w;
+        let mr = if pixel_rows {
+            kernel.pixel_rows.mr
+        } else {
+            kernel.mr
+        };
         let blocks = geo.out_c.div_ceil(mr);
         let mut packed = vec![0f32; blocks * geo.in_c * taps * mr];
         for o in 0..geo.out_c {
@@ -263,7 +325,7 @@ impl F32Conv {
                 }
             }
         }
-        Ok(F32Conv {
+        F32Conv {
             depthwise: None,
             layout: Layout::of(&geo),
             geo,
@@ -275,7 +337,8 @@ impl F32Conv {
             shape,
             band_bytes: BAND_BYTES,
             chunk_bytes: L1_INPUT_BYTES,
-        })
+            pixel_rows,
+        }
     }
 
     /// The tile loop of this CPU that wastes the least on `geo`
@@ -327,6 +390,7 @@ impl F32Conv {
             shape,
             band_bytes: BAND_BYTES,
             chunk_bytes: L1_INPUT_BYTES,
+            pixel_rows: false,
         })
     }
 
@@ -334,8 +398,19 @@ impl F32Conv {
     pub fn kernel_name(&self) -> String {
         if self.depthwise.is_some() {
             format!("{}_depthwise", self.kernel.name)
+        } else if self.pixel_rows {
+            self.kernel.pixel_rows.name.to_string()
         } else {
             self.kernel.name.to_string()
+        }
+    }
+
+    /// Output channels per block of the packed weights.
+    fn packed_mr(&self) -> usize {
+        if self.pixel_rows {
+            self.kernel.pixel_rows.mr
+        } else {
+            self.kernel.mr
         }
     }
 
@@ -367,7 +442,7 @@ impl F32Conv {
             }
             return;
         }
-        let mr = self.kernel.mr;
+        let mr = self.packed_mr();
         let block_len = self.geo.in_c * self.geo.kernel_h * self.geo.kernel_w * mr;
         let weights = Arc::make_mut(&mut self.weights);
         let bias = Arc::make_mut(&mut self.bias);
@@ -447,6 +522,112 @@ impl F32Conv {
         }
     }
 
+    /// The convolution of one image `x` into `y` on the pixel-rows loop:
+    /// the padded image filled once, each tile's input values gathered
+    /// pixel by pixel (`[depth][pixels]`, [`PIXEL_ROWS_BYTES`] at most),
+    /// then every block of output channels summed over them, its sums
+    /// turned into rows of pixels per channel and finished into the output.
+    /// The threads split the output channels, each gathering the (small)
+    /// input itself.
+    fn eval_pixel_rows(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+        let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
+        let (mr, px) = (k.pixel_rows.mr, k.pixel_rows.pixels);
+        let tap_count = g.kernel_h * g.kernel_w;
+        let depth = g.in_c * tap_count;
+        let plane = g.out_h * g.out_w;
+        let tiles = plane.div_ceil(px);
+        let blocks = g.out_c.div_ceil(mr);
+        let rows = g.out_h + l.halo;
+        let stride = l.channel_stride(rows);
+        let taps = l.taps(g.in_c, rows);
+        let parts = parallel::parts(g.out_c * depth * plane, blocks);
+        let writer = DisjointWriter::new(y);
+        parallel::for_each_part(parts, |part| {
+            IMAGE.with_borrow_mut(|buffer| {
+                PIXEL_VALUES.with_borrow_mut(|values| {
+                    let len = l.phases * g.in_c * stride;
+                    if buffer.len() < len {
+                        buffer.resize(len, 0.0);
+                    }
+                    let image = &mut buffer[..len];
+                    self.fill_band(x, image, 0, rows, 0..g.in_c);
+                    if values.len() < tiles * depth * px {
+                        values.resize(tiles * depth * px, 0.0);
+                    }
+                    let mut flats = vec![0; px];
+                    for (tile, tile_values) in
+                        values.chunks_exact_mut(depth * px).take(tiles).enumerate()
+                    {
+                        let (p0, n) = (tile * px, px.min(plane - tile * px));
+                        for (i, flat) in flats[..n].iter_mut().enumerate() {
+                            let p = p0 + i;
+                            *flat = (p / g.out_w) * l.width + p % g.out_w;
+                        }
+                        // A run of `px` values per input channel and tap,
+                        // zero for the pixels past the map's last.
+                        let mut runs = tile_values.chunks_exact_mut(px);
+                        for c in 0..g.in_c {
+                            for &tap in &taps {
+                                let run = runs.next().expect("depth runs of a tile");
+                                let at = &image[c * stride + tap as usize..];
+                                for (v, &flat) in run.iter_mut().zip(&flats[..n]) {
+                                    *v = at[flat];
+                                }
+                                run[n..].fill(0.0);
+                            }
+                        }
+                    }
+                    let mut sums = vec![0f32; px * mr];
+                    let mut channel_rows = vec![0f32; mr * px];
+                    for block in blocks * part / parts..blocks * (part + 1) / parts {
+                        let channels = mr.min(g.out_c - block * mr);
+                        let weights = &self.weights[block * depth * mr..][..depth * mr];
+                        let biases = &self.bias[block * mr..][..channels];
+                        let post = self
+                            .post
+                            .as_ref()
+                            .map(|p| (&p.0[block * mr..], &p.1[block * mr..]));
+                        for tile in 0..tiles {
+                            let args = PixelRowsArgs {
+                                pixels: values[tile * depth * px..][..depth * px].as_ptr(),
+                                depth,
+                                weights: weights.as_ptr(),
+                                out: sums.as_mut_ptr(),
+                            };
+                            // SAFETY: the tile's `depth x px` values, the
+                            // block's `depth x mr` weights and `px x mr`
+                            // sums; `kernel` came from `TileKernel::native`,
+                            // so the CPU has its features.
+                            unsafe { (k.pixel_rows.run)(&args) };
+                            let (p0, n) = (tile * px, px.min(plane - tile * px));
+                            for (r, row) in
+                                channel_rows.chunks_exact_mut(px).take(channels).enumerate()
+                            {
+                                for (i, v) in row[..n].iter_mut().enumerate() {
+                                    *v = sums[i * mr + r];
+                                }
+                            }
+                            let start = block * mr * plane + p0;
+                            let rows = Rows {
+                                from: channel_rows.as_ptr(),
+                                from_stride: px,
+                                // SAFETY: this part owns these channels.
+                                to: unsafe { writer.ptr(start, (channels - 1) * plane + n) },
+                                to_stride: plane,
+                                width: n,
+                            };
+                            // SAFETY: `channels` rows of `n` values into as
+                            // many output pixels this part writes alone; the
+                            // CPU has the kernel's features.
+                            unsafe { (k.finish)(self.activation, rows, biases, post) };
+                        }
+                    }
+                })
+            });
+            Ok(())
+        })
+    }
+
     /// The convolution of one image `x` into `y`.
     ///
     /// The output rows go in bands: each band's input rows are copied into
@@ -458,6 +639,9 @@ impl F32Conv {
     fn eval_image(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
         if let Some(way) = self.depthwise {
             return self.eval_depthwise(way, x, y);
+        }
+        if self.pixel_rows {
+            return self.eval_pixel_rows(x, y);
         }
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let blocks = g.out_c.div_ceil(k.mr);
@@ -969,7 +1153,8 @@ mod tests {
                 let act = activations[i % activations.len()];
                 let (x, w, bias) = operands(g, g.in_c * g.kernel_h * g.kernel_w);
                 let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
-                let mut op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape).unwrap();
+                let mut op =
+                    F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape.clone()).unwrap();
                 let expected = reference(g, &x, &w, &bias, act);
                 let one = run(&op, &x);
                 let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
@@ -994,11 +1179,26 @@ mod tests {
                     "{}, case {i}: input channels in chunks give the bytes all at once do",
                     kernel.name
                 );
-                let worst = worst(&expected, &one);
+                let worst_flat = worst(&expected, &one);
                 assert!(
-                    worst < 2e-5,
-                    "{}, case {i} {g:?} {act:?}: off by {worst}",
+                    worst_flat < 2e-5,
+                    "{}, case {i} {g:?} {act:?}: off by {worst_flat}",
                     kernel.name
+                );
+                // The same on the pixel-rows loop, whatever the map's size.
+                let rows = F32Conv::packed(g.clone(), kernel, &w, bias.clone(), act, shape, true);
+                let rows_one = run(&rows, &x);
+                let rows_two = multithread_tract_scope(Executor::multithread(2), || run(&rows, &x));
+                assert_eq!(
+                    rows_one, rows_two,
+                    "{}, case {i}: pixel rows on two threads give the bytes one does",
+                    kernel.pixel_rows.name
+                );
+                let worst_rows = worst(&expected, &rows_one);
+                assert!(
+                    worst_rows < 2e-5,
+                    "{}, case {i} {g:?} {act:?}: off by {worst_rows}",
+                    kernel.pixel_rows.name
                 );
             }
         }
