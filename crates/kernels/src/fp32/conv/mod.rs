@@ -19,11 +19,17 @@
 //!   12x32, 8x48 or 6x64 (channels x pixels), whichever pads the
 //!   convolution's channels and pixels least and stores fastest
 //!   ([`TileKernel::best_for`]); 6x16 on AVX2, 8x12 on NEON;
+//! - maps of a few dozen pixels (a detection head's 3x3 and 5x5 levels),
+//!   whose flat tiles would be mostly padding columns and empty lanes, run
+//!   the other way round ([`TileKernel::pixel_rows`]): output channels in
+//!   the lanes, each output pixel's input values gathered once per image
+//!   and broadcast;
 //! - the bias and the activation ([`Activation`]: ReLU, Clip, SiLU,
 //!   sigmoid, hard-swish...), and a scale and offset after it, run on the
-//!   tile while it is in cache, so the feature map is written once; a full
+//!   tile while it is in cache, so the feature map is written once: a full
 //!   tile whose pixels are all output pixels is summed straight into the
-//!   output;
+//!   output and finished there, any other finishes on its way from its
+//!   tile of sums into the output;
 //! - depthwise convolutions (`depthwise.rs`) go a channel at a time, every
 //!   tap of a run of outputs summed in registers; on small maps, sixteen
 //!   channels at a time in the vector lanes (`lanes.rs`).
