@@ -62,7 +62,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use self::depthwise::DepthwiseWay;
 pub(crate) use self::install::activation_of;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
-pub use self::tile::{PixelRowsArgs, PixelRowsKernel, TileArgs, TileKernel};
+pub use self::tile::{TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
 use super::activation::{Activation, Rows};
 use crate::geometry::{Geometry, valid_range};
@@ -110,9 +110,10 @@ pub struct F32Conv {
     /// Input bytes a chunk of input channels reads per tile at most
     /// ([`L1_INPUT_BYTES`]; less in tests).
     chunk_bytes: usize,
-    /// Whether it runs on the kernel's [`TileKernel::pixel_rows`] loop
-    /// (small maps), its weights packed for that loop's blocks.
-    pixel_rows: bool,
+    /// The loop it runs on the other way round, for a small map
+    /// ([`TileKernel::pixel_rows`]), its weights packed in blocks of that
+    /// loop's `nt` output channels.
+    pixel_rows: Option<TileKernel>,
 }
 
 impl Eq for F32Conv {}
@@ -251,17 +252,18 @@ const PIXEL_ROWS_GATHER_COST: usize = 48;
 /// pixels are mostly padding columns and empty lanes, and whose input
 /// values fit [`PIXEL_ROWS_BYTES`].
 fn prefers_pixel_rows(geo: &Geometry, layout: &Layout, kernel: &TileKernel) -> bool {
-    let rows = &kernel.pixel_rows;
+    let rows = kernel.pixel_rows();
     let depth = geo.in_c * geo.kernel_h * geo.kernel_w;
     let plane = geo.out_h * geo.out_w;
-    if plane.next_multiple_of(rows.pixels) * depth * std::mem::size_of::<f32>() > PIXEL_ROWS_BYTES {
+    let pixels = plane.next_multiple_of(rows.mr);
+    if pixels * depth * std::mem::size_of::<f32>() > PIXEL_ROWS_BYTES {
         return false;
     }
     let flat = geo.out_c.next_multiple_of(kernel.mr)
         * (geo.out_h * layout.width).next_multiple_of(kernel.nt)
         * (depth + kernel.store_cost);
-    let pixel_rows = plane.next_multiple_of(rows.pixels)
-        * (geo.out_c.next_multiple_of(rows.mr) * (depth + PIXEL_ROWS_STORE_COST)
+    let pixel_rows = pixels
+        * (geo.out_c.next_multiple_of(rows.nt) * (depth + PIXEL_ROWS_STORE_COST)
             + depth * PIXEL_ROWS_GATHER_COST);
     pixel_rows < flat
 }
@@ -299,7 +301,8 @@ impl F32Conv {
                 geo.out_c
             ));
         }
-        let pixel_rows = prefers_pixel_rows(&geo, &Layout::of(&geo), &kernel);
+        let pixel_rows =
+            prefers_pixel_rows(&geo, &Layout::of(&geo), &kernel).then(|| kernel.pixel_rows());
         Ok(Self::packed(
             geo, kernel, weights, bias, activation, shape, pixel_rows,
         ))
@@ -313,14 +316,10 @@ impl F32Conv {
         bias: Vec<f32>,
         activation: Activation,
         shape: Vec<usize>,
-        pixel_rows: bool,
+        pixel_rows: Option<TileKernel>,
     ) -> F32Conv {
         let taps = geo.kernel_h * geo.kernel_w;
-        let mr = if pixel_rows {
-            kernel.pixel_rows.mr
-        } else {
-            kernel.mr
-        };
+        let mr = pixel_rows.map_or(kernel.mr, |rows| rows.nt);
         let blocks = geo.out_c.div_ceil(mr);
         let mut packed = vec![0f32; blocks * geo.in_c * taps * mr];
         for o in 0..geo.out_c {
@@ -396,7 +395,7 @@ impl F32Conv {
             shape,
             band_bytes: BAND_BYTES,
             chunk_bytes: L1_INPUT_BYTES,
-            pixel_rows: false,
+            pixel_rows: None,
         })
     }
 
@@ -404,8 +403,8 @@ impl F32Conv {
     pub fn kernel_name(&self) -> String {
         if self.depthwise.is_some() {
             format!("{}_depthwise", self.kernel.name)
-        } else if self.pixel_rows {
-            self.kernel.pixel_rows.name.to_string()
+        } else if let Some(rows) = self.pixel_rows {
+            format!("{}_pixel_rows", rows.name)
         } else {
             self.kernel.name.to_string()
         }
@@ -413,11 +412,7 @@ impl F32Conv {
 
     /// Output channels per block of the packed weights.
     fn packed_mr(&self) -> usize {
-        if self.pixel_rows {
-            self.kernel.pixel_rows.mr
-        } else {
-            self.kernel.mr
-        }
+        self.pixel_rows.map_or(self.kernel.mr, |rows| rows.nt)
     }
 
     /// Whether it is a depthwise convolution.
@@ -535,14 +530,15 @@ impl F32Conv {
     /// turned into rows of pixels per channel and finished into the output.
     /// The threads split the output channels, each gathering the (small)
     /// input itself.
-    fn eval_pixel_rows(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
+    fn eval_pixel_rows(&self, rows_loop: TileKernel, x: &[f32], y: &mut [f32]) -> TractResult<()> {
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
-        let (mr, px) = (k.pixel_rows.mr, k.pixel_rows.pixels);
+        // The loop's rows are pixels, its lanes output channels.
+        let (block_c, px) = (rows_loop.nt, rows_loop.mr);
         let tap_count = g.kernel_h * g.kernel_w;
         let depth = g.in_c * tap_count;
         let plane = g.out_h * g.out_w;
         let tiles = plane.div_ceil(px);
-        let blocks = g.out_c.div_ceil(mr);
+        let blocks = g.out_c.div_ceil(block_c);
         let rows = g.out_h + l.halo;
         let stride = l.channel_stride(rows);
         let taps = l.taps(g.in_c, rows);
@@ -583,37 +579,47 @@ impl F32Conv {
                             }
                         }
                     }
-                    let mut sums = vec![0f32; px * mr];
-                    let mut channel_rows = vec![0f32; mr * px];
+                    let mut sums = vec![0f32; px * block_c];
+                    let mut channel_rows = vec![0f32; block_c * px];
+                    let one_tap = [0isize];
                     for block in blocks * part / parts..blocks * (part + 1) / parts {
-                        let channels = mr.min(g.out_c - block * mr);
-                        let weights = &self.weights[block * depth * mr..][..depth * mr];
-                        let biases = &self.bias[block * mr..][..channels];
+                        let channels = block_c.min(g.out_c - block * block_c);
+                        let weights = &self.weights[block * depth * block_c..][..depth * block_c];
+                        let biases = &self.bias[block * block_c..][..channels];
                         let post = self
                             .post
                             .as_ref()
-                            .map(|p| (&p.0[block * mr..], &p.1[block * mr..]));
+                            .map(|p| (&p.0[block * block_c..], &p.1[block * block_c..]));
                         for tile in 0..tiles {
-                            let args = PixelRowsArgs {
-                                pixels: values[tile * depth * px..][..depth * px].as_ptr(),
-                                depth,
-                                weights: weights.as_ptr(),
+                            // The tile's values as the loop's weights (a
+                            // row of `px` per depth step), the block's
+                            // weights as its image (`block_c` lanes per step).
+                            let args = TileArgs {
+                                weights: values[tile * depth * px..][..depth * px].as_ptr(),
+                                taps: one_tap.as_ptr(),
+                                tap_count: 1,
+                                image: weights.as_ptr(),
+                                channel_stride: block_c as isize,
+                                in_c: depth,
                                 out: sums.as_mut_ptr(),
+                                out_stride: block_c,
+                                accumulate: false,
                             };
-                            // SAFETY: the tile's `depth x px` values, the
-                            // block's `depth x mr` weights and `px x mr`
-                            // sums; `kernel` came from `TileKernel::native`,
-                            // so the CPU has its features.
-                            unsafe { (k.pixel_rows.run)(&args) };
+                            // SAFETY: `depth x px` values, `depth x block_c`
+                            // weights and `px x block_c` sums, as `TileKernel::run`
+                            // asks with `mr` and `nt` swapped; the loop came
+                            // from `TileKernel::native`'s, so the CPU has
+                            // its features.
+                            unsafe { (rows_loop.run)(&args) };
                             let (p0, n) = (tile * px, px.min(plane - tile * px));
                             for (r, row) in
                                 channel_rows.chunks_exact_mut(px).take(channels).enumerate()
                             {
                                 for (i, v) in row[..n].iter_mut().enumerate() {
-                                    *v = sums[i * mr + r];
+                                    *v = sums[i * block_c + r];
                                 }
                             }
-                            let start = block * mr * plane + p0;
+                            let start = block * block_c * plane + p0;
                             let rows = Rows {
                                 from: channel_rows.as_ptr(),
                                 from_stride: px,
@@ -646,8 +652,8 @@ impl F32Conv {
         if let Some(way) = self.depthwise {
             return self.eval_depthwise(way, x, y);
         }
-        if self.pixel_rows {
-            return self.eval_pixel_rows(x, y);
+        if let Some(rows) = self.pixel_rows {
+            return self.eval_pixel_rows(rows, x, y);
         }
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let blocks = g.out_c.div_ceil(k.mr);
@@ -1192,19 +1198,21 @@ mod tests {
                     kernel.name
                 );
                 // The same on the pixel-rows loop, whatever the map's size.
-                let rows = F32Conv::packed(g.clone(), kernel, &w, bias.clone(), act, shape, true);
+                let rows_loop = Some(kernel.pixel_rows());
+                let rows =
+                    F32Conv::packed(g.clone(), kernel, &w, bias.clone(), act, shape, rows_loop);
                 let rows_one = run(&rows, &x);
                 let rows_two = multithread_tract_scope(Executor::multithread(2), || run(&rows, &x));
                 assert_eq!(
                     rows_one, rows_two,
                     "{}, case {i}: pixel rows on two threads give the bytes one does",
-                    kernel.pixel_rows.name
+                    kernel.name
                 );
                 let worst_rows = worst(&expected, &rows_one);
                 assert!(
                     worst_rows < 2e-5,
-                    "{}, case {i} {g:?} {act:?}: off by {worst_rows}",
-                    kernel.pixel_rows.name
+                    "{} pixel rows, case {i} {g:?} {act:?}: off by {worst_rows}",
+                    kernel.name
                 );
             }
         }

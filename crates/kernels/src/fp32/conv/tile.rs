@@ -38,41 +38,6 @@ pub struct TileArgs {
     pub accumulate: bool,
 }
 
-/// Where one tile of a [`PixelRowsKernel`] reads and writes.
-pub struct PixelRowsArgs {
-    /// The tile's input values, `[depth][pixels]`: for each input channel
-    /// and tap, the value each of the tile's output pixels reads.
-    pub pixels: *const f32,
-    /// Input channels times taps.
-    pub depth: usize,
-    /// Packed weights of the tile's output channels: `[depth][mr]`.
-    pub weights: *const f32,
-    /// The sums, `[pixels][mr]`: a pixel's output channels side by side.
-    pub out: *mut f32,
-}
-
-/// A tile loop the other way round, for maps of a few dozen pixels: `mr`
-/// output channels in the vector lanes by `pixels` output pixels, each
-/// pixel's input value broadcast (onnxruntime's orientation). The flat
-/// tiles would sum 32 to 64 pixels, padding columns included, for the 9
-/// or 25 outputs of a 3x3 or 5x5 map.
-#[derive(Clone, Copy)]
-pub struct PixelRowsKernel {
-    /// The loop's name, for the kernel audit.
-    pub name: &'static str,
-    /// Output channels per tile, in the lanes.
-    pub mr: usize,
-    /// Output pixels per tile.
-    pub pixels: usize,
-    /// The loop.
-    ///
-    /// # Safety
-    /// `pixels` holds `depth * self.pixels` floats, `weights` `depth * mr`
-    /// and `out` `self.pixels * mr`, written by this call alone. The CPU
-    /// has the loop's features.
-    pub run: unsafe fn(&PixelRowsArgs),
-}
-
 /// A per-row scale and offset after the activation.
 pub type PostAffine<'a> = Option<(&'a [f32], &'a [f32])>;
 
@@ -158,8 +123,6 @@ pub struct TileKernel {
     /// # Safety
     /// The CPU has the loop's features.
     pub gather: unsafe fn(&[f32], usize, usize, &mut [f32]),
-    /// The loop with the output channels in the lanes, for small maps.
-    pub pixel_rows: PixelRowsKernel,
 }
 
 /// Outputs of a row a depthwise convolution sums in registers at once, one
@@ -285,6 +248,19 @@ impl TileKernel {
             .into_iter()
             .filter(|k| k.features == native.features)
             .min_by_key(cost)
+    }
+
+    /// The tile loop that runs a convolution of a small map the other way
+    /// round (`F32Conv`'s pixel rows): its `mr` broadcast rows are output
+    /// pixels and its `nt` loaded lanes output channels, the packed
+    /// weights read as its image and the pixels' input values as its
+    /// weights. The first of this CPU's loops: 12 pixels by 32 channels on
+    /// AVX-512, 6 by 16 on AVX2, 8 by 12 on NEON.
+    pub fn pixel_rows(&self) -> TileKernel {
+        Self::all_native()
+            .into_iter()
+            .find(|k| k.features == self.features)
+            .unwrap_or(*self)
     }
 
     /// Every tile loop this CPU can run, the best first (for tests).
@@ -495,51 +471,13 @@ macro_rules! tile_loop {
     };
 }
 
-/// A [`PixelRowsKernel`] loop: `$px` pixels by `$nv` vectors of `$lanes`
-/// output channels, per depth step `$nv` weight loads and `$px`
-/// broadcasts feeding `$px * $nv` FMAs, the sums in registers throughout.
-macro_rules! pixel_rows_loop {
-    ($name:ident, $feature:literal, $vec:ty, $px:expr, $nv:expr, $lanes:expr,
-     $zero:expr, $load:path, $splat:path, $fma:path, $store:path) => {
-        #[target_feature(enable = $feature)]
-        unsafe fn $name(a: &PixelRowsArgs) {
-            // SAFETY: the caller's contract (`PixelRowsKernel::run`) makes
-            // every read and write below in bounds.
-            unsafe {
-                let mut acc: [[$vec; $nv]; $px] = [[$zero; $nv]; $px];
-                let (mut x, mut w) = (a.pixels, a.weights);
-                for _ in 0..a.depth {
-                    let mut b: [$vec; $nv] = [$zero; $nv];
-                    for v in 0..$nv {
-                        b[v] = $load(w.add(v * $lanes));
-                    }
-                    for p in 0..$px {
-                        let xp = $splat(*x.add(p));
-                        for v in 0..$nv {
-                            acc[p][v] = $fma(xp, b[v], acc[p][v]);
-                        }
-                    }
-                    x = x.add($px);
-                    w = w.add($nv * $lanes);
-                }
-                for p in 0..$px {
-                    for v in 0..$nv {
-                        $store(a.out.add((p * $nv + v) * $lanes), acc[p][v]);
-                    }
-                }
-            }
-        }
-    };
-}
-
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
     use super::{
-        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow,
-        PixelRowsArgs, PixelRowsKernel, PostAffine, RUNS, Rows, TileArgs, TileKernel,
-        depthwise_lanes, depthwise_planes,
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
+        RUNS, Rows, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 12 channels by 32 pixels: 24 of the 32 vector registers hold sums;
@@ -556,7 +494,6 @@ mod x86 {
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
         gather: gather_avx512,
-        pixel_rows: AVX512_PIXEL_ROWS,
     };
 
     /// 8 channels by 48 pixels: 24 sums again, from 3 pixel loads and 8
@@ -574,7 +511,6 @@ mod x86 {
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
         gather: gather_avx512,
-        pixel_rows: AVX512_PIXEL_ROWS,
     };
 
     /// 6 channels by 64 pixels: longer rows to store per channel, for
@@ -592,7 +528,6 @@ mod x86 {
         depthwise_runs: runs_avx512,
         depthwise_lanes: lanes_avx512,
         gather: gather_avx512,
-        pixel_rows: AVX512_PIXEL_ROWS,
     };
 
     /// 6 channels by 16 pixels: 12 of the 16 registers hold sums.
@@ -608,7 +543,6 @@ mod x86 {
         depthwise_runs: runs_avx2,
         depthwise_lanes: lanes_avx2,
         gather: gather_avx2,
-        pixel_rows: AVX2_PIXEL_ROWS,
     };
 
     vector_loops!(
@@ -811,49 +745,6 @@ mod x86 {
         _mm256_fmadd_ps,
         _mm256_storeu_ps
     );
-
-    /// 12 pixels by 32 output channels: 24 sums, 2 weight loads and 12
-    /// broadcasts per depth step.
-    const AVX512_PIXEL_ROWS: PixelRowsKernel = PixelRowsKernel {
-        name: "edgewise_f32_conv_avx512_pixel_rows_12x32",
-        mr: 32,
-        pixels: 12,
-        run: avx512_pixel_rows_12x32,
-    };
-    pixel_rows_loop!(
-        avx512_pixel_rows_12x32,
-        "avx512f",
-        __m512,
-        12,
-        2,
-        16,
-        _mm512_setzero_ps(),
-        _mm512_loadu_ps,
-        _mm512_set1_ps,
-        _mm512_fmadd_ps,
-        _mm512_storeu_ps
-    );
-
-    /// 6 pixels by 16 output channels: 12 of the 16 registers hold sums.
-    const AVX2_PIXEL_ROWS: PixelRowsKernel = PixelRowsKernel {
-        name: "edgewise_f32_conv_avx2_pixel_rows_6x16",
-        mr: 16,
-        pixels: 6,
-        run: avx2_pixel_rows_6x16,
-    };
-    pixel_rows_loop!(
-        avx2_pixel_rows_6x16,
-        "avx2,fma",
-        __m256,
-        6,
-        2,
-        8,
-        _mm256_setzero_ps(),
-        _mm256_loadu_ps,
-        _mm256_set1_ps,
-        _mm256_fmadd_ps,
-        _mm256_storeu_ps
-    );
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -861,9 +752,8 @@ mod arm64 {
     use std::arch::aarch64::*;
 
     use super::{
-        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow,
-        PixelRowsArgs, PixelRowsKernel, PostAffine, RUNS, Rows, TileArgs, TileKernel,
-        depthwise_lanes, depthwise_planes,
+        Activation, DEPTHWISE_BLOCK, DepthwisePlanes, DepthwiseRuns, LANES, LanesRow, PostAffine,
+        RUNS, Rows, TileArgs, TileKernel, depthwise_lanes, depthwise_planes,
     };
 
     /// 8 channels by 12 pixels: 24 of the 32 vector registers hold sums;
@@ -880,7 +770,6 @@ mod arm64 {
         depthwise_runs: runs_neon,
         depthwise_lanes: lanes_neon,
         gather: gather_neon,
-        pixel_rows: NEON_PIXEL_ROWS,
     };
 
     vector_loops!(
@@ -918,28 +807,6 @@ mod arm64 {
         float32x4_t,
         8,
         3,
-        4,
-        vdupq_n_f32(0.0),
-        vld1q_f32,
-        vdupq_n_f32,
-        fma,
-        vst1q_f32
-    );
-
-    /// 6 pixels by 16 output channels: 24 of the 32 registers hold sums,
-    /// 4 weight loads and 6 broadcasts per depth step.
-    const NEON_PIXEL_ROWS: PixelRowsKernel = PixelRowsKernel {
-        name: "edgewise_f32_conv_neon_pixel_rows_6x16",
-        mr: 16,
-        pixels: 6,
-        run: neon_pixel_rows_6x16,
-    };
-    pixel_rows_loop!(
-        neon_pixel_rows_6x16,
-        "neon",
-        float32x4_t,
-        6,
-        4,
         4,
         vdupq_n_f32(0.0),
         vld1q_f32,
