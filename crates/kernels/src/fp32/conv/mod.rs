@@ -21,9 +21,9 @@
 //!   ([`TileKernel::best_for`]); 6x16 on AVX2, 8x12 on NEON;
 //! - maps of a few dozen pixels (a detection head's 3x3 and 5x5 levels),
 //!   whose flat tiles would be mostly padding columns and empty lanes, run
-//!   the other way round ([`TileKernel::pixel_rows`]): output channels in
-//!   the lanes, each output pixel's input values gathered once per image
-//!   and broadcast;
+//!   the other way round, on the same tile loops: output channels in the
+//!   lanes, each output pixel's input values gathered once per image and
+//!   broadcast;
 //! - the bias and the activation ([`Activation`]: ReLU, Clip, SiLU,
 //!   sigmoid, hard-swish...), and a scale and offset after it, run on the
 //!   tile while it is in cache, so the feature map is written once: a full
@@ -111,8 +111,8 @@ pub struct F32Conv {
     /// ([`L1_INPUT_BYTES`]; less in tests).
     chunk_bytes: usize,
     /// The loop it runs on the other way round, for a small map
-    /// ([`TileKernel::pixel_rows`]), its weights packed in blocks of that
-    /// loop's `nt` output channels.
+    /// ([`pixel_rows_loop`]), its weights packed in blocks of that loop's
+    /// `nt` output channels.
     pixel_rows: Option<TileKernel>,
 }
 
@@ -247,25 +247,34 @@ const PIXEL_ROWS_STORE_COST: usize = 24;
 /// output channels, so it counts where the output channels are few.
 const PIXEL_ROWS_GATHER_COST: usize = 48;
 
-/// Whether `kernel`'s pixel-rows loop wastes less on `geo` than its flat
-/// tiles do: on maps of a few dozen pixels, whose flat tiles of 32 to 64
-/// pixels are mostly padding columns and empty lanes, and whose input
-/// values fit [`PIXEL_ROWS_BYTES`].
-fn prefers_pixel_rows(geo: &Geometry, layout: &Layout, kernel: &TileKernel) -> bool {
-    let rows = kernel.pixel_rows();
+/// The tile loop to run `geo` on the other way round, if one wastes less
+/// than `kernel`'s flat tiles: its broadcast rows output pixels and its
+/// loaded lanes output channels, the packed weights read as its image and
+/// each pixel's input values, gathered once per image, as its weights. On
+/// maps of a few dozen pixels, whose flat tiles of 32 to 64 pixels are
+/// mostly padding columns and empty lanes, and whose gathered values fit
+/// [`PIXEL_ROWS_BYTES`].
+fn pixel_rows_loop(geo: &Geometry, layout: &Layout, kernel: &TileKernel) -> Option<TileKernel> {
     let depth = geo.in_c * geo.kernel_h * geo.kernel_w;
     let plane = geo.out_h * geo.out_w;
-    let pixels = plane.next_multiple_of(rows.mr);
-    if pixels * depth * std::mem::size_of::<f32>() > PIXEL_ROWS_BYTES {
-        return false;
-    }
     let flat = geo.out_c.next_multiple_of(kernel.mr)
         * (geo.out_h * layout.width).next_multiple_of(kernel.nt)
         * (depth + kernel.store_cost);
-    let pixel_rows = pixels
-        * (geo.out_c.next_multiple_of(rows.nt) * (depth + PIXEL_ROWS_STORE_COST)
-            + depth * PIXEL_ROWS_GATHER_COST);
-    pixel_rows < flat
+    let cost = |k: &TileKernel| {
+        let pixels = plane.next_multiple_of(k.mr);
+        (pixels * depth * std::mem::size_of::<f32>() <= PIXEL_ROWS_BYTES).then(|| {
+            pixels
+                * (geo.out_c.next_multiple_of(k.nt) * (depth + PIXEL_ROWS_STORE_COST)
+                    + depth * PIXEL_ROWS_GATHER_COST)
+        })
+    };
+    TileKernel::all_native()
+        .into_iter()
+        .filter(|k| k.features == kernel.features)
+        .filter_map(|k| Some((cost(&k)?, k)))
+        .min_by_key(|&(cost, _)| cost)
+        .filter(|&(cost, _)| cost < flat)
+        .map(|(_, k)| k)
 }
 
 impl F32Conv {
@@ -301,8 +310,7 @@ impl F32Conv {
                 geo.out_c
             ));
         }
-        let pixel_rows =
-            prefers_pixel_rows(&geo, &Layout::of(&geo), &kernel).then(|| kernel.pixel_rows());
+        let pixel_rows = pixel_rows_loop(&geo, &Layout::of(&geo), &kernel);
         Ok(Self::packed(
             geo, kernel, weights, bias, activation, shape, pixel_rows,
         ))
@@ -1197,10 +1205,16 @@ mod tests {
                     "{}, case {i} {g:?} {act:?}: off by {worst_flat}",
                     kernel.name
                 );
-                // The same on the pixel-rows loop, whatever the map's size.
-                let rows_loop = Some(kernel.pixel_rows());
-                let rows =
-                    F32Conv::packed(g.clone(), kernel, &w, bias.clone(), act, shape, rows_loop);
+                // The same on the pixel rows, whatever the map's size.
+                let rows = F32Conv::packed(
+                    g.clone(),
+                    kernel,
+                    &w,
+                    bias.clone(),
+                    act,
+                    shape,
+                    Some(kernel),
+                );
                 let rows_one = run(&rows, &x);
                 let rows_two = multithread_tract_scope(Executor::multithread(2), || run(&rows, &x));
                 assert_eq!(

@@ -250,19 +250,6 @@ impl TileKernel {
             .min_by_key(cost)
     }
 
-    /// The tile loop that runs a convolution of a small map the other way
-    /// round (`F32Conv`'s pixel rows): its `mr` broadcast rows are output
-    /// pixels and its `nt` loaded lanes output channels, the packed
-    /// weights read as its image and the pixels' input values as its
-    /// weights. The first of this CPU's loops: 12 pixels by 32 channels on
-    /// AVX-512, 6 by 16 on AVX2, 8 by 12 on NEON.
-    pub fn pixel_rows(&self) -> TileKernel {
-        Self::all_native()
-            .into_iter()
-            .find(|k| k.features == self.features)
-            .unwrap_or(*self)
-    }
-
     /// Every tile loop this CPU can run, the best first (for tests).
     pub fn all_native() -> Vec<TileKernel> {
         let mut kernels = vec![];
