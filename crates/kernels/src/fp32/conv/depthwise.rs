@@ -218,11 +218,7 @@ pub unsafe fn depthwise_planes(
                                 // The padding stays zero: only the runs are copied.
                                 for (phase, &(lo, hi, first)) in p.runs.iter().enumerate() {
                                     let run = &mut scratch[at + phase * row_len + lo..][..hi - lo];
-                                    if sw > 1 {
-                                        gather(source, sw, first, run);
-                                    } else {
-                                        run.copy_from_slice(&source[first..][..hi - lo]);
-                                    }
+                                    gather(source, sw, first, run);
                                 }
                             }
                             at

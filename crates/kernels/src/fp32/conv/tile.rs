@@ -171,6 +171,10 @@ pub fn gather_phase(row: &[f32], stride: usize, first: usize, out: &mut [f32]) {
         out.len(),
         row.len()
     );
+    if stride == 1 {
+        out.copy_from_slice(&from[..out.len()]);
+        return;
+    }
     if stride == 2 {
         // Pairs, so that the loop vectorizes into shuffles.
         let pairs = from.chunks_exact(2);
