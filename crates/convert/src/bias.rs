@@ -162,7 +162,7 @@ pub fn correct(
 /// convolutions read no other convolution of theirs or of a later level, so
 /// correcting a level at a time measures each with every correction
 /// upstream in place.
-fn levels(model: &Model, convs: &[usize]) -> Vec<Vec<usize>> {
+pub(crate) fn levels(model: &Model, convs: &[usize]) -> Vec<Vec<usize>> {
     let position: HashMap<usize, usize> =
         convs.iter().enumerate().map(|(i, &ix)| (ix, i)).collect();
     let mut depth_of_value: HashMap<&str, usize> = HashMap::new();
@@ -323,14 +323,14 @@ fn shift_bias(model: &mut Model, ix: usize, delta: &[f64]) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use edgewise_graph::builder::ModelBuilder;
     use edgewise_quant::calib::{Extremes, Histogram, Method};
 
     /// `x -> conv -> SiLU -> conv -> SiLU -> conv`, with a side branch
     /// from the first SiLU into the last convolution's input.
-    fn model() -> Model {
+    pub(crate) fn model() -> Model {
         let mut b = ModelBuilder::new(13);
         let x = b.input("x", &[1, 4, 10, 10]);
         let a = b.conv(&x, 4, 8, 3, 1, 1);
@@ -355,7 +355,11 @@ mod tests {
             .collect()
     }
 
-    fn ranges(model: &Model, plan: &Plan, inputs: &[Tensor]) -> HashMap<String, (f32, f32)> {
+    pub(crate) fn ranges(
+        model: &Model,
+        plan: &Plan,
+        inputs: &[Tensor],
+    ) -> HashMap<String, (f32, f32)> {
         let observed = plan.observed_values();
         let shape = InputShape {
             name: None,

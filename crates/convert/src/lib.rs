@@ -13,5 +13,6 @@ pub mod optimize;
 pub mod photos;
 pub mod prune;
 pub mod quantize;
+pub mod reconstruct;
 pub mod spread;
 pub mod zoo;

@@ -110,6 +110,11 @@ enum Command {
         /// calibration photos.
         #[arg(long)]
         no_bias_correction: bool,
+        /// Seconds to spend learning each convolution's weight rounding
+        /// (AdaRound), the float model as teacher on the calibration photos,
+        /// a level of depth at a time; 0: round every weight to nearest.
+        #[arg(long, default_value_t = 0.0)]
+        reconstruct_seconds: f64,
         /// With `--method mse`: judge each range on the tensor's values
         /// alone. By default a convolution's output followed by an
         /// element-wise activation (SiLU, hard-swish...) is judged by the
@@ -384,6 +389,7 @@ fn run(cli: Cli) -> Result<()> {
             max_drop,
             tune,
             no_bias_correction,
+            reconstruct_seconds,
             range_on_values,
             eval,
             input_shape,
@@ -426,6 +432,7 @@ fn run(cli: Cli) -> Result<()> {
                 correct_bias: !no_bias_correction,
                 through_activation: !range_on_values,
                 tune,
+                reconstruct_seconds,
             };
             let report = quantize::quantize(&source, &out, &options)?;
             let fidelity = match &held_back {

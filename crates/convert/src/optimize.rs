@@ -408,6 +408,7 @@ impl Search<'_> {
                 tune: None,
                 correct_bias: true,
                 through_activation: true,
+                reconstruct_seconds: 0.0,
             },
         )
         .with_context(|| format!("quantizing {name}"))?;

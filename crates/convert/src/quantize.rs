@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::bias::{self, BiasCorrection};
 use crate::mixed::{MixedPrecision, Search};
 use crate::photos::{input_tensors, tensors_of};
+use crate::reconstruct::{self, Reconstruction};
 use sha2::{Digest, Sha256};
 
 /// What to keep in float: stage names (`backbone`, `neck`, `head`, `pre`,
@@ -91,6 +92,9 @@ pub struct Options {
     /// The photos `--max-drop` measures F1 on; default: the calibration
     /// photos.
     pub tune: Option<Vec<PathBuf>>,
+    /// Seconds for learning every convolution's rounding from the float
+    /// model ([`crate::reconstruct`]); 0: round to nearest.
+    pub reconstruct_seconds: f64,
 }
 
 /// The calibration statistics of one model on one set of photos.
@@ -126,6 +130,8 @@ pub struct Report {
     pub plan: Plan,
     /// The rewrite.
     pub quantized: Quantized,
+    /// What learned rounding did.
+    pub reconstruction: Option<Reconstruction>,
     /// What bias correction did.
     pub bias_correction: Option<BiasCorrection>,
     /// What `--max-drop` kept in float, and why.
@@ -297,7 +303,9 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
     let load = |paths: &[PathBuf]| -> Result<Vec<DynamicImage>> {
         paths.iter().map(|p| Ok(load_image(p)?)).collect()
     };
-    let calibration_images = if options.correct_bias || options.max_drop.is_some() {
+    let reconstructing = options.reconstruct_seconds > 0.0;
+    let calibration_images = if options.correct_bias || options.max_drop.is_some() || reconstructing
+    {
         load(&options.calibration)?
     } else {
         vec![]
@@ -308,6 +316,24 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         _ => None,
     };
     let float_model = model;
+    // Learned rounding first: bias correction then measures the int8 model
+    // as it will be written.
+    let mut plan = plan;
+    let reconstruction = if reconstructing {
+        let (weights, done) = reconstruct::reconstruct(
+            &float_model,
+            &plan,
+            &ranges,
+            &shape,
+            &calibration_inputs,
+            options.threads,
+            options.reconstruct_seconds,
+        )?;
+        plan.weights = weights;
+        Some(done)
+    } else {
+        None
+    };
     let correct = |plan: &Plan| -> Result<(Model, Option<BiasCorrection>)> {
         if !options.correct_bias {
             return Ok((float_model.clone(), None));
@@ -408,6 +434,7 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         prepared,
         plan,
         quantized,
+        reconstruction,
         bias_correction,
         mixed,
         integer_convs,
@@ -550,6 +577,19 @@ pub fn render(report: &Report) -> String {
         "in tract (--qdq integer): {} convolutions on integer kernels, {} on float",
         report.integer_convs, report.float_convs
     );
+    if let Some(r) = &report.reconstruction {
+        let _ = writeln!(
+            s,
+            "reconstruction: learned rounding kept for {} of {} convolutions ({} levels, {:.0} s, \
+             median {} steps); held-out error after the activation {:.2}x nearest rounding's on them",
+            r.kept(),
+            r.convs.len(),
+            r.levels,
+            r.seconds,
+            r.median_steps(),
+            r.mean_ratio(),
+        );
+    }
     if let Some(b) = &report.bias_correction {
         let _ = writeln!(
             s,

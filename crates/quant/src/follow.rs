@@ -56,9 +56,18 @@ enum Op {
 impl Following {
     /// The function's value at `x`.
     pub fn apply(&self, x: f64) -> f64 {
-        let mut slots = Vec::with_capacity(self.steps.len() + 1);
-        slots.push(x);
-        for step in &self.steps {
+        // On the stack for the usual few steps: reconstruction calls this
+        // for every output of every step.
+        let mut stack = [0f64; 16];
+        let mut heap = vec![];
+        let slots: &mut [f64] = if self.steps.len() < stack.len() {
+            &mut stack
+        } else {
+            heap.resize(self.steps.len() + 1, 0.0);
+            &mut heap
+        };
+        slots[0] = x;
+        for (k, step) in self.steps.iter().enumerate() {
             let arg = |i: usize| match step.inputs[i] {
                 Operand::Slot(s) => slots[s],
                 Operand::Constant(c) => c,
@@ -83,9 +92,9 @@ impl Following {
                 }
                 Op::Clip { lo, hi } => arg(0).clamp(lo, hi),
             };
-            slots.push(v);
+            slots[k + 1] = v;
         }
-        *slots.last().expect("slot 0 is the input")
+        slots[self.steps.len()]
     }
 }
 

@@ -14,4 +14,4 @@ pub mod follow;
 pub mod ptq;
 
 pub use calib::{Extremes, Histogram, Method};
-pub use ptq::{Plan, Prepared, QuantError, Quantized};
+pub use ptq::{FixedWeights, Plan, Prepared, QuantError, Quantized};

@@ -148,6 +148,20 @@ pub struct Plan {
     pub convs: Vec<PlannedConv>,
     /// Convolutions left in float: node and why.
     pub float: Vec<(String, String)>,
+    /// Int8 weights chosen otherwise than by rounding to nearest (learned
+    /// rounding), by node label.
+    #[serde(skip)]
+    pub weights: HashMap<String, FixedWeights>,
+}
+
+/// A convolution's int8 weights and their per-output-channel scales, as
+/// [`quantize`] writes them instead of rounding the float weights.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FixedWeights {
+    /// One symmetric scale per output channel.
+    pub scales: Vec<f32>,
+    /// The weights, in the float weight's layout.
+    pub values: Vec<i8>,
 }
 
 impl Plan {
@@ -392,8 +406,9 @@ pub fn quantize(
                 }
             },
         };
+        let fixed = plan.weights.get(&conv.node);
         let (weight_nodes, float_bias) =
-            quantize_weights(model, ix, scale, &mut names, &mut new_inits)?;
+            quantize_weights(model, ix, scale, fixed, &mut names, &mut new_inits)?;
         // The weights' DequantizeLinear nodes read only constants: they go first.
         after.entry(None).or_default().extend(weight_nodes);
         if float_bias {
@@ -447,7 +462,7 @@ const WEIGHT_STEPS: usize = 50;
 /// squared rounding and clipping error: the largest magnitude, or a
 /// clipping point below it when one outlier would otherwise coarsen every
 /// other weight's step.
-fn weight_scale(weights: &[f32]) -> f32 {
+pub fn weight_scale(weights: &[f32]) -> f32 {
     let max = weights.iter().fold(0f32, |m, v| m.max(v.abs()));
     if max <= 0.0 {
         return 1.0;
@@ -469,12 +484,14 @@ fn weight_scale(weights: &[f32]) -> f32 {
 }
 
 /// Replaces the weight (and bias) of conv `ix` with int8 (int32) constants
-/// and their `DequantizeLinear`; `input_scale` is the scale of its input.
+/// and their `DequantizeLinear`; `input_scale` is the scale of its input,
+/// `fixed` the int8 weights to write instead of the rounded float ones.
 /// Returns those `DequantizeLinear` nodes, and whether the bias stayed float.
 fn quantize_weights(
     model: &mut Model,
     ix: usize,
     input_scale: f32,
+    fixed: Option<&FixedWeights>,
     names: &mut Names,
     inits: &mut Vec<Initializer>,
 ) -> Result<(Vec<Node>, bool), QuantError> {
@@ -490,16 +507,29 @@ fn quantize_weights(
         f32s(weight).ok_or_else(|| QuantError::Tensor(format!("weight {w_name} unreadable")))?;
     let channels = shape[0];
     let inner = w.len() / channels.max(1);
-    let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
-    let q: Vec<i8> = w
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            (v / scales[i / inner])
-                .round_ties_even()
-                .clamp(-127.0, 127.0) as i8
-        })
-        .collect();
+    let (scales, q) = match fixed {
+        Some(f) if f.values.len() == w.len() && f.scales.len() == channels => {
+            (f.scales.clone(), f.values.clone())
+        }
+        Some(_) => {
+            return Err(QuantError::Tensor(format!(
+                "the int8 weights given for {w_name} do not have its shape {shape:?}"
+            )));
+        }
+        None => {
+            let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
+            let q = w
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    (v / scales[i / inner])
+                        .round_ties_even()
+                        .clamp(-127.0, 127.0) as i8
+                })
+                .collect();
+            (scales, q)
+        }
+    };
     let axis = vec![Attribute {
         name: "axis".into(),
         value: AttributeValue::Int(0),
@@ -852,6 +882,37 @@ mod tests {
         let bytes = m.to_bytes().unwrap();
         let back = Model::from_bytes(&bytes, "test", None).unwrap();
         assert_eq!(back.graph.nodes.len(), m.graph.nodes.len());
+
+        // Weights given in the plan are written as given; a wrong shape is
+        // refused with the weight's name.
+        let conv = &plan.convs[1].node;
+        let ix = (0..float.graph.nodes.len())
+            .find(|&ix| float.graph.node_label(ix) == *conv)
+            .unwrap();
+        let w_name = float.graph.nodes[ix].inputs[1].clone();
+        let w = f32s(&float.graph.initializer(&w_name).unwrap().tensor)
+            .unwrap()
+            .to_vec();
+        let channels = float.graph.initializer(&w_name).unwrap().tensor.shape()[0];
+        let given = FixedWeights {
+            scales: vec![0.5; channels],
+            values: (0..w.len()).map(|i| (i % 7) as i8 - 3).collect(),
+        };
+        let mut fixed = plan.clone();
+        fixed.weights.insert(conv.clone(), given.clone());
+        let mut written = float.clone();
+        quantize(&mut written, &fixed, &ranges).unwrap();
+        let init = |name: &str| &written.graph.initializer(name).unwrap().tensor;
+        let q = init(&format!("{w_name}_quantized"));
+        assert_eq!(
+            edgewise_graph::tensor::values::<i8>(q).unwrap(),
+            given.values.as_slice()
+        );
+        let scales = init(&format!("{w_name}_scale"));
+        assert_eq!(f32s(scales).unwrap(), given.scales);
+        fixed.weights.get_mut(conv).unwrap().values.pop();
+        let err = quantize(&mut float.clone(), &fixed, &ranges).unwrap_err();
+        assert!(err.to_string().contains(&w_name), "{err}");
     }
 
     #[test]
