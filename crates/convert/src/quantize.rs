@@ -316,9 +316,12 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
         _ => None,
     };
     let float_model = model;
+    // Weights rounded once: bias correction and mixed precision quantize
+    // the model again and again.
+    let mut plan = plan;
+    plan.weights = ptq::nearest_weights(&float_model, &plan)?;
     // Learned rounding first: bias correction then measures the int8 model
     // as it will be written.
-    let mut plan = plan;
     let reconstruction = if reconstructing {
         let (weights, done) = reconstruct::reconstruct(
             &float_model,

@@ -97,6 +97,16 @@ struct Conv {
     output_hw: [usize; 2],
 }
 
+impl Conv {
+    /// The relative cost of one Adam step: the batch's products with every
+    /// weight and the element-wise passes over the weights and outputs.
+    fn step_cost(&self) -> f64 {
+        let batch = Settings::default().batch as f64;
+        let outputs = self.shape[0] as f64;
+        self.weights.len() as f64 * (batch + 64.0) + batch * outputs * 64.0
+    }
+}
+
 /// Learns the rounding of every convolution of `plan` in `model` (float,
 /// prepared), given activation `ranges`, on `inputs`, in about `seconds`.
 pub fn reconstruct(
@@ -174,29 +184,13 @@ pub fn reconstruct(
     drop(float);
 
     // Every convolution's weights rounded to nearest, each scale searched
-    // once: the int8 runs below quantize the model again and again.
-    let mut fixed: HashMap<String, FixedWeights> = convs
-        .iter()
-        .map(|c| {
-            let per_out = c.weights.len() / c.shape[0].max(1);
-            let scales: Vec<f32> = c
-                .weights
-                .chunks(per_out.max(1))
-                .map(ptq::weight_scale)
-                .collect();
-            let values = c
-                .weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    (w / scales[i / per_out])
-                        .round_ties_even()
-                        .clamp(-127.0, 127.0) as i8
-                })
-                .collect();
-            (c.label.clone(), FixedWeights { scales, values })
-        })
-        .collect();
+    // once (unless the plan has them): the int8 runs below quantize the
+    // model again and again.
+    let mut fixed = if plan.weights.is_empty() {
+        ptq::nearest_weights(model, plan)?
+    } else {
+        plan.weights.clone()
+    };
     // One int8 run of the photos per level, so that every convolution
     // reads inputs with all the rounding learned upstream in place. Levels
     // run together in 8 groups cost less but scored worse (YOLOX on the
@@ -206,6 +200,8 @@ pub fn reconstruct(
     let bar = progress(convs.len() as u64, "reconstruction", "convolutions");
     let mut refits = vec![];
     let mut done = 0;
+    // What the convolutions not yet refitted cost per step, together.
+    let mut still: f64 = convs.iter().map(Conv::step_cost).sum();
     for level in &levels {
         let mut current = plan.clone();
         current.weights = fixed.clone();
@@ -252,6 +248,9 @@ pub fn reconstruct(
         drop(engine);
         for (&i, slot) in level.iter().zip(samples) {
             let conv = &convs[i];
+            let cost = conv.step_cost();
+            let share = cost / still.max(f64::MIN_POSITIVE);
+            still -= cost;
             let Some(Some((mut set, geometry))) = slot else {
                 done += 1;
                 bar.inc(1);
@@ -260,9 +259,11 @@ pub fn reconstruct(
             set.targets = conv.targets.targets.clone();
             let (fit, held) = set.split_every(4);
             let scales = fixed[&conv.label].scales.clone();
+            // The time left, shared in proportion to what a step costs, so
+            // that large convolutions get as many steps as small ones.
             let left = (seconds - started.elapsed().as_secs_f64()).max(0.0);
             let settings = Settings {
-                seconds: left / (convs.len() - done) as f64,
+                seconds: left * share,
                 seed: done as u64,
                 ..Settings::default()
             };

@@ -454,6 +454,52 @@ fn node(
     }
 }
 
+/// Every planned convolution's weights rounded to nearest at the scales
+/// [`weight_scale`] chooses: what [`quantize`] would write. Searching each
+/// scale is the costly part of quantizing; the searches that quantize a
+/// model again and again (bias correction, mixed precision, learned
+/// rounding) do it once with these in the plan.
+pub fn nearest_weights(
+    model: &Model,
+    plan: &Plan,
+) -> Result<HashMap<String, FixedWeights>, QuantError> {
+    let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
+        .map(|ix| (model.graph.node_label(ix), ix))
+        .collect();
+    plan.convs
+        .iter()
+        .map(|conv| {
+            let node = &model.graph.nodes[labels[&conv.node]];
+            let name = &node.inputs[1];
+            let weight = &model
+                .graph
+                .initializer(name)
+                .ok_or_else(|| QuantError::Tensor(format!("weight {name} is gone")))?
+                .tensor;
+            let w = f32s(weight)
+                .ok_or_else(|| QuantError::Tensor(format!("weight {name} unreadable")))?;
+            let inner = w.len() / weight.shape()[0].max(1);
+            let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
+            let values = round_to_nearest(&w, &scales);
+            Ok((conv.node.clone(), FixedWeights { scales, values }))
+        })
+        .collect()
+}
+
+/// `weights` over their channels' `scales`, rounded to the nearest int8.
+fn round_to_nearest(weights: &[f32], scales: &[f32]) -> Vec<i8> {
+    let inner = weights.len() / scales.len().max(1);
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            (v / scales[i / inner.max(1)])
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i8
+        })
+        .collect()
+}
+
 /// Candidate clipping points of [`weight_scale`]: fractions
 /// `1 - i / WEIGHT_STEPS` of the largest magnitude, down to half of it.
 const WEIGHT_STEPS: usize = 50;
@@ -518,15 +564,7 @@ fn quantize_weights(
         }
         None => {
             let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
-            let q = w
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    (v / scales[i / inner])
-                        .round_ties_even()
-                        .clamp(-127.0, 127.0) as i8
-                })
-                .collect();
+            let q = round_to_nearest(&w, &scales);
             (scales, q)
         }
     };

@@ -31,6 +31,8 @@ const GAMMA: f64 = -0.1;
 const TIMED_STEPS: usize = 5;
 /// How far every V must be able to move over the steps taken.
 const MOVE: f64 = 5.0;
+/// Fewer steps than this and the layer keeps nearest rounding.
+const MIN_STEPS: usize = 100;
 /// Rows per forward pass when measuring the error on a whole set.
 const CHUNK: usize = 4096;
 
@@ -241,7 +243,20 @@ pub fn learn_rounding(
         if step == TIMED_STEPS {
             let per_step = started.elapsed().as_secs_f64() / TIMED_STEPS as f64;
             let fits = (settings.seconds / per_step.max(1e-9)) as usize;
-            steps = steps.min(fits.max(TIMED_STEPS));
+            if fits < MIN_STEPS.min(settings.iterations) {
+                // Too few steps to anneal: a few large ones only scramble
+                // the rounding (on a zoo detector given 20 s, most such
+                // convolutions lost to nearest). Its time goes to the others.
+                return Ok(Learned {
+                    values: nearest,
+                    iterations: step,
+                    nearest_error,
+                    learned_error: nearest_error,
+                    flipped: 0.0,
+                    kept: false,
+                });
+            }
+            steps = steps.min(fits);
             // Each Adam step moves V by about the step size, and V must be
             // able to cross the soft region (|V| < 2.4) while annealing.
             adam.set_learning_rate(settings.learning_rate.max(MOVE / steps as f64));

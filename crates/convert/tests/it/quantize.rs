@@ -120,6 +120,72 @@ fn a_zoo_detector_quantizes_to_qdq_that_runs_integer_and_stays_close() {
 }
 
 #[test]
+fn reconstruction_keeps_learned_roundings_only_where_they_beat_nearest() {
+    let dir = tempfile::tempdir().unwrap();
+    zoo_detector(dir.path(), "resnet18+pan+yolo", 64, 3);
+    let calib = photos(
+        &dir.path().join("calib"),
+        &["astronaut.png", "coffee.png", "horse.png"],
+    );
+    let out = dir.path().join("det_int8.onnx");
+    let manifest = dir.path().join("det.toml");
+    let (ok, text, err) = edge_convert(&[
+        "quantize",
+        path(&manifest),
+        "--calib",
+        &calib,
+        "-o",
+        path(&out),
+        "--no-cache",
+        "--reconstruct-seconds",
+        "30",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let r = &json(&text)["report"];
+    let rec = &r["reconstruction"];
+    let convs = rec["convs"].as_array().unwrap();
+    assert_eq!(convs.len(), r["plan"]["convs"].as_array().unwrap().len());
+    // The budget covers the int8 runs too; each level costs one.
+    let seconds = rec["seconds"].as_f64().unwrap();
+    assert!(seconds < 45.0, "{seconds} s for a budget of 30");
+    // A learned rounding is written only where it beat nearest on the
+    // held-out pixels; a convolution given too little time for 100 steps
+    // keeps nearest (its time goes to the others).
+    let kept: Vec<_> = convs.iter().filter(|c| c["kept"] == true).collect();
+    assert!(!kept.is_empty(), "{rec}");
+    for c in convs {
+        let (nearest, learned) = (
+            c["error"][0].as_f64().unwrap(),
+            c["error"][1].as_f64().unwrap(),
+        );
+        assert_eq!(c["kept"] == true, learned < nearest, "{c}");
+        if c["iterations"].as_u64().unwrap() < 100 {
+            assert_eq!(
+                (c["kept"].as_bool(), c["flipped"].as_f64()),
+                (Some(false), Some(0.0)),
+                "{c}"
+            );
+        }
+    }
+    assert!(kept.iter().all(|c| c["flipped"].as_f64().unwrap() > 0.0));
+    assert_eq!(r["integer_convs"], r["quantized"]["convs"]);
+    // Without it, no reconstruction in the report.
+    let (ok, text, err) = edge_convert(&[
+        "quantize",
+        path(&manifest),
+        "--calib",
+        &calib,
+        "-o",
+        path(&out),
+        "--no-cache",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    assert!(json(&text)["report"]["reconstruction"].is_null());
+}
+
+#[test]
 fn keep_float_leaves_the_head_in_float() {
     let dir = tempfile::tempdir().unwrap();
     zoo_detector(dir.path(), "resnet18+pan+yolo", 64, 3);
