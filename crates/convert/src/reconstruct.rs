@@ -26,9 +26,11 @@ use serde::Serialize;
 
 use crate::mixed::progress;
 
-/// Pixels sampled per convolution over all photos; every fourth is held
-/// out to judge the learned rounding against nearest.
+/// Pixels sampled per convolution over all photos.
 const SAMPLES: usize = 4096;
+/// Every this many photos, one is held out to judge the learned rounding
+/// against nearest (of a single photo, every this many pixels).
+const HOLD_OUT_EVERY: usize = 4;
 
 /// What reconstruction did to one convolution.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -37,7 +39,7 @@ pub struct Refit {
     pub node: String,
     /// Adam steps taken.
     pub iterations: usize,
-    /// Mean squared error after the activation on held-out pixels: nearest
+    /// Mean squared error after the activation on held-out photos: nearest
     /// rounding, learned rounding.
     pub error: (f64, f64),
     /// Share of the weights rounded the other way.
@@ -233,12 +235,10 @@ pub fn reconstruct(
                 let map = Map::new(t.shape(), values)?;
                 let entry = slot.get_or_insert_with(|| {
                     let node = &model.graph.nodes[indices[i]];
-                    ConvGeometry::of(node, &conv.shape, map.hw, conv.output_hw)
-                        .ok()
-                        .map(|g| {
-                            let set = Samples::new(g.patch_len(map.channels), conv.targets.outputs);
-                            (set, g)
-                        })
+                    ConvGeometry::of(node, &conv.shape, map.hw, conv.output_hw).map(|g| {
+                        let set = Samples::new(g.patch_len(map.channels), conv.targets.outputs);
+                        (set, g)
+                    })
                 });
                 if let Some((set, geometry)) = entry {
                     set.push_patches(geometry, &map, &conv.pixels[j])?;
@@ -257,7 +257,20 @@ pub fn reconstruct(
                 continue;
             };
             set.targets = conv.targets.targets.clone();
-            let (fit, held) = set.split_every(4);
+            // Whole photos held out: a rounding fitted to some photos must
+            // do better on others, not only on other pixels of the same.
+            let (fit, held) = if conv.pixels.len() >= 2 {
+                let photo_of: Vec<usize> = conv
+                    .pixels
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(j, p)| std::iter::repeat_n(j, p.len()))
+                    .collect();
+                let step = HOLD_OUT_EVERY.min(conv.pixels.len());
+                set.split(|r| photo_of[r] % step == step - 1)
+            } else {
+                set.split_every(HOLD_OUT_EVERY)
+            };
             let scales = fixed[&conv.label].scales.clone();
             // The time left, shared in proportion to what a step costs, so
             // that large convolutions get as many steps as small ones.

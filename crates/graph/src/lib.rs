@@ -16,6 +16,7 @@
 
 pub mod analysis;
 pub mod builder;
+pub mod conv;
 pub mod cost;
 pub mod edit;
 pub mod error;

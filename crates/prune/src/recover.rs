@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use edgewise_graph::conv::ConvGeometry as Geometry;
 use edgewise_graph::rng::Rng;
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::{Facts, Initializer, Model, Topology};
@@ -110,16 +111,6 @@ pub struct Recovery {
     pub passes: usize,
     /// Every layer that lost input channels.
     pub layers: Vec<LayerReport>,
-}
-
-/// Where a convolution reads its input for output position (y, x):
-/// `y * stride - pad + k * dilation`, per axis.
-#[derive(Clone, Copy, Debug)]
-struct Geometry {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    pad: [usize; 2],
 }
 
 /// One convolution to recover.
@@ -438,58 +429,15 @@ fn geometry(
     let missing = |v: &str| PruneError::Internal(format!("no shape for `{v}`"));
     let in_shape = facts.shape(input).ok_or_else(|| missing(input))?;
     let out_shape = facts.shape(output).ok_or_else(|| missing(output))?;
-    let pair = |name: &str| -> [usize; 2] {
-        match node.ints_attr(name) {
-            Some(v) if v.len() >= 2 => [v[0] as usize, v[1] as usize],
-            _ => [1, 1],
-        }
+    let weight = facts.shape(&node.inputs[1]).unwrap_or(&[]);
+    let hw = |s: &[usize]| {
+        [
+            s.get(2).copied().unwrap_or(1),
+            s.get(3).copied().unwrap_or(1),
+        ]
     };
-    let stride = pair("strides");
-    let dilation = pair("dilations");
-    let kernel = match node.ints_attr("kernel_shape") {
-        Some(v) if v.len() == 2 => [v[0] as usize, v[1] as usize],
-        _ => {
-            // From the weight's shape, [out, in, kh, kw].
-            let w = facts.shape(&node.inputs[1]).unwrap_or(&[]);
-            if w.len() != 4 {
-                return Err(PruneError::Internal(format!(
-                    "no kernel shape for `{}`",
-                    node.name
-                )));
-            }
-            [w[2], w[3]]
-        }
-    };
-    let auto_pad = match node.attribute("auto_pad") {
-        Some(edgewise_graph::AttributeValue::String(s)) => String::from_utf8_lossy(s).into_owned(),
-        _ => "NOTSET".into(),
-    };
-    let pad = match auto_pad.as_str() {
-        "SAME_UPPER" | "SAME_LOWER" => {
-            let mut p = [0; 2];
-            for a in 0..2 {
-                let span = (out_shape[2 + a] - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1;
-                let total = span.saturating_sub(in_shape[2 + a]);
-                p[a] = if auto_pad == "SAME_UPPER" {
-                    total / 2
-                } else {
-                    total - total / 2
-                };
-            }
-            p
-        }
-        "VALID" => [0, 0],
-        _ => match node.ints_attr("pads") {
-            Some(v) if v.len() == 4 => [v[0] as usize, v[1] as usize],
-            _ => [0, 0],
-        },
-    };
-    Ok(Geometry {
-        kernel,
-        stride,
-        dilation,
-        pad,
-    })
+    Geometry::of(node, weight, hw(in_shape), hw(out_shape))
+        .ok_or_else(|| PruneError::Internal(format!("no kernel shape for `{}`", node.name)))
 }
 
 /// Appends the patches of `layer` at its sampled positions for calibration

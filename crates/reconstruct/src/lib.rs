@@ -20,9 +20,6 @@ pub enum ReconstructError {
     /// Shapes that do not fit together.
     #[error("reconstruction: {0}")]
     Shape(String),
-    /// A layer this reconstruction does not handle.
-    #[error("reconstruction: {0}")]
-    Unsupported(String),
     /// An error of candle's.
     #[error("reconstruction (candle): {0}")]
     Candle(#[from] candle_core::Error),

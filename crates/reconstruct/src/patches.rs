@@ -7,95 +7,10 @@
 //! thousand pixels drawn across the photos carry the same statistics, and
 //! make the convolution a matrix product of their patches.
 
-use edgewise_graph::AttributeValue;
-use edgewise_graph::Node;
+pub use edgewise_graph::conv::ConvGeometry;
 use edgewise_graph::rng::Rng;
 
 use crate::ReconstructError;
-
-/// The geometry of a 2-D convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    /// Kernel height and width.
-    pub kernel: [usize; 2],
-    /// Strides along height and width.
-    pub stride: [usize; 2],
-    /// Dilations along height and width.
-    pub dilation: [usize; 2],
-    /// Padding before the first row and column.
-    pub pad: [usize; 2],
-    /// Groups (the channel count for a depthwise convolution).
-    pub groups: usize,
-}
-
-impl ConvGeometry {
-    /// The geometry of ONNX `Conv` node `node` whose weight has shape
-    /// `weight` (`[out, in / groups, kh, kw]`), reading a map of `input`
-    /// height and width and writing one of `output`'s.
-    pub fn of(
-        node: &Node,
-        weight: &[usize],
-        input: [usize; 2],
-        output: [usize; 2],
-    ) -> Result<ConvGeometry, ReconstructError> {
-        if weight.len() != 4 {
-            return Err(ReconstructError::Unsupported(format!(
-                "`{}` has a weight of shape {weight:?}: only 2-D convolutions are reconstructed",
-                node.name
-            )));
-        }
-        let pair = |name: &str| -> [usize; 2] {
-            match node.ints_attr(name) {
-                Some(v) if v.len() >= 2 => [v[0] as usize, v[1] as usize],
-                _ => [1, 1],
-            }
-        };
-        let kernel = [weight[2], weight[3]];
-        let stride = pair("strides");
-        let dilation = pair("dilations");
-        let auto_pad = match node.attribute("auto_pad") {
-            Some(AttributeValue::String(s)) => String::from_utf8_lossy(s).into_owned(),
-            _ => "NOTSET".into(),
-        };
-        let pad = match auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => {
-                let mut p = [0; 2];
-                for a in 0..2 {
-                    let span =
-                        (output[a].max(1) - 1) * stride[a] + (kernel[a] - 1) * dilation[a] + 1;
-                    let total = span.saturating_sub(input[a]);
-                    p[a] = if auto_pad == "SAME_UPPER" {
-                        total / 2
-                    } else {
-                        total - total / 2
-                    };
-                }
-                p
-            }
-            "VALID" => [0, 0],
-            _ => match node.ints_attr("pads") {
-                Some(v) if v.len() == 4 => [v[0] as usize, v[1] as usize],
-                _ => [0, 0],
-            },
-        };
-        let groups = match node.attribute("group") {
-            Some(AttributeValue::Int(g)) if *g > 0 => *g as usize,
-            _ => 1,
-        };
-        Ok(ConvGeometry {
-            kernel,
-            stride,
-            dilation,
-            pad,
-            groups,
-        })
-    }
-
-    /// Values of one patch: input channels times kernel taps.
-    pub fn patch_len(&self, input_channels: usize) -> usize {
-        input_channels * self.kernel[0] * self.kernel[1]
-    }
-}
 
 /// One photo's feature map, `[channels, height, width]`.
 #[derive(Clone, Copy, Debug)]
@@ -258,20 +173,21 @@ impl Samples {
 
     /// Splits off every `k`th row (from the first) as held-out samples.
     pub fn split_every(self, k: usize) -> (Samples, Samples) {
+        self.split(|r| r % k.max(1) == 0)
+    }
+
+    /// Splits off the rows `held` picks as held-out samples.
+    pub fn split(self, held: impl Fn(usize) -> bool) -> (Samples, Samples) {
         let mut fit = Samples::new(self.patch_len, self.outputs);
-        let mut held = Samples::new(self.patch_len, self.outputs);
+        let mut out = Samples::new(self.patch_len, self.outputs);
         for r in 0..self.rows() {
-            let to = if r % k.max(1) == 0 {
-                &mut held
-            } else {
-                &mut fit
-            };
+            let to = if held(r) { &mut out } else { &mut fit };
             to.patches
                 .extend_from_slice(&self.patches[r * self.patch_len..(r + 1) * self.patch_len]);
             to.targets
                 .extend_from_slice(&self.targets[r * self.outputs..(r + 1) * self.outputs]);
         }
-        (fit, held)
+        (fit, out)
     }
 }
 
