@@ -74,9 +74,7 @@ pub fn correct(
     // convolution off the integer kernels, which computes the same sums.
     let labels: Vec<String> = convs.iter().map(|&ix| model.graph.node_label(ix)).collect();
     let outputs_of = |m: &Model| -> Vec<String> {
-        let by_label: HashMap<String, usize> = (0..m.graph.nodes.len())
-            .map(|ix| (m.graph.node_label(ix), ix))
-            .collect();
+        let by_label = m.graph.nodes_by_label();
         labels
             .iter()
             .map(|l| m.graph.nodes[by_label[l]].outputs[0].clone())

@@ -319,7 +319,7 @@ pub fn quantize(source: &ModelSource, out: &Path, options: &Options) -> Result<R
     // Weights rounded once: bias correction and mixed precision quantize
     // the model again and again.
     let mut plan = plan;
-    plan.weights = ptq::nearest_weights(&float_model, &plan)?;
+    ptq::fill_nearest_weights(&float_model, &mut plan)?;
     // Learned rounding first: bias correction then measures the int8 model
     // as it will be written.
     let reconstruction = if reconstructing {

@@ -121,9 +121,7 @@ pub fn reconstruct(
     seconds: f64,
 ) -> Result<(HashMap<String, FixedWeights>, Reconstruction)> {
     let started = Instant::now();
-    let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
-        .map(|ix| (model.graph.node_label(ix), ix))
-        .collect();
+    let labels = model.graph.nodes_by_label();
     let mut convs = vec![];
     let mut indices = vec![];
     for planned in &plan.convs {
@@ -185,14 +183,11 @@ pub fn reconstruct(
     }
     drop(float);
 
-    // Every convolution's weights rounded to nearest, each scale searched
-    // once (unless the plan has them): the int8 runs below quantize the
-    // model again and again.
-    let mut fixed = if plan.weights.is_empty() {
-        ptq::nearest_weights(model, plan)?
-    } else {
-        plan.weights.clone()
-    };
+    // The plan the int8 runs quantize with: every convolution's weights
+    // rounded to nearest, each scale searched once (unless the plan has
+    // them), then each learned rounding in place as it is kept.
+    let mut current = plan.clone();
+    ptq::fill_nearest_weights(model, &mut current)?;
     // One int8 run of the photos per level, so that every convolution
     // reads inputs with all the rounding learned upstream in place. Levels
     // run together in 8 groups cost less but scored worse (YOLOX on the
@@ -205,13 +200,9 @@ pub fn reconstruct(
     // What the convolutions not yet refitted cost per step, together.
     let mut still: f64 = convs.iter().map(Conv::step_cost).sum();
     for level in &levels {
-        let mut current = plan.clone();
-        current.weights = fixed.clone();
         let mut quantized = model.clone();
         ptq::quantize(&mut quantized, &current, ranges)?;
-        let by_label: HashMap<String, usize> = (0..quantized.graph.nodes.len())
-            .map(|ix| (quantized.graph.node_label(ix), ix))
-            .collect();
+        let by_label = quantized.graph.nodes_by_label();
         let read: Vec<String> = level
             .iter()
             .map(|&i| quantized.graph.nodes[by_label[&convs[i].label]].inputs[0].clone())
@@ -271,7 +262,7 @@ pub fn reconstruct(
             } else {
                 set.split_every(HOLD_OUT_EVERY)
             };
-            let scales = fixed[&conv.label].scales.clone();
+            let scales = current.weights[&conv.label].scales.clone();
             // The time left, shared in proportion to what a step costs, so
             // that large convolutions get as many steps as small ones.
             let left = (seconds - started.elapsed().as_secs_f64()).max(0.0);
@@ -302,7 +293,7 @@ pub fn reconstruct(
                 kept: learned.kept,
             });
             if learned.kept {
-                fixed.insert(
+                current.weights.insert(
                     conv.label.clone(),
                     FixedWeights {
                         scales,
@@ -316,7 +307,7 @@ pub fn reconstruct(
     }
     bar.finish_and_clear();
     Ok((
-        fixed,
+        current.weights,
         Reconstruction {
             levels: levels.len(),
             seconds: started.elapsed().as_secs_f64(),

@@ -212,6 +212,14 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Every node's index by its [`Graph::node_label`]: how a node is found
+    /// again in a rewritten copy of the graph, whose indices moved.
+    pub fn nodes_by_label(&self) -> HashMap<String, usize> {
+        (0..self.nodes.len())
+            .map(|ix| (self.node_label(ix), ix))
+            .collect()
+    }
+
     /// The name to show for node `ix`: its own name, or its first output, or `#ix op`.
     pub fn node_label(&self, ix: usize) -> String {
         let node = &self.nodes[ix];

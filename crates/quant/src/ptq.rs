@@ -318,9 +318,7 @@ pub fn quantize(
     };
     let mut names = Names::of(&model.graph);
     let mut report = Quantized::default();
-    let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
-        .map(|ix| (model.graph.node_label(ix), ix))
-        .collect();
+    let labels = model.graph.nodes_by_label();
     let producers = model.graph.producers();
 
     // Pairs to emit after a node (`None`: at the start of the graph).
@@ -454,50 +452,49 @@ fn node(
     }
 }
 
-/// Every planned convolution's weights rounded to nearest at the scales
-/// [`weight_scale`] chooses: what [`quantize`] would write. Searching each
-/// scale is the costly part of quantizing; the searches that quantize a
-/// model again and again (bias correction, mixed precision, learned
-/// rounding) do it once with these in the plan.
-pub fn nearest_weights(
-    model: &Model,
-    plan: &Plan,
-) -> Result<HashMap<String, FixedWeights>, QuantError> {
-    let labels: HashMap<String, usize> = (0..model.graph.nodes.len())
-        .map(|ix| (model.graph.node_label(ix), ix))
-        .collect();
-    plan.convs
-        .iter()
-        .map(|conv| {
-            let node = &model.graph.nodes[labels[&conv.node]];
-            let name = &node.inputs[1];
-            let weight = &model
-                .graph
-                .initializer(name)
-                .ok_or_else(|| QuantError::Tensor(format!("weight {name} is gone")))?
-                .tensor;
-            let w = f32s(weight)
-                .ok_or_else(|| QuantError::Tensor(format!("weight {name} unreadable")))?;
-            let inner = w.len() / weight.shape()[0].max(1);
-            let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
-            let values = round_to_nearest(&w, &scales);
-            Ok((conv.node.clone(), FixedWeights { scales, values }))
-        })
-        .collect()
+/// Gives every planned convolution that has no int8 weights in the plan
+/// yet its weights rounded to nearest at the scales [`weight_scale`]
+/// chooses: what [`quantize`] would write. Searching each scale is the
+/// costly part of quantizing; the searches that quantize a model again and
+/// again (bias correction, mixed precision, learned rounding) do it once
+/// with these in the plan.
+pub fn fill_nearest_weights(model: &Model, plan: &mut Plan) -> Result<(), QuantError> {
+    let labels = model.graph.nodes_by_label();
+    for conv in &plan.convs {
+        if plan.weights.contains_key(&conv.node) {
+            continue;
+        }
+        let name = &model.graph.nodes[labels[&conv.node]].inputs[1];
+        let weight = &model
+            .graph
+            .initializer(name)
+            .ok_or_else(|| QuantError::Tensor(format!("weight {name} is gone")))?
+            .tensor;
+        let w =
+            f32s(weight).ok_or_else(|| QuantError::Tensor(format!("weight {name} unreadable")))?;
+        let nearest = FixedWeights::nearest(&w, weight.shape()[0]);
+        plan.weights.insert(conv.node.clone(), nearest);
+    }
+    Ok(())
 }
 
-/// `weights` over their channels' `scales`, rounded to the nearest int8.
-fn round_to_nearest(weights: &[f32], scales: &[f32]) -> Vec<i8> {
-    let inner = weights.len() / scales.len().max(1);
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            (v / scales[i / inner.max(1)])
-                .round_ties_even()
-                .clamp(-127.0, 127.0) as i8
-        })
-        .collect()
+impl FixedWeights {
+    /// `weights` of `channels` output channels at the scales [`weight_scale`]
+    /// chooses, each rounded to the nearest int8.
+    pub fn nearest(weights: &[f32], channels: usize) -> FixedWeights {
+        let inner = (weights.len() / channels.max(1)).max(1);
+        let scales: Vec<f32> = weights.chunks(inner).map(weight_scale).collect();
+        let values = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                (v / scales[i / inner])
+                    .round_ties_even()
+                    .clamp(-127.0, 127.0) as i8
+            })
+            .collect();
+        FixedWeights { scales, values }
+    }
 }
 
 /// Candidate clipping points of [`weight_scale`]: fractions
@@ -552,21 +549,14 @@ fn quantize_weights(
     let w =
         f32s(weight).ok_or_else(|| QuantError::Tensor(format!("weight {w_name} unreadable")))?;
     let channels = shape[0];
-    let inner = w.len() / channels.max(1);
-    let (scales, q) = match fixed {
-        Some(f) if f.values.len() == w.len() && f.scales.len() == channels => {
-            (f.scales.clone(), f.values.clone())
-        }
+    let FixedWeights { scales, values: q } = match fixed {
+        Some(f) if f.values.len() == w.len() && f.scales.len() == channels => f.clone(),
         Some(_) => {
             return Err(QuantError::Tensor(format!(
                 "the int8 weights given for {w_name} do not have its shape {shape:?}"
             )));
         }
-        None => {
-            let scales: Vec<f32> = w.chunks(inner.max(1)).map(weight_scale).collect();
-            let q = round_to_nearest(&w, &scales);
-            (scales, q)
-        }
+        None => FixedWeights::nearest(&w, channels),
     };
     let axis = vec![Attribute {
         name: "axis".into(),

@@ -152,7 +152,7 @@ pub fn learn_rounding(
         })
         .collect();
 
-    let floor = Tensor::from_vec(floor, (out, per_out), &dev)?;
+    let floor_levels = Tensor::from_slice(&floor, (out, per_out), &dev)?;
     let scales = Tensor::from_slice(layer.scales, (out, 1), &dev)?;
     let bias = layer
         .bias
@@ -224,7 +224,7 @@ pub fn learn_rounding(
         let p = patches.index_select(&rows, 0)?;
         let t = targets.index_select(&rows, 0)?;
         let h = soft(v.as_tensor())?;
-        let w = (&floor + &h)?
+        let w = (&floor_levels + &h)?
             .clamp(-127f32, 127f32)?
             .broadcast_mul(&scales)?;
         let rec = ((forward(&p, &w)? - t)?.sqr()?.mean_all()? / reference)?;
@@ -269,7 +269,6 @@ pub fn learn_rounding(
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    let floor = floor.flatten_all()?.to_vec1::<f32>()?;
     let learned: Vec<i8> = floor
         .iter()
         .zip(&decided)

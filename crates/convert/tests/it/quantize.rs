@@ -129,20 +129,24 @@ fn reconstruction_keeps_learned_roundings_only_where_they_beat_nearest() {
     );
     let out = dir.path().join("det_int8.onnx");
     let manifest = dir.path().join("det.toml");
-    let (ok, text, err) = edge_convert(&[
-        "quantize",
-        path(&manifest),
-        "--calib",
-        &calib,
-        "-o",
-        path(&out),
-        "--no-cache",
-        "--reconstruct-seconds",
-        "30",
-        "--json",
-    ]);
-    assert!(ok, "{err}");
-    let r = &json(&text)["report"];
+    let quantize = |extra: &[&str]| {
+        let mut args = vec![
+            "quantize",
+            path(&manifest),
+            "--calib",
+            &calib,
+            "-o",
+            path(&out),
+            "--no-cache",
+            "--json",
+        ];
+        args.extend(extra);
+        let (ok, text, err) = edge_convert(&args);
+        assert!(ok, "{err}");
+        json(&text)
+    };
+    let v = quantize(&["--reconstruct-seconds", "30"]);
+    let r = &v["report"];
     let rec = &r["reconstruction"];
     let convs = rec["convs"].as_array().unwrap();
     assert_eq!(convs.len(), r["plan"]["convs"].as_array().unwrap().len());
@@ -150,7 +154,7 @@ fn reconstruction_keeps_learned_roundings_only_where_they_beat_nearest() {
     let seconds = rec["seconds"].as_f64().unwrap();
     assert!(seconds < 45.0, "{seconds} s for a budget of 30");
     // A learned rounding is written only where it beat nearest on the
-    // held-out pixels; a convolution given too little time for 100 steps
+    // held-out photos; a convolution given too little time for 100 steps
     // keeps nearest (its time goes to the others).
     let kept: Vec<_> = convs.iter().filter(|c| c["kept"] == true).collect();
     assert!(!kept.is_empty(), "{rec}");
@@ -171,18 +175,7 @@ fn reconstruction_keeps_learned_roundings_only_where_they_beat_nearest() {
     assert!(kept.iter().all(|c| c["flipped"].as_f64().unwrap() > 0.0));
     assert_eq!(r["integer_convs"], r["quantized"]["convs"]);
     // Without it, no reconstruction in the report.
-    let (ok, text, err) = edge_convert(&[
-        "quantize",
-        path(&manifest),
-        "--calib",
-        &calib,
-        "-o",
-        path(&out),
-        "--no-cache",
-        "--json",
-    ]);
-    assert!(ok, "{err}");
-    assert!(json(&text)["report"]["reconstruction"].is_null());
+    assert!(quantize(&[])["report"]["reconstruction"].is_null());
 }
 
 #[test]
