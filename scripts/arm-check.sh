@@ -14,11 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # x86: the whole workspace with its tests, as `cargo test --release
-# --workspace` builds it (the same features, so the tests reuse every
-# dependency). Then edge-deploy, one of its binaries, cross-builds the two
-# boards, one after the other: a Pi 4 (aarch64, Cortex-A72) and a Pi 3 on its
+# --workspace --features edgewise-runtime/gstreamer` builds it (the same
+# features, so the tests reuse every dependency). Then edge-deploy, one of
+# its binaries, cross-builds the two boards, one after the other: a Pi 4 (aarch64, Cortex-A72) and a Pi 3 on its
 # 32-bit OS (armv7).
-cargo build --release --workspace --all-targets
+cargo build --release --workspace --all-targets --features edgewise-runtime/gstreamer
 ./target/release/edge-deploy build --board rpi4
 ./target/release/edge-deploy build --board rpi3 --target armv7-unknown-linux-gnueabihf
 a64=target/boards/rpi4/aarch64-unknown-linux-gnu/deploy

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs for the tests: rustfmt and clippy, the ARM
-# targets, Debian's cross linkers and qemu-user, OpenSSH's server and client, fdisk,
-# e2fsprogs, mtools and dosfstools (SD-card images), pip, Chromium (the HTML
+# targets, Debian's cross linkers and qemu-user, GStreamer (edge-run
+# --source), OpenSSH's server and client, fdisk, e2fsprogs, mtools and dosfstools (SD-card images), pip, Chromium (the HTML
 # report is checked in a headless browser), the `onnx`, `onnxruntime` and `pillow`
 # Python packages (ONNX's checker, onnxruntime's quantizer, the evaluation set's
 # augmentations); then the real models, photos and labeled evaluation set
@@ -23,6 +23,14 @@ command -v mcopy >/dev/null || missing+=(mtools)
 command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v chromium >/dev/null || missing+=(chromium)
+# edge-run --source (the `gstreamer` feature): GStreamer's libraries to build
+# against, its decoders and muxers (good: Matroska, AVI, JPEG, V4L2, RTSP;
+# libav: H.264 and the rest), and gst-launch-1.0, which makes the test videos.
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+for pkg in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
+    gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 if ((${#missing[@]})); then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -12,10 +12,11 @@ cd "$(dirname "$0")/.."
 df -h . | sed 's/^/disk: /'
 bash scripts/setup.sh
 cargo fmt --all --check
-# One lint pass, with the runtime's GPIO actions (a feature) included.
-cargo clippy --release --workspace --all-targets --features edgewise-runtime/gpio -- -D warnings
+# One lint pass, with the runtime's GPIO actions and GStreamer streams (features) included.
+cargo clippy --release --workspace --all-targets --features edgewise-runtime/gpio,edgewise-runtime/gstreamer -- -D warnings
 # The x86 build, then the two board builds, one after the other: side by side
 # on two cores the board builds took longer (2030 s for the pair) than
 # one after the other, as each already keeps both cores busy.
 bash scripts/arm-check.sh
-cargo test --release --workspace
+# With GStreamer: edge-run's stream tests read videos and live sources.
+cargo test --release --workspace --features edgewise-runtime/gstreamer

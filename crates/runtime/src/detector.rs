@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use edgewise_decode::{Decoder, Detection, Output};
 use edgewise_graph::tract_onnx::prelude::{DatumType, Tensor};
 use edgewise_graph::{InputShape, Model};
-use edgewise_manifest::Manifest;
+use edgewise_manifest::{Input, Manifest};
 use image::DynamicImage;
 use serde::Serialize;
 
 use crate::engine::{Engine, EngineOptions, FloatConv, FloatPrecision, NodeTimes, QdqMode};
 use crate::error::RuntimeError;
-use crate::preprocess::preprocess;
+use crate::preprocess::{Letterbox, Prepared, preprocess};
 
 /// Time spent in each phase of one frame.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -147,13 +147,39 @@ impl Detector {
         self.engines.values()
     }
 
-    fn frame(
+    /// The preprocessing of this detector, to run on another thread than
+    /// its inference (a stream's pipeline).
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            input: self.manifest.input.clone(),
+            fixed: self.fixed,
+        }
+    }
+
+    /// The decoding of this detector (a decoder of its own), to run on
+    /// another thread than its inference.
+    pub fn finisher(&self) -> Result<Finisher, RuntimeError> {
+        Ok(Finisher {
+            decoder: edgewise_decode::from_params(
+                &self.manifest.decoder.family,
+                &self.manifest.decoder.params,
+            )?,
+        })
+    }
+
+    /// Runs the model on a preprocessed image. The first image of a new
+    /// input shape builds an engine for it (a one-off cost, not a frame's).
+    pub fn infer(&mut self, prepared: Prepared) -> Result<Inferred, RuntimeError> {
+        Ok(self.infer_timed(prepared, false)?.0)
+    }
+
+    /// [`Detector::infer`], the engine's run timed from after any engine
+    /// build, and its nodes when `profile`.
+    fn infer_timed(
         &mut self,
-        image: &DynamicImage,
+        prepared: Prepared,
         profile: bool,
-    ) -> Result<(Vec<Detection>, Timing, Option<NodeTimes>), RuntimeError> {
-        let t0 = Instant::now();
-        let prepared = preprocess(image, &self.manifest.input, self.fixed)?;
+    ) -> Result<(Inferred, Duration, Option<NodeTimes>), RuntimeError> {
         let shape = prepared.tensor.shape().to_vec();
         let input_hw =
             self.manifest
@@ -163,8 +189,6 @@ impl Detector {
                     what: "input".into(),
                     reason: format!("shape {shape:?} is not an image batch"),
                 })?;
-        let pre = t0.elapsed();
-        // Building an engine for a new shape is a one-off cost, not a frame's.
         if !self.engines.contains_key(&shape) {
             let engine = Engine::with_options(
                 &self.model,
@@ -176,7 +200,7 @@ impl Detector {
             )?;
             self.engines.insert(shape.clone(), engine);
         }
-        let t1 = Instant::now();
+        let t = Instant::now();
         let engine = self.engines.get_mut(&shape).expect("inserted above");
         let names = engine.output_names().to_vec();
         let (outputs, node_times) = if profile {
@@ -185,39 +209,100 @@ impl Detector {
         } else {
             (engine.run(vec![prepared.tensor])?, None)
         };
+        let took = t.elapsed();
+        Ok((
+            Inferred {
+                outputs,
+                names,
+                input_hw,
+                letterbox: prepared.letterbox,
+            },
+            took,
+            node_times,
+        ))
+    }
+
+    fn frame(
+        &mut self,
+        image: &DynamicImage,
+        profile: bool,
+    ) -> Result<(Vec<Detection>, Timing, Option<NodeTimes>), RuntimeError> {
+        let t0 = Instant::now();
+        let prepared = preprocess(image, &self.manifest.input, self.fixed)?;
+        let pre = t0.elapsed();
+        let (inferred, infer, node_times) = self.infer_timed(prepared, profile)?;
         let t2 = Instant::now();
-        let outputs: Vec<Tensor> = outputs
-            .into_iter()
-            .map(|t| t.cast_to_dt(DatumType::F32).map(|c| c.into_owned()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| RuntimeError::Engine {
-                action: "read the outputs as f32",
-                message: e.to_string(),
-            })?;
-        let views: Vec<Output> = outputs
-            .iter()
-            .zip(&names)
-            .map(|(t, name)| Output {
-                name,
-                shape: t.shape(),
-                data: edgewise_graph::tensor::values::<f32>(t).unwrap_or(&[]),
-            })
-            .collect();
-        let mut detections = self.decoder.decode(&views, input_hw)?;
-        let letterbox = prepared.letterbox;
-        for d in &mut detections {
-            d.map_points(|x, y| letterbox.to_original(x, y));
-        }
-        let detections = self.decoder.refine(detections, letterbox.original);
-        let t3 = Instant::now();
+        let detections = decode(self.decoder.as_ref(), inferred)?;
         Ok((
             detections,
             Timing {
                 pre,
-                infer: t2 - t1,
-                post: t3 - t2,
+                infer,
+                post: t2.elapsed(),
             },
             node_times,
         ))
     }
+}
+
+/// A detector's preprocessing, apart from the detector.
+#[derive(Clone, Debug)]
+pub struct Preparer {
+    input: Input,
+    fixed: Option<[usize; 2]>,
+}
+
+impl Preparer {
+    /// Resizes, normalizes and lays out `image` as the model takes it.
+    pub fn prepare(&self, image: &DynamicImage) -> Result<Prepared, RuntimeError> {
+        preprocess(image, &self.input, self.fixed)
+    }
+}
+
+/// A model's outputs for one image, before decoding.
+pub struct Inferred {
+    outputs: Vec<Tensor>,
+    names: Vec<String>,
+    input_hw: [usize; 2],
+    letterbox: Letterbox,
+}
+
+/// A detector's decoding, apart from the detector.
+pub struct Finisher {
+    decoder: Box<dyn Decoder>,
+}
+
+impl Finisher {
+    /// Decodes the outputs into detections in original-image pixels.
+    pub fn finish(&self, inferred: Inferred) -> Result<Vec<Detection>, RuntimeError> {
+        decode(self.decoder.as_ref(), inferred)
+    }
+}
+
+/// Decoding, NMS and the mapping back to the original image.
+fn decode(decoder: &dyn Decoder, inferred: Inferred) -> Result<Vec<Detection>, RuntimeError> {
+    let outputs: Vec<Tensor> = inferred
+        .outputs
+        .into_iter()
+        .map(|t| t.cast_to_dt(DatumType::F32).map(|c| c.into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| RuntimeError::Engine {
+            action: "read the outputs as f32",
+            message: e.to_string(),
+        })?;
+    let views: Vec<Output> = outputs
+        .iter()
+        .zip(&inferred.names)
+        .map(|(t, name)| Output {
+            name,
+            shape: t.shape(),
+            data: edgewise_graph::tensor::values::<f32>(t).unwrap_or(&[]),
+        })
+        .collect();
+    let mut detections = decoder.decode(&views, inferred.input_hw)?;
+    let letterbox = inferred.letterbox;
+    for d in &mut detections {
+        d.map_points(|x, y| letterbox.to_original(x, y));
+    }
+    Ok(decoder.refine(detections, letterbox.original))
 }

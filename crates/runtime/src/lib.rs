@@ -11,8 +11,9 @@ pub mod preprocess;
 pub mod resize;
 pub mod selftest;
 pub mod source;
+pub mod stream;
 
-pub use detector::{Detector, Timing};
+pub use detector::{Detector, Finisher, Inferred, Preparer, Timing};
 pub use engine::{
     Engine, EngineOptions, FloatConv, FloatPrecision, HalfPrecision, QdqMode, QdqRewrite,
 };

@@ -24,8 +24,38 @@ struct Cli {
     /// A model manifest (`models/*.toml`), or an ONNX file with --manifest.
     model: PathBuf,
     /// Images: files, folders (their .png and .jpg files), or glob patterns.
-    #[arg(required_unless_present = "self_test")]
+    #[arg(required_unless_present_any = ["self_test", "source"], conflicts_with = "source")]
     images: Vec<String>,
+    /// Read a stream instead of images: a V4L2 camera (`/dev/video0`, or
+    /// `0`), a video file, an `rtsp://` or `http(s)://` URL, or a GStreamer
+    /// pipeline ending in an appsink (`"libcamerasrc ! videoconvert !
+    /// appsink"`). One JSON line per processed frame on stdout, the
+    /// stream's figures on stderr. Needs the `gstreamer` feature.
+    #[arg(long, conflicts_with_all = ["watch", "self_test", "draw"])]
+    source: Option<String>,
+    /// With --source: infer on the newest frame only, dropping frames that
+    /// arrive while the model is busy (live sources' default).
+    #[arg(long, requires = "source", conflicts_with = "every_frame")]
+    latest: bool,
+    /// With --source: infer on every frame, holding the source back (video
+    /// files' default).
+    #[arg(long, requires = "source")]
+    every_frame: bool,
+    /// With --source: process one frame in N.
+    #[arg(long, requires = "source", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stride: u64,
+    /// With --source: process at most F frames per second of the source's
+    /// time.
+    #[arg(long, requires = "source")]
+    max_fps: Option<f64>,
+    /// With --source: print the stream's figures on stderr every S seconds
+    /// (0: only at the end).
+    #[arg(long, requires = "source", default_value_t = 1.0, value_name = "S")]
+    report_every: f64,
+    /// With --source: write the stream's figures over the whole run as JSON.
+    #[arg(long, requires = "source", value_name = "FILE")]
+    stats_json: Option<PathBuf>,
     /// Keep running and process the images that appear in the folders given
     /// as IMAGES (a camera's capture folder), each once it has stopped
     /// growing: the board service's mode.
@@ -364,18 +394,7 @@ impl Session<'_> {
             .iter()
             .map(|r| (r.label.as_str(), r.detection.score))
             .collect();
-        for action in &mut self.actions {
-            let event = action
-                .feed(&seen, self.started.elapsed())
-                .map_err(anyhow::Error::msg)?;
-            if event != Event::None {
-                eprintln!(
-                    "{name}: rule `{}` on pin {}: {event:?}",
-                    action.rule().label,
-                    action.rule().pin
-                );
-            }
-        }
+        act(&mut self.actions, &name, &seen, self.started)?;
         if let Some(draw) = &self.cli.draw {
             let mut canvas = image.to_rgb8();
             draw_detections(&mut canvas, &detections, |id| self.detector.label(id));
@@ -383,6 +402,166 @@ impl Session<'_> {
             edgewise_runtime::draw::save_atomically(&canvas, &target)?;
         }
         Ok(Some(recorded))
+    }
+}
+
+/// Drives the actions' pins with what was seen on `name`.
+fn act(
+    actions: &mut [Box<dyn Act>],
+    name: &str,
+    seen: &[(&str, f32)],
+    started: std::time::Instant,
+) -> Result<()> {
+    for action in actions {
+        let event = action
+            .feed(seen, started.elapsed())
+            .map_err(anyhow::Error::msg)?;
+        if event != Event::None {
+            eprintln!(
+                "{name}: rule `{}` on pin {}: {event:?}",
+                action.rule().label,
+                action.rule().pin
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One line of `edge-run --source`'s output: a processed frame.
+#[derive(serde::Serialize)]
+struct FrameLine<'a> {
+    /// The frame's position in the stream, counting from 0.
+    frame: u64,
+    /// The source's timestamp, in milliseconds.
+    timestamp_ms: Option<f64>,
+    /// From capture to these detections.
+    latency_ms: f64,
+    detections: Vec<Labeled<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Labeled<'a> {
+    label: String,
+    #[serde(flatten)]
+    detection: &'a edgewise_decode::Detection,
+}
+
+/// `--source`: the stream through the pipeline until it ends or a signal
+/// (SIGINT, SIGTERM) stops it; a second signal exits at once.
+fn stream(session: &mut Session, text: &str) -> Result<bool> {
+    use edgewise_stream::{Event as StreamEvent, Options, Policy, Source};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let cli = session.cli;
+    let source = Source::parse(text)?;
+    let asked = match (cli.latest, cli.every_frame) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let mut capture = edgewise_stream::open(&source, asked)?;
+    let policy = if asked.unwrap_or(capture.is_live()) {
+        Policy::Latest
+    } else {
+        Policy::EveryFrame
+    };
+    eprintln!(
+        "edge-run: reading {source} ({}; {})",
+        if capture.is_live() {
+            "live"
+        } else {
+            "not live"
+        },
+        match policy {
+            Policy::Latest => "the latest frame, stale ones dropped",
+            Policy::EveryFrame => "every frame",
+        }
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The second signal exits at once, the first stops the stream.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let options = Options {
+        policy,
+        stride: cli.stride,
+        max_fps: cli.max_fps,
+        report_every: (cli.report_every > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(cli.report_every)),
+    };
+    let classes = session.detector.manifest().classes.clone();
+    let label = |id: usize| classes.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let started = session.started;
+    let actions = &mut session.actions;
+    let mut failure: Option<anyhow::Error> = None;
+    let report = edgewise_runtime::stream::detect_stream(
+        &mut session.detector,
+        capture.as_mut(),
+        &options,
+        &stop,
+        |event| {
+            let done = match event {
+                StreamEvent::Frame(p) => match p.result {
+                    Ok(detections) => {
+                        let line = FrameLine {
+                            frame: p.frame.index,
+                            timestamp_ms: p.frame.timestamp.map(|t| t.as_secs_f64() * 1e3),
+                            latency_ms: p.times.latency.as_secs_f64() * 1e3,
+                            detections: detections
+                                .iter()
+                                .map(|d| Labeled {
+                                    label: label(d.class_id),
+                                    detection: d,
+                                })
+                                .collect(),
+                        };
+                        let seen: Vec<(&str, f32)> = line
+                            .detections
+                            .iter()
+                            .map(|l| (l.label.as_str(), l.detection.score))
+                            .collect();
+                        let name = format!("frame {}", p.frame.index);
+                        serde_json::to_string(&line)
+                            .map_err(anyhow::Error::from)
+                            .map(|json| println!("{json}"))
+                            .and_then(|()| act(actions, &name, &seen, started))
+                    }
+                    Err(e) => {
+                        eprintln!("edge-run: error: frame {}: {e}", p.frame.index);
+                        Ok(())
+                    }
+                },
+                StreamEvent::Report(r) => {
+                    eprintln!("stream: {}", r.line());
+                    Ok(())
+                }
+            };
+            match done {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        },
+    )?;
+    eprintln!(
+        "stream, whole run ({:.1} s): {}",
+        report.seconds,
+        report.line()
+    );
+    if let Some(path) = &cli.stats_json {
+        edgewise_graph::model::write_atomically(
+            path,
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report.failed == 0),
     }
 }
 
@@ -505,6 +684,9 @@ fn run(cli: Cli) -> Result<bool> {
     }
     if cli.watch {
         return watch(&mut session, &cli.images);
+    }
+    if let Some(source) = &cli.source {
+        return stream(&mut session, source);
     }
     let mut all_ok = true;
     for path in &images {

@@ -288,3 +288,208 @@ fn a_qdq_model_says_how_it_ran() {
         assert!(err.contains(kernels), "{mode}: {err}");
     }
 }
+
+/// `--source`: streams through the pipeline (GStreamer builds only, but for
+/// the errors every build gives).
+mod stream {
+    use super::*;
+
+    #[test]
+    fn a_missing_camera_is_named() {
+        let (ok, _, err) = edge_run(&[MODEL, "--source", "/dev/video97"]);
+        assert!(!ok);
+        assert!(
+            err.contains("no camera at /dev/video97") && err.contains("v4l2-ctl"),
+            "{err}"
+        );
+        let (ok, _, err) = edge_run(&[MODEL, "--source", "no/such/clip.mp4"]);
+        assert!(
+            !ok && err.contains("no video file no/such/clip.mp4"),
+            "{err}"
+        );
+    }
+
+    #[cfg(not(feature = "gstreamer"))]
+    #[test]
+    fn a_build_without_gstreamer_says_how_to_get_it() {
+        let (ok, _, err) = edge_run(&[MODEL, "--source", "models/ppocr_v4_det.toml"]);
+        assert!(!ok);
+        assert!(
+            err.contains("--features edgewise-runtime/gstreamer"),
+            "{err}"
+        );
+    }
+
+    /// Photos brought to 640x480 as `f00.png`..., and the video GStreamer
+    /// makes of them at 5 frames per second with `encoder` (elements
+    /// between the decoded RGB frames and the file).
+    #[cfg(feature = "gstreamer")]
+    fn video_of_photos(dir: &Path, encoder: &str, file: &str) -> std::path::PathBuf {
+        let photos = [
+            "astronaut.png",
+            "coffee.png",
+            "motorcycle_left.png",
+            "page.png",
+        ];
+        for (i, name) in photos.iter().enumerate() {
+            let photo = image::open(edgewise_tests::photo(name)).unwrap();
+            let frame = photo.resize_exact(640, 480, image::imageops::FilterType::Triangle);
+            frame
+                .to_rgb8()
+                .save(dir.join(format!("f{i:02}.png")))
+                .unwrap();
+        }
+        let video = dir.join(file);
+        let status = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(format!(
+                "multifilesrc location={}/f%02d.png index=0 stop-index={} caps=image/png,framerate=5/1 ! pngdec ! videoconvert ! {encoder} ! filesink location={}",
+                dir.display(),
+                photos.len() - 1,
+                video.display()
+            ).split(' '))
+            .status()
+            .expect("gst-launch-1.0 runs (scripts/setup.sh installs gstreamer1.0-tools)");
+        assert!(status.success());
+        video
+    }
+
+    /// `edge-run --source`'s frame lines as the image lines of `f{frame}.png`.
+    #[cfg(feature = "gstreamer")]
+    fn as_image_lines(out: &str) -> Vec<edgewise_runtime::selftest::Recorded> {
+        let mut lines = Vec::new();
+        for line in out.lines() {
+            let frame: serde_json::Value = serde_json::from_str(line).unwrap();
+            let index = frame["frame"].as_u64().unwrap();
+            assert!(frame["latency_ms"].as_f64().unwrap() > 0.0, "{line}");
+            for d in frame["detections"].as_array().unwrap() {
+                let mut d = d.clone();
+                d["image"] = format!("f{index:02}.png").into();
+                lines.push(serde_json::from_value(d).unwrap());
+            }
+        }
+        lines
+    }
+
+    #[cfg(feature = "gstreamer")]
+    #[test]
+    fn every_frame_of_a_video_finds_what_its_photo_does() {
+        use edgewise_runtime::selftest::{Tolerance, compare};
+        let dir = tempfile::tempdir().unwrap();
+        // Raw RGB in Matroska: the frames are the photos' pixels exactly.
+        let video = video_of_photos(
+            dir.path(),
+            "video/x-raw,format=RGB ! matroskamux",
+            "raw.mkv",
+        );
+        let model = "models/yolox_ddddocr.toml";
+        let (ok, out, err) = edge_run(&[model, "--source", path_str(&video), "--threads", "2"]);
+        assert!(ok, "{err}");
+        assert!(err.contains("not live; every frame"), "{err}");
+        assert!(
+            err.contains("4 captured, 4 processed") && err.contains("0 dropped"),
+            "{err}"
+        );
+        assert_eq!(out.lines().count(), 4, "a line per frame:\n{out}");
+        let from_video = as_image_lines(&out);
+        let photos: Vec<String> = (0..4)
+            .map(|i| {
+                dir.path()
+                    .join(format!("f{i:02}.png"))
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        let mut args = vec![model, "--threads", "2"];
+        args.extend(photos.iter().map(String::as_str));
+        let (ok, out, err) = edge_run(&args);
+        assert!(ok, "{err}");
+        let from_photos: Vec<edgewise_runtime::selftest::Recorded> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(from_photos.len() >= 4, "{out}");
+        let agreement = compare(&from_photos, &from_video, Tolerance::default())
+            .unwrap_or_else(|why| panic!("{why}"));
+        assert_eq!(agreement.detections, from_photos.len());
+
+        // MJPEG in AVI, as cameras record: lossy, so the same frame count
+        // and every frame decoded, with detections close but not equal.
+        let mjpeg = video_of_photos(dir.path(), "jpegenc quality=95 ! avimux", "mjpeg.avi");
+        let (ok, out, err) = edge_run(&[model, "--source", path_str(&mjpeg), "--stride", "2"]);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains("4 captured, 2 processed") && err.contains("2 skipped"),
+            "{err}"
+        );
+        let frames: Vec<u64> = out
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["frame"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(frames, [0, 2]);
+    }
+
+    /// A live source at 60 frames per second against a model that takes
+    /// far longer per frame: `--latest` must drop frames and stay current.
+    #[cfg(feature = "gstreamer")]
+    #[test]
+    fn latest_drops_frames_of_a_live_source_that_outpaces_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = dir.path().join("stats.json");
+        let (ok, out, err) = edge_run(&[
+            MODEL,
+            "--threads",
+            "1",
+            "--source",
+            "videotestsrc is-live=true num-buffers=120 pattern=ball ! video/x-raw,width=640,height=480,framerate=60/1 ! videoconvert ! appsink",
+            "--stats-json",
+            path_str(&stats),
+        ]);
+        assert!(ok, "{err}");
+        assert!(err.contains("(live; the latest frame"), "{err}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let count = |k: &str| report[k].as_u64().unwrap();
+        assert!(count("dropped") > 0, "{report}");
+        assert_eq!(count("processed") as usize, out.lines().count());
+        assert!(count("processed") + count("dropped") <= count("captured"));
+        // Never more than a few frames behind the camera: the model's time
+        // (twice: a frame waits while the one before runs) and some slack.
+        let infer = report["infer"]["median_ms"].as_f64().unwrap();
+        let latency = report["latency"]["median_ms"].as_f64().unwrap();
+        assert!(latency < 4.0 * infer + 200.0, "{report}");
+    }
+
+    /// SIGINT (Ctrl-C, or SIGTERM from systemd) ends an endless stream
+    /// cleanly, with the figures of the whole run.
+    #[cfg(feature = "gstreamer")]
+    #[test]
+    fn a_signal_stops_an_endless_stream_with_its_figures() {
+        let child = Command::new(env!("CARGO_BIN_EXE_edge-run"))
+            .current_dir(root())
+            .args([
+                "models/yolox_ddddocr.toml",
+                "--threads",
+                "1",
+                "--source",
+                "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! videoconvert ! appsink",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("stream, whole run"), "{err}");
+        assert!(!out.stdout.is_empty(), "{err}");
+    }
+}

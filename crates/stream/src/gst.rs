@@ -1,0 +1,306 @@
+//! Capture through GStreamer: cameras (V4L2), files and network streams
+//! decoded by whatever GStreamer has (the boards' hardware decoders
+//! included), and pipelines users write themselves, all ending in an
+//! `appsink` that hands RGB frames over.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use image::{DynamicImage, RgbImage};
+
+use crate::capture::{Capture, Captured};
+use crate::error::StreamError;
+use crate::source::Source;
+
+/// The name Edgewise gives the elements it sets up.
+const SOURCE_NAME: &str = "edgewise_source";
+const SINK_NAME: &str = "edgewise_sink";
+
+/// Longest wait between two attempts to reach a network stream again.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A running GStreamer pipeline and its appsink.
+pub struct GstCapture {
+    source: Source,
+    latest: Option<bool>,
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+    live: bool,
+}
+
+impl GstCapture {
+    /// Builds and starts the pipeline for `source`. `latest`: keep only the
+    /// newest frame in the appsink (`None`: when the source is live).
+    pub fn open(source: &Source, latest: Option<bool>) -> Result<GstCapture, StreamError> {
+        let failed = |message: String| StreamError::Gstreamer {
+            input: source.to_string(),
+            message,
+        };
+        if let Source::Device(path) = source
+            && !path.exists()
+        {
+            return Err(StreamError::NoDevice(path.clone()));
+        }
+        gst::init().map_err(|e| failed(format!("GStreamer would not start: {e}")))?;
+        let description = match source {
+            // decodebin: cameras give raw frames, MJPEG or H.264.
+            Source::Device(_) => {
+                format!(
+                    "v4l2src name={SOURCE_NAME} ! decodebin ! videoconvert ! appsink name={SINK_NAME}"
+                )
+            }
+            Source::File(_) | Source::Network(_) => {
+                format!("uridecodebin name={SOURCE_NAME} ! videoconvert ! appsink name={SINK_NAME}")
+            }
+            Source::Pipeline(text) => text.clone(),
+        };
+        let element = gst::parse::launch(&description).map_err(|e| {
+            failed(format!(
+                "cannot build the pipeline `{description}`: {e} (is the plugin that provides it installed? `gst-inspect-1.0 NAME` tells)"
+            ))
+        })?;
+        let pipeline = element
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| failed("a pipeline needs a source, links (`!`) and an appsink".into()))?;
+        match source {
+            Source::Device(path) => {
+                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+                named.set_property("device", path.display().to_string());
+            }
+            Source::File(path) => {
+                let absolute = path
+                    .canonicalize()
+                    .map_err(|_| StreamError::NoFile(path.clone()))?;
+                let uri = gst::glib::filename_to_uri(&absolute, None)
+                    .map_err(|e| failed(format!("cannot name it as a URI: {e}")))?;
+                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+                named.set_property("uri", uri.as_str());
+            }
+            Source::Network(url) => {
+                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+                named.set_property("uri", url.as_str());
+            }
+            Source::Pipeline(_) => {}
+        }
+        let sink = find_appsink(&pipeline).ok_or_else(|| {
+            failed("the pipeline has no appsink: end it with `! videoconvert ! appsink`".into())
+        })?;
+        // RGB, whatever the source gives: the videoconvert before the sink
+        // (ours, or the user's) converts.
+        sink.set_caps(Some(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Rgb)
+                .build(),
+        ));
+        // Never wait for the clock: a file is read as fast as the pipeline
+        // takes it, a live source comes at its own pace anyway.
+        sink.set_property("sync", false);
+        let mut capture = GstCapture {
+            source: source.clone(),
+            latest,
+            pipeline,
+            sink,
+            live: false,
+        };
+        capture.start()?;
+        Ok(capture)
+    }
+
+    /// Sets the pipeline playing, finds out whether it is live, and sizes
+    /// the appsink's queue by the policy.
+    fn start(&mut self) -> Result<(), StreamError> {
+        // A live source says so on the way to PAUSED (it cannot preroll);
+        // straight to PLAYING, the appsink's asynchronous change hides it.
+        let change = self
+            .pipeline
+            .set_state(gst::State::Paused)
+            .and_then(|paused| {
+                self.pipeline.set_state(gst::State::Playing)?;
+                Ok(paused)
+            });
+        let change = match change {
+            Ok(c) => c,
+            Err(_) => {
+                let why = self
+                    .pending_error()
+                    .unwrap_or_else(|| "it would not start".to_string());
+                let _ = self.pipeline.set_state(gst::State::Null);
+                return Err(self.error(why));
+            }
+        };
+        self.live = change == gst::StateChangeSuccess::NoPreroll || self.source.is_live();
+        let latest = self.latest.unwrap_or(self.live);
+        self.sink.set_max_buffers(if latest { 1 } else { 4 });
+        self.sink.set_drop(latest);
+        Ok(())
+    }
+
+    fn error(&self, message: String) -> StreamError {
+        if let Source::Device(path) = &self.source
+            && !path.exists()
+        {
+            return StreamError::NoDevice(path.clone());
+        }
+        StreamError::Gstreamer {
+            input: self.source.to_string(),
+            message,
+        }
+    }
+
+    /// The first error message on the bus, with GStreamer's details.
+    fn pending_error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = message.view() {
+                let from = e
+                    .src()
+                    .map(|s| format!("{}: ", s.name()))
+                    .unwrap_or_default();
+                let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                return Some(format!("{from}{}{debug}", e.error()));
+            }
+        }
+        None
+    }
+
+    /// For a network stream that failed or ended: start again, waiting 1,
+    /// 2, 4... up to 30 s between attempts, until it plays or `stop` is set.
+    fn reconnect(&mut self, why: &str, stop: &AtomicBool) -> bool {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            eprintln!(
+                "stream: {} lost ({why}); trying again in {} s",
+                self.source,
+                backoff.as_secs()
+            );
+            let _ = self.pipeline.set_state(gst::State::Null);
+            let until = Instant::now() + backoff;
+            while Instant::now() < until {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Old errors belong to the old connection.
+            if let Some(bus) = self.pipeline.bus() {
+                while bus.pop().is_some() {}
+            }
+            match self.start() {
+                Ok(()) => {
+                    eprintln!("stream: {} playing again", self.source);
+                    return true;
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let _ = e;
+                }
+            }
+        }
+    }
+
+    /// When the frame in `sample` was captured, on our monotonic clock: a
+    /// live pipeline's buffer carries its capture time on the pipeline
+    /// clock, so the time it spent queued inside GStreamer is known.
+    fn capture_instant(&self, sample: &gst::Sample, pts: Option<gst::ClockTime>) -> Instant {
+        let now = Instant::now();
+        if !self.live {
+            return now;
+        }
+        let age = (|| {
+            let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+            let running = segment.to_running_time(pts?)?;
+            let clock = self.pipeline.clock()?;
+            let base = self.pipeline.base_time()?;
+            let now_running = clock.time().checked_sub(base)?;
+            now_running.checked_sub(running)
+        })();
+        age.map_or(now, |a| {
+            now.checked_sub(Duration::from_nanos(a.nseconds()))
+                .unwrap_or(now)
+        })
+    }
+}
+
+fn find_appsink(pipeline: &gst::Pipeline) -> Option<gst_app::AppSink> {
+    if let Some(named) = pipeline.by_name(SINK_NAME) {
+        return named.dynamic_cast::<gst_app::AppSink>().ok();
+    }
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|e| e.dynamic_cast::<gst_app::AppSink>().ok())
+}
+
+/// Copies an RGB sample into an image, row by row (GStreamer pads rows
+/// to 4 bytes).
+fn to_image(sample: &gst::Sample) -> Result<RgbImage, String> {
+    let caps = sample.caps().ok_or("a frame without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("{e}"))?;
+    let buffer = sample.buffer().ok_or("a frame without data")?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| format!("cannot read a frame: {e}"))?;
+    let (width, height) = (info.width(), info.height());
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).map_err(|e| format!("{e}"))?;
+    let row = width as usize * 3;
+    let mut pixels = Vec::with_capacity(row * height as usize);
+    for y in 0..height as usize {
+        pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    RgbImage::from_raw(width, height, pixels).ok_or_else(|| "a frame of the wrong size".into())
+}
+
+impl Capture for GstCapture {
+    fn next_frame(&mut self, stop: &AtomicBool) -> Result<Option<Captured>, StreamError> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                let pts = sample.buffer().and_then(|b| b.pts());
+                let at = self.capture_instant(&sample, pts);
+                let image = to_image(&sample).map_err(|e| self.error(e))?;
+                return Ok(Some(Captured {
+                    image: DynamicImage::ImageRgb8(image),
+                    timestamp: pts.map(|t| Duration::from_nanos(t.nseconds())),
+                    at,
+                }));
+            }
+            let failure = self.pending_error();
+            let ended = failure.is_none() && self.sink.is_eos();
+            if failure.is_none() && !ended {
+                continue;
+            }
+            if matches!(self.source, Source::Network(_)) {
+                let why = failure.unwrap_or_else(|| "end of stream".into());
+                if self.reconnect(&why, stop) {
+                    continue;
+                }
+                return Ok(None);
+            }
+            return match failure {
+                Some(why) => Err(self.error(why)),
+                None => Ok(None),
+            };
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+}
+
+impl Drop for GstCapture {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

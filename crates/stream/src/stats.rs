@@ -1,0 +1,246 @@
+//! What a stream did: frames captured, skipped, dropped and processed, the
+//! processing rate, and latency from capture to result.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Counters the capture stage keeps, read by whoever reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Frames read from the source.
+    pub captured: AtomicU64,
+    /// Frames passed over on purpose (`--stride`, `--max-fps`).
+    pub skipped: AtomicU64,
+    /// Frames replaced by a newer one before anyone read them (`--latest`).
+    pub dropped: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> [u64; 3] {
+        [
+            self.captured.load(Ordering::Relaxed),
+            self.skipped.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// Milliseconds: median, 90th percentile and maximum of some durations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// The median.
+    pub median_ms: f64,
+    /// The 90th percentile (nearest rank).
+    pub p90_ms: f64,
+    /// The largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// Of `samples` (milliseconds); zeros when there are none.
+    pub fn of(samples: &[f64]) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank =
+            |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Latency {
+            median_ms: rank(0.5),
+            p90_ms: rank(0.9),
+            max_ms: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+/// A stream's figures over some span of time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// The span, in seconds.
+    pub seconds: f64,
+    /// Frames read from the source.
+    pub captured: u64,
+    /// Frames passed over on purpose (`--stride`, `--max-fps`).
+    pub skipped: u64,
+    /// Stale frames dropped for newer ones (`--latest`).
+    pub dropped: u64,
+    /// Frames whose detections came out.
+    pub processed: u64,
+    /// Frames a stage failed on (the error was reported with the frame).
+    pub failed: u64,
+    /// Processed frames per second.
+    pub fps: f64,
+    /// From capture to detections out.
+    pub latency: Latency,
+    /// Preprocessing per frame.
+    pub pre: Latency,
+    /// Inference per frame.
+    pub infer: Latency,
+    /// Decoding and NMS per frame.
+    pub post: Latency,
+}
+
+impl Report {
+    /// One line for a terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "{} captured, {} processed ({:.1} fps), {} dropped, {} skipped, {} failed; latency median {:.1} ms, p90 {:.1}, max {:.1}; infer median {:.1} ms",
+            self.captured,
+            self.processed,
+            self.fps,
+            self.dropped,
+            self.skipped,
+            self.failed,
+            self.latency.median_ms,
+            self.latency.p90_ms,
+            self.latency.max_ms,
+            self.infer.median_ms
+        )
+    }
+}
+
+/// Durations of one processed frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrameTimes {
+    /// Capture to result.
+    pub latency: Duration,
+    /// Preprocessing.
+    pub pre: Duration,
+    /// Inference.
+    pub infer: Duration,
+    /// Decoding.
+    pub post: Duration,
+}
+
+/// Samples since some instant.
+#[derive(Debug)]
+struct Window {
+    since: Instant,
+    counters_at_start: [u64; 3],
+    failed: u64,
+    times: Vec<FrameTimes>,
+}
+
+impl Window {
+    fn new(counters: &Counters) -> Window {
+        Window {
+            since: Instant::now(),
+            counters_at_start: counters.snapshot(),
+            failed: 0,
+            times: Vec::new(),
+        }
+    }
+
+    fn report(&self, counters: &Counters) -> Report {
+        let now = counters.snapshot();
+        let [captured, skipped, dropped] =
+            std::array::from_fn(|i| now[i] - self.counters_at_start[i]);
+        let seconds = self.since.elapsed().as_secs_f64();
+        let ms = |f: fn(&FrameTimes) -> Duration| -> Vec<f64> {
+            self.times
+                .iter()
+                .map(|t| f(t).as_secs_f64() * 1e3)
+                .collect()
+        };
+        let processed = self.times.len() as u64;
+        Report {
+            seconds,
+            captured,
+            skipped,
+            dropped,
+            processed,
+            failed: self.failed,
+            fps: if seconds > 0.0 {
+                processed as f64 / seconds
+            } else {
+                0.0
+            },
+            latency: Latency::of(&ms(|t| t.latency)),
+            pre: Latency::of(&ms(|t| t.pre)),
+            infer: Latency::of(&ms(|t| t.infer)),
+            post: Latency::of(&ms(|t| t.post)),
+        }
+    }
+}
+
+/// Keeps the figures of a whole run and of the span since the last report.
+#[derive(Debug)]
+pub struct Recorder {
+    total: Window,
+    recent: Window,
+}
+
+impl Recorder {
+    /// Starts counting now.
+    pub fn new(counters: &Counters) -> Recorder {
+        Recorder {
+            total: Window::new(counters),
+            recent: Window::new(counters),
+        }
+    }
+
+    /// A frame processed.
+    pub fn processed(&mut self, times: FrameTimes) {
+        self.total.times.push(times);
+        self.recent.times.push(times);
+    }
+
+    /// A frame a stage failed on.
+    pub fn failed(&mut self) {
+        self.total.failed += 1;
+        self.recent.failed += 1;
+    }
+
+    /// The figures since the last call (or the start), and a new span.
+    pub fn recent(&mut self, counters: &Counters) -> Report {
+        let report = self.recent.report(counters);
+        self.recent = Window::new(counters);
+        report
+    }
+
+    /// The figures of the whole run.
+    pub fn total(&self, counters: &Counters) -> Report {
+        self.total.report(counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let samples: Vec<f64> = (1..=10).map(f64::from).collect();
+        let l = Latency::of(&samples);
+        assert_eq!((l.median_ms, l.p90_ms, l.max_ms), (5.0, 9.0, 10.0));
+        assert_eq!(Latency::of(&[]), Latency::default());
+        assert_eq!(Latency::of(&[3.0]).p90_ms, 3.0);
+    }
+
+    #[test]
+    fn recent_reports_start_afresh() {
+        let counters = Counters::default();
+        let mut recorder = Recorder::new(&counters);
+        counters.captured.fetch_add(3, Ordering::Relaxed);
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        recorder.processed(FrameTimes {
+            latency: Duration::from_millis(40),
+            ..FrameTimes::default()
+        });
+        recorder.failed();
+        let first = recorder.recent(&counters);
+        assert_eq!(
+            (first.captured, first.dropped, first.processed, first.failed),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(first.latency.median_ms, 40.0);
+        counters.captured.fetch_add(2, Ordering::Relaxed);
+        let second = recorder.recent(&counters);
+        assert_eq!((second.captured, second.processed), (2, 0));
+        let total = recorder.total(&counters);
+        assert_eq!((total.captured, total.processed, total.failed), (5, 1, 1));
+    }
+}
