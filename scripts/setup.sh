@@ -25,10 +25,12 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v chromium >/dev/null || missing+=(chromium)
 # edge-run --source (the `gstreamer` feature): GStreamer's libraries to build
 # against, its decoders and muxers (good: Matroska, AVI, JPEG, V4L2, RTSP;
-# libav: H.264 and the rest), and gst-launch-1.0, which makes the test videos.
+# libav: H.264 and the rest), gst-launch-1.0, which makes the test videos, and
+# GStreamer's RTSP server for Debian's Python (scripts/rtsp_server.py).
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 for pkg in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base \
-    gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools; do
+    gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-tools \
+    gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -523,9 +523,15 @@ fn stream(session: &mut Session, text: &str) -> Result<bool> {
                             .map(|l| (l.label.as_str(), l.detection.score))
                             .collect();
                         let name = format!("frame {}", p.frame.index);
+                        // A reader that went away (a closed pipe) ends the
+                        // stream instead of panicking in println!.
                         serde_json::to_string(&line)
                             .map_err(anyhow::Error::from)
-                            .map(|json| println!("{json}"))
+                            .and_then(|json| {
+                                use std::io::Write;
+                                writeln!(std::io::stdout(), "{json}")
+                                    .context("writing to standard output")
+                            })
                             .and_then(|()| act(actions, &name, &seen, started))
                     }
                     Err(e) => {

@@ -464,6 +464,14 @@ mod stream {
         assert!(latency < 4.0 * infer + 200.0, "{report}");
     }
 
+    /// Sends SIGTERM to `child`, as systemd stops a service.
+    #[cfg(feature = "gstreamer")]
+    pub(super) fn terminate(child: &std::process::Child) {
+        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0);
+    }
+
     /// SIGINT (Ctrl-C, or SIGTERM from systemd) ends an endless stream
     /// cleanly, with the figures of the whole run.
     #[cfg(feature = "gstreamer")]
@@ -483,13 +491,121 @@ mod stream {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_secs(4));
-        // SAFETY: kill(2) on our own child's pid, with a valid signal number.
-        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(sent, 0);
+        terminate(&child);
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{err}");
         assert!(err.contains("stream, whole run"), "{err}");
         assert!(!out.stdout.is_empty(), "{err}");
+    }
+}
+
+/// An RTSP server on loopback (scripts/rtsp_server.py, GStreamer's RTSP
+/// server through Debian's Python): stops and starts on one port.
+#[cfg(feature = "gstreamer")]
+mod rtsp {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::root;
+
+    fn serve(port: u16) -> Child {
+        let mut server = Command::new("/usr/bin/python3")
+            .current_dir(root())
+            .args(["scripts/rtsp_server.py", "--size", "320x240", "--fps", "15"])
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("Debian's python3 runs (scripts/setup.sh installs python3-gi)");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("serving rtsp://"), "{line}");
+        server
+    }
+
+    /// Waits until `done` holds, or panics after a minute naming `what`.
+    fn wait_for(what: &str, log: &Mutex<String>, done: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}; edge-run said:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn an_rtsp_stream_is_read_and_survives_a_restart_of_its_server() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = serve(port);
+        let mut run = Command::new(env!("CARGO_BIN_EXE_edge-run"))
+            .current_dir(root())
+            .args(["models/yolox_ddddocr.toml", "--threads", "1", "--source"])
+            .arg(format!("rtsp://127.0.0.1:{port}/test"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let frames = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout = run.stdout.take().unwrap();
+        let stderr = run.stderr.take().unwrap();
+        let counting = {
+            let frames = frames.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let line: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                    assert!(line["frame"].is_u64() && line["detections"].is_array());
+                    frames.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let logging = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line.unwrap());
+                    log.push('\n');
+                }
+            })
+        };
+        wait_for("the first frames", &log, || {
+            frames.load(Ordering::Relaxed) >= 5
+        });
+        server.kill().unwrap();
+        server.wait().unwrap();
+        wait_for("the loss to be noticed", &log, || {
+            log.lock().unwrap().contains("lost")
+        });
+        let before = frames.load(Ordering::Relaxed);
+        let mut server = serve(port);
+        wait_for("frames after the restart", &log, || {
+            frames.load(Ordering::Relaxed) >= before + 5
+        });
+        super::stream::terminate(&run);
+        let status = run.wait().unwrap();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        counting.join().unwrap();
+        logging.join().unwrap();
+        let log = log.lock().unwrap();
+        assert!(status.success(), "{log}");
+        assert!(
+            log.contains("(live; the latest frame") && log.contains("playing again"),
+            "{log}"
+        );
+        assert!(log.contains("stream, whole run"), "{log}");
     }
 }

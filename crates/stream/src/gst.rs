@@ -24,6 +24,9 @@ const SINK_NAME: &str = "edgewise_sink";
 /// Longest wait between two attempts to reach a network stream again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The jitter buffer of an RTSP source, in milliseconds.
+const RTSP_LATENCY_MS: u32 = 200;
+
 /// A running GStreamer pipeline and its appsink.
 pub struct GstCapture {
     source: Source,
@@ -31,81 +34,23 @@ pub struct GstCapture {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     live: bool,
+    /// The wait before the next attempt to reach a network stream again:
+    /// 1 s after a frame came, doubling with every failed attempt.
+    backoff: Duration,
 }
 
 impl GstCapture {
     /// Builds and starts the pipeline for `source`. `latest`: keep only the
     /// newest frame in the appsink (`None`: when the source is live).
     pub fn open(source: &Source, latest: Option<bool>) -> Result<GstCapture, StreamError> {
-        let failed = |message: String| StreamError::Gstreamer {
-            input: source.to_string(),
-            message,
-        };
-        if let Source::Device(path) = source
-            && !path.exists()
-        {
-            return Err(StreamError::NoDevice(path.clone()));
-        }
-        gst::init().map_err(|e| failed(format!("GStreamer would not start: {e}")))?;
-        let description = match source {
-            // decodebin: cameras give raw frames, MJPEG or H.264.
-            Source::Device(_) => {
-                format!(
-                    "v4l2src name={SOURCE_NAME} ! decodebin ! videoconvert ! appsink name={SINK_NAME}"
-                )
-            }
-            Source::File(_) | Source::Network(_) => {
-                format!("uridecodebin name={SOURCE_NAME} ! videoconvert ! appsink name={SINK_NAME}")
-            }
-            Source::Pipeline(text) => text.clone(),
-        };
-        let element = gst::parse::launch(&description).map_err(|e| {
-            failed(format!(
-                "cannot build the pipeline `{description}`: {e} (is the plugin that provides it installed? `gst-inspect-1.0 NAME` tells)"
-            ))
-        })?;
-        let pipeline = element
-            .downcast::<gst::Pipeline>()
-            .map_err(|_| failed("a pipeline needs a source, links (`!`) and an appsink".into()))?;
-        match source {
-            Source::Device(path) => {
-                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
-                named.set_property("device", path.display().to_string());
-            }
-            Source::File(path) => {
-                let absolute = path
-                    .canonicalize()
-                    .map_err(|_| StreamError::NoFile(path.clone()))?;
-                let uri = gst::glib::filename_to_uri(&absolute, None)
-                    .map_err(|e| failed(format!("cannot name it as a URI: {e}")))?;
-                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
-                named.set_property("uri", uri.as_str());
-            }
-            Source::Network(url) => {
-                let named = pipeline.by_name(SOURCE_NAME).expect("named above");
-                named.set_property("uri", url.as_str());
-            }
-            Source::Pipeline(_) => {}
-        }
-        let sink = find_appsink(&pipeline).ok_or_else(|| {
-            failed("the pipeline has no appsink: end it with `! videoconvert ! appsink`".into())
-        })?;
-        // RGB, whatever the source gives: the videoconvert before the sink
-        // (ours, or the user's) converts.
-        sink.set_caps(Some(
-            &gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::Rgb)
-                .build(),
-        ));
-        // Never wait for the clock: a file is read as fast as the pipeline
-        // takes it, a live source comes at its own pace anyway.
-        sink.set_property("sync", false);
+        let (pipeline, sink) = build(source)?;
         let mut capture = GstCapture {
             source: source.clone(),
             latest,
             pipeline,
             sink,
             live: false,
+            backoff: Duration::from_secs(1),
         };
         capture.start()?;
         Ok(capture)
@@ -168,37 +113,44 @@ impl GstCapture {
         None
     }
 
-    /// For a network stream that failed or ended: start again, waiting 1,
-    /// 2, 4... up to 30 s between attempts, until it plays or `stop` is set.
+    /// For a network stream that failed or ended: start again after the
+    /// backoff (1, 2, 4... up to 30 s between attempts while it stays
+    /// away), unless `stop` is set first.
     fn reconnect(&mut self, why: &str, stop: &AtomicBool) -> bool {
-        let mut backoff = Duration::from_secs(1);
+        let mut why = why.to_string();
         loop {
             eprintln!(
                 "stream: {} lost ({why}); trying again in {} s",
                 self.source,
-                backoff.as_secs()
+                self.backoff.as_secs()
             );
             let _ = self.pipeline.set_state(gst::State::Null);
-            let until = Instant::now() + backoff;
+            let until = Instant::now() + self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             while Instant::now() < until {
                 if stop.load(Ordering::Relaxed) {
                     return false;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            // Old errors belong to the old connection.
-            if let Some(bus) = self.pipeline.bus() {
-                while bus.pop().is_some() {}
-            }
-            match self.start() {
-                Ok(()) => {
-                    eprintln!("stream: {} playing again", self.source);
-                    return true;
+            // A new pipeline: the old one's decoder linked its pads once,
+            // and a new connection brings new pads.
+            match build(&self.source) {
+                Ok((pipeline, sink)) => {
+                    self.pipeline = pipeline;
+                    self.sink = sink;
                 }
                 Err(e) => {
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    let _ = e;
+                    why = e.to_string();
+                    continue;
                 }
+            }
+            // A server that refuses at once fails here; one that is slow to
+            // answer fails later, on the bus, and comes back through the
+            // caller.
+            match self.start() {
+                Ok(()) => return true,
+                Err(e) => why = e.to_string(),
             }
         }
     }
@@ -224,6 +176,84 @@ impl GstCapture {
                 .unwrap_or(now)
         })
     }
+}
+
+/// The pipeline for `source` and its appsink, set to give RGB frames.
+fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), StreamError> {
+    let failed = |message: String| StreamError::Gstreamer {
+        input: source.to_string(),
+        message,
+    };
+    if let Source::Device(path) = source
+        && !path.exists()
+    {
+        return Err(StreamError::NoDevice(path.clone()));
+    }
+    gst::init().map_err(|e| failed(format!("GStreamer would not start: {e}")))?;
+    let description = match source {
+        // decodebin: cameras give raw frames, MJPEG or H.264.
+        Source::Device(_) => {
+            format!(
+                "v4l2src name={SOURCE_NAME} ! decodebin ! videoconvert ! appsink name={SINK_NAME}"
+            )
+        }
+        Source::File(_) | Source::Network(_) => {
+            format!("uridecodebin name={SOURCE_NAME} ! videoconvert ! appsink name={SINK_NAME}")
+        }
+        Source::Pipeline(text) => text.clone(),
+    };
+    let element = gst::parse::launch(&description).map_err(|e| {
+        failed(format!(
+            "cannot build the pipeline `{description}`: {e} (is the plugin that provides it installed? `gst-inspect-1.0 NAME` tells)"
+        ))
+    })?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| failed("a pipeline needs a source, links (`!`) and an appsink".into()))?;
+    match source {
+        Source::Device(path) => {
+            let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+            named.set_property("device", path.display().to_string());
+        }
+        Source::File(path) => {
+            let absolute = path
+                .canonicalize()
+                .map_err(|_| StreamError::NoFile(path.clone()))?;
+            let uri = gst::glib::filename_to_uri(&absolute, None)
+                .map_err(|e| failed(format!("cannot name it as a URI: {e}")))?;
+            let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+            named.set_property("uri", uri.as_str());
+        }
+        Source::Network(url) => {
+            let named = pipeline.by_name(SOURCE_NAME).expect("named above");
+            named.set_property("uri", url.as_str());
+            // rtspsrc holds 2 s of frames in its jitter buffer by
+            // default: a detector wants the picture now.
+            named.connect("source-setup", false, |values| {
+                if let Some(Ok(element)) = values.get(1).map(|v| v.get::<gst::Element>())
+                    && element.has_property("latency")
+                {
+                    element.set_property("latency", RTSP_LATENCY_MS);
+                }
+                None
+            });
+        }
+        Source::Pipeline(_) => {}
+    }
+    let sink = find_appsink(&pipeline).ok_or_else(|| {
+        failed("the pipeline has no appsink: end it with `! videoconvert ! appsink`".into())
+    })?;
+    // RGB, whatever the source gives: the videoconvert before the sink
+    // (ours, or the user's) converts.
+    sink.set_caps(Some(
+        &gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::Rgb)
+            .build(),
+    ));
+    // Never wait for the clock: a file is read as fast as the pipeline
+    // takes it, a live source comes at its own pace anyway.
+    sink.set_property("sync", false);
+    Ok((pipeline, sink))
 }
 
 fn find_appsink(pipeline: &gst::Pipeline) -> Option<gst_app::AppSink> {
@@ -269,6 +299,10 @@ impl Capture for GstCapture {
                 let pts = sample.buffer().and_then(|b| b.pts());
                 let at = self.capture_instant(&sample, pts);
                 let image = to_image(&sample).map_err(|e| self.error(e))?;
+                if self.backoff > Duration::from_secs(1) {
+                    eprintln!("stream: {} playing again", self.source);
+                    self.backoff = Duration::from_secs(1);
+                }
                 return Ok(Some(Captured {
                     image: DynamicImage::ImageRgb8(image),
                     timestamp: pts.map(|t| Duration::from_nanos(t.nseconds())),

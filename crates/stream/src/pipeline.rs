@@ -316,6 +316,9 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
             }
         });
 
+        // Should the sink panic, the capture stage must still stop, or the
+        // scope would wait for it forever.
+        let halt_on_unwind = HaltOnDrop(halt);
         consume(
             &sink_rx,
             options.report_every,
@@ -325,7 +328,7 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
             &mut recorder,
             &mut sink,
         );
-        halt.store(true, Ordering::Relaxed);
+        drop(halt_on_unwind);
         drop(sink_rx);
 
         let joined = capturing
@@ -341,6 +344,15 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
         joined?
     })?;
     Ok(recorder.total(&counters))
+}
+
+/// Sets the flag when dropped, unwinding included.
+struct HaltOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for HaltOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The output stage, on the caller's thread: hands results to `sink` in
