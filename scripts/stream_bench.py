@@ -20,9 +20,14 @@ ceiling when pre- and post-processing are hidden) and against 1000 / (pre +
 infer + post) of the sequential run (no overlap).
 
 Usage:
-  python3 scripts/stream_bench.py [--model models/ppocr_v4_det.toml ...]
+  python3 scripts/stream_bench.py [--model models/ppocr_v4_det.toml[:640x640] ...]
       [--threads 2] [--rounds 3] [--frames 150] [--live-seconds 10]
       [--edge-run target/release/edge-run] [--edge-bench target/release/edge-bench]
+
+A model given with `:HxW` runs at that input size in every mode
+(`edge-run --input-size`, `edge-bench --input-shape`): dynamic models such as
+PP-OCRv4 otherwise take each frame's own size in edge-run and the manifest's
+in edge-bench. Fixed-shape models need none.
 
 Needs an edge-run built with GStreamer (`cargo build --release --bin
 edge-run --features edgewise-runtime/gstreamer`), gst-launch-1.0 and Pillow
@@ -67,18 +72,29 @@ def make_video(folder: Path, frames: int) -> tuple[Path, list[Path]]:
     return video, files
 
 
-def inference_alone(edge_bench, model, frame, threads, out):
+def split(spec):
+    """`PATH[:HxW]` as the path and the extra flags of edge-run and edge-bench."""
+    path, _, size = spec.partition(":")
+    if not size:
+        return path, [], []
+    h, w = size.split("x")
+    return path, ["--input-size", size], ["--input-shape", f"1x3x{h}x{w}"]
+
+
+def inference_alone(edge_bench, spec, frame, threads, out):
+    model, _, shape = split(spec)
     subprocess.run(
-        [edge_bench, model, "--image", str(frame), "--threads", str(threads), "--runs", "30",
+        [edge_bench, model, *shape, "--image", str(frame), "--threads", str(threads), "--runs", "30",
          "--format", "json", "--save", str(out)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
     return json.loads(out.read_text())["variants"][0]["plain"]["median_ms"]
 
 
-def sequential(edge_run, model, files, threads):
+def sequential(edge_run, spec, files, threads):
+    model, size, _ = split(spec)
     out = subprocess.run(
-        [edge_run, model, "--threads", str(threads), *map(str, files)],
+        [edge_run, model, *size, "--threads", str(threads), *map(str, files)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
     times = [tuple(map(float, m)) for m in re.findall(
@@ -88,9 +104,10 @@ def sequential(edge_run, model, files, threads):
     return [statistics.median(t[i] for t in times) for i in range(3)]
 
 
-def streamed(edge_run, model, source, threads, extra, stats):
+def streamed(edge_run, spec, source, threads, extra, stats):
+    model, size, _ = split(spec)
     subprocess.run(
-        [edge_run, model, "--threads", str(threads), "--source", source, "--report-every", "0",
+        [edge_run, model, *size, "--threads", str(threads), "--source", source, "--report-every", "0",
          "--stats-json", str(stats), *extra],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
@@ -107,7 +124,7 @@ def main():
     ap.add_argument("--edge-run", default=str(ROOT / "target/release/edge-run"))
     ap.add_argument("--edge-bench", default=str(ROOT / "target/release/edge-bench"))
     args = ap.parse_args()
-    models = args.model or ["models/ppocr_v4_det.toml", "models/yolox_ddddocr.toml"]
+    models = args.model or ["models/ppocr_v4_det.toml:640x640", "models/yolox_ddddocr.toml"]
     live = (f"videotestsrc is-live=true pattern=ball num-buffers={30 * args.live_seconds} ! "
             "video/x-raw,width=640,height=480,framerate=30/1 ! videoconvert ! appsink")
     with tempfile.TemporaryDirectory() as tmp:
@@ -134,7 +151,7 @@ def main():
         fps = statistics.median(v["fps"])
         mid = sorted(v["live"], key=lambda x: x["latency"]["median_ms"])[len(v["live"]) // 2]
         lat = mid["latency"]
-        print(f"| {Path(m).stem} | {args.threads} | {infer:.1f} | {pre:.1f} / {seq_infer:.1f} / {post:.1f} "
+        print(f"| {Path(m.partition(':')[0]).stem}{' at ' + m.partition(':')[2] if ':' in m else ''} | {args.threads} | {infer:.1f} | {pre:.1f} / {seq_infer:.1f} / {post:.1f} "
               f"| {1000 / infer:.1f} | {1000 / (pre + seq_infer + post):.1f} | {fps:.1f} | {fps * infer / 1000:.2f} "
               f"| {lat['median_ms']:.0f} / {lat['p90_ms']:.0f} / {lat['max_ms']:.0f} "
               f"| {mid['processed']} / {mid['dropped']} |")
