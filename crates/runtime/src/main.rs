@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -446,12 +448,25 @@ struct Labeled<'a> {
     detection: &'a edgewise_decode::Detection,
 }
 
-/// `--source`: the stream through the pipeline until it ends or a signal
-/// (SIGINT, SIGTERM) stops it; a second signal exits at once.
-fn stream(session: &mut Session, text: &str) -> Result<bool> {
+/// A flag SIGINT and SIGTERM set, so that a stream ends cleanly with its
+/// figures; a second signal exits at once (130 for SIGINT, 143 for
+/// SIGTERM, as a shell reports them).
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Handlers run in the order registered: the exit checks the flag
+        // before this signal sets it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, stop.clone())?;
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    Ok(stop)
+}
+
+/// `--source`: the stream through the pipeline until it ends or `stop` is
+/// set ([`stop_on_signals`]).
+fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> {
     use edgewise_stream::{Event as StreamEvent, Options, Policy, Source};
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     let cli = session.cli;
     let source = Source::parse(text)?;
@@ -478,12 +493,6 @@ fn stream(session: &mut Session, text: &str) -> Result<bool> {
             Policy::EveryFrame => "every frame",
         }
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The second signal exits at once, the first stops the stream.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())?;
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
     let options = Options {
         policy,
         stride: cli.stride,
@@ -496,11 +505,11 @@ fn stream(session: &mut Session, text: &str) -> Result<bool> {
     let started = session.started;
     let actions = &mut session.actions;
     let mut failure: Option<anyhow::Error> = None;
-    let report = edgewise_runtime::stream::detect_stream(
+    let ended = edgewise_runtime::stream::detect_stream(
         &mut session.detector,
         capture.as_mut(),
         &options,
-        &stop,
+        stop,
         |event| {
             let done = match event {
                 StreamEvent::Frame(p) => match p.result {
@@ -553,6 +562,7 @@ fn stream(session: &mut Session, text: &str) -> Result<bool> {
             }
         },
     )?;
+    let report = ended.report;
     eprintln!(
         "stream, whole run ({:.1} s): {}",
         report.seconds,
@@ -564,6 +574,9 @@ fn stream(session: &mut Session, text: &str) -> Result<bool> {
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )
         .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(e) = ended.error {
+        return Err(e.into());
     }
     match failure {
         Some(e) => Err(e),
@@ -648,6 +661,8 @@ fn self_test(session: &mut Session, dir: &Path) -> Result<bool> {
 }
 
 fn run(cli: Cli) -> Result<bool> {
+    // Before the model loads: a stream's service may be stopped any time.
+    let stop = cli.source.is_some().then(stop_on_signals).transpose()?;
     let (onnx, manifest) = load_manifest(&cli)?;
     let fixed = cli.input_size.as_deref().map(parse_size).transpose()?;
     let threads = cli
@@ -691,8 +706,8 @@ fn run(cli: Cli) -> Result<bool> {
     if cli.watch {
         return watch(&mut session, &cli.images);
     }
-    if let Some(source) = &cli.source {
-        return stream(&mut session, source);
+    if let (Some(source), Some(stop)) = (&cli.source, &stop) {
+        return stream(&mut session, source, stop);
     }
     let mut all_ok = true;
     for path in &images {

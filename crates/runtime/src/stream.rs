@@ -4,27 +4,32 @@
 use std::sync::atomic::AtomicBool;
 
 use edgewise_decode::Detection;
-use edgewise_stream::pipeline::{self, Event, Options, Stages};
+use edgewise_stream::pipeline::{self, Ended, Event, Options, Stages};
 use edgewise_stream::{Capture, Captured, Report, StreamError};
 use image::DynamicImage;
 
 use crate::detector::Detector;
 
 /// Runs `detector` on `capture` until the stream ends, `stop` is set or
-/// `sink` returns `false` (see [`pipeline::run`]).
+/// `sink` returns `false` (see [`pipeline::run`]); an error only when the
+/// stream could not start.
 ///
 /// The model's engine for the stream's frame size is built, and run once on
 /// a black frame, before the stream starts: its first frame is timed from
-/// then, and a live source drops nothing while the engine is built.
+/// then, and the figures start then too (frames a live source dropped
+/// while the engine was built are not counted).
 pub fn detect_stream(
     detector: &mut Detector,
     capture: &mut dyn Capture,
     options: &Options,
     stop: &AtomicBool,
     sink: impl FnMut(Event<Vec<Detection>>) -> bool,
-) -> Result<Report, StreamError> {
+) -> Result<Ended, StreamError> {
     let Some(mut first) = capture.next_frame(stop)? else {
-        return Ok(Report::default());
+        return Ok(Ended {
+            report: Report::default(),
+            error: None,
+        });
     };
     let preparer = detector.preparer();
     let finisher = detector
@@ -45,7 +50,7 @@ pub fn detect_stream(
         infer: Box::new(|prepared| Ok(detector.infer(prepared)?)),
         finish: Box::new(move |inferred| Ok(finisher.finish(inferred)?)),
     };
-    pipeline::run(&mut replay, stages, options, stop, sink)
+    Ok(pipeline::run(&mut replay, stages, options, stop, sink))
 }
 
 fn stage_failed(what: &'static str, e: crate::RuntimeError) -> StreamError {
@@ -71,5 +76,9 @@ impl Capture for Replay<'_> {
 
     fn is_live(&self) -> bool {
         self.rest.is_live()
+    }
+
+    fn lost(&self) -> u64 {
+        self.rest.lost()
     }
 }

@@ -27,6 +27,12 @@ pub trait Capture: Send {
     /// set (checked at least every 100 ms while waiting).
     fn next_frame(&mut self, stop: &AtomicBool) -> Result<Option<Captured>, StreamError>;
 
+    /// Frames the source captured but dropped itself before they could be
+    /// read (its own queue of the latest frame full), since it opened.
+    fn lost(&self) -> u64 {
+        0
+    }
+
     /// Whether frames come in real time (a camera, a network stream, a live
     /// pipeline) rather than as fast as they are read (a file).
     fn is_live(&self) -> bool;

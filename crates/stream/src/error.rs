@@ -37,8 +37,8 @@ pub enum StreamError {
         /// GStreamer's message, with its debug details.
         message: String,
     },
-    /// The detector could not start on the stream's first frame.
-    #[error("the {what} failed on the stream's first frame: {message}")]
+    /// The detector could not be set up for the stream.
+    #[error("the {what} could not be set up for the stream: {message}")]
     FirstFrame {
         /// What failed: the model, the decoder.
         what: &'static str,

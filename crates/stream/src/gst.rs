@@ -3,7 +3,8 @@
 //! included), and pipelines users write themselves, all ending in an
 //! `appsink` that hands RGB frames over.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -34,6 +35,17 @@ pub struct GstCapture {
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
     live: bool,
+    /// Whether the appsink drops its older frame for a newer one.
+    drops: bool,
+    /// Frames that reached the appsink, counted by a probe on its pad.
+    arrived: Arc<AtomicU64>,
+    /// Frames read from the appsink.
+    pulled: u64,
+    /// Frames the appsinks of pipelines before this one dropped.
+    lost_earlier: u64,
+    /// Whether a frame came since the source opened: a network stream
+    /// that never played is an error, not a stream to reconnect to.
+    received: bool,
     /// The wait before the next attempt to reach a network stream again:
     /// 1 s after a frame came, doubling with every failed attempt.
     backoff: Duration,
@@ -50,8 +62,14 @@ impl GstCapture {
             pipeline,
             sink,
             live: false,
+            drops: false,
+            arrived: Arc::new(AtomicU64::new(0)),
+            pulled: 0,
+            lost_earlier: 0,
+            received: false,
             backoff: Duration::from_secs(1),
         };
+        capture.arrived = count_arrivals(&capture.sink);
         capture.start()?;
         Ok(capture)
     }
@@ -82,6 +100,7 @@ impl GstCapture {
         let latest = self.latest.unwrap_or(self.live);
         self.sink.set_max_buffers(if latest { 1 } else { 4 });
         self.sink.set_drop(latest);
+        self.drops = latest;
         Ok(())
     }
 
@@ -137,6 +156,15 @@ impl GstCapture {
             // and a new connection brings new pads.
             match build(&self.source) {
                 Ok((pipeline, sink)) => {
+                    // What the old appsink still held is gone with it.
+                    if self.drops {
+                        self.lost_earlier += self
+                            .arrived
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(self.pulled);
+                    }
+                    self.pulled = 0;
+                    self.arrived = count_arrivals(&sink);
                     self.pipeline = pipeline;
                     self.sink = sink;
                 }
@@ -256,6 +284,19 @@ fn build(source: &Source) -> Result<(gst::Pipeline, gst_app::AppSink), StreamErr
     Ok((pipeline, sink))
 }
 
+/// A count of the buffers that reach `sink`, kept by a probe on its pad.
+fn count_arrivals(sink: &gst_app::AppSink) -> Arc<AtomicU64> {
+    let arrived = Arc::new(AtomicU64::new(0));
+    if let Some(pad) = sink.static_pad("sink") {
+        let count = arrived.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            count.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    arrived
+}
+
 fn find_appsink(pipeline: &gst::Pipeline) -> Option<gst_app::AppSink> {
     if let Some(named) = pipeline.by_name(SINK_NAME) {
         return named.dynamic_cast::<gst_app::AppSink>().ok();
@@ -299,6 +340,8 @@ impl Capture for GstCapture {
                 let pts = sample.buffer().and_then(|b| b.pts());
                 let at = self.capture_instant(&sample, pts);
                 let image = to_image(&sample).map_err(|e| self.error(e))?;
+                self.pulled += 1;
+                self.received = true;
                 if self.backoff > Duration::from_secs(1) {
                     eprintln!("stream: {} playing again", self.source);
                     self.backoff = Duration::from_secs(1);
@@ -314,7 +357,13 @@ impl Capture for GstCapture {
             if failure.is_none() && !ended {
                 continue;
             }
-            if matches!(self.source, Source::Network(_)) {
+            // A network stream that played and failed, or a live one that
+            // ended (an RTSP server restarting), is tried again; one that
+            // never played is an error, and a clip served over HTTP ends.
+            let again = matches!(self.source, Source::Network(_))
+                && self.received
+                && (failure.is_some() || self.source.is_live());
+            if again {
                 let why = failure.unwrap_or_else(|| "end of stream".into());
                 if self.reconnect(&why, stop) {
                     continue;
@@ -322,6 +371,9 @@ impl Capture for GstCapture {
                 return Ok(None);
             }
             return match failure {
+                Some(why) if !self.received && matches!(self.source, Source::Network(_)) => {
+                    Err(self.error(format!("cannot reach it: {why}")))
+                }
                 Some(why) => Err(self.error(why)),
                 None => Ok(None),
             };
@@ -330,6 +382,15 @@ impl Capture for GstCapture {
 
     fn is_live(&self) -> bool {
         self.live
+    }
+
+    fn lost(&self) -> u64 {
+        if !self.drops {
+            return self.lost_earlier;
+        }
+        // One frame may be waiting in the appsink, not lost yet.
+        let arrived = self.arrived.load(Ordering::Relaxed);
+        self.lost_earlier + arrived.saturating_sub(self.pulled + 1)
     }
 }
 

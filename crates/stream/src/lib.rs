@@ -21,6 +21,6 @@ pub mod stats;
 
 pub use capture::{Capture, Captured, open};
 pub use error::StreamError;
-pub use pipeline::{Event, Options, Policy, Processed, Stages};
+pub use pipeline::{Ended, Event, Options, Policy, Processed, Stages};
 pub use source::Source;
 pub use stats::{Latency, Report};

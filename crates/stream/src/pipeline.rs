@@ -150,6 +150,12 @@ impl Selector {
             .timestamp
             .unwrap_or_else(|| captured.at.saturating_duration_since(self.start));
         match self.next_due {
+            // A clock that went back (a network stream reconnected starts
+            // its own again) starts the count again too.
+            Some(due) if t + interval < due => {
+                self.next_due = Some(t + interval);
+                true
+            }
             Some(due) if t < due => false,
             // Behind by more than a frame: start counting again from now
             // rather than taking a burst of frames to catch up.
@@ -165,17 +171,28 @@ impl Selector {
     }
 }
 
+/// How a stream ended: its figures, and the error that ended it, if one
+/// did (a camera unplugged, a stage that panicked).
+#[derive(Debug)]
+pub struct Ended {
+    /// The figures of the whole run, up to the end.
+    pub report: Report,
+    /// Why it ended, when not because the source ended, `stop` was set or
+    /// the sink asked.
+    pub error: Option<StreamError>,
+}
+
 /// Runs `capture` through `stages` until the source ends, `stop` is set
 /// (a signal handler), or `sink` returns `false`; `sink` gets every
-/// processed frame in order and the periodic reports. Returns the figures
-/// of the whole run, or the error that ended the source.
+/// processed frame in order and the periodic reports until it returns
+/// `false` (frames still on their way are then counted, not handed over).
 pub fn run<'a, P: Send, I: Send, R: Send>(
     capture: &mut dyn Capture,
     stages: Stages<'a, P, I, R>,
     options: &Options,
     stop: &AtomicBool,
     mut sink: impl FnMut(Event<R>) -> bool,
-) -> Result<Report, StreamError> {
+) -> Ended {
     let counters = Counters::default();
     let halt = AtomicBool::new(false);
     let Stages {
@@ -225,11 +242,22 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
         let halt = &halt;
         let capturing = scope.spawn(move || -> Result<(), StreamError> {
             let mut index = 0u64;
+            // The source's losses before the stream started (while the
+            // model was loaded) are not the stream's.
+            let mut lost_before = capture.lost();
             let result = loop {
                 if halt.load(Ordering::Relaxed) {
                     break Ok(());
                 }
-                let captured = match capture.next_frame(halt) {
+                let next = capture.next_frame(halt);
+                // Frames the source's own queue dropped while we were busy
+                // were captured and dropped all the same.
+                let lost_now = capture.lost();
+                let lost = lost_now.saturating_sub(lost_before);
+                lost_before = lost_now;
+                counters.captured.fetch_add(lost, Ordering::Relaxed);
+                counters.dropped.fetch_add(lost, Ordering::Relaxed);
+                let captured = match next {
                     Ok(Some(c)) => c,
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
@@ -331,19 +359,24 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
         drop(halt_on_unwind);
         drop(sink_rx);
 
-        let joined = capturing
-            .join()
-            .map_err(|_| StreamError::Panicked("capture"));
+        let mut error = match capturing.join() {
+            Ok(result) => result.err(),
+            Err(_) => Some(StreamError::Panicked("capture")),
+        };
         for (name, handle) in [
             ("preprocess", preparing),
             ("inference", inferring),
             ("decode", finishing),
         ] {
-            handle.join().map_err(|_| StreamError::Panicked(name))?;
+            if handle.join().is_err() {
+                error.get_or_insert(StreamError::Panicked(name));
+            }
         }
-        joined?
-    })?;
-    Ok(recorder.total(&counters))
+        Ended {
+            report: recorder.total(counters),
+            error,
+        }
+    })
 }
 
 /// Sets the flag when dropped, unwinding included.
@@ -368,6 +401,14 @@ fn consume<R>(
 ) {
     let poll = Duration::from_millis(100);
     let mut next_report = report_every.map(|every| Instant::now() + every);
+    // Once the sink says stop, what is still on its way is counted only.
+    let mut sinking = true;
+    let mut sink = |event| {
+        if sinking && !sink(event) {
+            sinking = false;
+            halt.store(true, Ordering::Relaxed);
+        }
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             halt.store(true, Ordering::Relaxed);
@@ -392,9 +433,7 @@ fn consume<R>(
                     result: job.value,
                     times,
                 };
-                if !sink(Event::Frame(processed)) {
-                    halt.store(true, Ordering::Relaxed);
-                }
+                sink(Event::Frame(processed));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -403,9 +442,7 @@ fn consume<R>(
             && Instant::now() >= at
         {
             next_report = Some(at + every);
-            if !sink(Event::Report(recorder.recent(counters))) {
-                halt.store(true, Ordering::Relaxed);
-            }
+            sink(Event::Report(recorder.recent(counters)));
         }
     }
 }
@@ -498,14 +535,21 @@ mod tests {
     ) -> (Vec<Outcome>, Report) {
         let mut got = Vec::new();
         let stop = AtomicBool::new(false);
-        let report = run(capture, stages, options, &stop, |event| {
+        let ended = run(capture, stages, options, &stop, |event| {
             if let Event::Frame(p) = event {
                 got.push((p.frame.index, p.result.map_err(|e| e.to_string())));
             }
             true
-        })
-        .unwrap();
-        (got, report)
+        });
+        assert!(ended.error.is_none(), "{:?}", ended.error);
+        let r = &ended.report;
+        // Every frame captured is accounted for, once.
+        assert_eq!(
+            r.captured,
+            r.skipped + r.dropped + r.processed + r.failed,
+            "{r:?}"
+        );
+        (got, ended.report)
     }
 
     #[test]
@@ -594,7 +638,7 @@ mod tests {
     fn the_sink_and_the_stop_flag_end_an_endless_source() {
         let seen = AtomicU64::new(0);
         let stop = AtomicBool::new(false);
-        let report = run(
+        let ended = run(
             &mut Frames::camera(u64::MAX, Duration::from_millis(1)),
             stages(Duration::ZERO, None),
             &Options::default(),
@@ -606,34 +650,37 @@ mod tests {
                     true
                 }
             },
-        )
-        .unwrap();
-        assert!(seen.load(Ordering::Relaxed) >= 10);
-        assert!(report.captured >= 10);
+        );
+        // The sink said stop at its tenth frame and got no more after it.
+        assert_eq!(seen.load(Ordering::Relaxed), 10);
+        assert!(ended.report.processed >= 10 && ended.error.is_none());
+        // The stop flag (a signal handler's), set at the first report.
         let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(50));
-                stop.store(true, Ordering::Relaxed);
-            });
-            let options = Options {
-                policy: Policy::Latest,
-                report_every: Some(Duration::from_millis(10)),
-                ..Options::default()
-            };
-            let mut reports = 0;
-            run(
-                &mut Frames::camera(u64::MAX, Duration::from_millis(1)),
-                stages(Duration::from_millis(5), None),
-                &options,
-                &stop,
-                |event| {
-                    reports += matches!(event, Event::Report(_)) as usize;
-                    true
-                },
-            )
-            .unwrap();
-            assert!(reports >= 1);
-        });
+        let options = Options {
+            policy: Policy::Latest,
+            report_every: Some(Duration::from_millis(10)),
+            ..Options::default()
+        };
+        let mut reports = 0;
+        let ended = run(
+            &mut Frames::camera(u64::MAX, Duration::from_millis(1)),
+            stages(Duration::from_millis(5), None),
+            &options,
+            &stop,
+            |event| {
+                if let Event::Report(_) = event {
+                    reports += 1;
+                    stop.store(true, Ordering::Relaxed);
+                }
+                true
+            },
+        );
+        assert!(reports >= 1 && ended.error.is_none());
+        let r = &ended.report;
+        assert_eq!(
+            r.captured,
+            r.skipped + r.dropped + r.processed + r.failed,
+            "{r:?}"
+        );
     }
 }

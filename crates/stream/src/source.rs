@@ -47,7 +47,7 @@ impl Source {
                 "file" => Source::parse(rest),
                 _ => Err(StreamError::BadSource {
                     input: text.into(),
-                    reason: "the URL schemes read are rtsp://, rtsps://, http:// and https://"
+                    reason: "the URL schemes read are rtsp://, rtsps://, rtspt:// (RTSP over TCP), http:// and https://"
                         .into(),
                 }),
             };
@@ -73,7 +73,13 @@ impl Source {
     /// that the latest should win over every frame. Pipelines say so when
     /// they start; see [`crate::Capture::is_live`].
     pub fn is_live(&self) -> bool {
-        matches!(self, Source::Device(_) | Source::Network(_))
+        match self {
+            Source::Device(_) => true,
+            // RTSP serves cameras; HTTP serves clips as often as cameras
+            // (MJPEG), so it says so when it starts, as pipelines do.
+            Source::Network(url) => url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("rtsp")),
+            Source::File(_) | Source::Pipeline(_) => false,
+        }
     }
 }
 
@@ -115,6 +121,8 @@ mod tests {
             Source::Pipeline(_)
         ));
         assert!(Source::parse("0").unwrap().is_live());
+        assert!(Source::parse("rtsp://cam/1").unwrap().is_live());
+        assert!(!Source::parse("https://host/clip.mp4").unwrap().is_live());
     }
 
     #[test]

@@ -115,13 +115,24 @@ pub struct FrameTimes {
     pub post: Duration,
 }
 
+/// Frame times kept per span: enough for stable percentiles, bounded so
+/// that a board streaming for weeks does not grow.
+const SAMPLES: usize = 4096;
+
 /// Samples since some instant.
 #[derive(Debug)]
 struct Window {
     since: Instant,
     counters_at_start: [u64; 3],
     failed: u64,
+    processed: u64,
+    /// A uniform sample of the processed frames' times (reservoir
+    /// sampling, Vitter's algorithm R): all of them up to [`SAMPLES`].
     times: Vec<FrameTimes>,
+    /// The exact maxima, field by field.
+    max: FrameTimes,
+    /// xorshift state for the reservoir's choices.
+    random: u64,
 }
 
 impl Window {
@@ -130,7 +141,31 @@ impl Window {
             since: Instant::now(),
             counters_at_start: counters.snapshot(),
             failed: 0,
+            processed: 0,
             times: Vec::new(),
+            max: FrameTimes::default(),
+            random: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    fn push(&mut self, t: FrameTimes) {
+        self.processed += 1;
+        self.max = FrameTimes {
+            latency: self.max.latency.max(t.latency),
+            pre: self.max.pre.max(t.pre),
+            infer: self.max.infer.max(t.infer),
+            post: self.max.post.max(t.post),
+        };
+        if self.times.len() < SAMPLES {
+            self.times.push(t);
+            return;
+        }
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        let slot = (self.random % self.processed) as usize;
+        if slot < SAMPLES {
+            self.times[slot] = t;
         }
     }
 
@@ -139,29 +174,33 @@ impl Window {
         let [captured, skipped, dropped] =
             std::array::from_fn(|i| now[i] - self.counters_at_start[i]);
         let seconds = self.since.elapsed().as_secs_f64();
-        let ms = |f: fn(&FrameTimes) -> Duration| -> Vec<f64> {
-            self.times
+        let of = |f: fn(&FrameTimes) -> Duration| -> Latency {
+            let ms: Vec<f64> = self
+                .times
                 .iter()
                 .map(|t| f(t).as_secs_f64() * 1e3)
-                .collect()
+                .collect();
+            Latency {
+                max_ms: f(&self.max).as_secs_f64() * 1e3,
+                ..Latency::of(&ms)
+            }
         };
-        let processed = self.times.len() as u64;
         Report {
             seconds,
             captured,
             skipped,
             dropped,
-            processed,
+            processed: self.processed,
             failed: self.failed,
             fps: if seconds > 0.0 {
-                processed as f64 / seconds
+                self.processed as f64 / seconds
             } else {
                 0.0
             },
-            latency: Latency::of(&ms(|t| t.latency)),
-            pre: Latency::of(&ms(|t| t.pre)),
-            infer: Latency::of(&ms(|t| t.infer)),
-            post: Latency::of(&ms(|t| t.post)),
+            latency: of(|t| t.latency),
+            pre: of(|t| t.pre),
+            infer: of(|t| t.infer),
+            post: of(|t| t.post),
         }
     }
 }
@@ -184,8 +223,8 @@ impl Recorder {
 
     /// A frame processed.
     pub fn processed(&mut self, times: FrameTimes) {
-        self.total.times.push(times);
-        self.recent.times.push(times);
+        self.total.push(times);
+        self.recent.push(times);
     }
 
     /// A frame a stage failed on.
@@ -218,6 +257,29 @@ mod tests {
         assert_eq!((l.median_ms, l.p90_ms, l.max_ms), (5.0, 9.0, 10.0));
         assert_eq!(Latency::of(&[]), Latency::default());
         assert_eq!(Latency::of(&[3.0]).p90_ms, 3.0);
+    }
+
+    #[test]
+    fn a_long_run_keeps_a_bounded_sample_and_exact_maxima() {
+        let counters = Counters::default();
+        let mut recorder = Recorder::new(&counters);
+        // 0..20000 ms once each, shuffled by a stride coprime to the count.
+        for i in 0..20_000u64 {
+            let ms = (i * 7919) % 20_000;
+            recorder.processed(FrameTimes {
+                latency: Duration::from_millis(ms),
+                ..FrameTimes::default()
+            });
+        }
+        let total = recorder.total(&counters);
+        assert_eq!(total.processed, 20_000);
+        assert_eq!(recorder.total.times.len(), SAMPLES);
+        assert_eq!(total.latency.max_ms, 19_999.0);
+        // The sample's median is the run's within a few percent.
+        assert!(
+            (total.latency.median_ms - 10_000.0).abs() < 600.0,
+            "{total:?}"
+        );
     }
 
     #[test]
