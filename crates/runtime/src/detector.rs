@@ -55,8 +55,7 @@ impl Detector {
         fixed_hw: Option<[usize; 2]>,
         threads: usize,
     ) -> Result<Detector, RuntimeError> {
-        let decoder =
-            edgewise_decode::from_params(&manifest.decoder.family, &manifest.decoder.params)?;
+        let decoder = decoder_of(&manifest)?;
         let inputs = model.graph.real_inputs();
         if inputs.len() != 1 {
             return Err(RuntimeError::Preprocess {
@@ -110,11 +109,7 @@ impl Detector {
 
     /// The label of class `id`: its name from the manifest, else the number.
     pub fn label(&self, id: usize) -> String {
-        self.manifest
-            .classes
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
+        label_of(&self.manifest.classes, id)
     }
 
     /// Detects objects in `image`; coordinates are original-image pixels.
@@ -160,10 +155,7 @@ impl Detector {
     /// another thread than its inference.
     pub fn finisher(&self) -> Result<Finisher, RuntimeError> {
         Ok(Finisher {
-            decoder: edgewise_decode::from_params(
-                &self.manifest.decoder.family,
-                &self.manifest.decoder.params,
-            )?,
+            decoder: decoder_of(&self.manifest)?,
         })
     }
 
@@ -277,6 +269,19 @@ impl Finisher {
     pub fn finish(&self, inferred: Inferred) -> Result<Vec<Detection>, RuntimeError> {
         decode(self.decoder.as_ref(), inferred)
     }
+}
+
+/// The decoder `manifest` names, with its parameters.
+fn decoder_of(manifest: &Manifest) -> Result<Box<dyn Decoder>, RuntimeError> {
+    Ok(edgewise_decode::from_params(
+        &manifest.decoder.family,
+        &manifest.decoder.params,
+    )?)
+}
+
+/// The label of class `id` among `classes`: its name, else the number.
+pub fn label_of(classes: &[String], id: usize) -> String {
+    classes.get(id).cloned().unwrap_or_else(|| id.to_string())
 }
 
 /// Decoding, NMS and the mapping back to the original image.

@@ -501,7 +501,7 @@ fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> 
             .then(|| std::time::Duration::from_secs_f64(cli.report_every)),
     };
     let classes = session.detector.manifest().classes.clone();
-    let label = |id: usize| classes.get(id).cloned().unwrap_or_else(|| id.to_string());
+    let label = |id: usize| edgewise_runtime::detector::label_of(&classes, id);
     let started = session.started;
     let actions = &mut session.actions;
     let mut failure: Option<anyhow::Error> = None;

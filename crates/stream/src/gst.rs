@@ -56,6 +56,7 @@ impl GstCapture {
     /// newest frame in the appsink (`None`: when the source is live).
     pub fn open(source: &Source, latest: Option<bool>) -> Result<GstCapture, StreamError> {
         let (pipeline, sink) = build(source)?;
+        let arrived = count_arrivals(&sink);
         let mut capture = GstCapture {
             source: source.clone(),
             latest,
@@ -63,13 +64,12 @@ impl GstCapture {
             sink,
             live: false,
             drops: false,
-            arrived: Arc::new(AtomicU64::new(0)),
+            arrived,
             pulled: 0,
             lost_earlier: 0,
             received: false,
             backoff: Duration::from_secs(1),
         };
-        capture.arrived = count_arrivals(&capture.sink);
         capture.start()?;
         Ok(capture)
     }

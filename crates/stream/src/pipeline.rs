@@ -101,13 +101,47 @@ pub enum Event<R> {
     Report(Report),
 }
 
-/// A frame between stages, with the times spent on it so far.
+/// A frame between stages, with the times spent on it so far (the
+/// latency is filled in at the end).
 struct Job<T> {
     frame: Frame,
     value: Result<T, StageError>,
-    pre: Duration,
-    infer: Duration,
-    post: Duration,
+    times: FrameTimes,
+}
+
+impl<T> Job<T> {
+    /// Runs `stage` on the value (a failed frame stays failed), its time
+    /// going to the field `spent` picks.
+    fn then<U>(
+        self,
+        stage: impl FnOnce(T) -> Result<U, StageError>,
+        spent: fn(&mut FrameTimes) -> &mut Duration,
+    ) -> Job<U> {
+        let t = Instant::now();
+        let value = self.value.and_then(stage);
+        let mut times = self.times;
+        *spent(&mut times) = t.elapsed();
+        Job {
+            frame: self.frame,
+            value,
+            times,
+        }
+    }
+}
+
+/// A middle stage's thread: every job from `jobs` through `stage`, on to
+/// `next`, until either side closes.
+fn relay<A, B>(
+    jobs: Receiver<Job<A>>,
+    next: SyncSender<Job<B>>,
+    mut stage: Stage<'_, A, B>,
+    spent: fn(&mut FrameTimes) -> &mut Duration,
+) {
+    for job in jobs {
+        if next.send(job.then(&mut stage, spent)).is_err() {
+            break;
+        }
+    }
 }
 
 /// How the capture stage hands frames to preprocessing.
@@ -197,38 +231,35 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
     let halt = AtomicBool::new(false);
     let Stages {
         mut prepare,
-        mut infer,
-        mut finish,
+        infer,
+        finish,
     } = stages;
     // Latest: a rendezvous between preprocessing and inference, so the frame
     // preprocessed next is taken from the source when inference starts on
     // the one before, never earlier. Every frame: a queue of one at each step.
-    let (handoff, from_capture): (Handoff, Box<dyn FnMut() -> Option<Frame> + Send>) =
-        match options.policy {
-            Policy::EveryFrame => {
-                let (tx, rx) = mpsc::sync_channel::<Frame>(1);
-                (Handoff::Queue(tx), Box::new(move || rx.recv().ok()))
-            }
-            Policy::Latest => {
-                let slot = std::sync::Arc::new(Latest::default());
-                let reader = slot.clone();
-                (
-                    Handoff::Latest(slot),
-                    Box::new(move || {
-                        loop {
-                            match reader.take(Duration::from_millis(100)) {
-                                Taken::Item(frame) => return Some(frame),
-                                Taken::Closed => return None,
-                                Taken::Empty => {}
-                            }
+    type FromCapture = Box<dyn FnMut() -> Option<Frame> + Send>;
+    let (handoff, from_capture, infer_queue): (Handoff, FromCapture, usize) = match options.policy {
+        Policy::EveryFrame => {
+            let (tx, rx) = mpsc::sync_channel::<Frame>(1);
+            (Handoff::Queue(tx), Box::new(move || rx.recv().ok()), 1)
+        }
+        Policy::Latest => {
+            let slot = std::sync::Arc::new(Latest::default());
+            let reader = slot.clone();
+            (
+                Handoff::Latest(slot),
+                Box::new(move || {
+                    loop {
+                        match reader.take(Duration::from_millis(100)) {
+                            Taken::Item(frame) => return Some(frame),
+                            Taken::Closed => return None,
+                            Taken::Empty => {}
                         }
-                    }),
-                )
-            }
-        };
-    let infer_queue = match options.policy {
-        Policy::EveryFrame => 1,
-        Policy::Latest => 0,
+                    }
+                }),
+                0,
+            )
+        }
     };
     let (to_infer, infer_rx) = mpsc::sync_channel::<Job<P>>(infer_queue);
     let (to_finish, finish_rx) = mpsc::sync_channel::<Job<I>>(1);
@@ -297,52 +328,26 @@ pub fn run<'a, P: Send, I: Send, R: Send>(
             while let Some(frame) = from_capture() {
                 let t = Instant::now();
                 let value = prepare(&frame.image);
-                let job = Job {
-                    frame,
-                    value,
+                let times = FrameTimes {
                     pre: t.elapsed(),
-                    infer: Duration::ZERO,
-                    post: Duration::ZERO,
+                    ..FrameTimes::default()
                 };
-                if to_infer.send(job).is_err() {
+                if to_infer
+                    .send(Job {
+                        frame,
+                        value,
+                        times,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
             // Downstream gone: the capture stage must not wait for a reader.
             halt.store(true, Ordering::Relaxed);
         });
-        let inferring = scope.spawn(move || {
-            for job in infer_rx {
-                let t = Instant::now();
-                let value = job.value.and_then(&mut infer);
-                let next = Job {
-                    frame: job.frame,
-                    value,
-                    pre: job.pre,
-                    infer: t.elapsed(),
-                    post: Duration::ZERO,
-                };
-                if to_finish.send(next).is_err() {
-                    break;
-                }
-            }
-        });
-        let finishing = scope.spawn(move || {
-            for job in finish_rx {
-                let t = Instant::now();
-                let value = job.value.and_then(&mut finish);
-                let next = Job {
-                    frame: job.frame,
-                    value,
-                    pre: job.pre,
-                    infer: job.infer,
-                    post: t.elapsed(),
-                };
-                if to_sink.send(next).is_err() {
-                    break;
-                }
-            }
-        });
+        let inferring = scope.spawn(move || relay(infer_rx, to_finish, infer, |t| &mut t.infer));
+        let finishing = scope.spawn(move || relay(finish_rx, to_sink, finish, |t| &mut t.post));
 
         // Should the sink panic, the capture stage must still stop, or the
         // scope would wait for it forever.
@@ -420,9 +425,7 @@ fn consume<R>(
             Ok(job) => {
                 let times = FrameTimes {
                     latency: job.frame.at.elapsed(),
-                    pre: job.pre,
-                    infer: job.infer,
-                    post: job.post,
+                    ..job.times
                 };
                 match &job.value {
                     Ok(_) => recorder.processed(times),
