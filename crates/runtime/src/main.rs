@@ -33,7 +33,7 @@ struct Cli {
     /// pipeline ending in an appsink (`"libcamerasrc ! videoconvert !
     /// appsink"`). One JSON line per processed frame on stdout, the
     /// stream's figures on stderr. Needs the `gstreamer` feature.
-    #[arg(long, conflicts_with_all = ["watch", "self_test", "draw"])]
+    #[arg(long, conflicts_with_all = ["watch", "self_test"])]
     source: Option<String>,
     /// With --source: infer on the newest frame only, dropping frames that
     /// arrive while the model is busy (live sources' default).
@@ -71,7 +71,10 @@ struct Cli {
     /// The manifest to use with an ONNX file given directly.
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// Write annotated images: a file for one image, else a folder.
+    /// Write annotated images: a file for one image, else a folder. With
+    /// --source, an annotated video of the processed frames (`.mp4` or
+    /// `.mkv` at the source's own frame times, or `.avi`), complete when
+    /// the stream ends.
     #[arg(long)]
     draw: Option<PathBuf>,
     /// Fix the input size (`HxW`, e.g. `640x640`) instead of the model's or the manifest's rule.
@@ -448,6 +451,50 @@ struct Labeled<'a> {
     detection: &'a edgewise_decode::Detection,
 }
 
+/// `--draw` with `--source`: the processed frames with their detections,
+/// as a video started at the first frame's size.
+struct AnnotatedVideo<'a> {
+    path: &'a Path,
+    writer: Option<Box<dyn edgewise_stream::VideoWriter>>,
+}
+
+impl<'a> AnnotatedVideo<'a> {
+    fn new(path: &'a Path) -> AnnotatedVideo<'a> {
+        AnnotatedVideo { path, writer: None }
+    }
+
+    fn add(
+        &mut self,
+        frame: edgewise_stream::pipeline::Frame,
+        detections: &[edgewise_decode::Detection],
+        label: impl Fn(usize) -> String,
+    ) -> Result<()> {
+        let mut canvas = frame.image.into_rgb8();
+        draw_detections(&mut canvas, detections, label);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(edgewise_stream::writer::create(
+                self.path,
+                canvas.width(),
+                canvas.height(),
+            )?),
+        };
+        Ok(writer.write(&canvas, frame.timestamp)?)
+    }
+
+    /// Ends the video; nothing is written when no frame came.
+    fn finish(self) -> Result<()> {
+        if let Some(writer) = self.writer {
+            let frames = writer.finish()?;
+            eprintln!(
+                "edge-run: wrote {frames} annotated frame(s) to {}",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A flag SIGINT and SIGTERM set, so that a stream ends cleanly with its
 /// figures; a second signal exits at once (130 for SIGINT, 143 for
 /// SIGTERM, as a shell reports them).
@@ -505,6 +552,7 @@ fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> 
     let started = session.started;
     let actions = &mut session.actions;
     let mut failure: Option<anyhow::Error> = None;
+    let mut video = cli.draw.as_deref().map(AnnotatedVideo::new);
     let ended = edgewise_runtime::stream::detect_stream(
         &mut session.detector,
         capture.as_mut(),
@@ -512,7 +560,7 @@ fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> 
         stop,
         |event| {
             let done = match event {
-                StreamEvent::Frame(p) => match p.result {
+                StreamEvent::Frame(p) => match &p.result {
                     Ok(detections) => {
                         let line = FrameLine {
                             frame: p.frame.index,
@@ -542,10 +590,18 @@ fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> 
                                     .context("writing to standard output")
                             })
                             .and_then(|()| act(actions, &name, &seen, started))
+                            .and_then(|()| match &mut video {
+                                Some(video) => video.add(p.frame, detections, label),
+                                None => Ok(()),
+                            })
                     }
                     Err(e) => {
                         eprintln!("edge-run: error: frame {}: {e}", p.frame.index);
-                        Ok(())
+                        // The video keeps the frame, without boxes.
+                        match &mut video {
+                            Some(video) => video.add(p.frame, &[], label),
+                            None => Ok(()),
+                        }
                     }
                 },
                 StreamEvent::Report(r) => {
@@ -562,6 +618,11 @@ fn stream(session: &mut Session, text: &str, stop: &AtomicBool) -> Result<bool> 
             }
         },
     )?;
+    // A video cut short by a failed frame line, action or write is not
+    // kept; one whose source failed holds what came before.
+    if let (Some(video), None) = (video, &failure) {
+        video.finish()?;
+    }
     let report = ended.report;
     eprintln!(
         "stream, whole run ({:.1} s): {}",
@@ -663,6 +724,9 @@ fn self_test(session: &mut Session, dir: &Path) -> Result<bool> {
 fn run(cli: Cli) -> Result<bool> {
     // Before the model loads: a stream's service may be stopped any time.
     let stop = cli.source.is_some().then(stop_on_signals).transpose()?;
+    if let (Some(_), Some(video)) = (&cli.source, &cli.draw) {
+        edgewise_stream::writer::check(video)?;
+    }
     let (onnx, manifest) = load_manifest(&cli)?;
     let fixed = cli.input_size.as_deref().map(parse_size).transpose()?;
     let threads = cli

@@ -468,6 +468,119 @@ mod stream {
         assert_eq!(frames, [0, 2]);
     }
 
+    /// The frames of `video`, decoded by GStreamer to `{prefix}NN.png`.
+    #[cfg(feature = "gstreamer")]
+    fn frames_of(video: &Path, prefix: &Path) -> Vec<image::RgbImage> {
+        let status = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(
+                format!(
+                    "filesrc location={} ! decodebin ! videoconvert ! pngenc ! multifilesink location={}%02d.png",
+                    video.display(),
+                    prefix.display()
+                )
+                .split(' '),
+            )
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (0..)
+            .map(|i| std::path::PathBuf::from(format!("{}{i:02}.png", prefix.display())))
+            .take_while(|p| p.exists())
+            .map(|p| image::open(p).unwrap().to_rgb8())
+            .collect()
+    }
+
+    /// Mean absolute difference of two images over a rectangle.
+    #[cfg(feature = "gstreamer")]
+    fn difference(a: &image::RgbImage, b: &image::RgbImage, x: u32, y: u32, w: u32, h: u32) -> f64 {
+        let mut sum = 0.0;
+        for yy in y..y + h {
+            for xx in x..x + w {
+                let (p, q) = (a.get_pixel(xx, yy).0, b.get_pixel(xx, yy).0);
+                sum += (0..3)
+                    .map(|c| (p[c] as f64 - q[c] as f64).abs())
+                    .sum::<f64>();
+            }
+        }
+        sum / (3 * w * h) as f64
+    }
+
+    /// `--draw out.mp4` with a stream: every processed frame in the video,
+    /// at the source's size, with its detections' labels drawn and the
+    /// picture otherwise intact; no partial file left beside it.
+    #[cfg(feature = "gstreamer")]
+    #[test]
+    fn a_stream_is_drawn_into_a_video_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = video_of_photos(
+            dir.path(),
+            "video/x-raw,format=RGB ! matroskamux",
+            "raw.mkv",
+        );
+        let drawn = dir.path().join("drawn").join("annotated.mp4");
+        let (ok, _, err) = edge_run(&[
+            MODEL,
+            "--source",
+            path_str(&raw),
+            "--draw",
+            path_str(&drawn),
+        ]);
+        assert!(!ok, "a missing folder is refused before the model loads");
+        assert!(err.contains("does not exist"), "{err}");
+        std::fs::create_dir(drawn.parent().unwrap()).unwrap();
+        let (ok, out, err) = edge_run(&[
+            "models/yolox_ddddocr.toml",
+            "--source",
+            path_str(&raw),
+            "--draw",
+            path_str(&drawn),
+        ]);
+        assert!(ok, "{err}");
+        assert!(err.contains("wrote 4 annotated frame(s)"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(drawn.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["annotated.mp4"]);
+        let original = frames_of(&raw, &dir.path().join("original"));
+        let annotated = frames_of(&drawn, &dir.path().join("annotated"));
+        assert_eq!(annotated.len(), 4);
+        let (mut detections, mut labels) = (0, 0);
+        for (line, (before, after)) in out.lines().zip(original.iter().zip(&annotated)) {
+            assert_eq!(after.dimensions(), (640, 480));
+            // Lossy, and with the labels on top, but the source's picture.
+            let mut each: Vec<f64> = (0..480)
+                .step_by(3)
+                .flat_map(|y| (0..640).step_by(3).map(move |x| (x, y)))
+                .map(|(x, y)| difference(before, after, x, y, 1, 1))
+                .collect();
+            each.sort_by(f64::total_cmp);
+            let median = each[each.len() / 2];
+            assert!(median < 12.0, "median difference {median}");
+            let frame: serde_json::Value = serde_json::from_str(line).unwrap();
+            for d in frame["detections"].as_array().unwrap() {
+                let (x, y) = (
+                    d["box"]["x1"].as_f64().unwrap(),
+                    d["box"]["y1"].as_f64().unwrap(),
+                );
+                let (x, y) = (
+                    x.round().clamp(0.0, 600.0) as u32,
+                    (y.round() - 12.0).clamp(0.0, 468.0) as u32,
+                );
+                // The filled label, 12 px high, in the class colour.
+                detections += 1;
+                if difference(before, after, x, y, 40, 12) > 30.0 {
+                    labels += 1;
+                }
+            }
+        }
+        assert!(
+            detections > 0 && 2 * labels >= detections,
+            "{labels} of {detections} labels found drawn:\n{out}"
+        );
+    }
+
     /// A live source at 60 frames per second against a model that takes
     /// far longer per frame: `--latest` must drop frames and stay current.
     #[cfg(feature = "gstreamer")]

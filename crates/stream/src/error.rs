@@ -45,6 +45,14 @@ pub enum StreamError {
         /// Why.
         message: String,
     },
+    /// An annotated video that cannot be written.
+    #[error("cannot write the video {}: {message}", path.display())]
+    Writer {
+        /// The video file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// A stage thread panicked.
     #[error("the {0} stage panicked")]
     Panicked(&'static str),

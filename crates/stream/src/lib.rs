@@ -8,7 +8,8 @@
 //! bounded queues, so pre- and post-processing overlap inference, under a
 //! [`Policy`]: every frame (files) or the latest (live sources, stale frames
 //! dropped). [`stats`] counts frames captured, skipped, dropped and
-//! processed, and measures end-to-end latency from capture to result.
+//! processed, and measures end-to-end latency from capture to result;
+//! [`writer`] writes annotated frames back out as a video file.
 
 pub mod capture;
 pub mod error;
@@ -18,9 +19,11 @@ pub mod latest;
 pub mod pipeline;
 pub mod source;
 pub mod stats;
+pub mod writer;
 
 pub use capture::{Capture, Captured, open};
 pub use error::StreamError;
 pub use pipeline::{Ended, Event, Options, Policy, Processed, Stages};
 pub use source::Source;
 pub use stats::{Latency, Report};
+pub use writer::VideoWriter;
