@@ -133,6 +133,18 @@ struct MeasureArgs {
     /// Tensors that start the head (default: the manifest's, else found).
     #[arg(long, value_delimiter = ',')]
     head_in: Vec<String>,
+    /// Also run each model on a stream, as `edge-run --source` does: a
+    /// camera (`/dev/video0`), a video file, an `rtsp://` URL or a
+    /// GStreamer pipeline ending in an appsink. The report gains the
+    /// frames captured, processed and dropped, the fps and the latency
+    /// from capture to detections. Needs a manifest and the `gstreamer`
+    /// feature.
+    #[arg(long, value_name = "SRC")]
+    source: Option<String>,
+    /// With --source: how long each model runs on it (a video file may
+    /// end sooner).
+    #[arg(long, default_value_t = 30.0, requires = "source", value_name = "S")]
+    seconds: f64,
     #[command(flatten)]
     output: Output,
 }
@@ -276,10 +288,17 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
         thread_counts.push(edgewise_runtime::engine::default_threads());
     }
     args.timing.check(&thread_counts)?;
+    check_source(&args)?;
     let labels = labels(&args.models, &args.label)?;
     let mut targets = vec![];
     for (path, label) in args.models.iter().zip(labels) {
         let source = ModelSource::resolve(path)?;
+        if args.source.is_some() && source.manifest.is_none() {
+            bail!(
+                "--source needs a manifest to turn frames into model input: give models/<name>.toml (or a manifest beside {}) instead",
+                path.display()
+            );
+        }
         let shapes = source.input_shapes(args.input_shape.as_deref())?;
         let overrides = source.stage_boundaries(&args.backbone_out, &args.head_in);
         for &threads in &thread_counts {
@@ -291,8 +310,65 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
             targets.push((target, threads));
         }
     }
-    let variants = measure_all(&targets, &args.timing)?;
+    if let Some(source) = &args.source
+        && !edgewise_stream::AVAILABLE
+    {
+        return Err(edgewise_stream::StreamError::NoGstreamer {
+            input: source.clone(),
+        }
+        .into());
+    }
+    let mut variants = measure_all(&targets, &args.timing)?;
+    if let Some(source) = &args.source {
+        for ((target, threads), variant) in targets.iter().zip(&mut variants) {
+            variant.stream = Some(run_stream(target, *threads, &args, source)?);
+        }
+    }
     emit(&Report::new(variants), &args.output)
+}
+
+/// Refuses a `--source` that cannot run before minutes are spent
+/// measuring.
+fn check_source(args: &MeasureArgs) -> Result<()> {
+    let Some(source) = &args.source else {
+        return Ok(());
+    };
+    edgewise_stream::Source::parse(source)?;
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        bail!(
+            "--seconds must be a positive number of seconds, not {}",
+            args.seconds
+        );
+    }
+    Ok(())
+}
+
+/// `target` on the stream for `--seconds`, with a progress bar.
+fn run_stream(
+    target: &Target,
+    threads: usize,
+    args: &MeasureArgs,
+    source: &str,
+) -> Result<edgewise_measure::stream::StreamRun> {
+    let bar = ProgressBar::new((args.seconds * 10.0) as u64).with_style(
+        ProgressStyle::with_template("{prefix} {bar:30} {msg}").expect("valid template"),
+    );
+    bar.set_prefix(format!("{} on {source}", target.label));
+    let mut frames = 0u64;
+    let run = edgewise_measure::stream::measure_stream(
+        target,
+        args.timing.budget(threads)?,
+        source,
+        args.seconds,
+        &mut |elapsed| {
+            frames += 1;
+            bar.set_position((elapsed * 10.0) as u64);
+            bar.set_message(format!("{frames} frames, {elapsed:.0} s"));
+        },
+    )
+    .with_context(|| format!("cannot run {} on {source}", target.label))?;
+    bar.finish_and_clear();
+    Ok(run)
 }
 
 fn run_study(args: StudyArgs) -> Result<()> {

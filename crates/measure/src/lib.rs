@@ -7,7 +7,8 @@
 //! models side by side; [`attribution`] maps plan nodes back to ONNX nodes
 //! and so to backbone, neck and head; [`stats`] summarizes the samples;
 //! [`machine`] records the conditions (CPU, governor, load, throttling);
-//! [`board`] checks the machine against a board profile; [`report`] is the
+//! [`board`] checks the machine against a board profile; [`stream`] runs a detector on a
+//! live source or a video; [`report`] is the
 //! versioned result (`edgewise.bench/1`). Rendering lives in `edgewise-bench`.
 
 pub mod attribution;
@@ -16,3 +17,4 @@ pub mod machine;
 pub mod measure;
 pub mod report;
 pub mod stats;
+pub mod stream;

@@ -537,6 +537,7 @@ fn summarize(lane: Lane, image: Option<&Path>, board: Option<&Board>) -> Result<
         kernels,
         unattributed,
         detections: profiled.last().and_then(|s| s.detections),
+        stream: None,
         warnings,
     })
 }

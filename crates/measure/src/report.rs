@@ -90,6 +90,9 @@ pub struct Variant {
     pub unattributed: Vec<String>,
     /// Detections on the image in the last frame, with a manifest.
     pub detections: Option<usize>,
+    /// The detector on a stream (`edge-bench --source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::stream::StreamRun>,
     /// Problems that make numbers less trustworthy (overhead, gap, board mismatch).
     pub warnings: Vec<String>,
 }

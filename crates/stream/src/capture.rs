@@ -38,6 +38,10 @@ pub trait Capture: Send {
     fn is_live(&self) -> bool;
 }
 
+/// Whether this build reads streams (the `gstreamer` feature): without
+/// it, [`open`] says how to rebuild.
+pub const AVAILABLE: bool = cfg!(feature = "gstreamer");
+
 /// Opens `source`. `latest` asks the source to keep only its newest frame
 /// while the reader is busy (live sources), rather than to hold back
 /// (files, every frame).

@@ -21,7 +21,7 @@ pub mod source;
 pub mod stats;
 pub mod writer;
 
-pub use capture::{Capture, Captured, open};
+pub use capture::{AVAILABLE, Capture, Captured, open};
 pub use error::StreamError;
 pub use pipeline::{Ended, Event, Options, Policy, Processed, Stages};
 pub use source::Source;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counters the capture stage keeps, read by whoever reports.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ impl Counters {
 }
 
 /// Milliseconds: median, 90th percentile and maximum of some durations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// The median.
     pub median_ms: f64,
@@ -57,7 +57,7 @@ impl Latency {
 }
 
 /// A stream's figures over some span of time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// The span, in seconds.
     pub seconds: f64,

@@ -67,6 +67,13 @@ pub fn render(report: &Report, options: Options) -> Result<String> {
             table(&tables::comparison(report))
         );
     }
+    if let Some((title, t)) = tables::stream(report) {
+        body += &format!(
+            "<h2>On a stream</h2>\n<p>{}</p>\n{}",
+            escape(&title),
+            table(&t)
+        );
+    }
     for (i, v) in report.variants.iter().enumerate() {
         body += &format!("<h2>{}</h2>\n<dl>\n", escape(&v.label));
         for (key, value) in tables::facts(v) {

@@ -67,5 +67,8 @@ pub fn render(report: &Report, options: Options) -> String {
             table(&tables::comparison(report))
         );
     }
+    if let Some((title, t)) = tables::stream(report) {
+        out += &format!("### On a stream\n\n{title}\n\n{}\n", table(&t));
+    }
     out
 }

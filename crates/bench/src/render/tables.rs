@@ -5,6 +5,7 @@ use edgewise_graph::units::si;
 use super::{ms, pct};
 use edgewise_measure::report::{MAX_OVERHEAD_PCT, MAX_STAGE_GAP_PCT, Report, STAGE_ROWS, Variant};
 use edgewise_measure::stats::Summary;
+use edgewise_measure::stream::StreamRun;
 
 /// A table of text cells.
 pub struct TextTable {
@@ -299,4 +300,54 @@ pub fn comparison(report: &Report) -> TextTable {
     });
     line("plain run", &|v: &Variant| Some(v.plain.median_ms));
     TextTable::labelled_rows(header, rows)
+}
+
+/// The variants measured on a stream (`--source`), side by side: frames,
+/// rate and latency through the pipeline, against the per-stage run's
+/// one-frame-at-a-time rate. `None` when none was.
+pub fn stream(report: &Report) -> Option<(String, TextTable)> {
+    let runs: Vec<(&Variant, &StreamRun)> = report
+        .variants
+        .iter()
+        .filter_map(|v| v.stream.as_ref().map(|s| (v, s)))
+        .collect();
+    let (_, first) = runs.first()?;
+    let title = format!(
+        "{} ({}, {}), {:.1} s asked",
+        first.source,
+        if first.live { "live" } else { "not live" },
+        first.policy,
+        first.seconds_asked
+    );
+    let mut header = vec!["stream".to_string()];
+    header.extend(runs.iter().map(|(v, _)| v.label.clone()));
+    type Cell = fn(&Variant, &StreamRun) -> String;
+    let rows: [(&str, Cell); 15] = [
+        ("seconds", |_, s| format!("{:.1}", s.report.seconds)),
+        ("frames captured", |_, s| u64::to_string(&s.report.captured)),
+        ("processed", |_, s| u64::to_string(&s.report.processed)),
+        ("dropped (stale)", |_, s| u64::to_string(&s.report.dropped)),
+        ("skipped", |_, s| u64::to_string(&s.report.skipped)),
+        ("failed", |_, s| u64::to_string(&s.report.failed)),
+        ("processed fps", |_, s| format!("{:.1}", s.report.fps)),
+        ("one frame at a time, fps", |v, _| {
+            format!("{:.1}", 1e3 / v.plain.median_ms)
+        }),
+        ("latency median ms", |_, s| ms(s.report.latency.median_ms)),
+        ("latency p90 ms", |_, s| ms(s.report.latency.p90_ms)),
+        ("latency max ms", |_, s| ms(s.report.latency.max_ms)),
+        ("pre median ms", |_, s| ms(s.report.pre.median_ms)),
+        ("infer median ms", |_, s| ms(s.report.infer.median_ms)),
+        ("post median ms", |_, s| ms(s.report.post.median_ms)),
+        ("inference busy", |_, s| pct(s.inference_busy_pct())),
+    ];
+    let rows = rows
+        .iter()
+        .map(|(name, cell)| {
+            let mut row = vec![name.to_string()];
+            row.extend(runs.iter().map(|(v, s)| cell(v, s)));
+            row
+        })
+        .collect();
+    Some((title, TextTable::labelled_rows(header, rows)))
 }

@@ -57,5 +57,8 @@ pub fn render(report: &Report, options: Options) -> String {
     if report.variants.len() > 1 {
         out += &format!("side by side:\n{}\n", boxed(&tables::comparison(report)));
     }
+    if let Some((title, table)) = tables::stream(report) {
+        out += &format!("on a stream: {title}\n{}\n", boxed(&table));
+    }
     out
 }

@@ -195,7 +195,23 @@ fn two_variants_side_by_side_in_every_format_and_merged() {
 
 #[test]
 fn bad_input_gets_a_clear_error_before_any_measuring() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 13] = [
+        (
+            &[
+                "models/.cache/ch_PP-OCRv4_det_infer.onnx",
+                "--source",
+                "README.md",
+            ],
+            "--source needs a manifest",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--source", "ftp://camera/1"],
+            "the URL schemes read are rtsp://",
+        ),
+        (
+            &["models/ppocr_v4_det.toml", "--source", "absent.mp4"],
+            "no video file absent.mp4",
+        ),
         (
             &["models/absent.onnx"],
             "edge-bench: error: model file models/absent.onnx does not exist",
@@ -475,4 +491,64 @@ fn a_real_model_of_every_family_benches_stage_by_stage() {
             }
         }
     }
+}
+
+/// `--source`: each model also runs through `edge-run --source`'s
+/// pipeline, and its figures join the report in every format.
+#[test]
+fn a_stream_run_joins_the_report_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    // 12 frames, not live: every one is processed, none dropped.
+    let source =
+        "videotestsrc num-buffers=12 ! video/x-raw,width=320,height=240 ! videoconvert ! appsink";
+    let (ok, out, err) = edge_bench(&[
+        "models/ppocr_v4_det.toml",
+        "--input-shape",
+        "1x3x320x320",
+        "--warmup",
+        "1",
+        "--runs",
+        "2",
+        "--threads",
+        "1",
+        "--top",
+        "0",
+        "--source",
+        source,
+        "--seconds",
+        "60",
+        "--format",
+        "markdown",
+        "--save",
+        path_arg(&json),
+        "--save",
+        path_arg(&html),
+    ]);
+    if !edgewise_stream::AVAILABLE {
+        assert!(!ok);
+        assert!(err.contains("needs GStreamer"), "{err}");
+        return;
+    }
+    assert!(ok, "{err}");
+    assert!(out.contains("### On a stream"), "{out}");
+    assert!(out.contains("| processed fps |"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    validate(&report);
+    let stream = &report["variants"][0]["stream"];
+    assert_eq!(stream["source"], source);
+    assert_eq!(stream["live"], false);
+    assert_eq!(stream["policy"], "every frame");
+    let figures = &stream["report"];
+    for (key, expected) in [("captured", 12), ("processed", 12), ("dropped", 0)] {
+        assert_eq!(figures[key], expected, "{key}: {figures}");
+    }
+    assert!(figures["latency"]["median_ms"].as_f64().unwrap() > 0.0);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<h2>On a stream</h2>"));
+    // A report with a stream reads back (merge).
+    let (ok, out, err) = edge_bench(&["merge", path_arg(&json), "--top", "0"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("on a stream: videotestsrc"), "{out}");
 }
