@@ -35,6 +35,35 @@ pub struct BuildTarget {
     /// would enable them (LLVM's Cortex-A72 includes the crypto extension,
     /// which the Pi 4's BCM2711 does not have).
     pub lacks: Vec<String>,
+    /// Built with `edge-run --source` (the `gstreamer` feature), against
+    /// the board's GStreamer libraries.
+    pub gstreamer: Option<GstreamerLibs>,
+}
+
+/// Where the board's GStreamer development files are found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GstreamerLibs {
+    /// A copy of the board's root filesystem holding them (its
+    /// `/usr/lib/<multiarch>`); `None`: this machine's own multiarch
+    /// folders (`/usr/lib/aarch64-linux-gnu`).
+    pub sysroot: Option<PathBuf>,
+}
+
+/// The `.pc` files the `gstreamer` feature links against (from Debian's
+/// libgstreamer1.0-dev and libgstreamer-plugins-base1.0-dev).
+const GSTREAMER_PC: [&str; 3] = ["gstreamer-1.0", "gstreamer-app-1.0", "gstreamer-video-1.0"];
+
+/// Debian's multiarch folder and architecture name for a Rust triple.
+fn debian_arch(triple: &str) -> Option<(&'static str, &'static str)> {
+    let arch = triple.split('-').next()?;
+    match arch {
+        "aarch64" => Some(("aarch64-linux-gnu", "arm64")),
+        "x86_64" => Some(("x86_64-linux-gnu", "amd64")),
+        _ if arch.starts_with("arm") && triple.ends_with("gnueabihf") => {
+            Some(("arm-linux-gnueabihf", "armhf"))
+        }
+        _ => None,
+    }
 }
 
 impl BuildTarget {
@@ -70,7 +99,50 @@ impl BuildTarget {
             linker_package: package.clone(),
             target_cpu: build.target_cpu.clone(),
             lacks: board.cpu.lacks.clone(),
+            gstreamer: None,
         })
+    }
+
+    /// Whether it builds for another architecture than this machine's.
+    pub fn is_cross(&self) -> bool {
+        self.triple.split('-').next() != Some(std::env::consts::ARCH)
+    }
+
+    /// The folder of the board's `.pc` files and the folder of its
+    /// libraries, with the `gstreamer` feature.
+    fn gstreamer_dirs(&self) -> Option<(PathBuf, PathBuf)> {
+        let libs = self.gstreamer.as_ref()?;
+        let (multiarch, _) = debian_arch(&self.triple)?;
+        let root = libs.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"));
+        let lib = root.join("usr/lib").join(multiarch);
+        Some((lib.join("pkgconfig"), lib))
+    }
+
+    /// Environment for the `pkg-config` crate to find the board's
+    /// GStreamer rather than this machine's.
+    pub fn pkg_config_env(&self) -> Vec<(String, String)> {
+        let Some((pc, _)) = self.gstreamer_dirs() else {
+            return vec![];
+        };
+        if !self.is_cross() && self.gstreamer.as_ref().is_some_and(|g| g.sysroot.is_none()) {
+            return vec![];
+        }
+        let suffix = self.triple.replace('-', "_");
+        let mut dirs = vec![pc.display().to_string()];
+        if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
+            dirs.push(root.join("usr/share/pkgconfig").display().to_string());
+        }
+        let mut env = vec![
+            ("PKG_CONFIG_ALLOW_CROSS".to_string(), "1".to_string()),
+            (format!("PKG_CONFIG_LIBDIR_{suffix}"), dirs.join(":")),
+        ];
+        if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
+            env.push((
+                format!("PKG_CONFIG_SYSROOT_DIR_{suffix}"),
+                root.display().to_string(),
+            ));
+        }
+        env
     }
 
     /// The `CARGO_TARGET_<TRIPLE>_` prefix of Cargo's per-target settings.
@@ -94,6 +166,13 @@ impl BuildTarget {
             .collect();
         if !off.is_empty() {
             flags.push_str(&format!(" -C target-feature={}", off.join(",")));
+        }
+        if let Some((_, lib)) = self.gstreamer_dirs() {
+            if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
+                flags.push_str(&format!(" -C link-arg=--sysroot={}", root.display()));
+            }
+            // GStreamer's own dependencies (GLib, ORC...) are found beside it.
+            flags.push_str(&format!(" -C link-arg=-Wl,-rpath-link,{}", lib.display()));
         }
         Ok(flags)
     }
@@ -150,7 +229,53 @@ pub fn missing_pieces(target: &BuildTarget) -> Vec<String> {
             target.linker, target.linker_package
         ));
     }
+    missing.extend(missing_gstreamer(target));
     missing
+}
+
+/// What is missing for the `gstreamer` feature on `target`: the board's
+/// GStreamer development files, with how to get them.
+fn missing_gstreamer(target: &BuildTarget) -> Option<String> {
+    let libs = target.gstreamer.as_ref()?;
+    let Some((pc, _)) = target.gstreamer_dirs() else {
+        return Some(format!(
+            "GStreamer for {}: Edgewise knows the Debian multiarch folders of aarch64, armv7 (gnueabihf) and x86_64 only",
+            target.triple
+        ));
+    };
+    let absent: Vec<&str> = GSTREAMER_PC
+        .into_iter()
+        .filter(|name| !pc.join(format!("{name}.pc")).is_file())
+        .collect();
+    if absent.is_empty() {
+        return None;
+    }
+    let (_, arch) = debian_arch(&target.triple).expect("known above");
+    let packages = "libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev";
+    let how = match (&libs.sysroot, target.is_cross()) {
+        (Some(root), _) => format!(
+            "the sysroot {} lacks them: install `{packages}` on the board (or in the image) it was copied from, and copy it again",
+            root.display()
+        ),
+        (None, false) => format!("run `sudo apt-get install {packages}`"),
+        (None, true) => format!(
+            "give --sysroot with a copy of the board's root filesystem that has `{packages}` installed (`rsync -a pi@board:/usr /lib sysroot/`, or a mounted OS image), or install them for {arch} here where the distribution allows it beside this machine's (`sudo dpkg --add-architecture {arch} && sudo apt-get update && sudo apt-get install {}`; Debian 12's libgstreamer-plugins-base1.0-dev cannot be installed for two architectures at once)",
+            packages
+                .split(' ')
+                .map(|p| format!("{p}:{arch}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    Some(format!(
+        "the board's GStreamer development files ({} in {}), for the `gstreamer` feature: {how}",
+        absent
+            .iter()
+            .map(|n| format!("{n}.pc"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        pc.display()
+    ))
 }
 
 /// Whether `program` is an executable file in one of `$PATH`'s folders.
@@ -215,16 +340,15 @@ pub fn build(workspace: &Path, targets: &[BuildTarget]) -> Result<Vec<Built>, De
     let mut built = Vec::new();
     for board in boards {
         let mine: Vec<&BuildTarget> = targets.iter().filter(|t| t.board == board).collect();
+        let features = if mine.iter().any(|t| t.gstreamer.is_some()) {
+            "edgewise-runtime/gpio,edgewise-runtime/gstreamer"
+        } else {
+            "edgewise-runtime/gpio"
+        };
         let mut command = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
         command
             .current_dir(workspace)
-            .args([
-                "build",
-                "--profile",
-                PROFILE,
-                "--features",
-                "edgewise-runtime/gpio",
-            ])
+            .args(["build", "--profile", PROFILE, "--features", features])
             .args(["-p", "edgewise-runtime", "--bin", "edge-run"])
             .args(["-p", "edgewise-bench", "--bin", "edge-bench"])
             .arg("--target-dir")
@@ -234,6 +358,7 @@ pub fn build(workspace: &Path, targets: &[BuildTarget]) -> Result<Vec<Built>, De
             let prefix = target.env_prefix();
             command.env(format!("{prefix}LINKER"), &target.linker);
             command.env(format!("{prefix}RUSTFLAGS"), target.rustflags()?);
+            command.envs(target.pkg_config_env());
         }
         let started = Instant::now();
         let status = command.status().map_err(|e| DeployError::Tool {
@@ -287,6 +412,58 @@ mod tests {
             target.env_prefix(),
             "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_"
         );
+    }
+
+    #[test]
+    fn the_gstreamer_feature_names_the_boards_libraries_and_how_to_get_them() {
+        let mut target = BuildTarget::for_board(&board("rpi4"), None).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        target.gstreamer = Some(GstreamerLibs {
+            sysroot: Some(root.path().to_path_buf()),
+        });
+        let missing = missing_pieces(&target).join("\n");
+        assert!(
+            missing.contains("gstreamer-1.0.pc, gstreamer-app-1.0.pc, gstreamer-video-1.0.pc")
+                && missing.contains("usr/lib/aarch64-linux-gnu/pkgconfig")
+                && missing.contains("libgstreamer-plugins-base1.0-dev"),
+            "{missing}"
+        );
+        let pc = root.path().join("usr/lib/aarch64-linux-gnu/pkgconfig");
+        std::fs::create_dir_all(&pc).unwrap();
+        for name in GSTREAMER_PC {
+            std::fs::write(pc.join(format!("{name}.pc")), "").unwrap();
+        }
+        assert!(
+            missing_gstreamer(&target).is_none(),
+            "{:?}",
+            missing_gstreamer(&target)
+        );
+        let env = target.pkg_config_env();
+        let sysroot = root.path().display().to_string();
+        assert!(env.contains(&(
+            "PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu".into(),
+            sysroot.clone()
+        )));
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu"
+                    && v.starts_with(&pc.display().to_string()))
+        );
+        let flags = target.rustflags().unwrap();
+        assert!(
+            flags.contains(&format!("link-arg=--sysroot={sysroot}")),
+            "{flags}"
+        );
+        // Without a sysroot, this machine's multiarch folders, and the way
+        // to fill them or to give a sysroot.
+        target.gstreamer = Some(GstreamerLibs::default());
+        if !Path::new("/usr/lib/aarch64-linux-gnu/pkgconfig/gstreamer-video-1.0.pc").exists() {
+            let missing = missing_gstreamer(&target).unwrap();
+            assert!(
+                missing.contains("--sysroot") && missing.contains("dpkg --add-architecture arm64"),
+                "{missing}"
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Release {
     pub user: String,
     /// edge-run's options for the model.
     pub run_args: Vec<String>,
+    /// The stream the service reads (`edge-run --source`); `None`: it
+    /// watches its inbox folder for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Bytes of the unpacked files.
     pub unpacked_bytes: u64,
 }
@@ -82,6 +86,8 @@ pub struct Spec {
     pub selftest_images: Vec<PathBuf>,
     /// edge-run's options for the model (`--input-size`, `--threads`, ...).
     pub run_args: Vec<String>,
+    /// The stream the service reads, instead of its inbox folder.
+    pub source: Option<String>,
     /// An `edge-run` for this machine, to record the self-test's detections.
     pub host_edge_run: PathBuf,
     /// The folder the archive goes to.
@@ -125,6 +131,13 @@ fn check_binary(path: &Path, bytes: &[u8], triple: &str) -> Result<(), DeployErr
         )));
     }
     Ok(())
+}
+
+/// Whether an executable loads GStreamer (its library's name is among
+/// the ELF's needed libraries, so in its string table).
+fn links_gstreamer(bytes: &[u8]) -> bool {
+    let name = b"libgstreamer-1.0.so";
+    bytes.windows(name.len()).any(|w| w == name)
 }
 
 /// Names that are safe in a file name: the rest becomes `_`.
@@ -242,6 +255,13 @@ pub fn create(spec: &Spec) -> Result<Bundle, DeployError> {
             ))
         })?;
         check_binary(&path, &bytes, &spec.target.triple)?;
+        if name == "edge-run" && spec.source.is_some() && !links_gstreamer(&bytes) {
+            return Err(DeployError::Invalid(format!(
+                "{} was built without GStreamer, so it cannot read --source; build it with `edge-deploy build --board {} --gstreamer`",
+                path.display(),
+                spec.board.name
+            )));
+        }
         entries.push(Entry {
             path: format!("bin/{name}"),
             bytes,
@@ -286,6 +306,7 @@ pub fn create(spec: &Spec) -> Result<Bundle, DeployError> {
         model: model.name.clone(),
         run_args: spec.run_args.clone(),
         actions: spec.actions.is_some(),
+        source: spec.source.clone(),
     };
     entries.push(Entry {
         path: "run.sh".into(),
@@ -310,6 +331,7 @@ pub fn create(spec: &Spec) -> Result<Bundle, DeployError> {
         service_dir: service.dir.clone(),
         user: service.user.clone(),
         run_args: spec.run_args.clone(),
+        source: spec.source.clone(),
         unpacked_bytes,
     };
     entries.push(Entry {
@@ -440,6 +462,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stream_service_needs_an_edge_run_built_with_gstreamer() {
+        let board = Board::builtin("rpi4").unwrap();
+        let bins = tempfile::tempdir().unwrap();
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[18..20].copy_from_slice(&183u16.to_le_bytes());
+        for name in crate::build::BINARIES {
+            std::fs::write(bins.path().join(name), &elf).unwrap();
+        }
+        let spec = Spec {
+            target: BuildTarget::for_board(&board, None).unwrap(),
+            board,
+            bin_dir: bins.path().to_path_buf(),
+            manifest: bins.path().join("absent.toml"),
+            actions: None,
+            selftest_images: vec![bins.path().join("page.png")],
+            run_args: vec![],
+            source: Some("/dev/video0".into()),
+            host_edge_run: bins.path().join("edge-run"),
+            out_dir: bins.path().to_path_buf(),
+        };
+        let refused = create(&spec).unwrap_err().to_string();
+        assert!(
+            refused.contains("built without GStreamer")
+                && refused.contains("edge-deploy build --board rpi4 --gstreamer"),
+            "{refused}"
+        );
+        // Linked against GStreamer, it goes on (to the missing manifest).
+        elf.extend_from_slice(b"libgstreamer-1.0.so.0\0");
+        std::fs::write(bins.path().join("edge-run"), &elf).unwrap();
+        let next = create(&spec).unwrap_err().to_string();
+        assert!(
+            !next.contains("GStreamer") && next.contains("absent.toml"),
+            "{next}"
+        );
+    }
+
+    #[test]
     fn binaries_for_another_architecture_are_refused() {
         let mut elf = vec![0u8; 64];
         elf[..4].copy_from_slice(b"\x7fELF");
@@ -468,6 +528,7 @@ mod tests {
                     service_dir: "/opt/edgewise".into(),
                     user: "pi".into(),
                     run_args: vec![],
+                    source: Some("/dev/video0".into()),
                     unpacked_bytes: 9,
                 })
                 .unwrap()

@@ -32,6 +32,15 @@ enum Command {
         /// The Edgewise source tree to build.
         #[arg(long, default_value_os_t = default_workspace())]
         workspace: PathBuf,
+        /// Build edge-run with GStreamer (`edge-run --source`: cameras,
+        /// video files, RTSP), linked against the board's GStreamer.
+        #[arg(long)]
+        gstreamer: bool,
+        /// With --gstreamer: a copy of the board's root filesystem holding
+        /// its GStreamer development files (default: this machine's
+        /// multiarch folders, such as /usr/lib/aarch64-linux-gnu).
+        #[arg(long, requires = "gstreamer", value_name = "DIR")]
+        sysroot: Option<PathBuf>,
     },
     /// Pack a board's build, a model and its self-test into a release archive.
     Bundle {
@@ -49,6 +58,13 @@ enum Command {
         /// Fixed input size for the service (`HxW`), instead of the manifest's rule.
         #[arg(long)]
         input_size: Option<String>,
+        /// The service reads this stream instead of watching a folder for
+        /// images: a camera (`/dev/video0`), a video file, an `rtsp://`
+        /// URL or a GStreamer pipeline ending in an appsink, as on the
+        /// board (`edge-run --source`; the board's build needs
+        /// `edge-deploy build --gstreamer`).
+        #[arg(long, value_name = "SRC")]
+        source: Option<String>,
         /// Threads on the board (default: all its cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -216,14 +232,23 @@ fn run(cli: Cli) -> Result<bool> {
             boards,
             target,
             workspace,
+            gstreamer,
+            sysroot,
         } => {
             if target.is_some() && boards.len() > 1 {
                 bail!("--target picks one board's other target: give one --board with it");
             }
+            if sysroot.is_some() && boards.len() > 1 {
+                bail!("--sysroot is one board's root filesystem: give one --board with it");
+            }
             let mut targets = Vec::new();
             for name in &boards {
                 let board = Board::resolve(name)?;
-                targets.push(BuildTarget::for_board(&board, target.as_deref())?);
+                let mut built = BuildTarget::for_board(&board, target.as_deref())?;
+                built.gstreamer = gstreamer.then(|| build::GstreamerLibs {
+                    sysroot: sysroot.clone(),
+                });
+                targets.push(built);
             }
             for t in &targets {
                 eprintln!(
@@ -250,6 +275,7 @@ fn run(cli: Cli) -> Result<bool> {
             actions,
             selftest_images,
             input_size,
+            source,
             threads,
             qdq,
             bin_dir,
@@ -275,6 +301,7 @@ fn run(cli: Cli) -> Result<bool> {
                 actions,
                 selftest_images,
                 run_args,
+                source,
                 host_edge_run: host_edge_run()?,
                 out_dir: out,
             };

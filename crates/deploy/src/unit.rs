@@ -20,7 +20,13 @@ pub struct Service {
     pub run_args: Vec<String>,
     /// Whether the release has an actions file (`actions.toml`).
     pub actions: bool,
+    /// The stream `serve` reads (`edge-run --source`); `None`: it watches
+    /// the inbox for images.
+    pub source: Option<String>,
 }
+
+/// How often a stream service logs its figures (frames, fps, latency).
+const STREAM_REPORT_SECONDS: &str = "60";
 
 impl Service {
     /// The folder the service watches for images.
@@ -36,16 +42,27 @@ impl Service {
     /// `qemu-aarch64` when an x86 machine stands in for the board.
     pub fn run_script(&self) -> String {
         let mut serve = self.run_args.clone();
-        serve.push("--watch".into());
-        serve.push(self.inbox());
+        match &self.source {
+            Some(source) => serve.extend([
+                "--source".into(),
+                source.clone(),
+                "--report-every".into(),
+                STREAM_REPORT_SECONDS.into(),
+            ]),
+            None => serve.extend(["--watch".into(), self.inbox()]),
+        }
         let mut serve = quote::shell_line(&serve);
         if self.actions {
             serve.push_str(" --actions \"$release/actions.toml\"");
         }
         let args = quote::shell_line(&self.run_args);
+        let input = match &self.source {
+            Some(source) => format!("the stream {}", source.replace('\n', " ")),
+            None => self.inbox().replace('\n', " "),
+        };
         format!(
             r#"#!/bin/sh
-# An Edgewise release: `run.sh serve` runs the detector on {inbox} (what
+# An Edgewise release: `run.sh serve` runs the detector on {input} (what
 # {SERVICE} starts); `run.sh self-test` checks this build against the
 # detections recorded on the build machine.
 set -eu
@@ -58,7 +75,6 @@ self-test) exec ${{EDGEWISE_EXEC_PREFIX:-}} "$edge_run" "$model" {args} --self-t
 *) echo "usage: $0 [serve|self-test]" >&2; exit 2 ;;
 esac
 "#,
-            inbox = self.inbox().replace('\n', " "),
         )
     }
 
@@ -67,6 +83,16 @@ esac
         // `%` in free text is a systemd specifier; newlines would end the line.
         let model = self.model.replace('%', "%%").replace('\n', " ");
         let run = quote::systemd(&format!("{}/current/run.sh", self.dir));
+        // A camera's device node belongs to the `video` group.
+        let camera = self
+            .source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("/dev/") || s.chars().all(|c| c.is_ascii_digit()));
+        let groups = if camera {
+            "SupplementaryGroups=video\n"
+        } else {
+            ""
+        };
         format!(
             "[Unit]\n\
              Description=Edgewise detector ({model})\n\
@@ -75,6 +101,7 @@ esac
              [Service]\n\
              ExecStart={run} serve\n\
              User={user}\n\
+             {groups}\
              Restart=on-failure\n\
              RestartSec=2\n\
              \n\
@@ -98,15 +125,16 @@ mod tests {
             model: "ppocr 100%".into(),
             run_args: vec!["--input-size".into(), "320x320".into()],
             actions: true,
+            source: None,
         }
     }
 
-    #[test]
-    fn run_sh_passes_a_hostile_service_dir_as_one_argument() {
-        let dir = tempfile::tempdir().unwrap();
-        let release = dir.path().join("release");
+    /// The arguments `run.sh serve` of `service` gives edge-run (a
+    /// stand-in that prints them, one per line), with the release folder
+    /// as edge-run sees it.
+    fn serve_args(service: &Service, dir: &std::path::Path) -> (Vec<String>, String) {
+        let release = dir.join("release");
         std::fs::create_dir_all(release.join("bin")).unwrap();
-        // A stand-in edge-run that prints its arguments, one per line.
         let echo = release.join("bin/edge-run");
         std::fs::write(
             &echo,
@@ -114,12 +142,11 @@ mod tests {
         )
         .unwrap();
         std::fs::set_permissions(&echo, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let hostile = "/srv/a b;$(touch pwned)'q";
-        std::fs::write(release.join("run.sh"), service(hostile).run_script()).unwrap();
+        std::fs::write(release.join("run.sh"), service.run_script()).unwrap();
         let out = Command::new("sh")
             .arg(release.join("run.sh"))
             .arg("serve")
-            .current_dir(dir.path())
+            .current_dir(dir)
             .output()
             .unwrap();
         assert!(
@@ -127,13 +154,19 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let real = release.canonicalize().unwrap();
-        let args: Vec<String> = String::from_utf8(out.stdout)
+        let args = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .map(str::to_string)
             .collect();
-        let r = real.display();
+        (args, release.canonicalize().unwrap().display().to_string())
+    }
+
+    #[test]
+    fn run_sh_passes_a_hostile_service_dir_as_one_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let hostile = "/srv/a b;$(touch pwned)'q";
+        let (args, r) = serve_args(&service(hostile), dir.path());
         assert_eq!(
             args,
             [
@@ -147,6 +180,38 @@ mod tests {
             ]
         );
         assert!(!dir.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn a_stream_service_reads_its_source_and_logs_figures_every_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = "libcamerasrc ! video/x-raw,width=640 ! videoconvert ! appsink name=\"$x\" '; touch pwned'";
+        let mut stream = service("/opt/edgewise");
+        stream.source = Some(pipeline.into());
+        let (args, r) = serve_args(&stream, dir.path());
+        assert_eq!(
+            args,
+            [
+                format!("{r}/model/model.toml"),
+                "--input-size".into(),
+                "320x320".into(),
+                "--source".into(),
+                pipeline.into(),
+                "--report-every".into(),
+                "60".into(),
+                "--actions".into(),
+                format!("{r}/actions.toml"),
+            ]
+        );
+        assert!(!dir.path().join("pwned").exists());
+        // A camera's service may open its device node.
+        assert!(!stream.unit().contains("SupplementaryGroups"));
+        stream.source = Some("/dev/video0".into());
+        assert!(
+            stream
+                .unit()
+                .contains("\nSupplementaryGroups=video\nRestart=on-failure\n")
+        );
     }
 
     #[test]
