@@ -147,3 +147,34 @@ for base, other in [(0, 1), (2, 3)]:
     arch = r["variants"][0]["machine"]["arch"]
     print(f"edge-bench {arch}: {len(expected[1])} ONNX nodes in {', '.join(expected[0])}, as on x86_64")
 PY
+
+# The `gstreamer` feature (edge-run --source) on aarch64: Debian 12 cannot
+# install GStreamer's arm64 development files beside the host's, so they are
+# unpacked into a sysroot (scripts/gstreamer-sysroot.sh), the stream crate
+# is built and linked against it as `edge-deploy build --gstreamer
+# --sysroot` builds edge-run (the same pkg-config and linker settings), and
+# its GStreamer tests run under qemu with the arm64 plugins: frames from a
+# pipeline, row padding removed, timestamps, refused pipelines.
+sysroot=$PWD/target/sysroots/arm64
+[ -f "$sysroot/usr/lib/aarch64-linux-gnu/pkgconfig/gstreamer-video-1.0.pc" ] ||
+    bash scripts/gstreamer-sysroot.sh arm64 "$sysroot"
+lib=$sysroot/usr/lib/aarch64-linux-gnu
+stream_test=$(
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=--sysroot=$sysroot -C link-arg=-Wl,-rpath-link,$lib:$sysroot/lib/aarch64-linux-gnu" \
+        PKG_CONFIG_ALLOW_CROSS=1 \
+        PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu="$lib/pkgconfig:$sysroot/usr/share/pkgconfig" \
+        PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu="$sysroot" \
+        cargo test --release -p edgewise-stream --features gstreamer \
+        --target aarch64-unknown-linux-gnu --target-dir target/boards/stream+gstreamer \
+        --no-run --message-format=json |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "edgewise_stream":
+        print(m["executable"])'
+)
+env GST_REGISTRY_FORK=no GST_REGISTRY_1_0="$out/gst-registry-aarch64.bin" GST_PLUGIN_PATH_1_0= \
+    GST_PLUGIN_SYSTEM_PATH_1_0="$lib/gstreamer-1.0" \
+    qemu-aarch64 -cpu cortex-a72 -L "$sysroot" "$stream_test" gst::capture::tests --test-threads 1
+echo "GStreamer on aarch64: the stream crate links against arm64 GStreamer and reads a pipeline under qemu"

@@ -168,11 +168,18 @@ impl BuildTarget {
             flags.push_str(&format!(" -C target-feature={}", off.join(",")));
         }
         if let Some((_, lib)) = self.gstreamer_dirs() {
+            // GStreamer's own dependencies (GLib, libdw...) are found beside
+            // it, or in /lib/<multiarch> (Debian 12 keeps some there).
+            let mut dirs = vec![lib.clone()];
             if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
                 flags.push_str(&format!(" -C link-arg=--sysroot={}", root.display()));
+                dirs.push(
+                    root.join("lib")
+                        .join(lib.file_name().expect("a multiarch name")),
+                );
             }
-            // GStreamer's own dependencies (GLib, ORC...) are found beside it.
-            flags.push_str(&format!(" -C link-arg=-Wl,-rpath-link,{}", lib.display()));
+            let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+            flags.push_str(&format!(" -C link-arg=-Wl,-rpath-link,{}", dirs.join(":")));
         }
         Ok(flags)
     }
@@ -308,14 +315,20 @@ impl Built {
     }
 }
 
-/// Where a board's builds go inside the workspace's `target/`.
-pub fn target_dir(workspace: &Path, board: &str) -> PathBuf {
-    workspace.join("target").join("boards").join(board)
+/// Where a board's builds go inside the workspace's `target/`: builds
+/// with GStreamer in a folder of their own (`<board>+gstreamer`), since
+/// their linker flags would rebuild everything in the other.
+pub fn target_dir(workspace: &Path, target: &BuildTarget) -> PathBuf {
+    let name = match target.gstreamer {
+        Some(_) => format!("{}+gstreamer", target.board),
+        None => target.board.clone(),
+    };
+    workspace.join("target").join("boards").join(name)
 }
 
 /// The folder a finished build of `target` leaves its binaries in.
 pub fn bin_dir(workspace: &Path, target: &BuildTarget) -> PathBuf {
-    target_dir(workspace, &target.board)
+    target_dir(workspace, target)
         .join(&target.triple)
         .join(PROFILE)
 }
@@ -340,7 +353,7 @@ pub fn build(workspace: &Path, targets: &[BuildTarget]) -> Result<Vec<Built>, De
     let mut built = Vec::new();
     for board in boards {
         let mine: Vec<&BuildTarget> = targets.iter().filter(|t| t.board == board).collect();
-        let features = if mine.iter().any(|t| t.gstreamer.is_some()) {
+        let features = if mine[0].gstreamer.is_some() {
             "edgewise-runtime/gpio,edgewise-runtime/gstreamer"
         } else {
             "edgewise-runtime/gpio"
@@ -352,7 +365,7 @@ pub fn build(workspace: &Path, targets: &[BuildTarget]) -> Result<Vec<Built>, De
             .args(["-p", "edgewise-runtime", "--bin", "edge-run"])
             .args(["-p", "edgewise-bench", "--bin", "edge-bench"])
             .arg("--target-dir")
-            .arg(target_dir(workspace, board));
+            .arg(target_dir(workspace, mine[0]));
         for target in &mine {
             command.args(["--target", &target.triple]);
             let prefix = target.env_prefix();

@@ -282,7 +282,9 @@ fn run(cli: Cli) -> Result<bool> {
             workspace,
             out,
         } => {
-            let (profile, target) = board_target(&board)?;
+            let (profile, mut target) = board_target(&board)?;
+            // A stream service runs the board's build with GStreamer.
+            target.gstreamer = source.as_ref().map(|_| build::GstreamerLibs::default());
             let mut run_args = vec![
                 "--threads".to_string(),
                 threads.unwrap_or(profile.cores).to_string(),

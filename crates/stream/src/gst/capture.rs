@@ -399,3 +399,44 @@ impl Drop for GstCapture {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pipeline of the user's: frames of its size and colours, with its
+    /// timestamps, row padding removed (a width of 98 pads RGB rows), and
+    /// the end of the stream as the end.
+    #[test]
+    fn a_pipeline_source_gives_its_frames_as_rgb_with_timestamps() {
+        let source = Source::parse(
+            "videotestsrc num-buffers=5 pattern=red ! video/x-raw,width=98,height=50,framerate=25/1 ! videoconvert ! appsink",
+        )
+        .unwrap();
+        let mut capture = GstCapture::open(&source, None).unwrap();
+        assert!(!capture.is_live());
+        let stop = AtomicBool::new(false);
+        let mut times = vec![];
+        while let Some(frame) = capture.next_frame(&stop).unwrap() {
+            let image = frame.image.to_rgb8();
+            assert_eq!(image.dimensions(), (98, 50));
+            for pixel in [image.get_pixel(0, 0), image.get_pixel(97, 49)] {
+                let [r, g, b] = pixel.0;
+                assert!(r > 230 && g < 25 && b < 25, "{:?}", pixel.0);
+            }
+            times.push(frame.timestamp.unwrap().as_millis());
+        }
+        assert_eq!(times, [0, 40, 80, 120, 160]);
+        assert_eq!(capture.lost(), 0);
+    }
+
+    #[test]
+    fn a_pipeline_without_an_appsink_or_an_element_is_refused() {
+        let no_sink = Source::Pipeline("videotestsrc ! fakesink".into());
+        let message = GstCapture::open(&no_sink, None).err().unwrap().to_string();
+        assert!(message.contains("has no appsink"), "{message}");
+        let unknown = Source::Pipeline("nosuchsrc ! appsink".into());
+        let message = GstCapture::open(&unknown, None).err().unwrap().to_string();
+        assert!(message.contains("gst-inspect-1.0"), "{message}");
+    }
+}
