@@ -116,20 +116,8 @@ impl GstCapture {
         }
     }
 
-    /// The first error message on the bus, with GStreamer's details.
     fn pending_error(&self) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = message.view() {
-                let from = e
-                    .src()
-                    .map(|s| format!("{}: ", s.name()))
-                    .unwrap_or_default();
-                let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-                return Some(format!("{from}{}{debug}", e.error()));
-            }
-        }
-        None
+        super::pending_error(&self.pipeline)
     }
 
     /// For a network stream that failed or ended: start again after the

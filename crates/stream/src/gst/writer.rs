@@ -134,15 +134,8 @@ impl GstWriter {
         }
     }
 
-    /// The first error message on the bus.
     fn pending_error(&self) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        while let Some(message) = bus.pop_filtered(&[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = message.view() {
-                return Some(error_text(e));
-            }
-        }
-        None
+        super::pending_error(&self.pipeline)
     }
 
     /// The frame's time in the video: the source's clock from the first
@@ -178,15 +171,6 @@ fn pick_encoder(container: Container) -> Option<Encoder> {
             && e.parser
                 .is_none_or(|p| gst::ElementFactory::find(p).is_some())
     })
-}
-
-fn error_text(e: &gst::message::Error) -> String {
-    let from = e
-        .src()
-        .map(|s| format!("{}: ", s.name()))
-        .unwrap_or_default();
-    let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-    format!("{from}{}{debug}", e.error())
 }
 
 impl VideoWriter for GstWriter {
@@ -250,7 +234,7 @@ impl VideoWriter for GstWriter {
         let _ = self.pipeline.set_state(gst::State::Null);
         match ended.as_ref().map(|m| m.view()) {
             Some(gst::MessageView::Eos(_)) => {}
-            Some(gst::MessageView::Error(e)) => return Err(self.failed(error_text(e))),
+            Some(gst::MessageView::Error(e)) => return Err(self.failed(super::error_text(e))),
             _ => {
                 return Err(self.failed(format!(
                     "the muxer did not finish within {} s",
