@@ -15,7 +15,7 @@ pub enum StreamError {
     NoFile(PathBuf),
     /// A source this build cannot open.
     #[error(
-        "{input} needs GStreamer: this edge-run was built without it; rebuild with `cargo build --release --features edgewise-runtime/gstreamer` (Debian: `apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-good gstreamer1.0-libav`)"
+        "{input} needs GStreamer, which this build of Edgewise was made without; rebuild with `cargo build --release --features edgewise-runtime/gstreamer` (Debian: `apt-get install libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-good gstreamer1.0-libav`)"
     )]
     NoGstreamer {
         /// The source as given.
