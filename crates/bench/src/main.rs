@@ -293,11 +293,8 @@ fn run_measure(args: MeasureArgs) -> Result<()> {
     let mut targets = vec![];
     for (path, label) in args.models.iter().zip(labels) {
         let source = ModelSource::resolve(path)?;
-        if args.source.is_some() && source.manifest.is_none() {
-            bail!(
-                "--source needs a manifest to turn frames into model input: give models/<name>.toml (or a manifest beside {}) instead",
-                path.display()
-            );
+        if args.source.is_some() {
+            edgewise_measure::stream::manifest_of(&source)?;
         }
         let shapes = source.input_shapes(args.input_shape.as_deref())?;
         let overrides = source.stage_boundaries(&args.backbone_out, &args.head_in);
@@ -334,13 +331,7 @@ fn check_source(args: &MeasureArgs) -> Result<()> {
         return Ok(());
     };
     edgewise_stream::Source::parse(source)?;
-    if !(args.seconds.is_finite() && args.seconds > 0.0) {
-        bail!(
-            "--seconds must be a positive number of seconds, not {}",
-            args.seconds
-        );
-    }
-    Ok(())
+    edgewise_measure::stream::check_seconds(args.seconds)
 }
 
 /// `target` on the stream for `--seconds`, with a progress bar.

@@ -108,13 +108,22 @@ impl BuildTarget {
         self.triple.split('-').next() != Some(std::env::consts::ARCH)
     }
 
+    /// The copy of the board's root filesystem GStreamer comes from, if
+    /// any.
+    fn sysroot(&self) -> Option<&Path> {
+        self.gstreamer.as_ref()?.sysroot.as_deref()
+    }
+
     /// The folder of the board's `.pc` files and the folder of its
     /// libraries, with the `gstreamer` feature.
     fn gstreamer_dirs(&self) -> Option<(PathBuf, PathBuf)> {
-        let libs = self.gstreamer.as_ref()?;
+        self.gstreamer.as_ref()?;
         let (multiarch, _) = debian_arch(&self.triple)?;
-        let root = libs.sysroot.clone().unwrap_or_else(|| PathBuf::from("/"));
-        let lib = root.join("usr/lib").join(multiarch);
+        let lib = self
+            .sysroot()
+            .unwrap_or(Path::new("/"))
+            .join("usr/lib")
+            .join(multiarch);
         Some((lib.join("pkgconfig"), lib))
     }
 
@@ -124,25 +133,26 @@ impl BuildTarget {
         let Some((pc, _)) = self.gstreamer_dirs() else {
             return vec![];
         };
-        if !self.is_cross() && self.gstreamer.as_ref().is_some_and(|g| g.sysroot.is_none()) {
-            return vec![];
-        }
         let suffix = self.triple.replace('-', "_");
-        let mut dirs = vec![pc.display().to_string()];
-        if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
-            dirs.push(root.join("usr/share/pkgconfig").display().to_string());
+        let libdir = |dirs: String| (format!("PKG_CONFIG_LIBDIR_{suffix}"), dirs);
+        let allow_cross = ("PKG_CONFIG_ALLOW_CROSS".to_string(), "1".to_string());
+        match self.sysroot() {
+            // This machine's own GStreamer: pkg-config as it is.
+            None if !self.is_cross() => vec![],
+            None => vec![allow_cross, libdir(pc.display().to_string())],
+            Some(root) => vec![
+                allow_cross,
+                libdir(format!(
+                    "{}:{}",
+                    pc.display(),
+                    root.join("usr/share/pkgconfig").display()
+                )),
+                (
+                    format!("PKG_CONFIG_SYSROOT_DIR_{suffix}"),
+                    root.display().to_string(),
+                ),
+            ],
         }
-        let mut env = vec![
-            ("PKG_CONFIG_ALLOW_CROSS".to_string(), "1".to_string()),
-            (format!("PKG_CONFIG_LIBDIR_{suffix}"), dirs.join(":")),
-        ];
-        if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
-            env.push((
-                format!("PKG_CONFIG_SYSROOT_DIR_{suffix}"),
-                root.display().to_string(),
-            ));
-        }
-        env
     }
 
     /// The `CARGO_TARGET_<TRIPLE>_` prefix of Cargo's per-target settings.
@@ -171,7 +181,7 @@ impl BuildTarget {
             // GStreamer's own dependencies (GLib, libdw...) are found beside
             // it, or in /lib/<multiarch> (Debian 12 keeps some there).
             let mut dirs = vec![lib.clone()];
-            if let Some(root) = self.gstreamer.as_ref().and_then(|g| g.sysroot.as_ref()) {
+            if let Some(root) = self.sysroot() {
                 flags.push_str(&format!(" -C link-arg=--sysroot={}", root.display()));
                 dirs.push(
                     root.join("lib")

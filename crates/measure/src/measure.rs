@@ -67,6 +67,37 @@ impl Budget {
         }
         Ok(())
     }
+
+    /// The engine settings every run of this budget uses.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            threads: self.threads,
+            qdq: self.qdq,
+            precision: self.precision,
+            keep_f32: vec![],
+            float_conv: self.float_conv,
+        }
+    }
+}
+
+/// `manifest`'s detector on `model`, fixed at the input shape `dims`
+/// (a batch of one image) and run with `options`.
+pub(crate) fn detector_at(
+    model: Model,
+    manifest: &edgewise_manifest::Manifest,
+    dims: &[usize],
+    options: &EngineOptions,
+) -> Result<Detector> {
+    let hw = manifest
+        .input
+        .hw_of(dims)
+        .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
+    Ok(
+        Detector::new(model, manifest.clone(), Some(hw), options.threads)?
+            .with_qdq_mode(options.qdq)
+            .with_precision(options.precision, options.keep_f32.clone())
+            .with_float_conv(options.float_conv),
+    )
 }
 
 /// What to measure: a model, analysed and split into stages.
@@ -170,14 +201,7 @@ impl Runner {
                         (synthetic_image(w as u32, h as u32), "synthetic".to_string())
                     }
                 };
-                let hw = manifest
-                    .input
-                    .hw_of(&dims)
-                    .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
-                let detector = Detector::new(model, manifest.clone(), Some(hw), options.threads)?
-                    .with_qdq_mode(options.qdq)
-                    .with_precision(options.precision, options.keep_f32.clone())
-                    .with_float_conv(options.float_conv);
+                let detector = detector_at(model, manifest, &dims, options)?;
                 let runner = Runner::Detector {
                     detector: Box::new(detector),
                     frame,
@@ -326,13 +350,7 @@ impl<'a> Lane<'a> {
             &inputs,
             &target.shapes,
             image,
-            &EngineOptions {
-                threads: budget.threads,
-                qdq: budget.qdq,
-                precision: budget.precision,
-                keep_f32: vec![],
-                float_conv: budget.float_conv,
-            },
+            &budget.engine_options(),
         )?;
         Ok(Lane {
             target,

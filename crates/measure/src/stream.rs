@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use edgewise_graph::analysis::resolve_input_shapes;
-use edgewise_runtime::Detector;
+use edgewise_manifest::Manifest;
+use edgewise_runtime::ModelSource;
 use edgewise_stream::{Event, Options, Policy, Source};
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{Budget, Target};
+use crate::measure::{Budget, Target, detector_at};
 
 /// How a stream was measured, and what came out.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +39,24 @@ impl StreamRun {
     }
 }
 
+/// Refuses a run length that measures nothing (`--seconds`).
+pub fn check_seconds(seconds: f64) -> Result<()> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--seconds must be a positive number of seconds, not {seconds}");
+    }
+    Ok(())
+}
+
+/// The manifest a stream needs to turn frames into model input.
+pub fn manifest_of(model: &ModelSource) -> Result<&Manifest> {
+    model.manifest.as_ref().with_context(|| {
+        format!(
+            "--source needs a manifest to turn frames into model input: give models/<name>.toml (or a manifest beside it) instead of {}",
+            model.onnx.display()
+        )
+    })
+}
+
 /// Runs `target`'s detector on `source` for `seconds` (or until a file
 /// ends), at the input size the per-stage measurement used and with the
 /// same engine settings; `progress` gets the seconds elapsed after each
@@ -49,26 +68,12 @@ pub fn measure_stream(
     seconds: f64,
     progress: &mut dyn FnMut(f64),
 ) -> Result<StreamRun> {
-    if !(seconds.is_finite() && seconds > 0.0) {
-        bail!("--seconds must be a positive number of seconds, not {seconds}");
-    }
-    let manifest = target.source.manifest.clone().with_context(|| {
-        format!(
-            "--source needs a manifest to turn frames into model input: give models/<name>.toml (or --manifest) rather than {}",
-            target.source.onnx.display()
-        )
-    })?;
+    check_seconds(seconds)?;
+    let manifest = manifest_of(&target.source)?;
     let model = target.staged.model.clone();
     let inputs = resolve_input_shapes(&model, &target.shapes)?;
     let dims = &inputs.first().context("the model has no input")?.1;
-    let hw = manifest
-        .input
-        .hw_of(dims)
-        .with_context(|| format!("the input shape {dims:?} is not an image batch"))?;
-    let mut detector = Detector::new(model, manifest, Some(hw), budget.threads)?
-        .with_qdq_mode(budget.qdq)
-        .with_precision(budget.precision, vec![])
-        .with_float_conv(budget.float_conv);
+    let mut detector = detector_at(model, manifest, dims, &budget.engine_options())?;
     let parsed = Source::parse(source)?;
     let mut capture = edgewise_stream::open(&parsed, None)?;
     let live = capture.is_live();
