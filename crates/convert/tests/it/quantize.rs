@@ -450,3 +450,47 @@ fn compare_finds_a_model_identical_to_itself_and_preprocess_writes_tensors() {
     assert_eq!(header, [4, 1, 3, 64, 96]);
     assert_eq!(bytes.len(), 20 + 4 * 3 * 64 * 96);
 }
+
+#[test]
+fn quantize_steps_script_reports_each_step_next_to_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let calib = photos(&dir.path().join("calib"), &["text.png", "astronaut.png"]);
+    let held_back = photos(&dir.path().join("eval"), &["page.png"]);
+    let report = dir.path().join("steps.json");
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_edge-convert"))
+        .parent()
+        .unwrap();
+    let out = std::process::Command::new("python3")
+        .current_dir(edgewise_tests::root())
+        .args(["scripts/quantize_steps.py", "models/ppocr_v4_det.toml"])
+        .args(["--eval", &held_back, "--calib", &calib])
+        .args(["--input-shape", "1x3x128x128", "--threads", "1", "--ort"])
+        .arg("--out-dir")
+        .arg(dir.path().join("models"))
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&std::fs::read_to_string(&report).unwrap());
+    let rows = v["rows"].as_array().unwrap();
+    let steps: Vec<&str> = rows.iter().map(|r| r["step"].as_str().unwrap()).collect();
+    assert_eq!(steps.len(), 5, "{steps:?}");
+    assert!(steps[0].starts_with("minmax") && steps[3].contains("default"));
+    assert!(steps[4].contains("onnxruntime"));
+    for r in rows {
+        let f1 = r["f1"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f1), "{r}");
+        assert!(r["snr_db"].as_f64().is_some(), "{r}");
+    }
+    // The steps differ: minmax without bias correction is not the default.
+    assert_ne!(rows[0]["snr_db"], rows[3]["snr_db"]);
+    assert!(text.contains("| + bias correction (default) |"), "{text}");
+}
