@@ -2,7 +2,8 @@
 //! model where tract's are slow: [`F32Conv`], dense convolutions that read
 //! their input in place with bias and activation fused ([`conv`],
 //! [`activation`]); [`AxisSoftmax`], a softmax over an axis that is not the
-//! last (a YOLOv8 head's distribution); and [`PixelShuffle`] for
+//! last (a YOLOv8 head's distribution) or over short rows of the last
+//! (RetinaFace's two-class scores); and [`PixelShuffle`] for
 //! `DepthToSpace` (DBNet's upsampling head once its deconvolution is a
 //! convolution); [`MaxPool2d`]; [`AxisMove`] for transposes and
 //! [`NearestUpsample2d`] for nearest upsamples; [`Binary`] and [`Unary`] for
@@ -34,7 +35,8 @@ use edgewise_graph::tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 pub struct Installed {
     /// Dense float convolutions now [`F32Conv`], and those left to tract.
     pub convs: ConvsInstalled,
-    /// Softmaxes over an axis that is not the last, now [`AxisSoftmax`].
+    /// Softmaxes over an axis that is not the last, or over short rows of
+    /// the last, now [`AxisSoftmax`].
     pub axis_softmaxes: usize,
     /// Float `DepthToSpace`s now [`PixelShuffle`].
     pub pixel_shuffles: usize,
@@ -56,8 +58,8 @@ pub struct Installed {
 /// form there, `Silu` is found); with `convs`, what
 /// [`conv::install_convs`] did before, folds what follows each [`F32Conv`]
 /// into it ([`conv::fuse_into_convs`]); then replaces every f32 softmax
-/// over one axis that is not the last, on a fixed shape, by an
-/// [`AxisSoftmax`], and every CRD `DepthToSpace` by a [`PixelShuffle`].
+/// over one axis that is not the last (or the last, of at most 16
+/// values), on a fixed shape, by an [`AxisSoftmax`], and every CRD `DepthToSpace` by a [`PixelShuffle`].
 pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractResult<Installed> {
     *model = std::mem::take(model).into_decluttered()?;
     let mut report = Installed::default();
@@ -89,7 +91,7 @@ pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractRe
         if softmax.kind != SoftmaxKind::Softmax
             || softmax.quant_output_dt.is_some()
             || fact.datum_type != f32::datum_type()
-            || axis + 1 >= shape.len()
+            || (axis + 1 >= shape.len() && shape[axis] > softmax::SHORT_ROW)
         {
             continue;
         }
