@@ -35,10 +35,10 @@ Prints a Markdown table; --json keeps every figure.
 import argparse
 import json
 import shlex
+import struct
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,26 +107,13 @@ def steps(args):
     return rows
 
 
-def source_onnx(manifest):
-    """The FP32 ONNX file a manifest names (fetched into models/.cache)."""
-    data = tomllib.loads(manifest.read_text())
-    file = data.get("source", {}).get("file")
-    if file:
-        path = ROOT / "models/.cache" / file
-    elif data.get("model"):
-        path = (manifest.parent / data["model"]).resolve()
-    else:
-        fail(f"{manifest} names no model file ([source] file)")
-    if not path.is_file():
-        fail(f"{path} is missing: python3 models/fetch.py fetches it")
-    return path, data
-
-
 def shape_flags(args):
     return ["--input-shape", args.input_shape] if args.input_shape else []
 
 
 def fidelity(args, manifest, candidate):
+    """The figures of `candidate` against the manifest's model, and the path
+    of that model as edge-convert resolved it."""
     command = [BIN / "edge-convert", "compare", manifest, candidate, "--eval", args.eval,
                "--qdq", "integer", "--threads", args.threads, "--json"] + shape_flags(args)
     out, _ = run(command, "edge-convert compare")
@@ -138,7 +125,7 @@ def fidelity(args, manifest, candidate):
     det = entry.get("detections") or {}
     tensors = entry.get("tensors") or []
     outputs = [t for t in tensors if t.get("role") == "output"] or tensors
-    return {
+    return report.get("model"), {
         "f1": det.get("f1"),
         # One photo has no interval.
         "f1_interval": [(det.get("f1_interval") or {}).get(k) for k in ("low", "high")],
@@ -158,19 +145,22 @@ def bench_ms(args, model):
     return json.loads(out)["variants"][0]["plain"]["median_ms"]
 
 
-def ort_model(args, manifest, out_dir, data):
-    """onnxruntime's quantize_static on the same photos; the path written."""
+def ort_model(args, onnx_path, out_dir):
+    """onnxruntime's quantize_static of `onnx_path` on the same photos; the
+    path written."""
     try:
         import onnx
         from onnx import version_converter
     except ImportError as e:
         fail(f"--ort needs onnx and onnxruntime ({e}): python3 -m pip install onnx onnxruntime")
-    onnx_path, _ = source_onnx(manifest)
-    size = data.get("input", {}).get("size", [640, 640])
-    shape = args.input_shape or f"1x3x{size[0]}x{size[1]}"
     calib = out_dir / "calib.bin"
-    run([BIN / "edge-convert", "preprocess", manifest, args.calib, "-o", calib, "--input-shape", shape],
+    run([BIN / "edge-convert", "preprocess", args.manifest, args.calib, "-o", calib] + shape_flags(args),
         "edge-convert preprocess")
+    # The shape the photos were preprocessed at: the first tensor's rank and dims.
+    with open(calib, "rb") as f:
+        (rank,) = struct.unpack("<I", f.read(4))
+        dims = struct.unpack(f"<{rank}I", f.read(4 * rank))
+    shape = "x".join(map(str, dims))
     model = onnx.load(str(onnx_path))
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     source = onnx_path
@@ -198,8 +188,8 @@ def main():
     name = args.manifest.stem
     out_dir = args.out_dir or ROOT / "target/steps" / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    _, data = source_onnx(args.manifest)
     rows = []
+    original = None
     fp32_ms = bench_ms(args, args.manifest)
     for i, (label, flags) in enumerate(steps(args)):
         out = out_dir / f"step{i}.onnx"
@@ -208,14 +198,15 @@ def main():
                           "-o", out, "--threads", args.threads] + shape_flags(args) + flags,
                          "edge-convert quantize")
         row = {"step": label, "flags": [str(f) for f in flags], "quantize_seconds": seconds}
-        row.update(fidelity(args, args.manifest, out))
+        original, figures = fidelity(args, args.manifest, out)
+        row.update(figures)
         row["int8_ms"] = bench_ms(args, out.with_suffix(".toml"))
         rows.append(row)
     if args.ort:
         print("onnxruntime quantize_static: quantizing", file=sys.stderr)
-        out = ort_model(args, args.manifest, out_dir, data)
+        out = ort_model(args, original, out_dir)
         row = {"step": "onnxruntime quantize_static (QDQ, per channel, MinMax)", "flags": []}
-        row.update(fidelity(args, args.manifest, out))
+        row.update(fidelity(args, args.manifest, out)[1])
         row["int8_ms"] = None
         rows.append(row)
 

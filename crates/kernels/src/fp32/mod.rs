@@ -59,7 +59,8 @@ pub struct Installed {
 /// [`conv::install_convs`] did before, folds what follows each [`F32Conv`]
 /// into it ([`conv::fuse_into_convs`]); then replaces every f32 softmax
 /// over one axis that is not the last (or the last, of at most 16
-/// values), on a fixed shape, by an [`AxisSoftmax`], and every CRD `DepthToSpace` by a [`PixelShuffle`].
+/// values), on a fixed shape, by an [`AxisSoftmax`], and every CRD
+/// `DepthToSpace` by a [`PixelShuffle`].
 pub fn install(model: &mut TypedModel, convs: Option<ConvsInstalled>) -> TractResult<Installed> {
     *model = std::mem::take(model).into_decluttered()?;
     let mut report = Installed::default();
