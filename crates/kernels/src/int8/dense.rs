@@ -27,6 +27,7 @@ use tract_linalg::mmm::{
 };
 
 use super::pack::{Layout, pack_rows};
+use super::pairs::{self, PairKernel, pack_pairs};
 use super::shifted::Shifted;
 use crate::geometry::Geometry;
 use crate::unfold::unfold;
@@ -60,14 +61,31 @@ pub(crate) enum Source {
     Shifted(Shifted),
 }
 
+/// The matrix kernel a dense convolution runs on.
+pub(crate) enum Matmul {
+    /// One of tract-linalg's, with its packing and that packing's B layout.
+    Tract(Box<dyn MatMatMul>, usize, Layout),
+    /// [`PairKernel`], for x86 CPUs without VNNI ([`pairs::preferred`]).
+    Pairs,
+}
+
+/// [`Matmul`] with the weights packed for it.
+#[derive(Clone, Debug)]
+enum Engine {
+    Tract {
+        mmm: Box<dyn MatMatMul>,
+        packing: usize,
+        weights: Arc<dyn MMMInputValue>,
+        /// The layout of the kernel's B input.
+        layout: Layout,
+    },
+    Pairs(PairKernel),
+}
+
 /// A dense convolution's kernel: weights `[out_c, depth]` packed once.
 #[derive(Clone, Debug)]
 pub(crate) struct DenseKernel {
-    mmm: Box<dyn MatMatMul>,
-    packing: usize,
-    weights: Arc<dyn MMMInputValue>,
-    /// The layout of the kernel's B input, found once when the op is built.
-    layout: Layout,
+    engine: Engine,
     source: Source,
 }
 
@@ -76,6 +94,7 @@ pub(crate) struct DenseKernel {
 struct Scratch {
     unfolded: Vec<i8>,
     packed: Option<Arc<Blob>>,
+    pairs: Vec<i32>,
     acc: Option<Tensor>,
     segments: Vec<(usize, Range<usize>)>,
 }
@@ -88,16 +107,9 @@ thread_local! {
 }
 
 impl DenseKernel {
-    /// The kernel for `geo` on `mmm`'s packing `packing` (whose B layout is
-    /// `layout`), with the weights `[out_c, in_c * kh * kw]` (OIHW) packed
-    /// in the depth order the rows will come in.
-    pub fn new(
-        geo: &Geometry,
-        weights: &[i8],
-        mmm: Box<dyn MatMatMul>,
-        packing: usize,
-        layout: Layout,
-    ) -> Result<DenseKernel, String> {
+    /// The kernel for `geo` on `matmul`, with the weights `[out_c, in_c *
+    /// kh * kw]` (OIHW) packed in the depth order the rows will come in.
+    pub fn new(geo: &Geometry, weights: &[i8], matmul: Matmul) -> Result<DenseKernel, String> {
         let taps = geo.kernel_h * geo.kernel_w;
         let k = geo.in_c * taps;
         if weights.len() != geo.out_c * k {
@@ -108,7 +120,7 @@ impl DenseKernel {
         } else {
             // VNNI and SDOT read four depths per lane: keep each tap's
             // channels in whole groups of four.
-            let group = if matches!(layout, Layout::K4 { .. }) {
+            let group = if matches!(matmul, Matmul::Tract(_, _, Layout::K4 { .. })) {
                 4
             } else {
                 1
@@ -138,29 +150,49 @@ impl DenseKernel {
             }
             _ => (k, weights.to_vec()),
         };
-        let w = Tensor::from_shape(&[geo.out_c, depth], &matrix).map_err(|e| e.to_string())?;
-        let packed = mmm.packings()[packing]
-            .0
-            .prepare_one(&w, 1, 0)
-            .map_err(|e| e.to_string())?;
-        Ok(DenseKernel {
-            mmm,
-            packing,
-            weights: Arc::from(packed),
-            layout,
-            source,
-        })
+        let engine = match matmul {
+            Matmul::Tract(mmm, packing, layout) => {
+                let w =
+                    Tensor::from_shape(&[geo.out_c, depth], &matrix).map_err(|e| e.to_string())?;
+                let packed = mmm.packings()[packing]
+                    .0
+                    .prepare_one(&w, 1, 0)
+                    .map_err(|e| e.to_string())?;
+                Engine::Tract {
+                    mmm,
+                    packing,
+                    weights: Arc::from(packed),
+                    layout,
+                }
+            }
+            Matmul::Pairs => Engine::Pairs(PairKernel::new(geo.out_c, depth, &matrix)),
+        };
+        Ok(DenseKernel { engine, source })
     }
 
     /// The kernel's name.
     pub fn name(&self) -> &str {
-        self.mmm.name()
+        match &self.engine {
+            Engine::Tract { mmm, .. } => mmm.name(),
+            Engine::Pairs(kernel) => kernel.name(),
+        }
     }
 
     /// Columns per panel of the packed input: a part's share of the
     /// columns is best a multiple of it.
     pub fn panel_width(&self) -> usize {
-        self.layout.r()
+        match &self.engine {
+            Engine::Tract { layout, .. } => layout.r(),
+            Engine::Pairs(_) => pairs::NR,
+        }
+    }
+
+    /// Bytes of one packed input panel for a depth of `k`.
+    fn panel_bytes(&self, k: usize) -> usize {
+        match &self.engine {
+            Engine::Tract { layout, .. } => layout.panel_bytes(k),
+            Engine::Pairs(_) => PairKernel::panel_len(k) * 4,
+        }
     }
 
     /// The depth of the matrix product.
@@ -185,13 +217,13 @@ impl DenseKernel {
     pub fn chunk_len(&self, geo: &Geometry) -> usize {
         let m = geo.out_c;
         let k = self.depth(geo);
-        let r = self.layout.r();
+        let r = self.panel_width();
         let unfolded = if matches!(self.source, Source::Unfolded(_)) {
             k
         } else {
             0
         };
-        let per_column = unfolded + self.layout.panel_bytes(k) / r + 4 * m;
+        let per_column = unfolded + self.panel_bytes(k) / r + 4 * m;
         let chunk = (CHUNK_BYTES / per_column / r).max(1) * r;
         chunk.min(self.columns(geo).next_multiple_of(r))
     }
@@ -242,87 +274,116 @@ impl DenseKernel {
     ) -> TractResult<()> {
         let m = geo.out_c;
         let k = self.depth(geo);
-        let layout = self.layout;
-        let r = layout.r();
         let chunk = self.chunk_len(geo);
         let n = geo.out_h * geo.out_w;
 
         SCRATCH.with_borrow_mut(|scratch| -> TractResult<()> {
-            let packed_len = chunk.div_ceil(r) * layout.panel_bytes(k);
-            let mut blob = match scratch.packed.take() {
-                Some(b) if b.len() >= packed_len => b,
-                // SAFETY: uninitialized bytes; `pack_rows` writes every panel
-                // the kernel reads before each run.
-                _ => Arc::new(unsafe { Blob::new_for_size_and_align(packed_len, PANEL_ALIGN) }),
-            };
-            let acc = match scratch.acc.take() {
+            let mut acc = match scratch.acc.take() {
                 Some(t) if t.len() >= m * chunk => t,
-                // SAFETY: i32 has no invalid values, and the kernel's store
-                // writes the `m * len` accumulators read after each run.
+                // SAFETY: i32 has no invalid values, and the kernel writes
+                // the `m * len` sums read after each run.
                 _ => unsafe { Tensor::uninitialized::<i32>(&[m * chunk])? },
             };
             if matches!(self.source, Source::Unfolded(_)) {
                 scratch.unfolded.resize(k * chunk, 0);
             }
-            // SAFETY: the scratch space is used with this kernel only.
-            let mut scratch_space = unsafe { self.mmm.allocate_scratch_space() };
+            let mut blob = None;
+            let mut scratch_space = None;
             for n0 in columns.clone().step_by(chunk) {
                 let len = chunk.min(columns.end - n0);
-                let packed = Arc::get_mut(&mut blob).expect("the packed chunk is not shared");
-                // SAFETY: the blob holds bytes; i8 has no invalid values.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(packed.as_mut_ptr() as *mut i8, packed.len())
-                };
-                match &self.source {
-                    Source::Planes => pack_rows(layout, |i| &input[i * n + n0..], k, len, dst),
-                    Source::Unfolded(valid_columns) => {
-                        let unfolded = &mut scratch.unfolded;
-                        unfold(geo, valid_columns, x0, input, n0, len, unfolded);
-                        pack_rows(layout, |i| &unfolded[i * len..], k, len, dst);
-                    }
-                    Source::Shifted(shifted) => {
-                        pack_rows(layout, |i| shifted.row(input, i, n0, len), k, len, dst)
-                    }
+                // The chunk's rows of the matrix product: row `i` from `n0`.
+                let unfolded = &mut scratch.unfolded;
+                if let Source::Unfolded(valid_columns) = &self.source {
+                    unfold(geo, valid_columns, x0, input, n0, len, unfolded);
                 }
-                let input = EagerPackedInput {
-                    fact: PackedExoticFact {
-                        format: self.mmm.packings()[self.packing].1.clone(),
-                        mn: len.to_dim(),
-                        k,
-                    },
-                    packed: blob.clone(),
-                    panel_bytes: layout.panel_bytes(k),
-                    mn: len,
+                let unfolded = &*unfolded;
+                let row = |i: usize| -> &[i8] {
+                    match &self.source {
+                        Source::Planes => &input[i * n + n0..],
+                        Source::Unfolded(_) => &unfolded[i * len..],
+                        Source::Shifted(shifted) => shifted.row(input, i, n0, len),
+                    }
                 };
-                // SAFETY: the store is `m` rows of `len` i32s with row stride
-                // `len`, inside `acc` (`m * chunk` values); the weights and the
-                // input are packed in this kernel's packing `self.packing`,
-                // and the scratch space was allocated by this kernel.
-                unsafe {
-                    let store = self
-                        .mmm
-                        .c_from_data_and_strides(4, len as isize, 1)
-                        .wrap(&acc.view());
-                    self.mmm.run_with_scratch_space(
-                        m,
-                        len,
-                        &mut *scratch_space,
-                        &[
-                            FusedSpec::AddMatMul {
-                                a: AsInputValue::Borrowed(&*self.weights),
-                                b: AsInputValue::Borrowed(&input),
-                                packing: self.packing,
+                match &self.engine {
+                    Engine::Tract {
+                        mmm,
+                        packing,
+                        weights,
+                        layout,
+                    } => {
+                        let blob = blob.get_or_insert_with(|| {
+                            let packed_len = chunk.div_ceil(layout.r()) * layout.panel_bytes(k);
+                            match scratch.packed.take() {
+                                Some(b) if b.len() >= packed_len => b,
+                                // SAFETY: uninitialized bytes; `pack_rows`
+                                // writes every panel the kernel reads before
+                                // each run.
+                                _ => Arc::new(unsafe {
+                                    Blob::new_for_size_and_align(packed_len, PANEL_ALIGN)
+                                }),
+                            }
+                        });
+                        let packed = Arc::get_mut(blob).expect("the packed chunk is not shared");
+                        // SAFETY: the blob holds bytes; i8 has no invalid
+                        // values.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                packed.as_mut_ptr() as *mut i8,
+                                packed.len(),
+                            )
+                        };
+                        pack_rows(*layout, row, k, len, dst);
+                        let input = EagerPackedInput {
+                            fact: PackedExoticFact {
+                                format: mmm.packings()[*packing].1.clone(),
+                                mn: len.to_dim(),
+                                k,
                             },
-                            FusedSpec::BinPerRow(bias.view(), BinOp::Add),
-                            FusedSpec::Store(store),
-                        ],
-                    )?;
+                            packed: blob.clone(),
+                            panel_bytes: layout.panel_bytes(k),
+                            mn: len,
+                        };
+                        // SAFETY: the store is `m` rows of `len` i32s with
+                        // row stride `len`, inside `acc` (`m * chunk`
+                        // values); the weights and the input are packed in
+                        // this kernel's packing, and the scratch space is
+                        // allocated by this kernel.
+                        unsafe {
+                            let scratch_space =
+                                scratch_space.get_or_insert_with(|| mmm.allocate_scratch_space());
+                            let store = mmm
+                                .c_from_data_and_strides(4, len as isize, 1)
+                                .wrap(&acc.view());
+                            mmm.run_with_scratch_space(
+                                m,
+                                len,
+                                &mut **scratch_space,
+                                &[
+                                    FusedSpec::AddMatMul {
+                                        a: AsInputValue::Borrowed(&**weights),
+                                        b: AsInputValue::Borrowed(&input),
+                                        packing: *packing,
+                                    },
+                                    FusedSpec::BinPerRow(bias.view(), BinOp::Add),
+                                    FusedSpec::Store(store),
+                                ],
+                            )?;
+                        }
+                        // The kernel leaves the upper vector state dirty,
+                        // which would slow the requantization and the next
+                        // unfold (see `edgewise_graph::simd`).
+                        clear_upper_vector_state();
+                    }
+                    Engine::Pairs(kernel) => {
+                        let packed = &mut scratch.pairs;
+                        packed.resize(len.div_ceil(pairs::NR) * PairKernel::panel_len(k), 0);
+                        pack_pairs(row, k, len, packed);
+                        let bias = bias.try_as_plain_ram()?;
+                        let mut sums = acc.try_as_plain_ram_mut()?;
+                        let sums = &mut sums.as_slice_mut::<i32>()?[..m * len];
+                        kernel.run(packed, len, bias.as_slice::<i32>()?, sums);
+                    }
                 }
-                drop(input);
-                // The kernel leaves the upper vector state dirty, which would
-                // slow the requantization and the next unfold (see
-                // `edgewise_graph::simd`).
-                clear_upper_vector_state();
                 let sums = acc.try_as_plain_ram()?.as_slice::<i32>()?;
                 let segments = &mut scratch.segments;
                 segments.clear();
@@ -334,7 +395,9 @@ impl DenseKernel {
                     emit(c, &sums[c * len..(c + 1) * len], segments);
                 }
             }
-            scratch.packed = Some(blob);
+            if blob.is_some() {
+                scratch.packed = blob;
+            }
             scratch.acc = Some(acc);
             Ok(())
         })

@@ -11,9 +11,9 @@ use tract_linalg::MmmDispatch;
 use tract_linalg::mmm::{Query, retain_best};
 
 use super::conv::{Int8Conv, Kernel};
-use super::dense::DenseKernel;
+use super::dense::{DenseKernel, Matmul};
 use super::depthwise::Grid;
-use super::{lut, pack, quantize};
+use super::{lut, pack, pairs, quantize};
 use crate::constant::{const_value, constant};
 use crate::geometry::Geometry;
 use crate::shuffle;
@@ -170,16 +170,21 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
             k: Some(k),
             n: Some(geo.out_h * geo.out_w),
         };
-        let (mmm, packing) = pick_kernel(&query)?;
-        let b_format = &mmm.packings()[packing].1;
-        let layout = pack::Layout::of(&**b_format)
-            .ok_or_else(|| format!("no packer for {}'s input layout {b_format}", mmm.name()))?;
+        let matmul = if pairs::preferred() {
+            Matmul::Pairs
+        } else {
+            let (mmm, packing) = pick_kernel(&query)?;
+            let b_format = &mmm.packings()[packing].1;
+            let layout = pack::Layout::of(&**b_format)
+                .ok_or_else(|| format!("no packer for {}'s input layout {b_format}", mmm.name()))?;
+            Matmul::Tract(mmm, packing, layout)
+        };
         // A weight zero point is taken off after the product, with each
         // pixel's input sum (`Int8Conv::weight_zero`).
         if k0.iter().any(|&z| z != 0) {
             weight_zero = Some(k0);
         }
-        Kernel::Dense(DenseKernel::new(&geo, &weights, mmm, packing, layout)?)
+        Kernel::Dense(DenseKernel::new(&geo, &weights, matmul)?)
     } else if conv.group == in_c && out_c == in_c {
         if weights.len() != out_c * taps {
             return Err("its weights do not match its shape".into());

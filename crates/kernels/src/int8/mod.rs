@@ -16,6 +16,7 @@ mod install;
 mod lookup;
 mod lut;
 mod pack;
+mod pairs;
 mod quantize;
 mod shifted;
 
