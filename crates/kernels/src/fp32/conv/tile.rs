@@ -680,7 +680,7 @@ mod x86 {
 
     vector_loops!(
         "avx2,fma",
-        finish_avx2,
+        finish_plain_avx2,
         depthwise_avx2,
         lanes_avx2,
         gather_avx2,
@@ -701,6 +701,113 @@ mod x86 {
         _mm256_fmadd_ps,
         _mm256_storeu_ps
     );
+
+    /// [`TileKernel::finish`] on AVX2, 8 values at a time with masked loads
+    /// and stores for the tails: SiLU and sigmoid through [`sigmoid_avx2`],
+    /// the rest as the plain loops compute them. The plain loop's SiLU was
+    /// 17% of an FP32 YOLOX frame on an AVX2-only AMD EPYC, a sixth of it
+    /// in the scalar tails of rows of 13 to 52 pixels.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn finish_avx2(activation: Activation, rows: Rows, biases: &[f32], post: PostAffine) {
+        // SAFETY: the caller's contract, for every arm.
+        unsafe {
+            match activation {
+                Activation::Silu => {
+                    finish_rows_avx2(rows, biases, post, |x| _mm256_mul_ps(x, sigmoid_avx2(x)))
+                }
+                Activation::Sigmoid => finish_rows_avx2(rows, biases, post, |x| sigmoid_avx2(x)),
+                _ => finish_plain_avx2(activation, rows, biases, post),
+            }
+        }
+    }
+
+    /// `to = f(from + bias)`, then `to * scale + offset` with a scale and
+    /// offset, on every row of `rows`, 8 values at a time.
+    ///
+    /// # Safety
+    /// As [`TileKernel::finish`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn finish_rows_avx2(
+        rows: Rows,
+        biases: &[f32],
+        post: PostAffine,
+        f: impl Fn(__m256) -> __m256,
+    ) {
+        let width = rows.width;
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        for (r, &bias) in biases.iter().enumerate() {
+            let bias = _mm256_set1_ps(bias);
+            let post = post.map(|(s, o)| (_mm256_set1_ps(s[r]), _mm256_set1_ps(o[r])));
+            let mut first = 0;
+            while first < width {
+                let n = (width - first).min(8);
+                // SAFETY: the caller's contract (`TileKernel::finish`): the
+                // row's `width` values are valid, those written this call's;
+                // a tail reads and writes only its first `n` lanes.
+                unsafe {
+                    let from = rows.from_row(r).add(first);
+                    let to = rows.to_row(r).add(first);
+                    let finish = |x: __m256| {
+                        let y = f(_mm256_add_ps(x, bias));
+                        match post {
+                            Some((scale, offset)) => _mm256_fmadd_ps(y, scale, offset),
+                            None => y,
+                        }
+                    };
+                    if n == 8 {
+                        _mm256_storeu_ps(to, finish(_mm256_loadu_ps(from)));
+                    } else {
+                        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+                        let y = finish(_mm256_maskload_ps(from, mask));
+                        _mm256_maskstore_ps(to, mask, y);
+                    }
+                }
+                first += 8;
+            }
+        }
+    }
+
+    /// The logistic function of 8 values, as
+    /// [`crate::fp32::activation::sigmoid`] computes it, with the
+    /// reciprocal from `vrcpps` (12 bits) and one Newton step (about 23
+    /// bits) instead of a guess from the bits and three steps.
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid_avx2(x: __m256) -> __m256 {
+        // exp(-x) = 2^n * p(r), n = round(-x / ln 2), r = -x - n ln 2; -x is
+        // clamped where sigmoid is 0 or 1 to float precision.
+        let minus_x = _mm256_min_ps(
+            _mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), x), _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(69.0),
+        );
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(minus_x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693_359_4), minus_x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r);
+        let one = _mm256_set1_ps(1.0);
+        // 2^n from the exponent bits: n is in [-126, 100] after the clamp.
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        )));
+        let e = _mm256_mul_ps(_mm256_add_ps(p, one), scale);
+        // 1 / (1 + e): a 12-bit guess, then r + r (1 - d r).
+        let d = _mm256_add_ps(e, one);
+        let g = _mm256_rcp_ps(d);
+        _mm256_fmadd_ps(g, _mm256_fnmadd_ps(d, g, one), g)
+    }
 
     /// An AVX-512 tile loop of `$mr` channels by `$nv` vectors of 16 pixels.
     macro_rules! avx512_tile_loop {
