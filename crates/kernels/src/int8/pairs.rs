@@ -133,14 +133,15 @@ pub(crate) fn pack_pairs<'a>(
     let panel = PairKernel::panel_len(k);
     let panels = cols.div_ceil(NR);
     assert!(dst.len() >= panels * panel, "destination too short");
-    let full = cols / NR;
     for p in 0..k.div_ceil(2) {
         let r0 = &row(2 * p)[..cols];
         let r1 = (2 * p + 1 < k).then(|| &row(2 * p + 1)[..cols]);
-        let mut q = 0;
+        // The whole panels in vectors where the CPU has them, the rest
+        // below.
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        let vectored = if std::arch::is_x86_feature_detected!("avx2") {
             let zeros = [0i8; NR];
+            let full = cols / NR;
             for panel_ix in 0..full {
                 let j0 = panel_ix * NR;
                 let second = r1.map_or(&zeros[..], |r| &r[j0..j0 + NR]);
@@ -149,9 +150,13 @@ pub(crate) fn pack_pairs<'a>(
                 // values from `j0` and `out` holds NR.
                 unsafe { interleave_avx2(&r0[j0..j0 + NR], second, out) };
             }
-            q = full;
-        }
-        for panel_ix in q..panels {
+            full
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let vectored = 0;
+        for panel_ix in vectored..panels {
             let j0 = panel_ix * NR;
             let out = &mut dst[panel_ix * panel + p * NR..][..NR];
             for (lane, o) in out.iter_mut().enumerate() {
