@@ -96,6 +96,8 @@ impl PairKernel {
             "sums or bias too short"
         );
         let block_len = self.k.div_ceil(2) * MR;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
         for (q, b) in packed.chunks(panel).take(cols.div_ceil(NR)).enumerate() {
             let j0 = q * NR;
             let width = NR.min(cols - j0);
@@ -106,8 +108,8 @@ impl PairKernel {
                 tile_bias[..rows].copy_from_slice(&bias[c0..c0 + rows]);
                 let out = &mut sums[c0 * cols + j0..];
                 #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 was detected just above; `a` and `b` hold
+                if avx2 {
+                    // SAFETY: AVX2 was detected before the loops; `a` and `b` hold
                     // `k.div_ceil(2)` pairs of `MR` and `NR` lanes, and the
                     // tile writes `rows` rows of `width` values at stride
                     // `cols` inside `out` (`sums` holds `m * cols`).
