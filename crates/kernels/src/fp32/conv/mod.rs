@@ -62,7 +62,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 use self::depthwise::DepthwiseWay;
 pub(crate) use self::install::activation_of;
 pub use self::install::{ConvsInstalled, fuse_into_convs, install_convs};
-pub use self::tile::{TileArgs, TileKernel};
+pub use self::tile::{Finishing, TileArgs, TileKernel};
 pub(crate) use self::tile::{split, split_position};
 use super::activation::{Activation, Rows};
 use crate::geometry::{Geometry, valid_range};
@@ -612,6 +612,7 @@ impl F32Conv {
                                 out: sums.as_mut_ptr(),
                                 out_stride: block_c,
                                 accumulate: false,
+                                finishing: None,
                             };
                             // SAFETY: `depth x px` values, `depth x block_c`
                             // weights and `px x block_c` sums, as `TileKernel::run`
@@ -767,9 +768,11 @@ impl F32Conv {
     /// The flat pixels `band.pixels` of output channel blocks `blocks`.
     ///
     /// A tile of a full block whose pixels all land in the output (no
-    /// padded columns, no pixels past the last) is summed straight into
-    /// the output and finished there; the others go through a tile of
-    /// their own, and only their output pixels are copied out.
+    /// padded columns, no pixels past the last: with padded rows, a tile
+    /// inside one row's output columns) is summed straight into the output
+    /// and finished in registers by the tile loop with its last chunk; the
+    /// others go through a tile of their own, and only their output pixels
+    /// are copied out and finished.
     ///
     /// With the blocks inner, every block of a tile reads the same input
     /// pixels: where those pixels of every input channel would not stay in
@@ -813,8 +816,12 @@ impl F32Conv {
         let direct = |block: usize, tile: usize| -> Option<*mut f32> {
             let first = px0 + tile * k.nt;
             let full = first + k.nt <= end && (block + 1) * k.mr <= g.out_c;
-            (full && l.width == g.out_w).then(|| {
-                let start = block * k.mr * plane + band.r0 * l.width + first;
+            // With padded rows, a tile inside the output columns of one row.
+            let at = band.r0 * l.width + first;
+            let (row, column) = (at / l.width, at % l.width);
+            let inside = l.width == g.out_w || column + k.nt <= g.out_w;
+            (full && inside).then(|| {
+                let start = block * k.mr * plane + row * g.out_w + column;
                 // SAFETY: this part owns these pixels of these channels.
                 unsafe { y.ptr(start, (k.mr - 1) * plane + k.nt) }
             })
@@ -825,9 +832,10 @@ impl F32Conv {
             Some(out) => (out, plane),
             None => (sums[slot * k.mr * k.nt..].as_mut_ptr(), k.nt),
         };
-        // Finishes tile `tile` of block `block`: where it was summed, or on
-        // its way from its tile of sums to its output pixels.
-        let finish = |block: usize, tile: usize, slot: usize, to, sums: &[f32]| {
+        // Finishes tile `tile` of block `block` on its way from its tile of
+        // sums to its output pixels; a tile summed straight into the output
+        // was finished in registers by its last chunk's loop.
+        let finish = |block: usize, tile: usize, slot: usize, sums: &[f32]| {
             let first = px0 + tile * k.nt;
             let len = k.nt.min(end - first);
             let channels = k.mr.min(g.out_c - block * k.mr);
@@ -836,32 +844,34 @@ impl F32Conv {
                 .post
                 .as_ref()
                 .map(|p| (&p.0[block * k.mr..], &p.1[block * k.mr..]));
-            let Some(out) = to else {
-                let tile_sums = &sums[slot * k.mr * k.nt..][..k.mr * k.nt];
-                self.for_each_output_run(band.r0 * l.width + first, len, |at, pixel, n| {
-                    let start = block * k.mr * plane + pixel;
-                    let rows = Rows {
-                        from: tile_sums[at..].as_ptr(),
-                        from_stride: k.nt,
-                        // SAFETY: this part owns these pixels of these
-                        // channels.
-                        to: unsafe { y.ptr(start, (channels - 1) * plane + n) },
-                        to_stride: plane,
-                        width: n,
-                    };
-                    // SAFETY: `channels` rows of `n` sums of the tile, into
-                    // as many output pixels this part writes alone;
-                    // `kernel` came from `TileKernel::native`, so the CPU
-                    // has its features.
-                    unsafe { (k.finish)(self.activation, rows, biases, post) };
-                });
-                return;
-            };
-            let rows = Rows::in_place(out, k.nt, plane);
-            // SAFETY: `out` has `mr` rows of `nt` this part writes alone
-            // (`direct`); `kernel` came from `TileKernel::native`, so the
-            // CPU has its features.
-            unsafe { (k.finish)(self.activation, rows, biases, post) };
+            let tile_sums = &sums[slot * k.mr * k.nt..][..k.mr * k.nt];
+            self.for_each_output_run(band.r0 * l.width + first, len, |at, pixel, n| {
+                let start = block * k.mr * plane + pixel;
+                let rows = Rows {
+                    from: tile_sums[at..].as_ptr(),
+                    from_stride: k.nt,
+                    // SAFETY: this part owns these pixels of these
+                    // channels.
+                    to: unsafe { y.ptr(start, (channels - 1) * plane + n) },
+                    to_stride: plane,
+                    width: n,
+                };
+                // SAFETY: `channels` rows of `n` sums of the tile, into
+                // as many output pixels this part writes alone;
+                // `kernel` came from `TileKernel::native`, so the CPU
+                // has its features.
+                unsafe { (k.finish)(self.activation, rows, biases, post) };
+            });
+        };
+        // What the tile loop applies to a direct tile's sums with its last
+        // chunk: a full block's `mr` biases, scales and offsets.
+        let finishing = |block: usize| Finishing {
+            activation: self.activation,
+            biases: self.bias[block * k.mr..][..k.mr].as_ptr(),
+            post: self.post.as_ref().map(|p| {
+                let at = block * k.mr;
+                (p.0[at..][..k.mr].as_ptr(), p.1[at..][..k.mr].as_ptr())
+            }),
         };
         let items = if chunks > 1 {
             tiles
@@ -912,6 +922,7 @@ impl F32Conv {
                         out,
                         out_stride,
                         accumulate: c0 > 0,
+                        finishing: to.filter(|_| c0 + in_c == g.in_c).map(|_| finishing(block)),
                     };
                     // SAFETY: the packed weights hold a block of `in_c *
                     // taps * mr`, a chunk's starting at `c0 * taps * mr`;
@@ -926,7 +937,9 @@ impl F32Conv {
                 }
             }
             for (slot, (block, &to)) in block_range.zip(&targets).enumerate() {
-                finish(block, tile, slot, to, &sums);
+                if to.is_none() {
+                    finish(block, tile, slot, &sums);
+                }
             }
         }
     }
@@ -1222,6 +1235,67 @@ mod tests {
                     Some(kernel),
                 );
                 checked(&rows, "pixel rows");
+            }
+        }
+    }
+
+    /// A pointwise convolution read as it is has its full tiles finished in
+    /// registers by the tile loop (`Finishing`), the rest on their way out
+    /// of a tile of sums (`TileKernel::finish`): every activation, with and
+    /// without a scale and offset after it, gives what the definition does.
+    #[test]
+    fn tiles_finished_in_registers_match_the_definition_for_every_activation() {
+        // 30x40 pixels: full tiles on every kernel, and a last short one on
+        // the 48- and 64-pixel tiles; 50 channels: a part block too.
+        let g = geometry((1, 24, 30, 40), 50, (1, 1), (1, 1), 1, (0, 0), (0, 0));
+        let activations = [
+            Activation::IDENTITY,
+            Activation::Clamp { lo: 0.0, hi: 6.0 },
+            Activation::Sigmoid,
+            Activation::Silu,
+            Activation::HardSwish {
+                alpha: 1.0 / 6.0,
+                beta: 0.5,
+            },
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::LeakyRelu { alpha: 0.1 },
+        ];
+        let (x, w, bias) = operands(&g, g.in_c);
+        let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
+        let post: Vec<(f32, f32)> = (0..g.out_c)
+            .map(|o| (0.5 + o as f32 / 40.0, o as f32 / 20.0 - 1.0))
+            .collect();
+        for kernel in TileKernel::all_native() {
+            for act in activations {
+                let expected = reference(&g, &x, &w, &bias, act);
+                let mut op =
+                    F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape.clone()).unwrap();
+                assert!(op.reads_input_directly());
+                let worst_plain = worst(&expected, &run(&op, &x));
+                assert!(
+                    worst_plain < 2e-5,
+                    "{} {act:?}: off by {worst_plain}",
+                    kernel.name
+                );
+                op.fold_post_affine(post.iter().copied());
+                let plane = g.out_h * g.out_w;
+                let expected: Vec<f32> = expected
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let (scale, offset) = post[i / plane];
+                        v.mul_add(scale, offset)
+                    })
+                    .collect();
+                let worst_post = worst(&expected, &run(&op, &x));
+                assert!(
+                    worst_post < 4e-5,
+                    "{} {act:?} with a scale and offset: off by {worst_post}",
+                    kernel.name
+                );
             }
         }
     }
