@@ -141,7 +141,8 @@ struct Band<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Layout {
     /// Width of every row of the phase images, and of the flat output
-    /// pixels: the output's width and the columns the widest tap reaches.
+    /// pixels: the output's width and the columns the widest tap reaches,
+    /// less the zero columns a row's end shares with the next row's start.
     width: usize,
     /// Phase images: `stride_h * stride_w`.
     phases: usize,
@@ -167,21 +168,40 @@ impl Layout {
         let cells = g.tap_phases();
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
-        let width = g.out_w + max_col;
-        let runs = (0..sw)
-            .map(|b| {
-                let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
-                let first = (lo * sw + b).saturating_sub(g.pad_left);
-                (lo, hi, first)
-            })
-            .collect();
+        let runs_of = |width: usize| -> Vec<(usize, usize, usize)> {
+            (0..sw)
+                .map(|b| {
+                    let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
+                    let first = (lo * sw + b).saturating_sub(g.pad_left);
+                    (lo, hi, first)
+                })
+                .collect()
+        };
+        // Every tap of every output column lands in a row of `out_w +
+        // max_col`. Rows run on into each other, so the zero columns a row
+        // ends with and those the next starts with can be the same ones: a
+        // row as much shorter as every column phase read has zeros on both
+        // sides (a 3x3 of stride 1 and padding 1: one column of 42 on a
+        // 40-wide map, whose products are computed and dropped, fewer).
+        let full = g.out_w + max_col;
+        let read = g.phases_read();
+        let shared = runs_of(full)
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| (0..sh).any(|a| read[a * sw + b]))
+            .map(|(_, &(lo, hi, _))| lo.min(full - hi))
+            .min()
+            .unwrap_or(0)
+            .min(max_col);
+        let width = full - shared;
+        let runs = runs_of(width);
         Layout {
             width,
             phases: sh * sw,
             cells,
             halo: max_row + 1,
             runs,
-            read: g.phases_read(),
+            read,
         }
     }
 
@@ -1241,13 +1261,17 @@ mod tests {
 
     /// A pointwise convolution read as it is has its full tiles finished in
     /// registers by the tile loop (`Finishing`), the rest on their way out
-    /// of a tile of sums (`TileKernel::finish`): every activation, with and
-    /// without a scale and offset after it, gives what the definition does.
+    /// of a tile of sums (`TileKernel::finish`), as a depthwise one walked by
+    /// rows has its rows: every activation, with and without a scale and
+    /// offset after it, gives what the definition does.
     #[test]
     fn tiles_finished_in_registers_match_the_definition_for_every_activation() {
         // 30x40 pixels: full tiles on every kernel, and a last short one on
-        // the 48- and 64-pixel tiles; 50 channels: a part block too.
-        let g = geometry((1, 24, 30, 40), 50, (1, 1), (1, 1), 1, (0, 0), (0, 0));
+        // the 48- and 64-pixel tiles; 50 channels: a part block too. The
+        // depthwise one: rows of 37, their last run overlapping the one
+        // before.
+        let pointwise = geometry((1, 24, 30, 40), 50, (1, 1), (1, 1), 1, (0, 0), (0, 0));
+        let depthwise = geometry((1, 7, 9, 37), 7, (3, 3), (1, 1), 1, (1, 1), (1, 1));
         let activations = [
             Activation::IDENTITY,
             Activation::Clamp { lo: 0.0, hi: 6.0 },
@@ -1263,17 +1287,43 @@ mod tests {
             },
             Activation::LeakyRelu { alpha: 0.1 },
         ];
-        let (x, w, bias) = operands(&g, g.in_c);
-        let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
-        let post: Vec<(f32, f32)> = (0..g.out_c)
-            .map(|o| (0.5 + o as f32 / 40.0, o as f32 / 20.0 - 1.0))
-            .collect();
-        for kernel in TileKernel::all_native() {
+        for (kernel, g) in TileKernel::all_native()
+            .into_iter()
+            .flat_map(|k| [(k, &pointwise), (k, &depthwise)])
+        {
+            let is_depthwise = g.in_c == g.out_c && g.kernel_h == 3;
+            let taps = g.kernel_h * g.kernel_w;
+            let (x, w, bias) = operands(g, if is_depthwise { taps } else { g.in_c });
+            // The depthwise filters as a dense convolution's, for the definition.
+            let dense = if is_depthwise {
+                let mut dense = vec![0f32; g.out_c * g.in_c * taps];
+                for c in 0..g.out_c {
+                    dense[(c * g.in_c + c) * taps..][..taps]
+                        .copy_from_slice(&w[c * taps..][..taps]);
+                }
+                dense
+            } else {
+                w.clone()
+            };
+            let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
+            let post: Vec<(f32, f32)> = (0..g.out_c)
+                .map(|o| (0.5 + o as f32 / 40.0, o as f32 / 20.0 - 1.0))
+                .collect();
             for act in activations {
-                let expected = reference(&g, &x, &w, &bias, act);
-                let mut op =
-                    F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape.clone()).unwrap();
-                assert!(op.reads_input_directly());
+                let g = g.clone();
+                let expected = reference(&g, &x, &dense, &bias, act);
+                let mut op = if is_depthwise {
+                    let mut op =
+                        F32Conv::depthwise(g.clone(), kernel, &w, bias.clone(), act, shape.clone())
+                            .unwrap();
+                    op.depthwise = Some(DepthwiseWay::Rows);
+                    op
+                } else {
+                    let op = F32Conv::new(g.clone(), kernel, &w, bias.clone(), act, shape.clone())
+                        .unwrap();
+                    assert!(op.reads_input_directly());
+                    op
+                };
                 let worst_plain = worst(&expected, &run(&op, &x));
                 assert!(
                     worst_plain < 2e-5,
