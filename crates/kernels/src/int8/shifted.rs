@@ -4,8 +4,9 @@
 //! With the depth ordered tap-major (`k = tap * channels + channel`), the
 //! row of channel `c` at tap `(ky, kx)` is, for a stride-1 convolution, the
 //! padded input plane shifted by `ky * width + kx`, provided the output is
-//! computed on the padded width: each output row gets `kw - 1` extra
-//! columns that are computed and thrown away. A stride of `s` splits each
+//! computed on the padded width: each output row gets up to `kw - 1` extra
+//! columns that are computed and thrown away (fewer where a row's trailing
+//! padding doubles as the next row's leading padding). A stride of `s` splits each
 //! padded plane into `s * s` phase planes (every `s`-th row and column from
 //! each offset), after which every tap reads one phase plane, shifted, at
 //! stride 1 again. The unfolded matrix (`k` bytes per output pixel, nine
@@ -33,8 +34,9 @@ pub(crate) struct Shifted {
     /// `stride_h * stride_w`.
     stride_h: usize,
     stride_w: usize,
-    /// Rows and columns of each phase plane; `width` is also the virtual
-    /// output width, of which the first `out_w` columns are real.
+    /// Rows and columns of each phase plane (a spare row of padding last);
+    /// `width` is also the virtual output width, of which the first
+    /// `out_w` columns are real.
     height: usize,
     /// See `height`.
     pub width: usize,
@@ -59,7 +61,25 @@ impl Shifted {
         // The padded extents every real output reads, then split in phases.
         let padded_h = (geo.out_h - 1) * sh + (geo.kernel_h - 1) * geo.dilation_h + 1;
         let padded_w = (geo.out_w - 1) * sw + (geo.kernel_w - 1) * geo.dilation_w + 1;
-        let (height, width) = (padded_h.div_ceil(sh), padded_w.div_ceil(sw));
+        let full = padded_w.div_ceil(sw);
+        // Phase rows run on into each other, so a row's trailing padding
+        // columns can be the next row's leading ones: the row is as many
+        // columns shorter as every column phase read has padding on both
+        // sides (one of two for a 3x3 of stride 1 and padding 1), fewer
+        // columns computed and thrown away. A tap past a row's end reads
+        // the next row's padding, the last row's a spare row of padding.
+        let read = geo.phases_read();
+        let max_shift = geo.tap_phases().iter().map(|t| t.2).max().unwrap_or(0);
+        let shared = (0..sw)
+            .filter(|&px| (0..sh).any(|py| read[py * sw + px]))
+            .map(|px| {
+                let cols = inside(px, geo.pad_left, sw, geo.in_w, full);
+                cols.start.min(full - cols.end)
+            })
+            .min()
+            .unwrap_or(0)
+            .min(max_shift);
+        let (height, width) = (padded_h.div_ceil(sh) + 1, full - shared);
         let channels = geo.in_c.next_multiple_of(channel_group);
         let plane = height * width;
         let mut starts = Vec::with_capacity(geo.kernel_h * geo.kernel_w * channels);
@@ -82,7 +102,7 @@ impl Shifted {
             channels,
             starts,
             zeros,
-            read: geo.phases_read(),
+            read,
         }
     }
 
@@ -318,7 +338,9 @@ mod tests {
             pad_left: 1,
         };
         let shifted = Shifted::new(&geo, 4);
-        assert_eq!(shifted.width, 12);
+        // 10 columns and one of padding, shared by a row's end and the next
+        // row's start.
+        assert_eq!(shifted.width, 11);
         let columns = shifted.columns(&geo);
         for chunk in [1, 5, 12, 16, 48, 200] {
             let mut next = 0;
