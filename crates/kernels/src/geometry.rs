@@ -143,6 +143,28 @@ impl Geometry {
         read
     }
 
+    /// Columns a phase row of `full` columns (`out_w` and the widest tap's
+    /// column) can drop when rows run on into each other: a tap past a
+    /// row's end then reads the next row's leading padding, which stands
+    /// for its own trailing padding as long as every column phase read has
+    /// that many padding columns on both sides (1 for a 3x3 of stride 1
+    /// and padding 1). At most the widest tap's column, so a row still
+    /// holds the output's width.
+    pub fn shared_padding_columns(&self, full: usize) -> usize {
+        let (sh, sw) = (self.stride_h, self.stride_w);
+        let read = self.phases_read();
+        let widest = self.tap_phases().iter().map(|t| t.2).max().unwrap_or(0);
+        (0..sw)
+            .filter(|&b| (0..sh).any(|a| read[a * sw + b]))
+            .map(|b| {
+                let (lo, hi) = valid_range(b, self.pad_left, sw, self.in_w, full);
+                lo.min(full - hi)
+            })
+            .min()
+            .unwrap_or(0)
+            .min(widest)
+    }
+
     /// A 1x1 convolution with stride 1 and no padding: a plain matrix product.
     pub fn is_pointwise(&self) -> bool {
         self.kernel_h == 1

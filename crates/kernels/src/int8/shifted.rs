@@ -68,17 +68,7 @@ impl Shifted {
         // sides (one of two for a 3x3 of stride 1 and padding 1), fewer
         // columns computed and thrown away. A tap past a row's end reads
         // the next row's padding, the last row's a spare row of padding.
-        let read = geo.phases_read();
-        let max_shift = geo.tap_phases().iter().map(|t| t.2).max().unwrap_or(0);
-        let shared = (0..sw)
-            .filter(|&px| (0..sh).any(|py| read[py * sw + px]))
-            .map(|px| {
-                let cols = inside(px, geo.pad_left, sw, geo.in_w, full);
-                cols.start.min(full - cols.end)
-            })
-            .min()
-            .unwrap_or(0)
-            .min(max_shift);
+        let shared = geo.shared_padding_columns(full);
         let (height, width) = (padded_h.div_ceil(sh) + 1, full - shared);
         let channels = geo.in_c.next_multiple_of(channel_group);
         let plane = height * width;
@@ -102,7 +92,7 @@ impl Shifted {
             channels,
             starts,
             zeros,
-            read,
+            read: geo.phases_read(),
         }
     }
 

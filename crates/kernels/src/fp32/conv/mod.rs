@@ -168,40 +168,27 @@ impl Layout {
         let cells = g.tap_phases();
         let max_row = cells.iter().map(|c| c.1).max().unwrap_or(0);
         let max_col = cells.iter().map(|c| c.2).max().unwrap_or(0);
-        let runs_of = |width: usize| -> Vec<(usize, usize, usize)> {
-            (0..sw)
-                .map(|b| {
-                    let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
-                    let first = (lo * sw + b).saturating_sub(g.pad_left);
-                    (lo, hi, first)
-                })
-                .collect()
-        };
-        // Every tap of every output column lands in a row of `out_w +
-        // max_col`. Rows run on into each other, so the zero columns a row
-        // ends with and those the next starts with can be the same ones: a
-        // row as much shorter as every column phase read has zeros on both
-        // sides (a 3x3 of stride 1 and padding 1: one column of 42 on a
-        // 40-wide map, whose products are computed and dropped, fewer).
+        // Rows run on into each other and share their zero columns
+        // (`Geometry::shared_padding_columns`): one column of 42 fewer on a
+        // 40-wide map under a 3x3 of stride 1 and padding 1, whose products
+        // are computed and dropped.
         let full = g.out_w + max_col;
-        let read = g.phases_read();
-        let shared = runs_of(full)
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| (0..sh).any(|a| read[a * sw + b]))
-            .map(|(_, &(lo, hi, _))| lo.min(full - hi))
-            .min()
-            .unwrap_or(0)
-            .min(max_col);
+        let shared = g.shared_padding_columns(full);
         let width = full - shared;
-        let runs = runs_of(width);
+        let runs = (0..sw)
+            .map(|b| {
+                let (lo, hi) = valid_range(b, g.pad_left, sw, g.in_w, width);
+                let first = (lo * sw + b).saturating_sub(g.pad_left);
+                (lo, hi, first)
+            })
+            .collect();
         Layout {
             width,
             phases: sh * sw,
             cells,
             halo: max_row + 1,
             runs,
-            read,
+            read: g.phases_read(),
         }
     }
 
