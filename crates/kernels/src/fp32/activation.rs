@@ -49,6 +49,24 @@ impl Default for Activation {
 }
 
 impl Activation {
+    /// One of every kind, with the parameters exporters write, for tests.
+    #[cfg(test)]
+    pub(crate) const EVERY_KIND: [Activation; 7] = [
+        Activation::IDENTITY,
+        Activation::Clamp { lo: 0.0, hi: 6.0 },
+        Activation::Sigmoid,
+        Activation::Silu,
+        Activation::HardSwish {
+            alpha: 1.0 / 6.0,
+            beta: 0.5,
+        },
+        Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        Activation::LeakyRelu { alpha: 0.1 },
+    ];
+
     /// No activation.
     pub const IDENTITY: Activation = Activation::Clamp {
         lo: f32::NEG_INFINITY,
@@ -303,21 +321,7 @@ mod tests {
     #[test]
     fn rows_match_single_values() {
         let sums: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.7).collect();
-        let kinds = [
-            Activation::IDENTITY,
-            Activation::Clamp { lo: 0.0, hi: 6.0 },
-            Activation::Sigmoid,
-            Activation::Silu,
-            Activation::HardSwish {
-                alpha: 1.0 / 6.0,
-                beta: 0.5,
-            },
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::LeakyRelu { alpha: 0.1 },
-        ];
+        let kinds = Activation::EVERY_KIND;
         for kind in kinds {
             let mut out = sums.clone();
             kind.apply_row(&mut out, 0.25);

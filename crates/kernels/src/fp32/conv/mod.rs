@@ -1259,21 +1259,7 @@ mod tests {
         // before.
         let pointwise = geometry((1, 24, 30, 40), 50, (1, 1), (1, 1), 1, (0, 0), (0, 0));
         let depthwise = geometry((1, 7, 9, 37), 7, (3, 3), (1, 1), 1, (1, 1), (1, 1));
-        let activations = [
-            Activation::IDENTITY,
-            Activation::Clamp { lo: 0.0, hi: 6.0 },
-            Activation::Sigmoid,
-            Activation::Silu,
-            Activation::HardSwish {
-                alpha: 1.0 / 6.0,
-                beta: 0.5,
-            },
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::LeakyRelu { alpha: 0.1 },
-        ];
+        let activations = Activation::EVERY_KIND;
         for (kernel, g) in TileKernel::all_native()
             .into_iter()
             .flat_map(|k| [(k, &pointwise), (k, &depthwise)])
