@@ -53,6 +53,7 @@ mod depthwise;
 mod install;
 mod lanes;
 mod tile;
+mod winograd;
 
 use std::sync::Arc;
 
@@ -114,6 +115,9 @@ pub struct F32Conv {
     /// ([`pixel_rows_loop`]), its weights packed in blocks of that loop's
     /// `nt` output channels.
     pixel_rows: Option<TileKernel>,
+    /// Whether it runs as Winograd F(4x4, 3x3) (`winograd.rs`), its
+    /// weights transformed and packed by [`winograd::transform_weights`].
+    winograd: bool,
 }
 
 impl Eq for F32Conv {}
@@ -321,13 +325,19 @@ impl F32Conv {
                 geo.out_c
             ));
         }
-        let pixel_rows = pixel_rows_loop(&geo, &Layout::of(&geo), &kernel);
+        let layout = Layout::of(&geo);
+        let winograd = winograd::pays(&geo, kernel.mr, kernel.nt, geo.out_h * layout.width);
+        let pixel_rows = (!winograd)
+            .then(|| pixel_rows_loop(&geo, &layout, &kernel))
+            .flatten();
         Ok(Self::packed(
-            geo, kernel, weights, bias, activation, shape, pixel_rows,
+            geo, kernel, weights, bias, activation, shape, pixel_rows, winograd,
         ))
     }
 
-    /// [`Self::new`], checked, on the flat tiles or the pixel rows.
+    /// [`Self::new`], checked, on the flat tiles, the pixel rows or
+    /// Winograd's tiles.
+    #[allow(clippy::too_many_arguments)]
     fn packed(
         geo: Geometry,
         kernel: TileKernel,
@@ -336,7 +346,25 @@ impl F32Conv {
         activation: Activation,
         shape: Vec<usize>,
         pixel_rows: Option<TileKernel>,
+        winograd: bool,
     ) -> F32Conv {
+        if winograd {
+            return F32Conv {
+                depthwise: None,
+                layout: Layout::of(&geo),
+                weights: Arc::new(winograd::transform_weights(&geo, weights, kernel.mr)),
+                geo,
+                kernel,
+                bias: Arc::new(bias),
+                activation,
+                post: None,
+                shape,
+                band_bytes: BAND_BYTES,
+                chunk_bytes: L1_INPUT_BYTES,
+                pixel_rows: None,
+                winograd: true,
+            };
+        }
         let taps = geo.kernel_h * geo.kernel_w;
         let mr = pixel_rows.map_or(kernel.mr, |rows| rows.nt);
         let blocks = geo.out_c.div_ceil(mr);
@@ -362,6 +390,7 @@ impl F32Conv {
             band_bytes: BAND_BYTES,
             chunk_bytes: L1_INPUT_BYTES,
             pixel_rows,
+            winograd: false,
         }
     }
 
@@ -415,6 +444,7 @@ impl F32Conv {
             band_bytes: BAND_BYTES,
             chunk_bytes: L1_INPUT_BYTES,
             pixel_rows: None,
+            winograd: false,
         })
     }
 
@@ -424,6 +454,8 @@ impl F32Conv {
             format!("{}_depthwise", self.kernel.name)
         } else if let Some(rows) = self.pixel_rows {
             format!("{}_pixel_rows", rows.name)
+        } else if self.winograd {
+            format!("{}_winograd_f4x4_3x3", self.kernel.name)
         } else {
             self.kernel.name.to_string()
         }
@@ -463,6 +495,17 @@ impl F32Conv {
             return;
         }
         let mr = self.packed_mr();
+        if self.winograd {
+            let weights = Arc::make_mut(&mut self.weights);
+            let bias = Arc::make_mut(&mut self.bias);
+            for (o, (scale, offset)) in per_channel.enumerate().take(self.geo.out_c) {
+                bias[o] = bias[o] * scale + offset;
+                if scale != 1.0 {
+                    winograd::scale_output_channel(weights, &self.geo, mr, o, scale);
+                }
+            }
+            return;
+        }
         let block_len = self.geo.in_c * self.geo.kernel_h * self.geo.kernel_w * mr;
         let weights = Arc::make_mut(&mut self.weights);
         let bias = Arc::make_mut(&mut self.bias);
@@ -670,6 +713,9 @@ impl F32Conv {
         }
         if let Some(rows) = self.pixel_rows {
             return self.eval_pixel_rows(rows, x, y);
+        }
+        if self.winograd {
+            return self.eval_winograd(x, y);
         }
         let (g, l, k) = (&self.geo, &self.layout, &self.kernel);
         let blocks = g.out_c.div_ceil(k.mr);
@@ -1240,8 +1286,105 @@ mod tests {
                     act,
                     shape,
                     Some(kernel),
+                    false,
                 );
                 checked(&rows, "pixel rows");
+            }
+        }
+    }
+
+    /// Winograd F(4x4, 3x3) gives the definition to float rounding on maps
+    /// no tile divides, every padding a 3x3 of stride 1 takes, a batch of
+    /// two, channel counts no block divides; the same bytes on one thread
+    /// and two, in one band or many, with the input channels in one chunk
+    /// or many; with a scale and offset after the activation, and with an
+    /// affine folded into its transformed weights.
+    #[test]
+    fn winograd_matches_the_definition() {
+        let cases = [
+            geometry((1, 13, 19, 23), 29, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((2, 8, 16, 16), 16, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 5, 11, 9), 7, (3, 3), (1, 1), 1, (0, 0), (0, 0)),
+            geometry((1, 6, 10, 13), 9, (3, 3), (1, 1), 1, (2, 0), (0, 2)),
+            geometry((1, 3, 3, 2), 4, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 40, 24, 30), 20, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+        ];
+        let activations = Activation::EVERY_KIND;
+        for kernel in TileKernel::all_native() {
+            for (i, g) in cases.iter().enumerate() {
+                let act = activations[i % activations.len()];
+                let (x, w, bias) = operands(g, g.in_c * 9);
+                let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
+                let make = |act| {
+                    F32Conv::packed(
+                        g.clone(),
+                        kernel,
+                        &w,
+                        bias.clone(),
+                        act,
+                        shape.clone(),
+                        None,
+                        true,
+                    )
+                };
+                let mut op = make(act);
+                assert!(op.kernel_name().contains("winograd"));
+                let expected = reference(g, &x, &w, &bias, act);
+                // Rounding grows with the terms summed: within 1e-6 of
+                // their sum's scale.
+                let scale: f32 = (g.in_c * 9) as f32;
+                let one = run(&op, &x);
+                let off = worst(&expected, &one);
+                assert!(
+                    off < 1e-6 * scale.max(10.0),
+                    "{} case {i} {g:?} {act:?}: off by {off}",
+                    kernel.name
+                );
+                let two = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(one, two, "{} case {i}: two threads", kernel.name);
+                op.band_bytes = 1;
+                op.chunk_bytes = 1;
+                let banded = multithread_tract_scope(Executor::multithread(2), || run(&op, &x));
+                assert_eq!(one, banded, "{} case {i}: bands and chunks", kernel.name);
+                // A scale and offset after the activation.
+                let post: Vec<(f32, f32)> = (0..g.out_c)
+                    .map(|o| (0.5 + o as f32 / 40.0, o as f32 / 20.0 - 1.0))
+                    .collect();
+                op.fold_post_affine(post.iter().copied());
+                let plane = g.out_h * g.out_w;
+                let shifted: Vec<f32> = expected
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        v.mul_add(post[(j / plane) % g.out_c].0, post[(j / plane) % g.out_c].1)
+                    })
+                    .collect();
+                let off = worst(&shifted, &run(&op, &x));
+                assert!(
+                    off < 2e-6 * scale.max(10.0),
+                    "{} case {i} post: off by {off}",
+                    kernel.name
+                );
+                // An affine folded into the weights before the activation.
+                let mut folded = make(Activation::IDENTITY);
+                folded.fold_affine((0..g.out_c).map(|o| (1.5 - o as f32 / 30.0, 0.25)));
+                let scaled: Vec<f32> = (0..g.out_c)
+                    .flat_map(|o| {
+                        w[o * g.in_c * 9..][..g.in_c * 9]
+                            .iter()
+                            .map(move |&v| v * (1.5 - o as f32 / 30.0))
+                    })
+                    .collect();
+                let shifted_bias: Vec<f32> = (0..g.out_c)
+                    .map(|o| bias[o] * (1.5 - o as f32 / 30.0) + 0.25)
+                    .collect();
+                let expected = reference(g, &x, &scaled, &shifted_bias, Activation::IDENTITY);
+                let off = worst(&expected, &run(&folded, &x));
+                assert!(
+                    off < 2e-6 * scale.max(10.0),
+                    "{} case {i} folded: off by {off}",
+                    kernel.name
+                );
             }
         }
     }
