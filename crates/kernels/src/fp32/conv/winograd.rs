@@ -42,14 +42,16 @@ const G: [[f64; 3]; ALPHA] = [
 const BAND_BYTES: usize = 768 << 10;
 
 thread_local! {
-    /// A thread's transformed input tiles, products and transform rows.
+    /// The transformed input of the band an image is at, `[POINTS][in_c]
+    /// [stride]`: the calling thread's, shared with the threads that fill
+    /// it and read it.
+    static INPUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A thread's products and transform rows.
     static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
 }
 
 #[derive(Default)]
 struct Buffers {
-    /// Transformed input: `[POINTS][in_c][stride]`.
-    input: Vec<f32>,
     /// One block's products: `[POINTS][mr][stride]`.
     products: Vec<f32>,
     /// Rows of the transforms.
@@ -146,35 +148,80 @@ fn output_side(m: [f32; ALPHA]) -> [f32; M] {
     [m[0] + a + c, b + 2.0 * d, a + 4.0 * c, b + 8.0 * d + m[5]]
 }
 
-/// One run of tiles within a row of tiles.
+/// A band of tiles, laid out flat: each row of tiles one tile wider than
+/// the output needs, so that the rows run on into each other and the
+/// transforms take a tile per lane across row ends, one dropped tile per
+/// row (as the direct loop's flat pixels drop a column). A band is a run of
+/// whole groups of the tile loop's `nt` flat tiles, which may start and end
+/// inside rows: bands of whole rows padded each to whole groups computed
+/// up to half again the tiles on 40x40 maps.
 #[derive(Clone, Copy)]
-struct TileRun {
-    /// The row of tiles.
-    row: usize,
-    /// Its first tile's column of tiles.
-    column: usize,
-    /// Tiles in the run.
-    len: usize,
-    /// Its first tile's position in the band.
-    at: usize,
+struct Flat {
+    /// Tiles an output row of tiles needs.
+    per_row: usize,
+    /// The first row of tiles the band covers.
+    first_row: usize,
+    /// The rows of tiles it covers.
+    rows: usize,
+    /// Its flat tiles, counted from its first row's first.
+    lo: usize,
+    /// Its flat tiles' end, counted alike.
+    hi: usize,
 }
 
-/// The runs of tiles `tiles` covers, `per_row` tiles to a row.
-fn tile_runs(tiles: std::ops::Range<usize>, per_row: usize) -> Vec<TileRun> {
-    let mut runs = vec![];
-    let mut t = tiles.start;
-    while t < tiles.end {
-        let (row, column) = (t / per_row, t % per_row);
-        let len = (per_row - column).min(tiles.end - t);
-        runs.push(TileRun {
-            row,
-            column,
-            len,
-            at: t - tiles.start,
-        });
-        t += len;
+impl Flat {
+    /// Tiles per flat row: one dropped.
+    fn row_tiles(&self) -> usize {
+        self.per_row + 1
     }
-    runs
+
+    /// Input (and output) columns per flat row: four per tile.
+    fn width(&self) -> usize {
+        M * self.row_tiles()
+    }
+
+    /// The band of flat tiles `tiles` of an image `per_row` tiles wide.
+    fn of(per_row: usize, tiles: std::ops::Range<usize>) -> Flat {
+        let first_row = tiles.start / (per_row + 1);
+        let skipped = first_row * (per_row + 1);
+        Flat {
+            per_row,
+            first_row,
+            rows: (tiles.end - 1) / (per_row + 1) + 1 - first_row,
+            lo: tiles.start - skipped,
+            hi: tiles.end - skipped,
+        }
+    }
+
+    /// The band's flat tiles.
+    fn tiles(&self) -> usize {
+        self.hi - self.lo
+    }
+
+    /// The flat tiles of the rows it covers.
+    fn covered(&self) -> usize {
+        self.rows * self.row_tiles()
+    }
+
+    /// Where its tiles' outputs land, as `(j, m1, x, n)`: output row `m1`
+    /// of its `j`th row of tiles, columns `x..x + n`, in an output with
+    /// `out_rows` rows from its first and `out_w` columns.
+    fn segments(&self, out_w: usize, out_rows: usize) -> Vec<(usize, usize, usize, usize)> {
+        let row_tiles = self.row_tiles();
+        let mut segments = vec![];
+        for j in 0..self.rows {
+            let a = self.lo.max(j * row_tiles) - j * row_tiles;
+            let b = (self.hi.min((j + 1) * row_tiles) - j * row_tiles).min(self.per_row);
+            if a >= b {
+                continue;
+            }
+            let (x, end) = (M * a, (M * b).min(out_w));
+            for m1 in 0..M.min(out_rows - M * j) {
+                segments.push((j, m1, x, end - x));
+            }
+        }
+        segments
+    }
 }
 
 /// Whether the transforms can run on AVX2 and FMA.
@@ -209,13 +256,13 @@ macro_rules! vectorized {
 vectorized!(
     transform_input,
     transform_input_avx2,
-    transform_input_run,
+    transform_input_plain,
     (
         geo: &Geometry,
         plane: &[f32],
-        run: TileRun,
+        band: Flat,
         rows: &mut Vec<f32>,
-        out: &mut [f32],
+        out: *mut f32,
         point_stride: usize
     )
 );
@@ -223,14 +270,15 @@ vectorized!(
 vectorized!(
     transform_output,
     transform_output_avx2,
-    transform_output_run,
+    transform_output_plain,
     (
         geo: &Geometry,
         products: &[f32],
         point_stride: usize,
-        run: TileRun,
+        band: Flat,
         rows: &mut Vec<f32>,
-        region: &mut [f32]
+        out: *mut f32,
+        out_rows: usize
     )
 );
 
@@ -238,9 +286,10 @@ vectorized!(
 /// NEON ones.
 const LANES: usize = 8;
 
-/// Spare tiles after a band's in its buffers: the transforms of a run's
-/// last block of [`LANES`] tiles write (and read) past its last tile.
-const SPARE: usize = LANES;
+/// Spare values after a band's tiles in its buffers and rows: the
+/// transforms' last block of [`LANES`] tiles writes and reads past the
+/// last tile.
+const SPARE: usize = 2 * LANES;
 
 type Lanes = [f32; LANES];
 
@@ -276,64 +325,70 @@ fn output_sides(m: [Lanes; ALPHA]) -> [Lanes; M] {
     s
 }
 
-/// The input transform of the tiles of `run` in one input channel `plane`:
-/// point `p` of the run's `i`th tile goes to
-/// `out[p * point_stride + run.at + i]`, and junk to the [`SPARE`] places
-/// after its last. `rows` is scratch.
+/// The input transform of `band`'s tiles in one input channel `plane`:
+/// point `p` of its `t`th tile goes to `out[p * point_stride + t]`, and junk
+/// to the [`SPARE`] places after the last, which the caller makes writable
+/// for this call alone. `rows` is scratch.
 #[inline(always)]
-fn transform_input_run(
+fn transform_input_plain(
     geo: &Geometry,
     plane: &[f32],
-    run: TileRun,
+    band: Flat,
     rows: &mut Vec<f32>,
-    out: &mut [f32],
+    out: *mut f32,
     point_stride: usize,
 ) {
-    let blocks = run.len.div_ceil(LANES);
-    // The input columns the run's blocks read, from its first tile's: four
-    // per tile, two more, rounded up to whole blocks of lanes.
-    let width = M * LANES * blocks + LANES;
-    let len = 2 * ALPHA * width + M * (LANES * blocks + LANES);
+    let width = band.width();
+    let flat = band.rows * width;
+    // The band's input rows, zero-padded to the flat width: four per row
+    // of tiles and two more.
+    let in_rows = M * band.rows + 2;
+    let (padded_len, sides_len) = (in_rows * width + SPARE, ALPHA * (flat + SPARE));
+    let phase_len = band.covered() + SPARE;
+    let len = padded_len + sides_len + M * phase_len;
     if rows.len() < len {
         rows.resize(len, 0.0);
     }
-    let (padded, rest) = rows.split_at_mut(ALPHA * width);
-    let (sides, phases) = rest.split_at_mut(ALPHA * width);
-    let x0 = (M * run.column) as isize - geo.pad_left as isize;
-    let y0 = (M * run.row) as isize - geo.pad_top as isize;
+    let (padded, rest) = rows.split_at_mut(padded_len);
+    let (sides, phases) = rest.split_at_mut(sides_len);
+    let y0 = (M * band.first_row) as isize - geo.pad_top as isize;
+    let (first, last) = (
+        geo.pad_left.min(width),
+        (geo.pad_left + geo.in_w).min(width),
+    );
     for (i, row) in padded.chunks_exact_mut(width).enumerate() {
         let y = y0 + i as isize;
-        let first = ((-x0).max(0) as usize).min(width);
-        let last = ((geo.in_w as isize - x0).max(0) as usize).min(M * run.len + 2);
         if y < 0 || y >= geo.in_h as isize || first >= last {
             row.fill(0.0);
             continue;
         }
-        let line = &plane[y as usize * geo.in_w..][..geo.in_w];
-        let from = (x0 + first as isize) as usize;
+        let line = &plane[y as usize * geo.in_w..][..last - first];
         row[..first].fill(0.0);
-        row[first..last].copy_from_slice(&line[from..from + last - first]);
+        row[first..last].copy_from_slice(line);
         row[last..].fill(0.0);
     }
-    // Down the tile: Bᵀ over its six rows, a column per lane.
-    for x in (0..width).step_by(LANES) {
-        let mut d = [[0f32; LANES]; ALPHA];
-        for (i, d) in d.iter_mut().enumerate() {
-            *d = lanes(&padded[i * width..], x);
-        }
-        for (k1, e) in input_sides(d).iter().enumerate() {
-            sides[k1 * width + x..][..LANES].copy_from_slice(e);
+    // Down the tiles: Bᵀ over each row of tiles' six input rows, a column
+    // per lane. A block running past a flat row's end writes junk where the
+    // next row's first block then writes.
+    for j in 0..band.rows {
+        for x in (0..width).step_by(LANES) {
+            let mut d = [[0f32; LANES]; ALPHA];
+            for (i, d) in d.iter_mut().enumerate() {
+                *d = lanes(padded, (M * j + i) * width + x);
+            }
+            for (k1, e) in input_sides(d).iter().enumerate() {
+                sides[k1 * (flat + SPARE) + j * width + x..][..LANES].copy_from_slice(e);
+            }
         }
     }
-    // Across the tile: each row of the above split into its four column
-    // phases (a tile per lane), then Bᵀ over a tile's six columns: phases
-    // 0-3 of tile i and phases 0-1 of tile i + 1.
-    let per_phase = LANES * blocks + LANES;
-    for (k1, side) in sides.chunks_exact(width).enumerate() {
+    // Across the tiles: each flat row of the above split into its four
+    // column phases (a tile per lane), then Bᵀ over a tile's six columns:
+    // phases 0-3 of tile t and phases 0-1 of tile t + 1.
+    for (k1, side) in sides.chunks_exact(flat + SPARE).enumerate() {
         {
-            let (p0, p) = phases.split_at_mut(per_phase);
-            let (p1, p) = p.split_at_mut(per_phase);
-            let (p2, p3) = p.split_at_mut(per_phase);
+            let (p0, p) = phases.split_at_mut(phase_len);
+            let (p1, p) = p.split_at_mut(phase_len);
+            let (p2, p3) = p.split_at_mut(phase_len);
             // Zipped, so that the loop vectorizes into shuffles.
             for ((((a, b), c), d), s) in p0
                 .iter_mut()
@@ -345,46 +400,43 @@ fn transform_input_run(
                 (*a, *b, *c, *d) = (s[0], s[1], s[2], s[3]);
             }
         }
-        for b in 0..blocks {
-            let i = b * LANES;
+        for t in (band.lo..band.hi).step_by(LANES) {
             let mut d = [[0f32; LANES]; ALPHA];
             for (j, d) in d.iter_mut().enumerate() {
-                // Phases 0-3 of tile i, then 0-1 of tile i + 1.
-                *d = lanes(&phases[(j % M) * per_phase..], i + j / M);
+                *d = lanes(&phases[(j % M) * phase_len..], t + j / M);
             }
-            let v = input_sides(d);
-            for (k2, v) in v.iter().enumerate() {
-                let at = (k1 * ALPHA + k2) * point_stride + run.at + i;
-                out[at..at + LANES].copy_from_slice(v);
+            for (k2, v) in input_sides(d).iter().enumerate() {
+                let at = (k1 * ALPHA + k2) * point_stride + t - band.lo;
+                // SAFETY: the caller's: `out` is writable at every point's
+                // tiles and spare places, by this call alone.
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(at), LANES) };
             }
         }
     }
 }
 
-/// The output transform of the tiles of `run` in one output channel: point
-/// `p` of the run's `i`th tile is `products[p * point_stride + run.at + i]`
-/// (readable to [`SPARE`] places past the last); its 4x4 outputs that land
-/// in the output go to `region`, which starts at the run's first output
-/// pixel, its rows `geo.out_w` apart. `rows` is scratch.
+/// The output transform of `band`'s tiles in one output channel: point
+/// `p` of its `t`th tile is `products[p * point_stride + t]` (readable to
+/// [`SPARE`] places past the last); the 4x4 outputs that land in the output
+/// go to `out`, the output channel's rows from the band's first, `out_rows`
+/// of them (the band's [`Flat::segments`], which the caller makes writable
+/// for this call alone). `rows` is scratch.
 #[inline(always)]
-fn transform_output_run(
+fn transform_output_plain(
     geo: &Geometry,
     products: &[f32],
     point_stride: usize,
-    run: TileRun,
+    band: Flat,
     rows: &mut Vec<f32>,
-    region: &mut [f32],
+    out: *mut f32,
+    out_rows: usize,
 ) {
-    let blocks = run.len.div_ceil(LANES);
-    let width = M * LANES * blocks;
-    if rows.len() < M * width {
-        rows.resize(M * width, 0.0);
+    let width = band.width();
+    let flat = band.covered() * M + M * LANES;
+    if rows.len() < M * flat {
+        rows.resize(M * flat, 0.0);
     }
-    let (y0, x0) = (M * run.row, M * run.column);
-    let columns = (geo.out_w - x0).min(M * run.len);
-    let height = M.min(geo.out_h - y0);
-    for b in 0..blocks {
-        let i = run.at + b * LANES;
+    for t in (band.lo..band.hi).step_by(LANES) {
         // Down the tile: Aᵀ over the six rows of points, then across: Aᵀ
         // over each output row's six columns. (Loops, not closures: a
         // closure LLVM leaves out of line runs without AVX2.)
@@ -392,18 +444,18 @@ fn transform_output_run(
         for (k2, down) in down.iter_mut().enumerate() {
             let mut m = [[0f32; LANES]; ALPHA];
             for (k1, m) in m.iter_mut().enumerate() {
-                *m = lanes(products, (k1 * ALPHA + k2) * point_stride + i);
+                *m = lanes(products, (k1 * ALPHA + k2) * point_stride + t - band.lo);
             }
             *down = output_sides(m);
         }
-        for (m1, out) in rows.chunks_exact_mut(width).take(height).enumerate() {
+        for (m1, out) in rows.chunks_exact_mut(flat).take(M).enumerate() {
             let mut d = [[0f32; LANES]; ALPHA];
             for (k2, d) in d.iter_mut().enumerate() {
                 *d = down[k2][m1];
             }
             let y = output_sides(d);
             // A tile's four columns side by side.
-            let out: &mut [f32; M * LANES] = (&mut out[b * M * LANES..][..M * LANES])
+            let out: &mut [f32; M * LANES] = (&mut out[M * t..][..M * LANES])
                 .try_into()
                 .expect("a block of tiles");
             for (l, o) in out.chunks_exact_mut(M).enumerate() {
@@ -411,8 +463,14 @@ fn transform_output_run(
             }
         }
     }
-    for (m1, out) in rows.chunks_exact(width).take(height).enumerate() {
-        region[m1 * geo.out_w..][..columns].copy_from_slice(&out[..columns]);
+    for (j, m1, x, n) in band.segments(geo.out_w, out_rows) {
+        let from = &rows[m1 * flat + j * width + x..][..n];
+        // SAFETY: the caller's: the segments are writable by this call
+        // alone.
+        unsafe {
+            let to = out.add((M * j + m1) * geo.out_w + x);
+            std::ptr::copy_nonoverlapping(from.as_ptr(), to, n);
+        }
     }
 }
 
@@ -421,157 +479,195 @@ impl F32Conv {
     /// weights transformed at load (`self.weights`, as
     /// [`transform_weights`] packs them).
     ///
-    /// The tiles go in bands of whole `nt`-tile groups, sized so that a
-    /// band's transformed input and products stay near the second-level
-    /// cache ([`BAND_BYTES`]); the threads split the bands. Per band: the
-    /// input transform of every channel, the 36 products on the tile loop,
-    /// and the output transform of every output channel with its bias and
-    /// activation.
+    /// The output goes in bands of whole rows of tiles, as many as keep a
+    /// band's transformed input near the second-level cache ([`BAND_BYTES`])
+    /// with the least padding to whole groups of `nt` tiles. Per band, the
+    /// threads split the input transform by input channels, then the
+    /// blocks of output channels: each block's 36 products on the tile
+    /// loop, then its output transform, bias and activation. (Bands split
+    /// between threads left one idle on maps of a few rows of tiles.)
     pub(super) fn eval_winograd(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
         let (g, k) = (&self.geo, &self.kernel);
         let per_row = g.out_w.div_ceil(M);
-        let tiles = per_row * g.out_h.div_ceil(M);
-        let rows = g.out_c.div_ceil(k.mr) * k.mr;
+        let tiles = g.out_h.div_ceil(M) * (per_row + 1);
         let groups = tiles.div_ceil(k.nt);
-        let group_bytes = POINTS * (g.in_c + k.mr) * k.nt * std::mem::size_of::<f32>();
-        let fits =
-            (self.band_bytes * BAND_BYTES / super::BAND_BYTES / group_bytes).clamp(1, groups);
-        let bands = groups
-            .div_ceil(fits)
-            .next_multiple_of(parallel::threads())
-            .min(groups);
-        let band_tiles = |b: usize| (groups * b / bands * k.nt).min(tiles);
-        let work = POINTS * rows * g.in_c * groups * k.nt;
-        let parts = parallel::parts(work, bands);
+        let group_bytes = POINTS * g.in_c * k.nt * std::mem::size_of::<f32>();
+        let budget = self.band_bytes * BAND_BYTES / super::BAND_BYTES;
+        let fits = (budget / group_bytes).clamp(1, groups);
+        let threads = parallel::threads();
+        // With a group per thread at least, the threads split the bands,
+        // each its own whole bands: one hand-over per convolution.
+        // Otherwise (a map of a few rows of tiles) band after band, the
+        // threads splitting each band's input transform by input channels,
+        // then its blocks of output channels.
+        let split = threads > 1 && groups >= threads;
+        let bands = if split {
+            groups.div_ceil(fits).next_multiple_of(threads).min(groups)
+        } else {
+            groups.div_ceil(fits)
+        };
+        let band_of = |b: usize| {
+            let start = (groups * b / bands * k.nt).min(tiles);
+            Flat::of(per_row, start..(groups * (b + 1) / bands * k.nt).min(tiles))
+        };
+        let blocks = g.out_c.div_ceil(k.mr);
+        let plane = g.in_h * g.in_w;
         let writer = DisjointWriter::new(y);
-        parallel::for_each_part(parts, |p| {
-            BUFFERS.with_borrow_mut(|buffers| {
-                for band in bands * p / parts..bands * (p + 1) / parts {
-                    let (t0, t1) = (band_tiles(band), band_tiles(band + 1));
-                    if t0 < t1 {
-                        self.winograd_band(x, t0..t1, buffers, &writer);
-                    }
-                }
+        if split {
+            let work = POINTS * blocks * k.mr * g.in_c * tiles;
+            let parts = parallel::parts(work, bands);
+            return parallel::for_each_part(parts, |p| {
+                INPUT.with_borrow_mut(|input| {
+                    BUFFERS.with_borrow_mut(|buffers| {
+                        for b in bands * p / parts..bands * (p + 1) / parts {
+                            let band = band_of(b);
+                            let stride = band.tiles().next_multiple_of(k.nt) + SPARE;
+                            let len = POINTS * g.in_c * stride;
+                            if input.len() < len {
+                                input.resize(len, 0.0);
+                            }
+                            let input = DisjointWriter::new(&mut input[..len]);
+                            for c in 0..g.in_c {
+                                let out = self.channel_input(&input, c, stride);
+                                let channel = &x[c * plane..][..plane];
+                                let stride = g.in_c * stride;
+                                transform_input(g, channel, band, &mut buffers.rows, out, stride);
+                            }
+                            // SAFETY: the transforms above are done.
+                            let input = unsafe { input.range(0, len) };
+                            for block in 0..blocks {
+                                self.winograd_block(input, stride, band, block, buffers, &writer);
+                            }
+                        }
+                    })
+                });
+                Ok(())
             });
+        }
+        INPUT.with_borrow_mut(|input| {
+            for b in 0..bands {
+                let band = band_of(b);
+                let stride = band.tiles().next_multiple_of(k.nt) + SPARE;
+                let len = POINTS * g.in_c * stride;
+                if input.len() < len {
+                    input.resize(len, 0.0);
+                }
+                {
+                    let input = DisjointWriter::new(&mut input[..len]);
+                    let work = g.in_c * band.tiles() * POINTS * 8;
+                    let parts = parallel::parts(work, g.in_c);
+                    parallel::for_each_part(parts, |p| {
+                        BUFFERS.with_borrow_mut(|buffers| {
+                            for c in g.in_c * p / parts..g.in_c * (p + 1) / parts {
+                                let out = self.channel_input(&input, c, stride);
+                                let channel = &x[c * plane..][..plane];
+                                let stride = g.in_c * stride;
+                                transform_input(g, channel, band, &mut buffers.rows, out, stride);
+                            }
+                        });
+                        Ok(())
+                    })?;
+                }
+                let input = &input[..len];
+                let work = POINTS * blocks * k.mr * g.in_c * band.tiles();
+                let parts = parallel::parts(work, blocks);
+                parallel::for_each_part(parts, |p| {
+                    BUFFERS.with_borrow_mut(|buffers| {
+                        for block in blocks * p / parts..blocks * (p + 1) / parts {
+                            self.winograd_block(input, stride, band, block, buffers, &writer);
+                        }
+                    });
+                    Ok(())
+                })?;
+            }
             Ok(())
         })
     }
 
-    /// Tiles `tiles` of one image: transforms, products, output.
-    fn winograd_band(
+    /// Where input channel `c`'s transformed tiles start in a band's
+    /// transformed input (`[POINTS][in_c][stride]`), for one input
+    /// transform to write alone.
+    fn channel_input(&self, input: &DisjointWriter<f32>, c: usize, stride: usize) -> *mut f32 {
+        let reach = (POINTS - 1) * self.geo.in_c * stride + stride;
+        // SAFETY: channel `c`'s places (`stride` at every point) are
+        // written by its transform alone, which the caller runs once.
+        unsafe { input.ptr(c * stride, reach) }
+    }
+
+    /// Output channel block `block` of a band: its 36 products of the
+    /// transformed `input` (`stride` tiles per channel and point), then
+    /// their output transform, bias and activation into the output.
+    fn winograd_block(
         &self,
-        x: &[f32],
-        tiles: std::ops::Range<usize>,
+        input: &[f32],
+        stride: usize,
+        band: Flat,
+        block: usize,
         buffers: &mut Buffers,
         y: &DisjointWriter<f32>,
     ) {
         let (g, k) = (&self.geo, &self.kernel);
-        let per_row = g.out_w.div_ceil(M);
         let blocks = g.out_c.div_ceil(k.mr);
-        let groups_end = tiles.len().next_multiple_of(k.nt);
-        let stride = groups_end + SPARE;
-        let runs = tile_runs(tiles.clone(), per_row);
-        let Buffers {
-            input,
-            products,
-            rows: scratch,
-        } = buffers;
+        let groups_end = band.tiles().next_multiple_of(k.nt);
+        let Buffers { products, rows } = buffers;
         // Tiles past the band's last (to its last whole group) are summed
-        // and dropped: whatever they hold is finite from the buffers' zeros
+        // and dropped: whatever they hold is finite, from the buffers' zeros
         // or an earlier band's transforms.
-        if input.len() < POINTS * g.in_c * stride {
-            input.resize(POINTS * g.in_c * stride, 0.0);
-        }
         if products.len() < POINTS * k.mr * stride {
             products.resize(POINTS * k.mr * stride, 0.0);
         }
-        let plane = g.in_h * g.in_w;
-        for c in 0..g.in_c {
-            let channel = &x[c * plane..][..plane];
-            for &run in &runs {
-                transform_input(
-                    g,
-                    channel,
-                    run,
-                    scratch,
-                    &mut input[c * stride..],
-                    g.in_c * stride,
-                );
-            }
-        }
-        // Per block of output channels: its products, a 1x1 convolution per
-        // point whose pixels are tiles, then their output transform while
-        // they are in cache. (The products of every block first, then every
-        // output transform, read each output channel's 36 points from 36
-        // places megabytes apart.)
+        // The input channels go in chunks whose tile groups stay in the
+        // first-level cache.
         let chunk = (self.chunk_bytes / (k.nt * std::mem::size_of::<f32>())).clamp(1, g.in_c);
         let tap = [0isize];
-        let out_plane = g.out_h * g.out_w;
-        for block in 0..blocks {
-            for point in 0..POINTS {
-                for c0 in (0..g.in_c).step_by(chunk) {
-                    let in_c = chunk.min(g.in_c - c0);
-                    for group in (0..groups_end).step_by(k.nt) {
-                        let w = ((point * blocks + block) * g.in_c + c0) * k.mr;
-                        let args = TileArgs {
-                            weights: self.weights[w..].as_ptr(),
-                            taps: tap.as_ptr(),
-                            tap_count: 1,
-                            image: input[(point * g.in_c + c0) * stride + group..].as_ptr(),
-                            channel_stride: stride as isize,
-                            in_c,
-                            out: products[point * k.mr * stride + group..].as_mut_ptr(),
-                            out_stride: stride,
-                            accumulate: c0 > 0,
-                            finishing: None,
-                        };
-                        // SAFETY: the packed weights hold `in_c * mr` per
-                        // point and block from `c0`'s; the transformed input
-                        // holds `nt` tiles of every channel from `group`
-                        // (`stride` is whole groups and spare tiles); the
-                        // products hold `mr` rows of `nt` from there,
-                        // `stride` apart, this thread's alone, written by the
-                        // first chunk; the kernel came from
-                        // `TileKernel::native`.
-                        unsafe { (k.run)(&args) };
-                    }
+        for point in 0..POINTS {
+            for c0 in (0..g.in_c).step_by(chunk) {
+                let in_c = chunk.min(g.in_c - c0);
+                for group in (0..groups_end).step_by(k.nt) {
+                    let w = ((point * blocks + block) * g.in_c + c0) * k.mr;
+                    let args = TileArgs {
+                        weights: self.weights[w..].as_ptr(),
+                        taps: tap.as_ptr(),
+                        tap_count: 1,
+                        image: input[(point * g.in_c + c0) * stride + group..].as_ptr(),
+                        channel_stride: stride as isize,
+                        in_c,
+                        out: products[point * k.mr * stride + group..].as_mut_ptr(),
+                        out_stride: stride,
+                        accumulate: c0 > 0,
+                        finishing: None,
+                    };
+                    // SAFETY: the packed weights hold `in_c * mr` per point
+                    // and block from `c0`'s; the transformed input holds
+                    // `nt` tiles of every channel and point from `group`
+                    // (`stride` is whole groups and spare tiles); the
+                    // products hold `mr` rows of `nt` from there, `stride`
+                    // apart, this thread's alone, written by the first
+                    // chunk; the kernel came from `TileKernel::native`.
+                    unsafe { (k.run)(&args) };
                 }
             }
-            for r in 0..k.mr.min(g.out_c - block * k.mr) {
-                let o = block * k.mr + r;
-                let biases = [self.bias[o]; M];
-                let post = self.post.as_ref().map(|p| ([p.0[o]; M], [p.1[o]; M]));
-                for &run in &runs {
-                    let (y0, x0) = (M * run.row, M * run.column);
-                    let columns = (g.out_w - x0).min(M * run.len);
-                    let height = M.min(g.out_h - y0);
-                    let start = o * out_plane + y0 * g.out_w + x0;
-                    let reach = (height - 1) * g.out_w + columns;
-                    // SAFETY: this band's tiles are its own output pixels.
-                    let at = unsafe { y.ptr(start, reach) };
-                    // SAFETY: `reach` values from `at`, this thread's alone.
-                    let region = unsafe { std::slice::from_raw_parts_mut(at, reach) };
-                    transform_output(
-                        g,
-                        &products[r * stride..],
-                        k.mr * stride,
-                        run,
-                        scratch,
-                        region,
-                    );
-                    let rows = super::Rows::in_place(at, columns, g.out_w);
-                    // SAFETY: `height` rows of `columns` values, `out_w`
-                    // apart, this thread's; the kernel came from
-                    // `TileKernel::native`.
-                    unsafe {
-                        (k.finish)(
-                            self.activation,
-                            rows,
-                            &biases[..height],
-                            post.as_ref().map(|(s, b)| (&s[..height], &b[..height])),
-                        )
-                    };
-                }
+        }
+        let out_plane = g.out_h * g.out_w;
+        let y0 = M * band.first_row;
+        let out_rows = (M * band.rows).min(g.out_h - y0);
+        let segments = band.segments(g.out_w, out_rows);
+        for r in 0..k.mr.min(g.out_c - block * k.mr) {
+            let o = block * k.mr + r;
+            // SAFETY: the band's segments of this block's channels are this
+            // part's alone (bands meeting inside a row of tiles write their
+            // own tiles' columns of it).
+            let out = unsafe { y.ptr(o * out_plane + y0 * g.out_w, out_rows * g.out_w) };
+            let products = &products[r * stride..];
+            transform_output(g, products, k.mr * stride, band, rows, out, out_rows);
+            let post = self.post.as_ref().map(|p| (&p.0[o..o + 1], &p.1[o..o + 1]));
+            for &(j, m1, x, n) in &segments {
+                // SAFETY: as above, `n` values of one segment.
+                let at = unsafe { out.add((M * j + m1) * g.out_w + x) };
+                let finished = super::Rows::in_place(at, n, n);
+                // SAFETY: one row of `n` values, this part's; the kernel
+                // came from `TileKernel::native`.
+                unsafe { (k.finish)(self.activation, finished, &self.bias[o..o + 1], post) };
             }
         }
     }
