@@ -19,6 +19,10 @@
 //!   12x32, 8x48 or 6x64 (channels x pixels), whichever pads the
 //!   convolution's channels and pixels least and stores fastest
 //!   ([`TileKernel::best_for`]); 6x16 on AVX2, 8x12 on NEON;
+//! - 3x3 convolutions of stride 1 run as Winograd F(4x4, 3x3)
+//!   (`winograd.rs`) where its cost model says it pays: 36 multiply-adds
+//!   per input channel and 4x4 outputs instead of 144, the 36 products on
+//!   the same tile loops, as 1x1 convolutions whose pixels are tiles;
 //! - maps of a few dozen pixels (a detection head's 3x3 and 5x5 levels),
 //!   whose flat tiles would be mostly padding columns and empty lanes, run
 //!   the other way round, on the same tile loops: output channels in the
