@@ -9,8 +9,9 @@
 //! The products run on the same tile loops as the direct convolution, as
 //! a 1x1 convolution whose "pixels" are tiles: each of the 36 points of the
 //! transformed weights `[out_c][in_c]` times the transformed input tiles
-//! `[in_c][tiles]`. The transforms work on whole rows of tiles, a tile per
-//! vector lane, so that they vectorize as plain loops on every CPU.
+//! `[in_c][tiles]`. The transforms work on bands of tiles laid out flat
+//! ([`Flat`]), a tile per vector lane, so that they vectorize as plain
+//! loops on every CPU.
 //!
 //! The output differs from the direct sum by rounding only: in float32,
 //! relative errors of about 1e-6 of the largest term.
