@@ -1312,12 +1312,20 @@ mod tests {
             geometry((1, 6, 10, 13), 9, (3, 3), (1, 1), 1, (2, 0), (0, 2)),
             geometry((1, 3, 3, 2), 4, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
             geometry((1, 40, 24, 30), 20, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            // Work enough for two threads at once: bands split between
+            // them; and a map of fewer tile groups than threads, each band's
+            // channels and blocks split between them.
+            geometry((1, 64, 32, 32), 64, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
+            geometry((1, 160, 8, 8), 160, (3, 3), (1, 1), 1, (1, 1), (1, 1)),
         ];
         let activations = Activation::EVERY_KIND;
         for kernel in TileKernel::all_native() {
             for (i, g) in cases.iter().enumerate() {
                 let act = activations[i % activations.len()];
                 let (x, w, bias) = operands(g, g.in_c * 9);
+                // The two largest cases do split between two threads.
+                let work = 36 * g.out_c * g.in_c * g.out_h.div_ceil(4) * (g.out_w.div_ceil(4) + 1);
+                assert!(i < 6 || work >= 2 * crate::parallel::MIN_WORK_PER_PART);
                 let shape = vec![g.batch, g.out_c, g.out_h, g.out_w];
                 let make = |act| {
                     F32Conv::packed(

@@ -292,7 +292,7 @@ vectorized!(
         band: Flat,
         rows: &mut Vec<f32>,
         out: *mut f32,
-        out_rows: usize
+        segments: &[(usize, usize, usize, usize)]
     )
 );
 
@@ -432,9 +432,9 @@ fn transform_input_plain(
 /// The output transform of `band`'s tiles in one output channel: point
 /// `p` of its `t`th tile is `products[p * point_stride + t]` (readable to
 /// [`SPARE`] places past the last); the 4x4 outputs that land in the output
-/// go to `out`, the output channel's rows from the band's first, `out_rows`
-/// of them (the band's [`Flat::segments`], which the caller makes writable
-/// for this call alone). `rows` is scratch.
+/// go to `out`, the output channel's rows from the band's first, at the
+/// band's `segments` ([`Flat::segments`]), which the caller makes writable
+/// for this call alone. `rows` is scratch.
 #[inline(always)]
 fn transform_output_plain(
     geo: &Geometry,
@@ -443,7 +443,7 @@ fn transform_output_plain(
     band: Flat,
     rows: &mut Vec<f32>,
     out: *mut f32,
-    out_rows: usize,
+    segments: &[(usize, usize, usize, usize)],
 ) {
     let width = band.width();
     let flat = band.covered() * M + M * LANES;
@@ -477,7 +477,7 @@ fn transform_output_plain(
             }
         }
     }
-    for (j, m1, x, n) in band.segments(geo.out_w, out_rows) {
+    for &(j, m1, x, n) in segments {
         let from = &rows[m1 * flat + j * width + x..][..n];
         // SAFETY: the caller's: the segments are writable by this call
         // alone.
@@ -493,13 +493,13 @@ impl F32Conv {
     /// weights transformed at load (`self.weights`, as
     /// [`transform_weights`] packs them).
     ///
-    /// The output goes in bands of whole rows of tiles, as many as keep a
-    /// band's transformed input near the second-level cache ([`BAND_BYTES`])
-    /// with the least padding to whole groups of `nt` tiles. Per band, the
-    /// threads split the input transform by input channels, then the
-    /// blocks of output channels: each block's 36 products on the tile
-    /// loop, then its output transform, bias and activation. (Bands split
-    /// between threads left one idle on maps of a few rows of tiles.)
+    /// The output goes in bands of whole groups of `nt` flat tiles
+    /// ([`Flat`]), as many as keep a band's transformed input near the
+    /// second-level cache ([`BAND_BYTES`]). Per band: the input transform
+    /// of every channel, then per block of output channels its 36 products
+    /// on the tile loop and their output transform, bias and activation.
+    /// The threads split the bands, or, on maps of fewer groups than
+    /// threads, each band's input channels, then its blocks.
     pub(super) fn eval_winograd(&self, x: &[f32], y: &mut [f32]) -> TractResult<()> {
         let (g, k) = (&self.geo, &self.kernel);
         let per_row = g.out_w.div_ceil(M);
@@ -558,7 +558,13 @@ impl F32Conv {
                 Ok(())
             });
         }
-        INPUT.with_borrow_mut(|input| {
+        // Taken, not borrowed, across the parallel parts: a pool thread
+        // waiting on them may run another engine's frame meanwhile, whose
+        // Winograd layers then make a buffer of their own instead of
+        // panicking on a second borrow.
+        let mut taken = INPUT.take();
+        let input = &mut taken;
+        let done = (|| -> TractResult<()> {
             for b in 0..bands {
                 let band = band_of(b);
                 let stride = band.tiles().next_multiple_of(k.nt) + SPARE;
@@ -595,7 +601,9 @@ impl F32Conv {
                 })?;
             }
             Ok(())
-        })
+        })();
+        INPUT.set(taken);
+        done
     }
 
     /// Where input channel `c`'s transformed tiles start in a band's
@@ -625,8 +633,8 @@ impl F32Conv {
         let groups_end = band.tiles().next_multiple_of(k.nt);
         let Buffers { products, rows } = buffers;
         // Tiles past the band's last (to its last whole group) are summed
-        // and dropped: whatever they hold is finite, from the buffers' zeros
-        // or an earlier band's transforms.
+        // and dropped: whatever they hold (the buffers' zeros, an earlier
+        // band's values) stays in its own lanes.
         if products.len() < POINTS * k.mr * stride {
             products.resize(POINTS * k.mr * stride, 0.0);
         }
@@ -673,7 +681,7 @@ impl F32Conv {
             // own tiles' columns of it).
             let out = unsafe { y.ptr(o * out_plane + y0 * g.out_w, out_rows * g.out_w) };
             let products = &products[r * stride..];
-            transform_output(g, products, k.mr * stride, band, rows, out, out_rows);
+            transform_output(g, products, k.mr * stride, band, rows, out, &segments);
             let post = self.post.as_ref().map(|p| (&p.0[o..o + 1], &p.1[o..o + 1]));
             for &(j, m1, x, n) in &segments {
                 // SAFETY: as above, `n` values of one segment.
