@@ -44,6 +44,7 @@ pub mod round;
 pub mod shuffle;
 pub mod tensor;
 pub mod unfold;
+mod vectorize;
 
 pub use audit::{KernelUse, Precision, audit};
 pub use float::{Dequantized, dequantize_activations};

@@ -13,6 +13,7 @@ use edgewise_graph::tract_onnx::tract_core::internal::*;
 
 use super::dense::DenseKernel;
 use super::depthwise::{Grid, depthwise_plane};
+use super::winograd::Winograd;
 use crate::geometry::Geometry;
 use crate::parallel::{self, DisjointWriter};
 use crate::round::{round_half_even, to_int};
@@ -24,6 +25,9 @@ pub(crate) enum Kernel {
     /// One matrix product per image: weights `[out_c, in_c * kh * kw]`
     /// packed once, the input unfolded into `[in_c * kh * kw, out_h * out_w]`.
     Dense(DenseKernel),
+    /// A dense 3x3 convolution of stride 1 as Winograd F(2x2, 3x3) on i16
+    /// pairs ([`super::winograd`]): the same sums in fewer products.
+    Winograd(Box<Winograd>),
     /// One filter per channel, `[channels, kh * kw]`, the weight zero
     /// point taken off; `wide` when one lies outside `-128..=128`. `grid`
     /// lays out each input plane for the taps.
@@ -102,6 +106,7 @@ impl Int8Conv {
     pub fn kernel_name(&self) -> String {
         match &self.kernel {
             Kernel::Dense(dense) => dense.name().to_string(),
+            Kernel::Winograd(winograd) => winograd.name(),
             Kernel::Depthwise { .. } => "edgewise_depthwise_i8".into(),
         }
     }
@@ -242,6 +247,16 @@ impl Int8Conv {
                             },
                         )
                     })
+                })?;
+            }
+            Kernel::Winograd(winograd) => {
+                let bias = self.bias.try_as_plain_ram()?.as_slice::<i32>()?;
+                let writer = DisjointWriter::new(out);
+                winograd.run(g, image, self.x0 as i8, bias, |c, y, x, sums| {
+                    // SAFETY: each block of tiles runs on one part and
+                    // writes only its own tiles' pixels.
+                    let out = unsafe { writer.range(c * n + y * g.out_w + x, sums.len()) };
+                    self.requantize(sums, None, self.scales[c], out, cast);
                 })?;
             }
             Kernel::Depthwise {

@@ -13,6 +13,7 @@ use tract_linalg::mmm::{Query, retain_best};
 use super::conv::{Int8Conv, Kernel};
 use super::dense::{DenseKernel, Matmul};
 use super::depthwise::Grid;
+use super::winograd::{self, Winograd};
 use super::{lut, pack, pairs, quantize};
 use crate::constant::{const_value, constant};
 use crate::geometry::Geometry;
@@ -181,10 +182,15 @@ fn build(model: &TypedModel, node: &TypedNode) -> Result<Int8Conv, String> {
         };
         // A weight zero point is taken off after the product, with each
         // pixel's input sum (`Int8Conv::weight_zero`).
-        if k0.iter().any(|&z| z != 0) {
+        let symmetric = k0.iter().all(|&z| z == 0);
+        if !symmetric {
             weight_zero = Some(k0);
         }
-        Kernel::Dense(DenseKernel::new(&geo, &weights, matmul)?)
+        if winograd::pays(&geo, symmetric) {
+            Kernel::Winograd(Box::new(Winograd::new(&geo, &weights)?))
+        } else {
+            Kernel::Dense(DenseKernel::new(&geo, &weights, matmul)?)
+        }
     } else if conv.group == in_c && out_c == in_c {
         if weights.len() != out_c * taps {
             return Err("its weights do not match its shape".into());

@@ -19,6 +19,7 @@ mod pack;
 mod pairs;
 mod quantize;
 mod shifted;
+mod winograd;
 
 pub use conv::Int8Conv;
 pub use install::{Installed, install};

@@ -34,10 +34,10 @@ pub(crate) fn preferred() -> bool {
     }
 }
 
-/// Packs two i8 values into one i32 holding them as i16s, `lo` first in
+/// Packs two values into one i32 holding them as i16s, `lo` first in
 /// memory (the lane order `vpmaddwd` pairs).
-fn pair(lo: i8, hi: i8) -> i32 {
-    (i32::from(hi) << 16) | (i32::from(lo) & 0xffff)
+pub(crate) fn pair(lo: impl Into<i16>, hi: impl Into<i16>) -> i32 {
+    (i32::from(hi.into()) << 16) | (i32::from(lo.into()) & 0xffff)
 }
 
 /// A `[m, k]` i8 weight matrix packed for the tile: per block of [`MR`]
@@ -50,16 +50,16 @@ pub(crate) struct PairKernel {
 }
 
 impl PairKernel {
-    /// Packs `weights` (`m` rows of `k`), zero past the last channel and
-    /// past an odd depth.
-    pub fn new(m: usize, k: usize, weights: &[i8]) -> PairKernel {
+    /// Packs `weights` (`m` rows of `k`, i8 or i16), zero past the last
+    /// channel and past an odd depth.
+    pub fn new<W: Copy + Default + Into<i16>>(m: usize, k: usize, weights: &[W]) -> PairKernel {
         assert_eq!(weights.len(), m * k, "weights of {m} x {k}");
         let pairs = k.div_ceil(2);
         let at = |c: usize, d: usize| {
             if c < m && d < k {
                 weights[c * k + d]
             } else {
-                0
+                W::default()
             }
         };
         let mut packed = Vec::with_capacity(m.div_ceil(MR) * pairs * MR);

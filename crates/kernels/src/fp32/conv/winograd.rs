@@ -18,6 +18,7 @@
 
 use super::{F32Conv, Geometry, TileArgs};
 use crate::parallel::{self, DisjointWriter};
+use crate::vectorize::vectorized;
 use edgewise_graph::tract_onnx::prelude::TractResult;
 
 /// Outputs per tile side.
@@ -236,35 +237,6 @@ impl Flat {
         }
         segments
     }
-}
-
-/// Whether the transforms can run on AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-}
-
-/// Defines `$name`, which runs `$plain` (an `#[inline(always)]` function)
-/// compiled for AVX2 and FMA where the CPU has them: the transforms are
-/// plain loops, a tile per lane, and four more lanes per vector than the
-/// x86-64 baseline gives them.
-macro_rules! vectorized {
-    ($name:ident, $avx2:ident, $plain:ident, ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx2($($arg: $ty),*) {
-            $plain($($arg),*)
-        }
-
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if avx2() {
-                // SAFETY: the CPU has AVX2 and FMA.
-                return unsafe { $avx2($($arg),*) };
-            }
-            $plain($($arg),*)
-        }
-    };
 }
 
 vectorized!(
