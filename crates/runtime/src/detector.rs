@@ -35,7 +35,9 @@ fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 /// A model, its manifest, and engines built for the input shapes met so far.
 pub struct Detector {
-    model: Model,
+    /// The model engines are built from; released once the only engine a
+    /// fixed input shape needs is built ([`Detector::infer`]).
+    model: Option<Model>,
     manifest: Manifest,
     decoder: Box<dyn Decoder>,
     /// The shape every image is brought to, for fixed-shape models (or when
@@ -70,7 +72,7 @@ impl Detector {
             .fixed_dims()
             .and_then(|d| manifest.input.hw_of(&d));
         Ok(Detector {
-            model,
+            model: Some(model),
             manifest,
             decoder,
             fixed: fixed_hw.or(own_hw),
@@ -182,8 +184,12 @@ impl Detector {
                     reason: format!("shape {shape:?} is not an image batch"),
                 })?;
         if !self.engines.contains_key(&shape) {
+            let model = self.model.as_ref().ok_or_else(|| RuntimeError::Engine {
+                action: "building an engine",
+                message: "the model was released after its fixed-shape engine was built; set the detector's options before its first frame".into(),
+            })?;
             let engine = Engine::with_options(
-                &self.model,
+                model,
                 &[InputShape {
                     name: None,
                     dims: shape.clone(),
@@ -191,6 +197,12 @@ impl Detector {
                 &self.options,
             )?;
             self.engines.insert(shape.clone(), engine);
+            // Every image of a fixed-shape detector comes to this shape:
+            // the model, which holds every weight once more, is not needed
+            // again, and the frames reuse its memory (YOLOX: 20 MB).
+            if self.fixed.is_some() {
+                self.model = None;
+            }
         }
         let t = Instant::now();
         let engine = self.engines.get_mut(&shape).expect("inserted above");
