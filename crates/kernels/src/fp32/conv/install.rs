@@ -10,6 +10,10 @@
 //!   in the forms tract's decluttering leaves them (`Silu` found, `Relu` and
 //!   `Clip` as `Max` and `Min`).
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::ops::array::Slice;
 use edgewise_graph::tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -38,6 +42,9 @@ pub struct ConvsInstalled {
     pub affine: usize,
     /// Activations folded in.
     pub activations: usize,
+    /// Convolutions whose packed weights are another's (the same values,
+    /// packed the same way): held once.
+    pub shared_weights: usize,
     /// Dense float convolutions left to tract: node and why.
     pub skipped: Vec<(String, String)>,
 }
@@ -51,6 +58,7 @@ pub fn install_convs(model: &mut TypedModel) -> TractResult<ConvsInstalled> {
         return Ok(report);
     };
     report.kernel = kernel.name.into();
+    let mut shared = SharedWeights::default();
     let candidates: Vec<usize> = model
         .nodes()
         .iter()
@@ -59,7 +67,7 @@ pub fn install_convs(model: &mut TypedModel) -> TractResult<ConvsInstalled> {
         .collect();
     for id in candidates {
         let node = model.node(id);
-        let op = match conv_op(model, node, kernel) {
+        let mut op = match conv_op(model, node, kernel) {
             Ok(Some(op)) => op,
             Ok(None) => continue,
             Err(reason) => {
@@ -67,6 +75,9 @@ pub fn install_convs(model: &mut TypedModel) -> TractResult<ConvsInstalled> {
                 continue;
             }
         };
+        if shared.share(&mut op.weights) {
+            report.shared_weights += 1;
+        }
         if op.is_depthwise() {
             report.depthwise += 1;
         } else if op.geo.kernel_h * op.geo.kernel_w == 1 {
@@ -78,6 +89,35 @@ pub fn install_convs(model: &mut TypedModel) -> TractResult<ConvsInstalled> {
         patch.apply(model)?;
     }
     Ok(report)
+}
+
+/// Packed weights installed so far, by content. Detectors whose head is
+/// shared across pyramid levels (RetinaNet, FCOS) run one filter bank on
+/// five maps: packed once per node, MobileNetV2+RetinaNet's head held five
+/// copies, four times that in Winograd's transformed weights.
+#[derive(Default)]
+struct SharedWeights(HashMap<u64, Vec<Arc<Vec<f32>>>>);
+
+impl SharedWeights {
+    /// Points `weights` at an installed copy of the same values, if there
+    /// is one (and says so); else records them. Folding a batch norm into
+    /// one of the sharers later copies its weights first (`Arc::make_mut`).
+    fn share(&mut self, weights: &mut Arc<Vec<f32>>) -> bool {
+        let same = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for v in weights.iter() {
+            v.to_bits().hash(&mut hasher);
+        }
+        let candidates = self.0.entry(hasher.finish()).or_default();
+        if let Some(installed) = candidates.iter().find(|w| same(w, weights)) {
+            *weights = installed.clone();
+            return true;
+        }
+        candidates.push(weights.clone());
+        false
+    }
 }
 
 /// The [`F32Conv`] for `node`: `Ok(None)` when it is not a dense float
@@ -454,6 +494,24 @@ mod tests {
     use crate::fp32::{Installed, install};
 
     use super::*;
+
+    /// Equal packed weights are held once; weights that differ in one bit
+    /// (0.0 and -0.0) or in length are not shared.
+    #[test]
+    fn equal_packed_weights_are_held_once() {
+        let mut shared = SharedWeights::default();
+        let first = Arc::new(vec![1.0f32, 0.0, -2.5]);
+        let mut a = first.clone();
+        assert!(!shared.share(&mut a));
+        let mut b = Arc::new(vec![1.0f32, 0.0, -2.5]);
+        assert!(shared.share(&mut b));
+        assert!(Arc::ptr_eq(&b, &first));
+        let mut c = Arc::new(vec![1.0f32, -0.0, -2.5]);
+        assert!(!shared.share(&mut c));
+        let mut d = Arc::new(vec![1.0f32, 0.0]);
+        assert!(!shared.share(&mut d));
+        assert!(!Arc::ptr_eq(&c, &first) && !Arc::ptr_eq(&d, &first));
+    }
 
     /// Every pattern the rewrite takes, and two it leaves: a 3x3 convolution
     /// with `Relu`, a strided 5x5 one with `Clip(0, 6)`, a batch norm then
