@@ -199,3 +199,39 @@ pub fn valid_range(
     };
     (lo.min(hi), hi)
 }
+
+#[cfg(test)]
+/// A geometry for tests: `(batch, in_c, in_h, in_w)`, `out_c`, kernel,
+/// stride, dilation, `(pad_top, pad_left)`, `(pad_bottom, pad_right)`;
+/// the bottom and right padding make the output size below.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn geometry(
+    (batch, in_c, in_h, in_w): (usize, usize, usize, usize),
+    out_c: usize,
+    (kernel_h, kernel_w): (usize, usize),
+    (stride_h, stride_w): (usize, usize),
+    dilation: usize,
+    (pad_top, pad_left): (usize, usize),
+    (pad_bottom, pad_right): (usize, usize),
+) -> Geometry {
+    let out = |len: usize, k: usize, s: usize, before: usize, after: usize| {
+        (len + before + after - dilation * (k - 1) - 1) / s + 1
+    };
+    Geometry {
+        batch,
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        out_h: out(in_h, kernel_h, stride_h, pad_top, pad_bottom),
+        out_w: out(in_w, kernel_w, stride_w, pad_left, pad_right),
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        dilation_h: dilation,
+        dilation_w: dilation,
+        pad_top,
+        pad_left,
+    }
+}

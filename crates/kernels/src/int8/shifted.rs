@@ -310,23 +310,7 @@ mod tests {
     /// order.
     #[test]
     fn segments_cover_the_real_outputs() {
-        let geo = Geometry {
-            batch: 1,
-            in_c: 1,
-            in_h: 10,
-            in_w: 10,
-            out_c: 1,
-            out_h: 10,
-            out_w: 10,
-            kernel_h: 3,
-            kernel_w: 3,
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: 1,
-            pad_left: 1,
-        };
+        let geo = crate::geometry::geometry((1, 1, 10, 10), 1, (3, 3), (1, 1), 1, (1, 1), (1, 1));
         let shifted = Shifted::new(&geo, 4);
         // 10 columns and one of padding, shared by a row's end and the next
         // row's start.

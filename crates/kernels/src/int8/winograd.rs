@@ -433,30 +433,14 @@ mod tests {
 
     /// A 3x3 convolution of stride 1 on `in_c` planes of `h x w` into
     /// `out_c`, padded `(top, left)` before and `(bottom, right)` after.
-    fn geometry(
+    fn conv3x3(
         in_c: usize,
         (h, w): (usize, usize),
         out_c: usize,
-        (top, left): (usize, usize),
-        (bottom, right): (usize, usize),
+        before: (usize, usize),
+        after: (usize, usize),
     ) -> Geometry {
-        Geometry {
-            batch: 1,
-            in_c,
-            in_h: h,
-            in_w: w,
-            out_c,
-            out_h: h + top + bottom - 2,
-            out_w: w + left + right - 2,
-            kernel_h: 3,
-            kernel_w: 3,
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: top,
-            pad_left: left,
-        }
+        crate::geometry::geometry((1, in_c, h, w), out_c, (3, 3), (1, 1), 1, before, after)
     }
 
     /// `bias[o] + sum(w * x)`, `x` read as `x0` in the padding.
@@ -513,13 +497,13 @@ mod tests {
     #[test]
     fn sums_match_the_direct_convolution() {
         let cases = [
-            (geometry(5, (9, 11), 7, (1, 1), (1, 1)), false),
-            (geometry(4, (8, 8), 16, (0, 0), (0, 0)), false),
-            (geometry(3, (7, 6), 17, (2, 0), (0, 2)), false),
-            (geometry(1, (3, 3), 2, (1, 1), (1, 1)), false),
-            (geometry(16, (37, 83), 20, (1, 1), (1, 1)), false),
-            (geometry(64, (32, 32), 64, (1, 1), (1, 1)), false),
-            (geometry(301, (6, 5), 3, (1, 1), (1, 1)), true),
+            (conv3x3(5, (9, 11), 7, (1, 1), (1, 1)), false),
+            (conv3x3(4, (8, 8), 16, (0, 0), (0, 0)), false),
+            (conv3x3(3, (7, 6), 17, (2, 0), (0, 2)), false),
+            (conv3x3(1, (3, 3), 2, (1, 1), (1, 1)), false),
+            (conv3x3(16, (37, 83), 20, (1, 1), (1, 1)), false),
+            (conv3x3(64, (32, 32), 64, (1, 1), (1, 1)), false),
+            (conv3x3(301, (6, 5), 3, (1, 1), (1, 1)), true),
         ];
         for (i, (g, extreme)) in cases.iter().enumerate() {
             let pseudo = |n: usize, a: usize, m: usize| -> Vec<i8> {

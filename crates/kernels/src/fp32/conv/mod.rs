@@ -1096,6 +1096,7 @@ mod tests {
     use tract_linalg::multithread::{Executor, multithread_tract_scope};
 
     use super::*;
+    use crate::geometry::geometry;
 
     /// The convolution by its definition, with an activation.
     fn reference(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32], act: Activation) -> Vec<f32> {
@@ -1134,40 +1135,6 @@ mod tests {
             }
         }
         y
-    }
-
-    /// A geometry: `(batch, in_c, in_h, in_w, out_c, kernel, stride, dilation, pad_top, pad_left)`;
-    /// the bottom and right padding make the output size below.
-    #[allow(clippy::too_many_arguments)]
-    fn geometry(
-        (batch, in_c, in_h, in_w): (usize, usize, usize, usize),
-        out_c: usize,
-        (kernel_h, kernel_w): (usize, usize),
-        (stride_h, stride_w): (usize, usize),
-        dilation: usize,
-        (pad_top, pad_left): (usize, usize),
-        (pad_bottom, pad_right): (usize, usize),
-    ) -> Geometry {
-        let out = |len: usize, k: usize, s: usize, before: usize, after: usize| {
-            (len + before + after - dilation * (k - 1) - 1) / s + 1
-        };
-        Geometry {
-            batch,
-            in_c,
-            in_h,
-            in_w,
-            out_c,
-            out_h: out(in_h, kernel_h, stride_h, pad_top, pad_bottom),
-            out_w: out(in_w, kernel_w, stride_w, pad_left, pad_right),
-            kernel_h,
-            kernel_w,
-            stride_h,
-            stride_w,
-            dilation_h: dilation,
-            dilation_w: dilation,
-            pad_top,
-            pad_left,
-        }
     }
 
     /// An input, weights (`per_output` each) and biases for `g`.
