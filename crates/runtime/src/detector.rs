@@ -82,6 +82,9 @@ impl Detector {
     }
 
     /// Runs a QDQ (INT8) model the way `mode` says (default: float).
+    ///
+    /// Set options before the first frame: a fixed-shape detector releases
+    /// its model once its engine is built, and cannot build another.
     pub fn with_qdq_mode(mut self, mode: QdqMode) -> Detector {
         self.options.qdq = mode;
         self.engines.clear();
@@ -89,7 +92,8 @@ impl Detector {
     }
 
     /// Runs the float work in `precision`, the nodes named by `keep_f32`
-    /// (name fragments) in f32 whatever it is.
+    /// (name fragments) in f32 whatever it is (before the first frame, as
+    /// [`Detector::with_qdq_mode`] says).
     pub fn with_precision(mut self, precision: FloatPrecision, keep_f32: Vec<String>) -> Detector {
         self.options.precision = precision;
         self.options.keep_f32 = keep_f32;
@@ -97,7 +101,8 @@ impl Detector {
         self
     }
 
-    /// Runs the dense float convolutions on `float_conv`'s kernels.
+    /// Runs the dense float convolutions on `float_conv`'s kernels (before
+    /// the first frame, as [`Detector::with_qdq_mode`] says).
     pub fn with_float_conv(mut self, float_conv: FloatConv) -> Detector {
         self.options.float_conv = float_conv;
         self.engines.clear();
@@ -184,10 +189,12 @@ impl Detector {
                     reason: format!("shape {shape:?} is not an image batch"),
                 })?;
         if !self.engines.contains_key(&shape) {
-            let model = self.model.as_ref().ok_or_else(|| RuntimeError::Engine {
-                action: "building an engine",
-                message: "the model was released after its fixed-shape engine was built; set the detector's options before its first frame".into(),
-            })?;
+            let model = self
+                .model
+                .as_ref()
+                .ok_or_else(|| RuntimeError::ModelReleased {
+                    shape: shape.clone(),
+                })?;
             let engine = Engine::with_options(
                 model,
                 &[InputShape {

@@ -25,6 +25,15 @@ pub enum RuntimeError {
         /// tract's message.
         message: String,
     },
+    /// A fixed-shape detector was asked for an engine after it released
+    /// its model.
+    #[error(
+        "no engine for input shape {shape:?}: this fixed-shape detector released its model once it built its engine; set its options (with_qdq_mode, with_precision, with_float_conv) before its first frame, and give it images brought to its fixed size"
+    )]
+    ModelReleased {
+        /// The shape asked for.
+        shape: Vec<usize>,
+    },
     /// The input given has the wrong shape.
     #[error("input {index} has shape {given:?}, but the engine was built for {expected:?}")]
     InputShape {

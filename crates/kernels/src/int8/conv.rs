@@ -6,7 +6,9 @@
 //! Dense convolutions run on tract-linalg's i8 x i8 -> i32 kernels (VNNI on
 //! x86, SDOT or SMLAL on aarch64), picked through tract's dispatch (AMX
 //! passed over, `super::install`), with the weights packed once;
-//! depthwise ones on [`super::depthwise`].
+//! depthwise ones on [`super::depthwise`]; dense 3x3 ones of stride 1, on
+//! CPUs whose int8 products are i16 pairs, as Winograd F(2x2, 3x3)
+//! ([`super::winograd`]).
 
 use edgewise_graph::tract_onnx::prelude::*;
 use edgewise_graph::tract_onnx::tract_core::internal::*;
@@ -59,7 +61,7 @@ pub struct Int8Conv {
     pub(crate) geo: Geometry,
     pub(crate) kernel: Kernel,
     /// Bias in i32 at scale `x_scale * w_scale[c]`, less the input zero
-    /// point times each filter's sum for dense kernels.
+    /// point times each filter's sum for dense and Winograd kernels.
     pub(crate) bias: Tensor,
     /// `x_scale * w_scale[c] / y_scale`, per output channel.
     pub(crate) scales: Vec<f32>,
@@ -177,8 +179,8 @@ impl Int8Conv {
 
     /// One image. A dense convolution splits its output pixels over the
     /// plan's threads (each part unfolds, packs and multiplies its own
-    /// pixels), a depthwise one its channels; small ones stay on one thread
-    /// ([`parallel::parts`]).
+    /// pixels), a Winograd one its blocks of tiles, a depthwise one its
+    /// channels; small ones stay on one thread ([`parallel::parts`]).
     fn eval_image<T: Datum + Copy>(
         &self,
         image: &[i8],

@@ -23,7 +23,8 @@ use crate::tensor::numbers;
 /// What [`install`] replaced, and what it left to tract, with the reason.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Installed {
-    /// Dense (group 1) convolutions now on [`Int8Conv`]'s matrix kernel.
+    /// Dense (group 1) convolutions now on [`Int8Conv`]'s matrix kernel or
+    /// its Winograd F(2x2, 3x3).
     pub dense: usize,
     /// Depthwise convolutions now on its direct loop.
     pub depthwise: usize,

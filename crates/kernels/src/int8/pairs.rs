@@ -40,7 +40,8 @@ pub(crate) fn pair(lo: impl Into<i16>, hi: impl Into<i16>) -> i32 {
     (i32::from(hi.into()) << 16) | (i32::from(lo.into()) & 0xffff)
 }
 
-/// A `[m, k]` i8 weight matrix packed for the tile: per block of [`MR`]
+/// A `[m, k]` i8 (or i16: Winograd's transformed weights) weight matrix
+/// packed for the tile: per block of [`MR`]
 /// channels, per pair of depths, the [`MR`] channels' pairs.
 #[derive(Clone, Debug)]
 pub(crate) struct PairKernel {
@@ -84,7 +85,8 @@ impl PairKernel {
     }
 
     /// Computes `sums[c * cols + j] = bias[c] + sum_d w[c, d] * x[d, j]`
-    /// for the `cols` columns packed in `packed` by [`pack_pairs`].
+    /// for the `cols` columns packed in `packed` by [`pack_pairs`] (or in
+    /// the same layout by Winograd's `pack`).
     pub fn run(&self, packed: &[i32], cols: usize, bias: &[i32], sums: &mut [i32]) {
         let (m, panel) = (self.m, Self::panel_len(self.k));
         assert!(

@@ -46,14 +46,19 @@ const BLOCK_BYTES: usize = 384 * 1024;
 
 /// Whether `g` runs as Winograd F(2x2, 3x3) on this CPU: a dense 3x3
 /// convolution of stride 1 and dilation 1, with symmetric weights, on a
-/// CPU whose int8 products are i16 pairs, with enough output channels for
-/// the transforms to pay (each input value is transformed once per output
-/// block, its cost shared by `out_c` products).
+/// CPU whose int8 products are i16 pairs, on a map where it takes fewer
+/// products, with enough output channels for the transforms to pay (each
+/// block of tiles is transformed once for all `out_c` output channels).
 pub(crate) fn pays(g: &Geometry, symmetric_weights: bool) -> bool {
     if std::env::var_os("EDGEWISE_NO_WINOGRAD").is_some() {
         return false;
     }
-    pairs::preferred() && fits(g, symmetric_weights) && g.out_c >= 16
+    // Fewer products than the direct loop's, counting the outputs that
+    // tiles past the map's edge compute and throw away (a 1x1 map: 16
+    // against 9).
+    let tiles = g.out_h.div_ceil(2) * g.out_w.div_ceil(2);
+    let fewer = 16 * tiles < 9 * g.out_h * g.out_w;
+    pairs::preferred() && fits(g, symmetric_weights) && g.out_c >= 16 && fewer
 }
 
 /// Whether [`Winograd`] can compute `g` (on any CPU).
@@ -86,6 +91,8 @@ struct Scratch {
     points: Vec<i16>,
     /// Two output rows of a segment.
     out: Vec<i32>,
+    /// A zero bias per output channel, for the products.
+    zeros: Vec<i32>,
 }
 
 thread_local! {
@@ -186,9 +193,10 @@ impl Winograd {
         let point_len = cols.div_ceil(NR) * panel;
         scratch.packed.resize(POINTS * point_len, 0);
         scratch.sums.resize(POINTS * g.out_c * cols, 0);
-        // Every column of every panel is written: lanes past `cols` and
-        // the pair past an odd channel count must read zero.
-        if !cols.is_multiple_of(NR) || !g.in_c.is_multiple_of(2) {
+        // Lanes past `cols` are multiplied too (and thrown away): zeros,
+        // not another block's values. `pack` writes the missing half of
+        // an odd channel count's last pair.
+        if !cols.is_multiple_of(NR) {
             scratch.packed.fill(0);
         }
         let tiles_w = g.out_w.div_ceil(2);
@@ -213,11 +221,11 @@ impl Winograd {
                 pack(first, second, at, &mut scratch.packed);
             }
         }
-        let zeros = vec![0i32; g.out_c];
+        scratch.zeros.resize(g.out_c, 0);
         for (point, kernel) in self.points.iter().enumerate() {
             let packed = &scratch.packed[point * point_len..(point + 1) * point_len];
             let sums = &mut scratch.sums[point * g.out_c * cols..(point + 1) * g.out_c * cols];
-            kernel.run(packed, cols, &zeros, sums);
+            kernel.run(packed, cols, &scratch.zeros, sums);
         }
         for (o, &bias) in bias.iter().enumerate().take(g.out_c) {
             for &(ty, tx, j0, len) in &segments {
