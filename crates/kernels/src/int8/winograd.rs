@@ -28,7 +28,7 @@ use std::ops::Range;
 use edgewise_graph::tract_onnx::prelude::TractResult;
 
 use super::pairs::{self, NR, PairKernel, pair};
-use crate::geometry::Geometry;
+use crate::geometry::{Geometry, valid_range};
 use crate::parallel;
 use crate::vectorize::vectorized;
 
@@ -227,13 +227,13 @@ impl Winograd {
             let sums = &mut scratch.sums[point * g.out_c * cols..(point + 1) * g.out_c * cols];
             kernel.run(packed, cols, &scratch.zeros, sums);
         }
+        let stride = g.out_c * cols;
         for (o, &bias) in bias.iter().enumerate().take(g.out_c) {
             for &(ty, tx, j0, len) in &segments {
                 let width = (2 * len).min(g.out_w - 2 * tx);
                 scratch.out.resize(4 * len, 0);
                 let (top, bottom) = scratch.out.split_at_mut(2 * len);
                 let first = o * cols + j0;
-                let stride = g.out_c * cols;
                 transform_output(&scratch.sums[first..], stride, bias, top, bottom);
                 emit(o, 2 * ty, 2 * tx, &top[..width]);
                 if 2 * ty + 1 < g.out_h {
@@ -301,17 +301,14 @@ fn transform_input_plain(
     rows.resize(8 * width, 0);
     let (d, t) = rows.split_at_mut(4 * width);
     // The four input rows the tiles read, x0 outside the plane.
-    let x_start = (2 * tx) as isize - g.pad_left as isize;
-    let inside_from = (-x_start).clamp(0, width as isize) as usize;
-    let inside_to =
-        (g.in_w as isize - x_start).clamp(inside_from as isize, width as isize) as usize;
+    let (inside_from, inside_to) = valid_range(2 * tx, g.pad_left, 1, g.in_w, width);
     for (i, row) in d.chunks_exact_mut(width).enumerate() {
         let y = (2 * ty + i) as isize - g.pad_top as isize;
         if y < 0 || y >= g.in_h as isize || inside_from == inside_to {
             row.fill(i16::from(x0));
             continue;
         }
-        let start = y as usize * g.in_w + (x_start + inside_from as isize) as usize;
+        let start = y as usize * g.in_w + inside_from + 2 * tx - g.pad_left;
         let src = &plane[start..start + (inside_to - inside_from)];
         row[..inside_from].fill(i16::from(x0));
         for (v, &x) in row[inside_from..inside_to].iter_mut().zip(src) {
