@@ -11,8 +11,8 @@ use edgewise_decode::Detection;
 use edgewise_graph::model::ValueInfo;
 use edgewise_graph::tract_onnx::prelude::Tensor;
 use edgewise_graph::{InputShape, Model};
-use edgewise_manifest::Manifest;
-use edgewise_runtime::{Detector, Engine, QdqMode, load_image, preprocess};
+use edgewise_manifest::{Input, Layout, Manifest};
+use edgewise_runtime::{Detector, Engine, Finisher, Prepared, QdqMode, load_image, preprocess};
 
 use crate::labels::Truth;
 use crate::map::{Image, MeanAp, mean_ap};
@@ -158,6 +158,9 @@ pub fn match_count(reference: &[Detection], candidate: &[Detection], iou: f32) -
 pub struct Fidelity {
     /// How the compared model ran (for QDQ models).
     pub qdq: Option<QdqMode>,
+    /// The noise floor ([`Comparison::noise_floor`]): the original against
+    /// itself on inputs moved by up to one gray level.
+    pub gray_level_noise: bool,
     /// Photos compared.
     pub photos: usize,
     /// Per probed tensor.
@@ -323,55 +326,158 @@ pub struct Comparison<'a> {
     pub truth: Option<&'a Truth>,
 }
 
+/// One model as compared: its probed engine and its detector.
+struct Side {
+    engine: Engine,
+    detector: Detector,
+    finisher: Finisher,
+}
+
+impl Side {
+    fn new(model: &Model, c: &Comparison, hw: [usize; 2], qdq: QdqMode) -> Result<Side> {
+        let shapes = std::slice::from_ref(c.shape);
+        let engine = Engine::with_qdq_mode(&probing(model, c.probes), shapes, c.threads, qdq)?;
+        let detector = Detector::new(model.clone(), c.manifest.clone(), Some(hw), c.threads)?
+            .with_qdq_mode(qdq);
+        let finisher = detector.finisher()?;
+        Ok(Side {
+            engine,
+            detector,
+            finisher,
+        })
+    }
+
+    /// The probed values and the detections of one preprocessed photo.
+    fn run(
+        &mut self,
+        probes: &[Probe],
+        prepared: Prepared,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Detection>)> {
+        let outputs = self.engine.run(vec![prepared.tensor.clone()])?;
+        let values = probes
+            .iter()
+            .map(|p| values_of(&self.engine, &outputs, &p.value))
+            .collect::<Result<_>>()?;
+        let detections = self.finisher.finish(self.detector.infer(prepared)?)?;
+        Ok((values, detections))
+    }
+}
+
+/// Moves every value of `prepared`'s input tensor by -1, 0 or +1 gray
+/// level of `input`'s normalization (`scale / std` of its channel): the
+/// smallest change an 8-bit photo can take. The same `seed` gives the same
+/// change.
+pub fn with_gray_level_noise(prepared: &mut Prepared, input: &Input, seed: u64) -> Result<()> {
+    let shape = prepared.tensor.shape().to_vec();
+    let channel_axis = match input.layout {
+        Layout::Nchw => 1,
+        Layout::Nhwc => shape.len().saturating_sub(1),
+    };
+    let channels = *shape
+        .get(channel_axis)
+        .context("the input tensor has no channel axis")?;
+    let inner: usize = shape[channel_axis + 1..].iter().product();
+    let step: Vec<f32> = (0..channels)
+        .map(|c| input.scale / input.std.get(c).copied().unwrap_or(1.0))
+        .collect();
+    let mut view = prepared
+        .tensor
+        .to_plain_array_view_mut::<f32>()
+        .context("the input tensor is not f32")?;
+    let values = view
+        .as_slice_mut()
+        .context("the input tensor is not contiguous")?;
+    let mut state = seed;
+    for (i, v) in values.iter_mut().enumerate() {
+        // SplitMix64: a fixed, well-mixed stream without a dependency.
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let level = (z % 3) as f32 - 1.0;
+        *v += level * step[(i / inner) % channels];
+    }
+    Ok(())
+}
+
 impl Comparison<'_> {
     /// Runs both models on every photo and measures their agreement, the
     /// candidate run in `qdq` mode.
     pub fn run(&self, qdq: QdqMode) -> Result<Fidelity> {
-        let shapes = std::slice::from_ref(self.shape);
-        let hw = self
-            .manifest
+        let hw = self.hw()?;
+        let mut reference = Side::new(self.reference, self, hw, QdqMode::default())?;
+        let mut candidate = Side::new(self.candidate, self, hw, qdq)?;
+        let is_qdq = self
+            .candidate
+            .graph
+            .nodes
+            .iter()
+            .any(|n| n.op_type == "DequantizeLinear");
+        let mut fidelity = self.measure(|prepared, _| {
+            let same = Prepared {
+                tensor: prepared.tensor.clone(),
+                letterbox: prepared.letterbox,
+            };
+            Ok((
+                reference.run(self.probes, same)?,
+                candidate.run(self.probes, prepared)?,
+            ))
+        })?;
+        fidelity.qdq = is_qdq.then_some(qdq);
+        Ok(fidelity)
+    }
+
+    /// The noise floor: the original against itself, its input moved by up
+    /// to one gray level per value ([`with_gray_level_noise`]). How far a
+    /// model's detections move for the smallest change a photo can take:
+    /// the scale to read a converted model's F1 and mAP on. A model whose
+    /// detections sit at its thresholds (PP-OCRv4 on handwriting) moves
+    /// far; no conversion can be expected to keep such detections better.
+    pub fn noise_floor(&self) -> Result<Fidelity> {
+        let hw = self.hw()?;
+        let mut reference = Side::new(self.reference, self, hw, QdqMode::default())?;
+        let mut fidelity = self.measure(|prepared, photo| {
+            let mut noisy = Prepared {
+                tensor: prepared.tensor.clone(),
+                letterbox: prepared.letterbox,
+            };
+            with_gray_level_noise(&mut noisy, &self.manifest.input, photo as u64)?;
+            Ok((
+                reference.run(self.probes, prepared)?,
+                reference.run(self.probes, noisy)?,
+            ))
+        })?;
+        fidelity.gray_level_noise = true;
+        Ok(fidelity)
+    }
+
+    fn hw(&self) -> Result<[usize; 2]> {
+        self.manifest
             .input
             .hw_of(&self.shape.dims)
-            .context("the input shape has no height and width")?;
-        let mut ref_engine =
-            Engine::from_model(&probing(self.reference, self.probes), shapes, self.threads)?;
-        let mut cand_engine = Engine::with_qdq_mode(
-            &probing(self.candidate, self.probes),
-            shapes,
-            self.threads,
-            qdq,
-        )?;
-        let mut ref_detector = Detector::new(
-            self.reference.clone(),
-            self.manifest.clone(),
-            Some(hw),
-            self.threads,
-        )?;
-        let mut cand_detector = Detector::new(
-            self.candidate.clone(),
-            self.manifest.clone(),
-            Some(hw),
-            self.threads,
-        )?
-        .with_qdq_mode(qdq);
+            .context("the input shape has no height and width")
+    }
+
+    /// Agreement over every photo of what `run_both` gives for it (given
+    /// the preprocessed photo and its index): the reference's probed values
+    /// and detections, then the candidate's.
+    fn measure(
+        &self,
+        mut run_both: impl FnMut(Prepared, usize) -> Result<Compared>,
+    ) -> Result<Fidelity> {
+        let hw = self.hw()?;
         let mut sums: Vec<Sums> = self.probes.iter().map(|_| Sums::default()).collect();
         let mut detections = DetectionAgreement::default();
         let mut images = vec![];
         let (mut found_ref, mut found_cand) = (vec![], vec![]);
-        for photo in self.photos {
+        for (ix, photo) in self.photos.iter().enumerate() {
             let image = load_image(photo)?;
-            let input = preprocess(&image, &self.manifest.input, Some(hw))?.tensor;
-            let a = ref_engine.run(vec![input.clone()])?;
-            let b = cand_engine.run(vec![input])?;
-            for (probe, sum) in self.probes.iter().zip(&mut sums) {
-                let (va, vb) = (
-                    values_of(&ref_engine, &a, &probe.value)?,
-                    values_of(&cand_engine, &b, &probe.value)?,
-                );
-                sum.add(&va, &vb);
+            let prepared = preprocess(&image, &self.manifest.input, Some(hw))?;
+            let ((va, r), (vb, c)) = run_both(prepared, ix)?;
+            for ((sum, a), b) in sums.iter_mut().zip(&va).zip(&vb) {
+                sum.add(a, b);
             }
-            let (r, _) = ref_detector.detect(&image)?;
-            let (c, _) = cand_detector.detect(&image)?;
             detections.add(&r, &c);
             if self.truth.is_some() {
                 found_ref.push(r.clone());
@@ -383,14 +489,9 @@ impl Comparison<'_> {
         let labels = self
             .truth
             .map(|truth| LabelScore::of(truth, &found_ref, &found_cand));
-        let is_qdq = self
-            .candidate
-            .graph
-            .nodes
-            .iter()
-            .any(|n| n.op_type == "DequantizeLinear");
         Ok(Fidelity {
-            qdq: is_qdq.then_some(qdq),
+            qdq: None,
+            gray_level_noise: false,
             photos: self.photos.len(),
             not_compared: self
                 .probes
@@ -416,6 +517,12 @@ impl Comparison<'_> {
     }
 }
 
+/// One photo through both sides: each one's probed values and detections.
+type Compared = (
+    (Vec<Vec<f32>>, Vec<Detection>),
+    (Vec<Vec<f32>>, Vec<Detection>),
+);
+
 /// The text report of one comparison.
 pub fn render(f: &Fidelity) -> String {
     use std::fmt::Write;
@@ -432,9 +539,14 @@ pub fn render(f: &Fidelity) -> String {
         i.map(|i| format!(" [{:.3}, {:.3}]", i.low, i.high))
             .unwrap_or_default()
     };
+    let what = if f.gray_level_noise {
+        "noise floor, the original against itself with each input value moved by -1, 0 or +1 gray level at random (what the smallest change of a photo does),"
+    } else {
+        "fidelity"
+    };
     let _ = writeln!(
         s,
-        "fidelity on {} held-back photos{how}: detections F1 {:.3}{} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
+        "{what} on {} held-back photos{how}: detections F1 {:.3}{} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
         f.photos,
         d.f1,
         interval(d.f1_interval),
@@ -475,10 +587,15 @@ pub fn render(f: &Fidelity) -> String {
         };
         let _ = writeln!(
             s,
-            "  against the labels ({} boxes of {}): original {}; converted {}; change {}",
+            "  against the labels ({} boxes of {}): original {}; {} {}; change {}",
             l.boxes,
             l.classes.join(", "),
             map(l.reference, l.reference_interval),
+            if f.gray_level_noise {
+                "with noise"
+            } else {
+                "converted"
+            },
             map(l.candidate, l.candidate_interval),
             match (l.reference, l.candidate) {
                 (Some(r), Some(c)) => format!(
@@ -512,6 +629,64 @@ mod tests {
     use edgewise_decode::BBox;
 
     use super::*;
+
+    /// `layout` with per-channel std 0.5, 1 and 2 on pixels scaled by 1/255.
+    fn input(layout: &str) -> Input {
+        toml::from_str(&format!(
+            "layout = \"{layout}\"\nsize = [2, 3]\ncolor = \"rgb\"\nresize = \"stretch\"\n\
+             scale = 0.00392156862745098\nmean = [0.0, 0.0, 0.0]\nstd = [0.5, 1.0, 2.0]"
+        ))
+        .unwrap()
+    }
+
+    fn noisy(shape: &[usize], input: &Input, seed: u64) -> Vec<f32> {
+        let mut prepared = Prepared {
+            tensor: Tensor::zero::<f32>(shape).unwrap(),
+            letterbox: edgewise_runtime::Letterbox {
+                scale_x: 1.0,
+                scale_y: 1.0,
+                pad_x: 0.0,
+                pad_y: 0.0,
+                original: (3, 2),
+            },
+        };
+        with_gray_level_noise(&mut prepared, input, seed).unwrap();
+        edgewise_graph::tensor::values::<f32>(&prepared.tensor)
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn gray_level_noise_moves_each_value_by_one_step_of_its_channel_at_most() {
+        let steps = [2.0 / 255.0, 1.0 / 255.0, 0.5 / 255.0];
+        for (layout, shape, channel_of) in [
+            (
+                "nchw",
+                [1, 3, 20, 30],
+                (|i: usize| i / 600) as fn(usize) -> usize,
+            ),
+            ("nhwc", [1, 20, 30, 3], |i: usize| i % 3),
+        ] {
+            let input = input(layout);
+            let values = noisy(&shape, &input, 7);
+            let mut seen = [[false; 3]; 3];
+            for (i, v) in values.iter().enumerate() {
+                let c = channel_of(i);
+                let level = v / steps[c];
+                assert!(
+                    (level - level.round()).abs() < 1e-4 && level.abs() < 1.5,
+                    "{layout}: value {i} moved by {v}, not a whole step of {}",
+                    steps[c]
+                );
+                seen[c][(level.round() + 1.0) as usize] = true;
+            }
+            // Every channel takes all three levels, and the same seed the
+            // same noise; another seed another.
+            assert_eq!(seen, [[true; 3]; 3], "{layout}");
+            assert_eq!(values, noisy(&shape, &input, 7));
+            assert_ne!(values, noisy(&shape, &input, 8));
+        }
+    }
 
     fn det(class: usize, score: f32, x: f32) -> Detection {
         Detection::new(
@@ -586,6 +761,7 @@ mod tests {
         assert!(
             render(&Fidelity {
                 qdq: None,
+                gray_level_noise: false,
                 photos: 5,
                 tensors: vec![],
                 not_compared: vec![],

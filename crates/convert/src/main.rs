@@ -435,7 +435,7 @@ fn run(cli: Cli) -> Result<()> {
                 reconstruct_seconds,
             };
             let report = quantize::quantize(&source, &out, &options)?;
-            let fidelity = match &held_back {
+            let measured = match &held_back {
                 Some(photos) => {
                     let shape = InputShape {
                         name: source.manifest.as_ref().and_then(|m| m.input.name.clone()),
@@ -450,20 +450,19 @@ fn run(cli: Cli) -> Result<()> {
                         BOTH_QDQ,
                     )?
                 }
-                None => vec![],
+                None => Measured::default(),
             };
             if json {
                 let value = serde_json::json!({
                     "schema": "edgewise.quantize/1",
                     "report": report,
-                    "fidelity": fidelity,
+                    "fidelity": measured.fidelity,
+                    "noise_floor": measured.noise_floor,
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", quantize::render(&report));
-                for f in &fidelity {
-                    print!("{}", edgewise_convert::fidelity::render(f));
-                }
+                print!("{}", measured.render());
             }
         }
         Command::Prune {
@@ -527,22 +526,21 @@ fn run(cli: Cli) -> Result<()> {
                 bench_runs,
             };
             let report = edgewise_convert::prune::prune(&source, &out, &options)?;
-            let fidelity = match &held_back {
+            let measured = match &held_back {
                 Some(photos) => compare(&source, &report.out, &shape, photos, threads, BOTH_QDQ)?,
-                None => vec![],
+                None => Measured::default(),
             };
             if json {
                 let value = serde_json::json!({
                     "schema": "edgewise.prune/1",
                     "report": report,
-                    "fidelity": fidelity,
+                    "fidelity": measured.fidelity,
+                    "noise_floor": measured.noise_floor,
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", edgewise_convert::prune::render(&report));
-                for f in &fidelity {
-                    print!("{}", edgewise_convert::fidelity::render(f));
-                }
+                print!("{}", measured.render());
             }
         }
         Command::Optimize {
@@ -628,19 +626,18 @@ fn run(cli: Cli) -> Result<()> {
             let shape = manifest_shape(&source, input_shape.as_deref())?;
             let photos = photos_in(&eval)?;
             let threads = threads.unwrap_or_else(edgewise_runtime::engine::default_threads);
-            let fidelity = compare(&source, &candidate, &shape, &photos, threads, &qdq)?;
+            let measured = compare(&source, &candidate, &shape, &photos, threads, &qdq)?;
             if json {
                 let value = serde_json::json!({
                     "schema": "edgewise.compare/1",
                     "model": source.onnx,
                     "candidate": candidate,
-                    "fidelity": fidelity,
+                    "fidelity": measured.fidelity,
+                    "noise_floor": measured.noise_floor,
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                for f in &fidelity {
-                    print!("{}", edgewise_convert::fidelity::render(f));
-                }
+                print!("{}", measured.render());
             }
         }
         Command::Preprocess {
@@ -726,7 +723,7 @@ fn disjoint_from(what: &str, photos: &[PathBuf], held_back: &[PathBuf]) -> Resul
 const BOTH_QDQ: &[QdqMode] = &[QdqMode::Float, QdqMode::Integer];
 
 /// The fidelity of `candidate` against the original model of `source`; a QDQ
-/// candidate once per mode of `qdq`.
+/// candidate once per mode of `qdq`; and the original's noise floor.
 fn compare(
     source: &ModelSource,
     candidate: &std::path::Path,
@@ -734,7 +731,7 @@ fn compare(
     photos: &[PathBuf],
     threads: usize,
     qdq: &[QdqMode],
-) -> Result<Vec<Fidelity>> {
+) -> Result<Measured> {
     let manifest = source.manifest.as_ref().expect("the caller checked it");
     // Labels beside the photos (the evaluation set's `labels.json`).
     let truth = match photos.first().and_then(|p| p.parent()) {
@@ -787,7 +784,33 @@ fn compare(
         truth: truth.as_ref(),
     };
     let modes: &[QdqMode] = if is_qdq { qdq } else { &[QdqMode::Float] };
-    modes.iter().map(|&mode| comparison.run(mode)).collect()
+    Ok(Measured {
+        fidelity: modes
+            .iter()
+            .map(|&mode| comparison.run(mode))
+            .collect::<Result<_>>()?,
+        noise_floor: Some(comparison.noise_floor()?),
+    })
+}
+
+/// What [`compare`] measured: the converted model's fidelity, and the
+/// original's own noise floor to read it against.
+#[derive(Default)]
+struct Measured {
+    /// One per way the converted model ran.
+    fidelity: Vec<Fidelity>,
+    /// The original against itself, its input moved by one gray level.
+    noise_floor: Option<Fidelity>,
+}
+
+impl Measured {
+    fn render(&self) -> String {
+        self.fidelity
+            .iter()
+            .chain(&self.noise_floor)
+            .map(edgewise_convert::fidelity::render)
+            .collect()
+    }
 }
 
 fn main() -> ExitCode {

@@ -384,8 +384,11 @@ impl Session<'_> {
             })
             .collect();
         if !quiet {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for line in &recorded {
-                println!("{}", serde_json::to_string(line)?);
+                writeln!(out, "{}", serde_json::to_string(line)?)
+                    .context("writing to standard output")?;
             }
         }
         eprintln!(
@@ -784,9 +787,21 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader went away (`edge-run ... | head`): it has what it
+        // wanted, as with any Unix filter.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edge-run: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has closed it.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

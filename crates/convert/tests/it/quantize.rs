@@ -430,6 +430,19 @@ fn compare_finds_a_model_identical_to_itself_and_preprocess_writes_tensors() {
     for t in f["tensors"].as_array().unwrap() {
         assert!(t["cosine"].as_f64().unwrap() > 0.999_999, "{t}");
     }
+    // The noise floor: the same original on inputs moved by one gray
+    // level, which moves every tensor a little.
+    let floor = &v["noise_floor"];
+    assert_eq!(floor["gray_level_noise"], true, "{floor}");
+    assert_eq!(
+        floor["detections"]["reference"],
+        f["detections"]["reference"]
+    );
+    assert!(floor["detections"]["f1"].as_f64().unwrap() > 0.0, "{floor}");
+    for t in floor["tensors"].as_array().unwrap() {
+        let cosine = t["cosine"].as_f64().unwrap();
+        assert!(cosine < 1.0 && cosine > 0.9, "{t}");
+    }
 
     let out = dir.path().join("inputs.bin");
     let (ok, _, err) = edge_convert(&[
