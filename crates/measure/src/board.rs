@@ -14,6 +14,57 @@ fn arch_of(target: &str) -> &str {
     }
 }
 
+/// The profile named `host` describes whatever machine runs the benchmark:
+/// its CPU, cores, SIMD features and clock (when the system reports one)
+/// replace the file's, and the peak per cycle is estimated from the widest
+/// vector unit (two pipes of it; CPUs that split wide vectors, like Zen 1
+/// for AVX2 or Zen 4 for AVX-512, reach half). Other profiles describe a
+/// board and come back unchanged.
+pub fn for_this_machine(mut board: Board, machine: &Machine) -> Board {
+    if board.name != "host" {
+        return board;
+    }
+    let has = |f: &str| machine.features.iter().any(|m| m == f);
+    // f32 lanes of the widest vector, and int8 multiply-adds per f32 lane
+    // (four with dot-product instructions, two through 16-bit pairs).
+    let (lanes, note) = if has("avx512f") {
+        (16, "AVX-512")
+    } else if has("avx2") && has("fma") {
+        (8, "AVX2 and FMA")
+    } else if has("neon") || machine.arch == "aarch64" {
+        (4, "NEON")
+    } else {
+        (4, "128-bit vectors")
+    };
+    let i8_per_lane = if has("avx512vnni") || has("avxvnni") || has("dotprod") {
+        4
+    } else {
+        2
+    };
+    board.title = format!("This machine ({}, {} cores)", machine.cpu, machine.cores);
+    board.soc = machine.cpu.clone();
+    board.core = machine.core.clone().unwrap_or_else(|| machine.arch.clone());
+    board.cores = machine.cores;
+    if let Some(mhz) = machine.max_clock_mhz.or(machine.clock_mhz) {
+        board.clock_ghz = mhz / 1000.0;
+    }
+    board.cpu.lacks = board
+        .cpu
+        .features
+        .iter()
+        .chain(&board.cpu.lacks)
+        .filter(|f| !has(f))
+        .cloned()
+        .collect();
+    board.cpu.features = machine.features.clone();
+    board.peak.f32_macs_per_cycle = 2 * lanes;
+    board.peak.i8_macs_per_cycle = 2 * lanes * i8_per_lane;
+    board.peak.note = format!(
+        "Per core, estimated from this CPU's {note}: two vector pipes of {lanes} f32 lanes, {i8_per_lane} int8 multiply-adds per lane (CPUs that split wide vectors reach half)"
+    );
+    board
+}
+
 /// Compares `machine` with `board` and gives the peak at `precision` on
 /// `threads` threads, with a warning for every difference that makes the
 /// share of peak (or the timings) unrepresentative of the board.
@@ -215,6 +266,46 @@ mod tests {
             !warnings.iter().any(|w| w.contains("describes")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn the_host_profile_describes_the_machine_it_runs_on() {
+        let file = Board::builtin("host").unwrap();
+        let mut m = pi4_machine();
+        m.arch = "x86_64".into();
+        m.core = None;
+        m.cores = 3;
+        m.max_clock_mhz = None;
+        m.clock_mhz = None;
+        m.cpu = "AMD EPYC".into();
+        m.features = vec!["avx".into(), "avx2".into(), "fma".into()];
+        let host = for_this_machine(file.clone(), &m);
+        let (found, warnings) = check(&host, &m, Precision::I8, 2);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(found.matches && host.title.contains("AMD EPYC, 3 cores"));
+        assert_eq!(host.cpu.features, m.features);
+        assert!(host.cpu.lacks.contains(&"avx512f".to_string()));
+        // Two pipes of 8 lanes; int8 through 16-bit pairs. The clock stays
+        // the file's when the system reports none.
+        assert_eq!(
+            (host.peak.f32_macs_per_cycle, host.peak.i8_macs_per_cycle),
+            (16, 32)
+        );
+        assert!((found.peak_gmacs - 32.0 * file.clock_ghz * 2.0).abs() < 1e-9);
+        m.features.extend(["avx512f".into(), "avx512vnni".into()]);
+        m.max_clock_mhz = Some(3000.0);
+        let host = for_this_machine(file, &m);
+        assert_eq!(
+            (
+                host.peak.f32_macs_per_cycle,
+                host.peak.i8_macs_per_cycle,
+                host.clock_ghz
+            ),
+            (32, 128, 3.0)
+        );
+        // A board's profile is the board's, whatever runs the benchmark.
+        let pi = Board::builtin("rpi4").unwrap();
+        assert_eq!(for_this_machine(pi.clone(), &m), pi);
     }
 
     fn check_x86(board: &Board) -> (BoardCheck, Vec<String>) {

@@ -419,7 +419,8 @@ fn summarize(lane: Lane, image: Option<&Path>, board: Option<&Board>) -> Result<
     let machine = Machine::detect();
     let mut warnings = vec![];
     let board_check = board.map(|b| {
-        let (check, mismatches) = crate::board::check(b, &machine, precision, budget.threads);
+        let b = crate::board::for_this_machine(b.clone(), &machine);
+        let (check, mismatches) = crate::board::check(&b, &machine, precision, budget.threads);
         warnings.extend(mismatches);
         check
     });
