@@ -377,11 +377,24 @@ mod tests {
         /// The largest difference, in output steps, between [`Int8Conv`]
         /// and tract's own quantized convolution, and the share that differ.
         fn compare(&self) -> (f32, f32, Installed) {
+            let (worst, differ, installed, _) = self.compare_kernels();
+            (worst, differ, installed)
+        }
+
+        /// [`Self::compare`], and the kernel names of the installed
+        /// [`Int8Conv`]s.
+        fn compare_kernels(&self) -> (f32, f32, Installed, Vec<String>) {
             let model = self.model();
             let shapes = vec![("x".to_string(), self.input.to_vec())];
             let typed = tract_model(&model, &shapes).unwrap().into_typed().unwrap();
             let mut ours = typed.clone();
             let installed = install(&mut ours).unwrap();
+            let kernels = ours
+                .nodes()
+                .iter()
+                .filter_map(|n| n.op_as::<Int8Conv>())
+                .map(Int8Conv::kernel_name)
+                .collect();
             let len: usize = self.input.iter().product();
             let x: Vec<f32> = (0..len)
                 .map(|i| ((i * 53 % 101) as f32 - 40.0) * 0.07)
@@ -408,7 +421,7 @@ mod tests {
                 .collect();
             let worst = steps.iter().copied().fold(0.0, f32::max);
             let differ = steps.iter().filter(|s| **s > 0.01).count();
-            (worst, differ as f32 / a.len() as f32, installed)
+            (worst, differ as f32 / a.len() as f32, installed, kernels)
         }
     }
 
@@ -519,6 +532,52 @@ mod tests {
             },
             false,
         );
+    }
+
+    /// The Winograd F(2x2, 3x3) path inside a whole [`Int8Conv`], where this
+    /// CPU takes it (AVX2 without VNNI): u8 inputs with their zero point,
+    /// a batch of two, uneven padding and a SiLU table folded in all give
+    /// tract's outputs. Elsewhere the same cases check the direct loop.
+    #[test]
+    fn winograd_convolutions_match_tract() {
+        let large = Case {
+            input: [1, 16, 30, 37],
+            out_c: 20,
+            input_zero: 5,
+            ..DENSE
+        };
+        let takes_winograd =
+            super::super::pairs::preferred() && std::env::var_os("EDGEWISE_NO_WINOGRAD").is_none();
+        for case in [
+            Case { ..large },
+            Case {
+                unsigned: true,
+                input_zero: -90,
+                ..large
+            },
+            Case {
+                input: [2, 16, 30, 37],
+                ..large
+            },
+            Case {
+                pads: [0, 2, 1, 0],
+                ..large
+            },
+            Case {
+                silu: true,
+                ..large
+            },
+        ] {
+            let (worst, differ, installed, kernels) = case.compare_kernels();
+            assert_eq!(installed.dense, 1, "{installed:?}");
+            assert_eq!(
+                kernels.iter().any(|k| k.contains("winograd")),
+                takes_winograd,
+                "{kernels:?}"
+            );
+            assert!(worst <= 1.01, "largest difference {worst} steps");
+            assert!(differ <= 0.02, "{differ} of the outputs differ");
+        }
     }
 
     /// A SiLU between the convolution and the next quantize becomes a table
