@@ -158,8 +158,8 @@ pub fn match_count(reference: &[Detection], candidate: &[Detection], iou: f32) -
 pub struct Fidelity {
     /// How the compared model ran (for QDQ models).
     pub qdq: Option<QdqMode>,
-    /// The noise floor ([`Comparison::noise_floor`]): the original against
-    /// itself on inputs moved by up to one gray level.
+    /// Whether this is the noise floor ([`Comparison::noise_floor`]): the
+    /// original against itself on inputs moved by up to one gray level.
     pub gray_level_noise: bool,
     /// Photos compared.
     pub photos: usize,
@@ -364,9 +364,10 @@ impl Side {
 }
 
 /// Moves every value of `prepared`'s input tensor by -1, 0 or +1 gray
-/// level of `input`'s normalization (`scale / std` of its channel): the
-/// smallest change an 8-bit photo can take. The same `seed` gives the same
-/// change.
+/// level of `input`'s normalization (`scale / std` of its channel), kept
+/// within gray levels 0 to 255: the smallest change an 8-bit photo can
+/// take (the letterbox padding takes it too). The same `seed` gives the
+/// same change.
 pub fn with_gray_level_noise(prepared: &mut Prepared, input: &Input, seed: u64) -> Result<()> {
     let shape = prepared.tensor.shape().to_vec();
     let channel_axis = match input.layout {
@@ -377,8 +378,20 @@ pub fn with_gray_level_noise(prepared: &mut Prepared, input: &Input, seed: u64) 
         .get(channel_axis)
         .context("the input tensor has no channel axis")?;
     let inner: usize = shape[channel_axis + 1..].iter().product();
+    // Per channel: one gray level, and the values of gray levels 0 and 255,
+    // which the noise does not leave (a white page stays white).
+    let of_gray = |c: usize, gray: f32| {
+        let std = input.std.get(c).copied().unwrap_or(1.0);
+        (gray * input.scale - input.mean.get(c).copied().unwrap_or(0.0)) / std
+    };
     let step: Vec<f32> = (0..channels)
-        .map(|c| input.scale / input.std.get(c).copied().unwrap_or(1.0))
+        .map(|c| of_gray(c, 1.0) - of_gray(c, 0.0))
+        .collect();
+    let bounds: Vec<(f32, f32)> = (0..channels)
+        .map(|c| {
+            let (a, b) = (of_gray(c, 0.0), of_gray(c, 255.0));
+            (a.min(b), a.max(b))
+        })
         .collect();
     let mut view = prepared
         .tensor
@@ -396,7 +409,16 @@ pub fn with_gray_level_noise(prepared: &mut Prepared, input: &Input, seed: u64) 
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         let level = (z % 3) as f32 - 1.0;
-        *v += level * step[(i / inner) % channels];
+        let c = (i / inner) % channels;
+        let (low, high) = bounds[c];
+        // A value already outside the pixels' range (padding of another
+        // normalization) keeps its noise rather than being clamped in.
+        let moved = *v + level * step[c];
+        *v = if (low..=high).contains(v) {
+            moved.clamp(low, high)
+        } else {
+            moved
+        };
     }
     Ok(())
 }
@@ -414,13 +436,9 @@ impl Comparison<'_> {
             .nodes
             .iter()
             .any(|n| n.op_type == "DequantizeLinear");
-        let mut fidelity = self.measure(|prepared, _| {
-            let same = Prepared {
-                tensor: prepared.tensor.clone(),
-                letterbox: prepared.letterbox,
-            };
+        let mut fidelity = self.measure(hw, |prepared, _| {
             Ok((
-                reference.run(self.probes, same)?,
+                reference.run(self.probes, prepared.clone())?,
                 candidate.run(self.probes, prepared)?,
             ))
         })?;
@@ -437,11 +455,8 @@ impl Comparison<'_> {
     pub fn noise_floor(&self) -> Result<Fidelity> {
         let hw = self.hw()?;
         let mut reference = Side::new(self.reference, self, hw, QdqMode::default())?;
-        let mut fidelity = self.measure(|prepared, photo| {
-            let mut noisy = Prepared {
-                tensor: prepared.tensor.clone(),
-                letterbox: prepared.letterbox,
-            };
+        let mut fidelity = self.measure(hw, |prepared, photo| {
+            let mut noisy = prepared.clone();
             with_gray_level_noise(&mut noisy, &self.manifest.input, photo as u64)?;
             Ok((
                 reference.run(self.probes, prepared)?,
@@ -460,13 +475,13 @@ impl Comparison<'_> {
     }
 
     /// Agreement over every photo of what `run_both` gives for it (given
-    /// the preprocessed photo and its index): the reference's probed values
+    /// the photo preprocessed to `hw` and its index): the reference's probed values
     /// and detections, then the candidate's.
     fn measure(
         &self,
+        hw: [usize; 2],
         mut run_both: impl FnMut(Prepared, usize) -> Result<Compared>,
     ) -> Result<Fidelity> {
-        let hw = self.hw()?;
         let mut sums: Vec<Sums> = self.probes.iter().map(|_| Sums::default()).collect();
         let mut detections = DetectionAgreement::default();
         let mut images = vec![];
@@ -539,6 +554,11 @@ pub fn render(f: &Fidelity) -> String {
         i.map(|i| format!(" [{:.3}, {:.3}]", i.low, i.high))
             .unwrap_or_default()
     };
+    let compared = if f.gray_level_noise {
+        "with noise"
+    } else {
+        "converted"
+    };
     let what = if f.gray_level_noise {
         "noise floor, the original against itself with each input value moved by -1, 0 or +1 gray level at random (what the smallest change of a photo does),"
     } else {
@@ -546,7 +566,7 @@ pub fn render(f: &Fidelity) -> String {
     };
     let _ = writeln!(
         s,
-        "{what} on {} held-back photos{how}: detections F1 {:.3}{} (precision {:.3}, recall {:.3}; {} matched of {} original, {} converted, IoU >= {MATCH_IOU})",
+        "{what} on {} held-back photos{how}: detections F1 {:.3}{} (precision {:.3}, recall {:.3}; {} matched of {} original, {} {compared}, IoU >= {MATCH_IOU})",
         f.photos,
         d.f1,
         interval(d.f1_interval),
@@ -591,11 +611,7 @@ pub fn render(f: &Fidelity) -> String {
             l.boxes,
             l.classes.join(", "),
             map(l.reference, l.reference_interval),
-            if f.gray_level_noise {
-                "with noise"
-            } else {
-                "converted"
-            },
+            compared,
             map(l.candidate, l.candidate_interval),
             match (l.reference, l.candidate) {
                 (Some(r), Some(c)) => format!(
@@ -630,11 +646,12 @@ mod tests {
 
     use super::*;
 
-    /// `layout` with per-channel std 0.5, 1 and 2 on pixels scaled by 1/255.
+    /// `layout` with per-channel std 0.5, 1 and 2 on pixels scaled by 1/255
+    /// and centred: a zero tensor is mid-gray.
     fn input(layout: &str) -> Input {
         toml::from_str(&format!(
             "layout = \"{layout}\"\nsize = [2, 3]\ncolor = \"rgb\"\nresize = \"stretch\"\n\
-             scale = 0.00392156862745098\nmean = [0.0, 0.0, 0.0]\nstd = [0.5, 1.0, 2.0]"
+             scale = 0.00392156862745098\nmean = [0.5, 0.5, 0.5]\nstd = [0.5, 1.0, 2.0]"
         ))
         .unwrap()
     }
@@ -686,6 +703,30 @@ mod tests {
             assert_eq!(values, noisy(&shape, &input, 7));
             assert_ne!(values, noisy(&shape, &input, 8));
         }
+        // White stays within white.
+        let input = input("nchw");
+        let white = [1.0f32, 1.0, 0.5, 0.5, 0.25, 0.25];
+        let mut prepared = Prepared {
+            tensor: Tensor::from_shape(&[1, 3, 1, 2], &white).unwrap(),
+            letterbox: edgewise_runtime::Letterbox {
+                scale_x: 1.0,
+                scale_y: 1.0,
+                pad_x: 0.0,
+                pad_y: 0.0,
+                original: (2, 1),
+            },
+        };
+        for seed in 0..8 {
+            with_gray_level_noise(&mut prepared, &input, seed).unwrap();
+        }
+        let values = edgewise_graph::tensor::values::<f32>(&prepared.tensor).unwrap();
+        for (i, (v, top)) in values.iter().zip(white).enumerate() {
+            assert!(*v <= top + 1e-6, "value {i}: {v} above white ({top})");
+        }
+        assert!(
+            values.iter().zip(white).any(|(v, top)| *v < top),
+            "{values:?}"
+        );
     }
 
     fn det(class: usize, score: f32, x: f32) -> Detection {

@@ -264,7 +264,8 @@ enum Command {
     },
     /// Compare a converted model (quantized by any tool, pruned) with the
     /// original on held-back photos: tensors at every stage boundary and
-    /// output, and detections.
+    /// output, and detections; then the original's noise floor, itself on
+    /// inputs moved by one gray level, to read those figures against.
     Compare {
         /// The original model's manifest.
         model: PathBuf,
@@ -448,6 +449,7 @@ fn run(cli: Cli) -> Result<()> {
                         photos,
                         options.threads,
                         BOTH_QDQ,
+                        false,
                     )?
                 }
                 None => Measured::default(),
@@ -527,7 +529,15 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = edgewise_convert::prune::prune(&source, &out, &options)?;
             let measured = match &held_back {
-                Some(photos) => compare(&source, &report.out, &shape, photos, threads, BOTH_QDQ)?,
+                Some(photos) => compare(
+                    &source,
+                    &report.out,
+                    &shape,
+                    photos,
+                    threads,
+                    BOTH_QDQ,
+                    false,
+                )?,
                 None => Measured::default(),
             };
             if json {
@@ -626,7 +636,7 @@ fn run(cli: Cli) -> Result<()> {
             let shape = manifest_shape(&source, input_shape.as_deref())?;
             let photos = photos_in(&eval)?;
             let threads = threads.unwrap_or_else(edgewise_runtime::engine::default_threads);
-            let measured = compare(&source, &candidate, &shape, &photos, threads, &qdq)?;
+            let measured = compare(&source, &candidate, &shape, &photos, threads, &qdq, true)?;
             if json {
                 let value = serde_json::json!({
                     "schema": "edgewise.compare/1",
@@ -723,7 +733,9 @@ fn disjoint_from(what: &str, photos: &[PathBuf], held_back: &[PathBuf]) -> Resul
 const BOTH_QDQ: &[QdqMode] = &[QdqMode::Float, QdqMode::Integer];
 
 /// The fidelity of `candidate` against the original model of `source`; a QDQ
-/// candidate once per mode of `qdq`; and the original's noise floor.
+/// candidate once per mode of `qdq`; and, with `noise_floor`, the
+/// original's noise floor (`compare` measures it; `quantize --eval` and
+/// `prune --eval` leave it out, as it costs two more runs of the original).
 fn compare(
     source: &ModelSource,
     candidate: &std::path::Path,
@@ -731,6 +743,7 @@ fn compare(
     photos: &[PathBuf],
     threads: usize,
     qdq: &[QdqMode],
+    noise_floor: bool,
 ) -> Result<Measured> {
     let manifest = source.manifest.as_ref().expect("the caller checked it");
     // Labels beside the photos (the evaluation set's `labels.json`).
@@ -789,7 +802,11 @@ fn compare(
             .iter()
             .map(|&mode| comparison.run(mode))
             .collect::<Result<_>>()?,
-        noise_floor: Some(comparison.noise_floor()?),
+        noise_floor: if noise_floor {
+            Some(comparison.noise_floor()?)
+        } else {
+            None
+        },
     })
 }
 
@@ -799,7 +816,8 @@ fn compare(
 struct Measured {
     /// One per way the converted model ran.
     fidelity: Vec<Fidelity>,
-    /// The original against itself, its input moved by one gray level.
+    /// The original against itself, its input moved by -1, 0 or +1 gray
+    /// level per value.
     noise_floor: Option<Fidelity>,
 }
 

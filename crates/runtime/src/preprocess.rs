@@ -42,7 +42,7 @@ impl Letterbox {
 }
 
 /// A preprocessed image.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Prepared {
     /// The input tensor (`[1,3,H,W]` or `[1,H,W,3]`, f32).
     pub tensor: Tensor,

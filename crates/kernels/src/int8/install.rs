@@ -537,7 +537,8 @@ mod tests {
     /// The Winograd F(2x2, 3x3) path inside a whole [`Int8Conv`], where this
     /// CPU takes it (AVX2 without VNNI): u8 inputs with their zero point,
     /// a batch of two, uneven padding and a SiLU table folded in all give
-    /// tract's outputs. Elsewhere the same cases check the direct loop.
+    /// tract's outputs. Elsewhere the same cases check the kernels that CPU
+    /// takes instead.
     #[test]
     fn winograd_convolutions_match_tract() {
         let large = Case {
