@@ -41,6 +41,12 @@ pub fn for_this_machine(mut board: Board, machine: &Machine) -> Board {
     } else {
         2
     };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let pipes = if splits_widest_vectors(&cpuinfo, &machine.features) {
+        1
+    } else {
+        2
+    };
     board.title = format!("This machine ({}, {} cores)", machine.cpu, machine.cores);
     board.soc = machine.cpu.clone();
     board.core = machine.core.clone().unwrap_or_else(|| machine.arch.clone());
@@ -57,12 +63,36 @@ pub fn for_this_machine(mut board: Board, machine: &Machine) -> Board {
         .cloned()
         .collect();
     board.cpu.features = machine.features.clone();
-    board.peak.f32_macs_per_cycle = 2 * lanes;
-    board.peak.i8_macs_per_cycle = 2 * lanes * i8_per_lane;
+    board.peak.f32_macs_per_cycle = pipes * lanes;
+    board.peak.i8_macs_per_cycle = pipes * lanes * i8_per_lane;
     board.peak.note = format!(
-        "Per core, estimated from this CPU's {note}: two vector pipes of {lanes} f32 lanes, {i8_per_lane} int8 multiply-adds per lane (CPUs that split wide vectors reach half)"
+        "Per core, estimated from this CPU's {note}: {pipes} vector pipe(s) of {lanes} f32 lanes at full width, {i8_per_lane} int8 multiply-adds per lane"
     );
     board
+}
+
+/// Whether the CPU of `cpuinfo` runs its widest vectors (of `features`)
+/// at half rate, as two halves: AMD's first Zen cores (family 23, models
+/// below 0x30) split AVX2, and Zen 4 (family 25, with AVX-512) splits
+/// AVX-512. Their peak per cycle is half of two full-width pipes.
+fn splits_widest_vectors(cpuinfo: &str, features: &[String]) -> bool {
+    let field = |key: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim())
+    };
+    if field("vendor_id") != Some("AuthenticAMD") {
+        return false;
+    }
+    let number = |key: &str| field(key).and_then(|v| v.parse::<u32>().ok());
+    let avx512 = features.iter().any(|f| f == "avx512f");
+    match (number("cpu family"), number("model")) {
+        (Some(23), Some(model)) => model < 0x30,
+        (Some(25), Some(_)) => avx512,
+        _ => false,
+    }
 }
 
 /// Compares `machine` with `board` and gives the peak at `precision` on
@@ -285,27 +315,47 @@ mod tests {
         assert!(found.matches && host.title.contains("AMD EPYC, 3 cores"));
         assert_eq!(host.cpu.features, m.features);
         assert!(host.cpu.lacks.contains(&"avx512f".to_string()));
-        // Two pipes of 8 lanes; int8 through 16-bit pairs. The clock stays
-        // the file's when the system reports none.
-        assert_eq!(
-            (host.peak.f32_macs_per_cycle, host.peak.i8_macs_per_cycle),
-            (16, 32)
-        );
-        assert!((found.peak_gmacs - 32.0 * file.clock_ghz * 2.0).abs() < 1e-9);
+        // Lanes of 8 (one or two pipes, as this CPU splits them or not);
+        // int8 through 16-bit pairs. The clock stays the file's when the
+        // system reports none.
+        let pipes = host.peak.f32_macs_per_cycle / 8;
+        assert!(pipes == 1 || pipes == 2, "{:?}", host.peak);
+        assert_eq!(host.peak.i8_macs_per_cycle, pipes * 16);
+        let i8_peak = f64::from(host.peak.i8_macs_per_cycle) * file.clock_ghz * 2.0;
+        assert!((found.peak_gmacs - i8_peak).abs() < 1e-9);
         m.features.extend(["avx512f".into(), "avx512vnni".into()]);
         m.max_clock_mhz = Some(3000.0);
         let host = for_this_machine(file, &m);
+        let pipes = host.peak.f32_macs_per_cycle / 16;
         assert_eq!(
-            (
-                host.peak.f32_macs_per_cycle,
-                host.peak.i8_macs_per_cycle,
-                host.clock_ghz
-            ),
-            (32, 128, 3.0)
+            (host.peak.i8_macs_per_cycle, host.clock_ghz),
+            (pipes * 64, 3.0)
         );
         // A board's profile is the board's, whatever runs the benchmark.
         let pi = Board::builtin("rpi4").unwrap();
         assert_eq!(for_this_machine(pi.clone(), &m), pi);
+    }
+
+    #[test]
+    fn zen_cores_that_split_their_widest_vectors_are_known() {
+        let cpu = |vendor: &str, family: u32, model: u32| {
+            format!(
+                "processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+            )
+        };
+        let avx2: Vec<String> = vec!["avx2".into(), "fma".into()];
+        let avx512: Vec<String> = vec!["avx2".into(), "avx512f".into()];
+        // Zen 1 splits AVX2; Zen 2 does not; Zen 4 splits AVX-512; Zen 3
+        // has none to split; Intel is not AMD.
+        assert!(splits_widest_vectors(&cpu("AuthenticAMD", 23, 1), &avx2));
+        assert!(!splits_widest_vectors(&cpu("AuthenticAMD", 23, 49), &avx2));
+        assert!(splits_widest_vectors(&cpu("AuthenticAMD", 25, 17), &avx512));
+        assert!(!splits_widest_vectors(&cpu("AuthenticAMD", 25, 1), &avx2));
+        assert!(!splits_widest_vectors(
+            &cpu("GenuineIntel", 6, 143),
+            &avx512
+        ));
+        assert!(!splits_widest_vectors("", &avx512));
     }
 
     fn check_x86(board: &Board) -> (BoardCheck, Vec<String>) {
