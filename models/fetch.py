@@ -315,8 +315,9 @@ def face_box(data: bytes, member: str, source: dict, where: str) -> tuple:
 
 
 def source_photo(archive: Path, source: dict, file: str, pins: dict, keep: float) -> dict:
-    """One labeled photo of a source archive, its files checked: the image,
-    its boxes and ignore boxes, and its bytes when they can stay as they are."""
+    """One photo of a source archive, its files checked: the image, its
+    boxes and ignore boxes (none for format "unlabeled"), and its bytes when
+    they can stay as they are."""
     from PIL import Image
 
     def checked(name):
@@ -325,23 +326,33 @@ def source_photo(archive: Path, source: dict, file: str, pins: dict, keep: float
             sys.exit(f"fetch: error: evalset.toml has no sha256 for {member}; add it to [sha256]")
         return check_sha256(read_member(archive, member), pins[member], f"{member} from {archive.name}")
 
-    image_name, labels_name = source["images"][file]
-    data, labels = checked(image_name), checked(labels_name)
+    image_name, *labels_name = source["images"][file]
+    fmt = source["format"]
+    if len(labels_name) != (0 if fmt == "unlabeled" else 1):
+        sys.exit(
+            f"fetch: error: evalset.toml: {file} of {source['pip']} must list its image"
+            f"{'' if fmt == 'unlabeled' else ' and its labels'} (format {fmt})"
+        )
+    labels_name = labels_name[0] if labels_name else image_name
+    data = checked(image_name)
     image = Image.open(io.BytesIO(data))
     image.load()
     where = f"{source['dir']}{labels_name} ({source['pip']})"
-    fmt = source["format"]
-    if fmt == "mot":
+    if fmt == "unlabeled":
+        # Agreement with the original model only: no true boxes.
+        boxes, ignore = [], []
+    elif fmt == "mot":
+        labels = checked(labels_name)
         boxes, ignore = mot_boxes(labels.decode(), int(Path(image_name).stem), source["min_visibility"])
     elif fmt == "voc":
-        boxes, ignore = voc_boxes(labels, image.size, source.get("classes", {}), where)
+        boxes, ignore = voc_boxes(checked(labels_name), image.size, source.get("classes", {}), where)
     elif fmt == "page":
-        boxes, ignore = page_boxes(labels, image.size, where)
+        boxes, ignore = page_boxes(checked(labels_name), image.size, where)
     elif fmt == "landmarks":
-        boxes, ignore = face_box(labels, labels_name, source, where)
+        boxes, ignore = face_box(checked(labels_name), labels_name, source, where)
     else:
-        sys.exit(f"fetch: error: evalset.toml: unknown format {fmt!r} (mot, voc, page, landmarks)")
-    if not boxes:
+        sys.exit(f"fetch: error: evalset.toml: unknown format {fmt!r} (mot, voc, page, landmarks, unlabeled)")
+    if not boxes and fmt != "unlabeled":
         sys.exit(f"fetch: error: {where} gives {image_name} no box; check its format ({fmt}) in evalset.toml")
     # Source bytes stay when the photo is used whole and already is what its
     # name says, in colour or gray; else it is written as PNG, in RGB.
