@@ -76,13 +76,7 @@ pub fn for_this_machine(mut board: Board, machine: &Machine) -> Board {
 /// below 0x30) split AVX2, and Zen 4 (family 25, with AVX-512) splits
 /// AVX-512. Their peak per cycle is half of two full-width pipes.
 fn splits_widest_vectors(cpuinfo: &str, features: &[String]) -> bool {
-    let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim())
-    };
+    let field = |key: &str| crate::machine::cpuinfo_field(cpuinfo, key);
     if field("vendor_id") != Some("AuthenticAMD") {
         return false;
     }

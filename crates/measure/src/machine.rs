@@ -39,13 +39,7 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         // A board's model (`Model: Raspberry Pi 4 Model B`) says more than an
         // Arm core's generic `model name` (`ARMv7 Processor rev 4`).
-        let field = |key: &str| {
-            cpuinfo
-                .lines()
-                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        };
+        let field = |key: &str| cpuinfo_field(&cpuinfo, key).map(str::to_string);
         let cpu = field("Model")
             .or_else(|| field("model name"))
             .or_else(|| field("Hardware"))
@@ -113,16 +107,20 @@ impl Machine {
     }
 }
 
+/// The value of the first `key : value` line of `/proc/cpuinfo` text
+/// whose key is `key`.
+pub(crate) fn cpuinfo_field<'a>(cpuinfo: &'a str, key: &str) -> Option<&'a str> {
+    cpuinfo
+        .lines()
+        .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim())
+}
+
 /// The Arm core named by the first `CPU part` of `/proc/cpuinfo` (Arm's
 /// implementer 0x41 part numbers, as in the Linux kernel's `cputype.h`).
 fn arm_core(cpuinfo: &str) -> Option<String> {
-    let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim())
-    };
+    let field = |key: &str| cpuinfo_field(cpuinfo, key);
     let part = field("CPU part")?;
     if field("CPU implementer") != Some("0x41") {
         // Not designed by Arm (Apple, Qualcomm Kryo, NVIDIA Carmel...).
